@@ -1,0 +1,158 @@
+# shellcheck shell=bash
+# Shared helpers for the compose/ scripts: settings, logging, package installs,
+# PID-file bookkeeping and health waits. Sourced, never run.
+
+set -euo pipefail
+
+COMPOSE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_DIR="$(cd "$COMPOSE_DIR/.." && pwd)"
+
+# One directory holds every byte of local state; `infra reset` removes it.
+# It lives outside the clone so a fresh checkout reuses a running stack, and
+# under /var so the postgres user can traverse it when we run as root.
+FRAMEWORKS_DATA_DIR="${FRAMEWORKS_DATA_DIR:-/var/lib/frameworks-dev}"
+# Downloads (Kafka's jars) and the cargo target dir: kept across clones and resets.
+FRAMEWORKS_CACHE_DIR="${FRAMEWORKS_CACHE_DIR:-/var/cache/frameworks-dev}"
+
+FRAMEWORKS_KAFKA_PORT="${FRAMEWORKS_KAFKA_PORT:-9092}"
+FRAMEWORKS_KAFKA_CONTROLLER_PORT="${FRAMEWORKS_KAFKA_CONTROLLER_PORT:-9093}"
+FRAMEWORKS_KAFKA_HEAP="${FRAMEWORKS_KAFKA_HEAP:-1g}"
+FRAMEWORKS_POSTGRES_PORT="${FRAMEWORKS_POSTGRES_PORT:-5432}"
+FRAMEWORKS_REDIS_PORT="${FRAMEWORKS_REDIS_PORT:-6379}"
+FRAMEWORKS_CLICKHOUSE_HTTP_PORT="${FRAMEWORKS_CLICKHOUSE_HTTP_PORT:-8123}"
+FRAMEWORKS_CLICKHOUSE_TCP_PORT="${FRAMEWORKS_CLICKHOUSE_TCP_PORT:-9000}"
+# Seconds each component gets to answer its health check after a start.
+FRAMEWORKS_START_TIMEOUT="${FRAMEWORKS_START_TIMEOUT:-90}"
+
+KAFKA_VERSION="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$COMPOSE_DIR/kafka/pom.xml")"
+
+RUN_DIR="$FRAMEWORKS_DATA_DIR/run"
+LOG_DIR="$FRAMEWORKS_DATA_DIR/logs"
+
+say() { printf '%s\n' "$*" >&2; }
+step() { printf '==> %s\n' "$*" >&2; }
+die() {
+    printf 'error: %s\n' "$*" >&2
+    exit 1
+}
+
+is_uint() { [[ "$1" =~ ^[0-9]+$ ]]; }
+
+validate_settings() {
+    local name value
+    for name in FRAMEWORKS_KAFKA_PORT FRAMEWORKS_KAFKA_CONTROLLER_PORT FRAMEWORKS_POSTGRES_PORT \
+        FRAMEWORKS_REDIS_PORT FRAMEWORKS_CLICKHOUSE_HTTP_PORT FRAMEWORKS_CLICKHOUSE_TCP_PORT; do
+        value="${!name}"
+        if ! is_uint "$value" || ((value < 1 || value > 65535)); then
+            die "$name='$value' is not a TCP port (1-65535)"
+        fi
+    done
+    is_uint "$FRAMEWORKS_START_TIMEOUT" || die "FRAMEWORKS_START_TIMEOUT='$FRAMEWORKS_START_TIMEOUT' is not a number of seconds"
+    [[ "$FRAMEWORKS_KAFKA_HEAP" =~ ^[0-9]+[mg]$ ]] || die "FRAMEWORKS_KAFKA_HEAP='$FRAMEWORKS_KAFKA_HEAP' is not a JVM heap size such as 512m or 1g"
+    [[ "$FRAMEWORKS_DATA_DIR" = /* ]] || die "FRAMEWORKS_DATA_DIR='$FRAMEWORKS_DATA_DIR' must be an absolute path"
+    [[ "$FRAMEWORKS_CACHE_DIR" = /* ]] || die "FRAMEWORKS_CACHE_DIR='$FRAMEWORKS_CACHE_DIR' must be an absolute path"
+}
+
+as_root() {
+    if ((EUID == 0)); then
+        "$@"
+    elif command -v sudo >/dev/null; then
+        sudo "$@"
+    else
+        die "'$*' needs root and sudo is not available"
+    fi
+}
+
+APT_UPDATED=""
+# ensure_packages PKG...: installs the Debian packages that are missing.
+ensure_packages() {
+    local missing=() pkg log="$FRAMEWORKS_CACHE_DIR/apt.log"
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    ((${#missing[@]} == 0)) && return 0
+    step "installing Debian packages: ${missing[*]}"
+    mkdir -p "$FRAMEWORKS_CACHE_DIR"
+    if [[ -z "$APT_UPDATED" ]]; then
+        as_root apt-get update >"$log" 2>&1 || die "apt-get update failed; see $log"
+        APT_UPDATED=1
+    fi
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -q --no-install-recommends "${missing[@]}" >>"$log" 2>&1 ||
+        die "failed to install Debian packages ${missing[*]}; see $log"
+}
+
+# port_owner PORT: prints the pid listening on 127.0.0.1:PORT (or any address), if any.
+port_owner() {
+    ss -Hltnp "sport = :$1" 2>/dev/null | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -n1
+}
+
+port_in_use() {
+    [[ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]]
+}
+
+# pid_of COMPONENT: the pid recorded for COMPONENT if that process is still ours.
+pid_of() {
+    local component="$1" pidfile="$RUN_DIR/$1.pid" pid expect
+    [[ -f "$pidfile" ]] || return 1
+    pid="$(head -n1 "$pidfile")"
+    is_uint "$pid" || return 1
+    [[ -r "/proc/$pid/cmdline" ]] || return 1
+    # A recycled pid must never be mistaken for ours: the command line has to match.
+    expect="$(sed -n 2p "$pidfile")"
+    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$expect" || return 1
+    printf '%s\n' "$pid"
+}
+
+# record_pid COMPONENT PID MARKER PORT: MARKER is a fragment of the command line that
+# identifies the process; PORT is the main port it was started on.
+record_pid() {
+    mkdir -p "$RUN_DIR"
+    printf '%s\n%s\n%s\n' "$2" "$3" "$4" >"$RUN_DIR/$1.pid"
+}
+
+# require_free_port COMPONENT SETTING PORT
+require_free_port() {
+    local owner
+    if port_in_use "$3"; then
+        owner="$(port_owner "$3")"
+        die "$1 cannot start: port $3 ($2) is already taken${owner:+ by pid $owner}, a process these scripts did not start. Stop it or set $2 to a free port."
+    fi
+}
+
+# wait_healthy COMPONENT PID CHECK-FUNCTION LOGFILE
+wait_healthy() {
+    local component="$1" pid="$2" check="$3" log="$4" deadline=$((SECONDS + FRAMEWORKS_START_TIMEOUT))
+    while ((SECONDS < deadline)); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            say "--- last lines of $log ---"
+            tail -n 20 "$log" >&2 || true
+            die "$component exited during start-up; see $log"
+        fi
+        if "$check"; then
+            return 0
+        fi
+        sleep 0.5
+    done
+    say "--- last lines of $log ---"
+    tail -n 20 "$log" >&2 || true
+    die "$component did not become healthy within ${FRAMEWORKS_START_TIMEOUT}s (FRAMEWORKS_START_TIMEOUT); see $log"
+}
+
+# stop_pid COMPONENT SIGNAL: stops the process recorded for COMPONENT, and only it.
+stop_component() {
+    local component="$1" signal="$2" pid
+    if ! pid="$(pid_of "$component")"; then
+        rm -f "$RUN_DIR/$component.pid"
+        say "$component: not running"
+        return 0
+    fi
+    kill -s "$signal" "$pid"
+    local deadline=$((SECONDS + 60))
+    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
+    if kill -0 "$pid" 2>/dev/null; then
+        say "$component: pid $pid ignored SIG$signal for 60s, sending SIGKILL"
+        kill -s KILL "$pid"
+    fi
+    rm -f "$RUN_DIR/$component.pid"
+    say "$component: stopped (pid $pid)"
+}
