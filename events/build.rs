@@ -1,0 +1,38 @@
+//! Compiles schemas/proto with protox (a protobuf compiler in Rust, so no
+//! `protoc` is needed on any machine) and generates the prost types.
+
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let proto_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../schemas/proto");
+    let files: Vec<PathBuf> = std::fs::read_dir(proto_root.join("frameworks/events/v1"))?
+        .map(|entry| entry.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    let mut files: Vec<PathBuf> = files
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|ext| ext == "proto"))
+        .collect();
+    files.sort();
+    println!("cargo:rerun-if-changed={}", proto_root.display());
+
+    let descriptors = protox::compile(&files, [&proto_root])?;
+    let mut config = prost_build::Config::new();
+    // Payload messages (every package below frameworks.events.v1) get proptest's
+    // Arbitrary so property tests can cover every event type without fixtures.
+    for family in [
+        "common",
+        "tenant",
+        "user",
+        "api_token",
+        "stream",
+        "infrastructure",
+        "telemetry",
+    ] {
+        config.type_attribute(
+            format!(".frameworks.events.v1.{family}"),
+            "#[cfg_attr(feature = \"arbitrary\", derive(proptest_derive::Arbitrary))]",
+        );
+    }
+    config.compile_fds(descriptors)?;
+    Ok(())
+}

@@ -1,0 +1,163 @@
+//! Consuming events as a consumer group, at least once.
+//!
+//! [`EventConsumer::next`] yields decoded events. A record that does not
+//! decode (garbage, an unknown event type, a schema version newer than this
+//! build) is written to the dead-letter topic with the reason, its offset is
+//! stored, and the consumer moves on: one bad record never stalls a group.
+//!
+//! Offsets are stored only when the caller acknowledges an event
+//! ([`EventConsumer::ack`]) and committed in the background, and synchronously
+//! before partitions are revoked: otherwise a rebalance would throw away the
+//! positions of work already done and cause needless reprocessing.
+
+use rdkafka::Message;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::ClientContext;
+use tracing::{debug, warn};
+
+use super::dead_letter::DeadLetter;
+use super::publisher::{EventPublisher, PublishError};
+use super::KafkaSettings;
+use crate::catalogue::{Catalogue, Topic};
+use crate::envelope::Event;
+
+/// An event and where it was read from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Received {
+    pub event: Event,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumeError {
+    #[error("kafka consumer: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("could not dead-letter an unreadable record: {0}")]
+    DeadLetter(#[from] PublishError),
+}
+
+/// Commits stored offsets before a rebalance takes partitions away.
+#[derive(Debug)]
+pub struct CommitOnRevoke;
+
+impl ClientContext for CommitOnRevoke {}
+
+impl ConsumerContext for CommitOnRevoke {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(partitions) = rebalance {
+            match consumer.commit_consumer_state(CommitMode::Sync) {
+                Ok(()) => debug!(partitions = partitions.count(), "committed before revoke"),
+                Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+                Err(error) => warn!(%error, "commit before revoke failed"),
+            }
+        }
+    }
+}
+
+pub struct EventConsumer {
+    consumer: StreamConsumer<CommitOnRevoke>,
+    dead_letters: EventPublisher,
+    catalogue: Catalogue,
+    group_id: String,
+}
+
+impl std::fmt::Debug for EventConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventConsumer").field("group_id", &self.group_id).finish_non_exhaustive()
+    }
+}
+
+impl EventConsumer {
+    /// Joins consumer group `group_id` on `topics`. A group with no committed
+    /// position starts from the beginning of the log.
+    pub fn subscribe(
+        settings: &KafkaSettings,
+        group_id: &str,
+        topics: &[Topic],
+    ) -> Result<Self, KafkaError> {
+        let catalogue = settings.catalogue();
+        let consumer: StreamConsumer<CommitOnRevoke> = settings
+            .client_config(group_id)
+            .set("group.id", group_id)
+            .set("enable.auto.commit", "true")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.commit.interval.ms", "1000")
+            .set("auto.offset.reset", "earliest")
+            .set("isolation.level", "read_committed")
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            .create_with_context(CommitOnRevoke)?;
+        let names: Vec<&str> = topics.iter().map(|&t| catalogue.name(t)).collect();
+        consumer.subscribe(&names)?;
+        let dead_letters = EventPublisher::new(settings, &format!("{group_id}-dead-letters"))?;
+        Ok(Self {
+            consumer,
+            dead_letters,
+            catalogue,
+            group_id: group_id.to_owned(),
+        })
+    }
+
+    pub fn group_id(&self) -> &str {
+        &self.group_id
+    }
+
+    /// The next readable event. Unreadable records met on the way are
+    /// dead-lettered and skipped.
+    pub async fn next(&self) -> Result<Received, ConsumeError> {
+        loop {
+            let message = self.consumer.recv().await?;
+            let decoded = match message.payload() {
+                Some(bytes) => Event::decode(bytes).map_err(|e| (e.reason(), e.to_string())),
+                None => Err(("empty-record", "the record has no value".to_owned())),
+            };
+            match decoded {
+                Ok(event) => {
+                    return Ok(Received {
+                        event,
+                        topic: message.topic().to_owned(),
+                        partition: message.partition(),
+                        offset: message.offset(),
+                    });
+                }
+                Err((reason, error)) => {
+                    let letter = DeadLetter::of(&message, &self.group_id, reason, error);
+                    warn!(
+                        group = %self.group_id, topic = message.topic(), partition = message.partition(),
+                        offset = message.offset(), reason, error = %letter.error,
+                        "unreadable record sent to the dead-letter topic"
+                    );
+                    self.dead_letters
+                        .send(
+                            self.catalogue.name(Topic::DeadLetter),
+                            letter.key.as_deref(),
+                            letter.payload.as_deref().unwrap_or_default(),
+                            letter.headers(),
+                        )
+                        .await?;
+                    // Only once the dead letter is safely written may the position move on.
+                    self.consumer
+                        .store_offset(message.topic(), message.partition(), message.offset())?;
+                }
+            }
+        }
+    }
+
+    /// Marks `received` (and everything before it on its partition) as done.
+    pub fn ack(&self, received: &Received) -> Result<(), KafkaError> {
+        self.consumer
+            .store_offset(&received.topic, received.partition, received.offset)
+    }
+
+    /// Commits acknowledged positions now instead of at the next interval.
+    pub fn commit(&self) -> Result<(), KafkaError> {
+        match self.consumer.commit_consumer_state(CommitMode::Sync) {
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(()),
+            other => other,
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! The FrameWorks event contract and the Kafka backbone it travels on.
+//!
+//! - [`proto`]: the prost types generated from `schemas/proto`.
+//! - [`registry`]: every event type, its payload message, aggregate, topic and
+//!   schema version, declared once.
+//! - [`envelope`]: [`Event`], the decoded envelope, and its wire codec.
+//! - [`catalogue`]: every Kafka topic the platform uses, with its partitions,
+//!   key, retention and cleanup policy.
+//! - [`kafka`]: settings, topic administration, the publisher and the consumer
+//!   that routes undecodable records to the dead-letter topic.
+
+pub mod catalogue;
+pub mod envelope;
+pub mod kafka;
+pub mod proto;
+pub mod registry;
+
+pub use catalogue::{Catalogue, CatalogueSettings, Topic};
+pub use envelope::{DecodeError, Event};
+pub use registry::{AggregateType, EventPayload, EventType};
