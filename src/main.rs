@@ -1,1 +1,53 @@
-fn main() {}
+//! `frameworks`: the one binary of the platform, a subcommand per role.
+//!
+//! Every setting is a flag with one environment variable beside it (shown by
+//! `--help`), validated before anything starts.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod dead_letters;
+mod logging;
+mod topics;
+
+#[derive(Debug, Parser)]
+#[command(name = "frameworks", version, about, propagate_version = true)]
+struct Cli {
+    #[command(flatten)]
+    logging: logging::LoggingSettings,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Topics(topics::TopicsCommand),
+    DeadLetters(dead_letters::DeadLettersCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(&cli.logging);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Topics(command) => command.run().await,
+            Command::DeadLetters(command) => command.run().await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

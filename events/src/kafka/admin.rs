@@ -19,7 +19,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use rdkafka::admin::{
-    AdminClient, AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication,
+    AdminClient, AdminOptions, AlterConfig, NewTopic, OwnedResourceSpecifier, ResourceSpecifier,
+    TopicReplication,
 };
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -53,14 +54,14 @@ impl ApplyReport {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
-    #[error("cannot reach Kafka at {brokers} for {operation}: {source}")]
+    #[error("cannot reach Kafka at {brokers} for {operation}")]
     Kafka {
         brokers: String,
         operation: &'static str,
         #[source]
         source: KafkaError,
     },
-    #[error("the metadata request task failed: {0}")]
+    #[error("the metadata request task failed")]
     MetadataTask(#[from] tokio::task::JoinError),
     #[error("{operation} of topic {topic} failed: {code}")]
     Topic {
@@ -157,12 +158,24 @@ async fn reconcile(
             .describe_configs(&resources, &options)
             .await
             .map_err(|source| kafka_error(settings, "describing topic configuration", source))?;
-        let mut alterations = Vec::new();
-        for (definition, result) in existing.iter().zip(described) {
+        // librdkafka does not promise to answer in request order: match by name.
+        let mut current: HashMap<String, rdkafka::admin::ConfigResource> = HashMap::new();
+        for result in described {
             let resource = result.map_err(|code| AdminError::Topic {
-                topic: definition.name.clone(),
+                topic: catalogue.settings().prefix.clone() + ".*",
                 operation: "describing configuration",
                 code,
+            })?;
+            if let OwnedResourceSpecifier::Topic(name) = &resource.specifier {
+                current.insert(name.clone(), resource);
+            }
+        }
+        let mut alterations = Vec::new();
+        for definition in &existing {
+            let resource = current.get(&definition.name).ok_or_else(|| AdminError::Topic {
+                topic: definition.name.clone(),
+                operation: "describing configuration (no answer for the topic)",
+                code: RDKafkaErrorCode::UnknownTopicOrPartition,
             })?;
             let drifted: Vec<(String, Option<String>, String)> = definition
                 .config

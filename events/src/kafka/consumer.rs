@@ -35,9 +35,9 @@ pub struct Received {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumeError {
-    #[error("kafka consumer: {0}")]
+    #[error("reading from Kafka failed")]
     Kafka(#[from] KafkaError),
-    #[error("could not dead-letter an unreadable record: {0}")]
+    #[error("could not dead-letter an unreadable record")]
     DeadLetter(#[from] PublishError),
 }
 

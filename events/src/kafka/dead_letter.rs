@@ -4,9 +4,16 @@
 //! can be replayed once a newer build understands it; why and where it
 //! failed travels in headers.
 
+use std::time::{Duration, Instant};
+
 use chrono::{DateTime, Utc};
-use rdkafka::Message;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+use super::KafkaSettings;
+use crate::catalogue::Topic;
 
 pub const REASON: &str = "fw-dlq-reason";
 pub const ERROR: &str = "fw-dlq-error";
@@ -100,6 +107,60 @@ impl DeadLetter {
             payload: message.payload().map(<[u8]>::to_vec),
         })
     }
+}
+
+/// Reads the dead-letter topic from its start to its current end, oldest
+/// first per partition, returning at most `limit` letters. Records without
+/// dead-letter headers (written by hand) are skipped.
+pub async fn read_dead_letters(
+    settings: &KafkaSettings,
+    limit: usize,
+) -> Result<Vec<DeadLetter>, KafkaError> {
+    let settings = settings.clone();
+    tokio::task::spawn_blocking(move || read_blocking(&settings, limit))
+        .await
+        .map_err(|_| KafkaError::Canceled)?
+}
+
+fn read_blocking(settings: &KafkaSettings, limit: usize) -> Result<Vec<DeadLetter>, KafkaError> {
+    let catalogue = settings.catalogue();
+    let topic = catalogue.name(Topic::DeadLetter);
+    let timeout = settings.timeout();
+    // No group: reading dead letters must not move anybody's committed position.
+    let consumer: BaseConsumer = settings
+        .client_config("frameworks-dead-letter-reader")
+        .set("enable.auto.commit", "false")
+        .set("group.id", "frameworks-dead-letter-reader")
+        .create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let mut assignment = TopicPartitionList::new();
+    let mut remaining = Vec::new();
+    for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+        let (low, high) = consumer.fetch_watermarks(topic, partition.id(), timeout)?;
+        if high > low {
+            assignment.add_partition_offset(topic, partition.id(), Offset::Offset(low))?;
+            remaining.push((partition.id(), high));
+        }
+    }
+    let mut letters = Vec::new();
+    if remaining.is_empty() {
+        return Ok(letters);
+    }
+    consumer.assign(&assignment)?;
+    let deadline = Instant::now() + timeout;
+    while !remaining.is_empty() && letters.len() < limit && Instant::now() < deadline {
+        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let message = message?;
+        if let Some(letter) = DeadLetter::from_record(&message) {
+            letters.push(letter);
+        }
+        remaining.retain(|&(partition, high)| {
+            !(partition == message.partition() && message.offset() + 1 >= high)
+        });
+    }
+    Ok(letters)
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ mod settings;
 
 pub use admin::{ApplyReport, TopicChange, apply_catalogue};
 pub use consumer::{EventConsumer, Received};
-pub use dead_letter::DeadLetter;
+pub use dead_letter::{DeadLetter, read_dead_letters};
 pub use publisher::{Delivered, EventPublisher};
 pub use settings::KafkaSettings;
 

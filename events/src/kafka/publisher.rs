@@ -22,7 +22,7 @@ pub struct Delivered {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("publishing to {topic} failed: {source}")]
+#[error("publishing to {topic} failed")]
 pub struct PublishError {
     pub topic: String,
     #[source]

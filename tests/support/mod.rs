@@ -1,0 +1,57 @@
+//! Helpers shared by the integration tests. They run against the real
+//! services `compose/infra up` starts on 127.0.0.1; each test works under
+//! its own topic prefix so tests never see each other's records.
+
+#![allow(dead_code)] // Each test binary uses a different part of this module.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use frameworks_events::catalogue::CatalogueSettings;
+use frameworks_events::kafka::{KafkaSettings, apply_catalogue};
+use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::client::DefaultClientContext;
+use uuid::Uuid;
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Kafka settings with a topic prefix no other test uses.
+pub fn isolated_kafka() -> KafkaSettings {
+    KafkaSettings {
+        brokers: std::env::var("FRAMEWORKS_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into()),
+        timeout_ms: 15_000,
+        catalogue: CatalogueSettings {
+            prefix: format!("test-{}", Uuid::now_v7().simple()),
+            ..CatalogueSettings::default()
+        },
+    }
+}
+
+/// Isolated settings with the catalogue already applied.
+pub async fn kafka_with_topics() -> KafkaSettings {
+    let settings = isolated_kafka();
+    apply_catalogue(&settings, &settings.catalogue()).await.unwrap_or_else(|e| {
+        panic!("Kafka at {} is not usable (is `compose/infra up` running?): {e:?}", settings.brokers)
+    });
+    settings
+}
+
+/// Deletes the test's topics so repeated runs do not pile partitions up.
+pub async fn drop_topics(settings: &KafkaSettings) {
+    let admin: AdminClient<DefaultClientContext> =
+        settings.client_config("test-cleanup").create().expect("admin client");
+    let catalogue = settings.catalogue();
+    let names: Vec<&str> = frameworks_events::Topic::ALL.iter().map(|&t| catalogue.name(t)).collect();
+    // Best effort: a failed clean-up must not hide the test's own verdict.
+    let _ = admin.delete_topics(&names, &AdminOptions::new()).await;
+}
+
+/// Runs `future`, failing the test if it takes longer than `limit`.
+pub async fn within<T>(limit: Duration, what: &str, future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(limit, future)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not finish within {limit:?}"))
+}
