@@ -156,3 +156,22 @@ stop_component() {
     rm -f "$RUN_DIR/$component.pid"
     say "$component: stopped (pid $pid)"
 }
+
+# Cargo's build output is shared by every clone on this machine, so a fresh
+# clone (and CI) reuses what an earlier run compiled.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$FRAMEWORKS_CACHE_DIR/target}"
+FRAMEWORKS_BIN="$CARGO_TARGET_DIR/debug/frameworks"
+
+ensure_rust() {
+    if ! command -v cargo >/dev/null && [[ -x "$HOME/.cargo/bin/cargo" ]]; then
+        export PATH="$HOME/.cargo/bin:$PATH"
+    fi
+    command -v cargo >/dev/null || die "cargo is not installed; install Rust (rustup) first"
+    # Linking librdkafka's bundled build needs a C toolchain and these headers.
+    ensure_packages build-essential pkg-config zlib1g-dev libssl-dev
+}
+
+build_frameworks() {
+    step "building the frameworks binary (target dir $CARGO_TARGET_DIR)"
+    (cd "$REPO_DIR" && cargo build --locked --bin frameworks) || die "cargo build failed"
+}

@@ -16,7 +16,9 @@ pub struct LoggingSettings {
 }
 
 fn parse_filter(value: &str) -> Result<String, String> {
-    EnvFilter::try_new(value).map(|_| value.to_owned()).map_err(|e| e.to_string())
+    EnvFilter::try_new(value)
+        .map(|_| value.to_owned())
+        .map_err(|e| e.to_string())
 }
 
 /// Logs go to stderr so that stdout stays the command's own output.

@@ -30,7 +30,10 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(&cli.logging);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");

@@ -52,7 +52,9 @@ async fn apply(kafka: &KafkaSettings) -> anyhow::Result<ExitCode> {
             TopicChange::Reconfigured(settings) => {
                 let detail: Vec<String> = settings
                     .iter()
-                    .map(|(key, found, now)| format!("{key} {} -> {now}", found.as_deref().unwrap_or("unset")))
+                    .map(|(key, found, now)| {
+                        format!("{key} {} -> {now}", found.as_deref().unwrap_or("unset"))
+                    })
                     .collect();
                 println!("{topic:<40} reconfigured: {}", detail.join(", "));
             }
@@ -62,12 +64,19 @@ async fn apply(kafka: &KafkaSettings) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    Ok(if drifted { ExitCode::from(3) } else { ExitCode::SUCCESS })
+    Ok(if drifted {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn list(kafka: &KafkaSettings) {
     let catalogue = kafka.catalogue();
-    println!("{:<40} {:>10} {:>8}  {:<12} key", "topic", "partitions", "replicas", "retention");
+    println!(
+        "{:<40} {:>10} {:>8}  {:<12} key",
+        "topic", "partitions", "replicas", "retention"
+    );
     for spec in TOPICS {
         let definition = catalogue.definition(spec.topic);
         let retention = match spec.retention {
@@ -77,7 +86,11 @@ fn list(kafka: &KafkaSettings) {
         };
         println!(
             "{:<40} {:>10} {:>8}  {:<12} {}",
-            definition.name, definition.partitions, definition.replication_factor, retention, spec.key
+            definition.name,
+            definition.partitions,
+            definition.replication_factor,
+            retention,
+            spec.key
         );
     }
 }

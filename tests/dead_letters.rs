@@ -22,13 +22,24 @@ async fn unreadable_records_are_dead_lettered_and_consumption_goes_on() {
     let stream_id = Uuid::now_v7().to_string();
     let key = Some(stream_id.as_bytes());
     let valid = |name: &str| {
-        Event::new(stream_id.clone(), StreamCreated { name: name.into(), ..Default::default() })
-            .with_tenant(Uuid::nil())
-            .with_sequence(1)
+        Event::new(
+            stream_id.clone(),
+            StreamCreated {
+                name: name.into(),
+                ..Default::default()
+            },
+        )
+        .with_tenant(Uuid::nil())
+        .with_sequence(1)
     };
     let raw = |bytes: Vec<u8>| {
         let publisher = &publisher;
-        async move { publisher.send(streams, key, &bytes, OwnedHeaders::new()).await.unwrap() }
+        async move {
+            publisher
+                .send(streams, key, &bytes, OwnedHeaders::new())
+                .await
+                .unwrap()
+        }
     };
 
     raw(b"\xff\xfe this is not protobuf".to_vec()).await;
@@ -46,34 +57,58 @@ async fn unreadable_records_are_dead_lettered_and_consumption_goes_on() {
 
     let group = format!("{}-projector", kafka.catalogue.prefix);
     let consumer = EventConsumer::subscribe(&kafka, &group, &[Topic::Streams]).unwrap();
-    within(Duration::from_secs(60), "reading past the bad records", async {
-        let got = consumer.next().await.unwrap();
-        assert_eq!(got.event, first);
-        consumer.ack(&got).unwrap();
-        let got = consumer.next().await.unwrap();
-        assert_eq!(got.event, second);
-        consumer.ack(&got).unwrap();
-    })
+    within(
+        Duration::from_secs(60),
+        "reading past the bad records",
+        async {
+            let got = consumer.next().await.unwrap();
+            assert_eq!(got.event, first);
+            consumer.ack(&got).unwrap();
+            let got = consumer.next().await.unwrap();
+            assert_eq!(got.event, second);
+            consumer.ack(&got).unwrap();
+        },
+    )
     .await;
     consumer.commit().unwrap();
 
-    let letters = within(Duration::from_secs(30), "reading dead letters", read_dead_letters(&kafka, 100))
-        .await
-        .unwrap();
+    let letters = within(
+        Duration::from_secs(30),
+        "reading dead letters",
+        read_dead_letters(&kafka, 100),
+    )
+    .await
+    .unwrap();
     let reasons: Vec<&str> = letters.iter().map(|l| l.reason.as_str()).collect();
     assert_eq!(
         reasons,
-        ["malformed-envelope", "unknown-event-type", "unsupported-schema-version", "malformed-envelope"]
+        [
+            "malformed-envelope",
+            "unknown-event-type",
+            "unsupported-schema-version",
+            "malformed-envelope"
+        ]
     );
     for letter in &letters {
         assert_eq!(letter.source_topic, streams);
         assert_eq!(letter.consumer_group, group);
         assert_eq!(letter.key.as_deref(), key, "the original key is kept");
     }
-    assert!(letters[1].error.contains("stream.teleported"), "{}", letters[1].error);
-    assert!(letters[2].error.contains("schema version 2"), "{}", letters[2].error);
+    assert!(
+        letters[1].error.contains("stream.teleported"),
+        "{}",
+        letters[1].error
+    );
+    assert!(
+        letters[2].error.contains("schema version 2"),
+        "{}",
+        letters[2].error
+    );
     // The original bytes are kept untouched, so the record can be replayed later.
-    assert_eq!(letters[0].payload.as_deref(), Some(&b"\xff\xfe this is not protobuf"[..]));
+    assert_eq!(
+        letters[0].payload.as_deref(),
+        Some(&b"\xff\xfe this is not protobuf"[..])
+    );
 
     // The group's position moved past the dead letters: a restarted member
     // resumes after `second` and dead-letters nothing twice.
@@ -81,7 +116,9 @@ async fn unreadable_records_are_dead_lettered_and_consumption_goes_on() {
     let third = valid("third");
     publisher.publish(&third).await.unwrap();
     let restarted = EventConsumer::subscribe(&kafka, &group, &[Topic::Streams]).unwrap();
-    let got = within(Duration::from_secs(60), "resuming", restarted.next()).await.unwrap();
+    let got = within(Duration::from_secs(60), "resuming", restarted.next())
+        .await
+        .unwrap();
     assert_eq!(got.event, third);
     assert_eq!(read_dead_letters(&kafka, 100).await.unwrap().len(), 4);
     drop_topics(&kafka).await;

@@ -24,7 +24,10 @@ async fn every_event_type_round_trips_through_kafka() {
     let tenant = Uuid::now_v7();
     let mut sent: HashMap<Uuid, Event> = HashMap::new();
     for &event_type in EventType::ALL {
-        let payload = EventPayload::arbitrary(event_type).new_tree(&mut runner).unwrap().current();
+        let payload = EventPayload::arbitrary(event_type)
+            .new_tree(&mut runner)
+            .unwrap()
+            .current();
         let event = Event::new(Uuid::now_v7().to_string(), payload)
             .with_tenant(tenant)
             .with_sequence(1);
@@ -41,18 +44,35 @@ async fn every_event_type_round_trips_through_kafka() {
         Topic::StreamTelemetry,
         Topic::NodeTelemetry,
     ];
-    let consumer = EventConsumer::subscribe(&kafka, &format!("{}-reader", kafka.catalogue.prefix), &topics).unwrap();
+    let consumer = EventConsumer::subscribe(
+        &kafka,
+        &format!("{}-reader", kafka.catalogue.prefix),
+        &topics,
+    )
+    .unwrap();
     let mut received: HashMap<Uuid, Event> = HashMap::new();
-    within(Duration::from_secs(60), "consuming every event type", async {
-        while received.len() < sent.len() {
-            let delivery = consumer.next().await.unwrap();
-            assert_eq!(delivery.topic, kafka.catalogue().name(delivery.event.event_type().topic()));
-            received.insert(delivery.event.id, delivery.event);
-        }
-    })
+    within(
+        Duration::from_secs(60),
+        "consuming every event type",
+        async {
+            while received.len() < sent.len() {
+                let delivery = consumer.next().await.unwrap();
+                assert_eq!(
+                    delivery.topic,
+                    kafka.catalogue().name(delivery.event.event_type().topic())
+                );
+                received.insert(delivery.event.id, delivery.event);
+            }
+        },
+    )
     .await;
     for (id, event) in &sent {
-        assert_eq!(received.get(id), Some(event), "{} changed on its way through Kafka", event.event_type());
+        assert_eq!(
+            received.get(id),
+            Some(event),
+            "{} changed on its way through Kafka",
+            event.event_type()
+        );
     }
     drop_topics(&kafka).await;
 }
@@ -69,30 +89,60 @@ async fn one_aggregates_events_stay_in_order() {
     for sequence in 1..=20u64 {
         for stream in &streams {
             let payload: EventPayload = match sequence {
-                1 => StreamCreated { name: format!("s{sequence}"), ..Default::default() }.into(),
+                1 => StreamCreated {
+                    name: format!("s{sequence}"),
+                    ..Default::default()
+                }
+                .into(),
                 20 => StreamDeleted::default().into(),
-                _ => StreamUpdated { name: Some(format!("rename {sequence}")), ..Default::default() }.into(),
+                _ => StreamUpdated {
+                    name: Some(format!("rename {sequence}")),
+                    ..Default::default()
+                }
+                .into(),
             };
-            let event = Event::new(stream.clone(), payload).with_tenant(tenant).with_sequence(sequence);
+            let event = Event::new(stream.clone(), payload)
+                .with_tenant(tenant)
+                .with_sequence(sequence);
             publisher.publish(&event).await.unwrap();
             expected += 1;
         }
     }
 
-    let consumer =
-        EventConsumer::subscribe(&kafka, &format!("{}-order", kafka.catalogue.prefix), &[Topic::Streams]).unwrap();
+    let consumer = EventConsumer::subscribe(
+        &kafka,
+        &format!("{}-order", kafka.catalogue.prefix),
+        &[Topic::Streams],
+    )
+    .unwrap();
     let mut last_sequence: HashMap<String, u64> = HashMap::new();
     let mut partition_of: HashMap<String, i32> = HashMap::new();
-    within(Duration::from_secs(60), "consuming the stream histories", async {
-        for _ in 0..expected {
-            let delivery = consumer.next().await.unwrap();
-            let event = delivery.event;
-            let previous = last_sequence.insert(event.aggregate_id.clone(), event.sequence).unwrap_or(0);
-            assert_eq!(event.sequence, previous + 1, "stream {} out of order", event.aggregate_id);
-            let partition = *partition_of.entry(event.aggregate_id.clone()).or_insert(delivery.partition);
-            assert_eq!(partition, delivery.partition, "one stream's events must share a partition");
-        }
-    })
+    within(
+        Duration::from_secs(60),
+        "consuming the stream histories",
+        async {
+            for _ in 0..expected {
+                let delivery = consumer.next().await.unwrap();
+                let event = delivery.event;
+                let previous = last_sequence
+                    .insert(event.aggregate_id.clone(), event.sequence)
+                    .unwrap_or(0);
+                assert_eq!(
+                    event.sequence,
+                    previous + 1,
+                    "stream {} out of order",
+                    event.aggregate_id
+                );
+                let partition = *partition_of
+                    .entry(event.aggregate_id.clone())
+                    .or_insert(delivery.partition);
+                assert_eq!(
+                    partition, delivery.partition,
+                    "one stream's events must share a partition"
+                );
+            }
+        },
+    )
     .await;
     assert!(last_sequence.values().all(|&s| s == 20));
     assert_eq!(last_sequence.len(), streams.len());

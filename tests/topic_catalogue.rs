@@ -17,17 +17,38 @@ async fn applying_twice_changes_nothing_the_second_time() {
 
     let first = apply_catalogue(&kafka, &catalogue).await.unwrap();
     assert_eq!(first.topics.len(), Topic::ALL.len());
-    assert!(first.topics.iter().all(|(_, change)| *change == TopicChange::Created), "{first:?}");
+    assert!(
+        first
+            .topics
+            .iter()
+            .all(|(_, change)| *change == TopicChange::Created),
+        "{first:?}"
+    );
 
     let second = apply_catalogue(&kafka, &catalogue).await.unwrap();
-    assert!(second.is_unchanged(), "second apply changed something: {second:?}");
+    assert!(
+        second.is_unchanged(),
+        "second apply changed something: {second:?}"
+    );
 
     // The cluster holds what the catalogue says: partitions and settings.
     let admin: AdminClient<DefaultClientContext> = kafka.client_config("test").create().unwrap();
-    let metadata = admin.inner().fetch_metadata(None, Duration::from_secs(10)).unwrap();
+    let metadata = admin
+        .inner()
+        .fetch_metadata(None, Duration::from_secs(10))
+        .unwrap();
     for definition in catalogue.definitions() {
-        let topic = metadata.topics().iter().find(|t| t.name() == definition.name).unwrap();
-        assert_eq!(topic.partitions().len() as i32, definition.partitions, "{}", definition.name);
+        let topic = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == definition.name)
+            .unwrap();
+        assert_eq!(
+            topic.partitions().len() as i32,
+            definition.partitions,
+            "{}",
+            definition.name
+        );
     }
     let streams = catalogue.name(Topic::Streams);
     let described = admin
@@ -35,8 +56,14 @@ async fn applying_twice_changes_nothing_the_second_time() {
         .await
         .unwrap();
     let resource = described.into_iter().next().unwrap().unwrap();
-    assert_eq!(resource.get("retention.ms").unwrap().value.as_deref(), Some("-1"));
-    assert_eq!(resource.get("cleanup.policy").unwrap().value.as_deref(), Some("delete"));
+    assert_eq!(
+        resource.get("retention.ms").unwrap().value.as_deref(),
+        Some("-1")
+    );
+    assert_eq!(
+        resource.get("cleanup.policy").unwrap().value.as_deref(),
+        Some("delete")
+    );
     drop_topics(&kafka).await;
 }
 
@@ -52,25 +79,37 @@ async fn drifted_settings_are_restored_and_reported() {
     let alter = AlterConfig::new(ResourceSpecifier::Topic(tenants))
         .set("cleanup.policy", "delete")
         .set("retention.ms", "60000");
-    for result in admin.alter_configs(&[alter], &AdminOptions::new()).await.unwrap() {
+    for result in admin
+        .alter_configs(&[alter], &AdminOptions::new())
+        .await
+        .unwrap()
+    {
         result.unwrap();
     }
 
     // KRaft brokers apply a committed config change asynchronously; wait until
     // the broker shows the drift, as it would long before an operator's next apply.
-    within(Duration::from_secs(10), "the hand-made change to show", async {
-        loop {
-            let described = admin
-                .describe_configs(&[ResourceSpecifier::Topic(tenants)], &AdminOptions::new())
-                .await
-                .unwrap();
-            let resource = described.into_iter().next().unwrap().unwrap();
-            if resource.get("retention.ms").and_then(|e| e.value.as_deref()) == Some("60000") {
-                break;
+    within(
+        Duration::from_secs(10),
+        "the hand-made change to show",
+        async {
+            loop {
+                let described = admin
+                    .describe_configs(&[ResourceSpecifier::Topic(tenants)], &AdminOptions::new())
+                    .await
+                    .unwrap();
+                let resource = described.into_iter().next().unwrap().unwrap();
+                if resource
+                    .get("retention.ms")
+                    .and_then(|e| e.value.as_deref())
+                    == Some("60000")
+                {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
+        },
+    )
     .await;
 
     let repair = apply_catalogue(&kafka, &catalogue).await.unwrap();

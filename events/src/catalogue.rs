@@ -291,7 +291,10 @@ mod tests {
             assert_eq!(definition.config["retention.ms"], expected, "{event_type}");
             assert_eq!(definition.config["cleanup.policy"], "delete");
         }
-        assert_eq!(catalogue.definition(Topic::DeadLetter).config["retention.ms"], "2592000000");
+        assert_eq!(
+            catalogue.definition(Topic::DeadLetter).config["retention.ms"],
+            "2592000000"
+        );
     }
 
     #[test]
@@ -309,14 +312,27 @@ mod tests {
 
     #[test]
     fn settings_come_from_flags_and_bad_values_name_the_setting() {
-        let cli = Cli::try_parse_from(["x", "--topic-prefix", "dev-1", "--telemetry-retention-hours", "2"])
-            .unwrap();
+        let cli = Cli::try_parse_from([
+            "x",
+            "--topic-prefix",
+            "dev-1",
+            "--telemetry-retention-hours",
+            "2",
+        ])
+        .unwrap();
         assert_eq!(cli.catalogue.prefix, "dev-1");
         assert_eq!(cli.catalogue.telemetry_retention_hours, 2);
 
-        let err = Cli::try_parse_from(["x", "--topic-prefix", "bad/name"]).unwrap_err().to_string();
-        assert!(err.contains("--topic-prefix") && err.contains("'/'"), "{err}");
-        let err = Cli::try_parse_from(["x", "--kafka-replication-factor", "0"]).unwrap_err().to_string();
+        let err = Cli::try_parse_from(["x", "--topic-prefix", "bad/name"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--topic-prefix") && err.contains("'/'"),
+            "{err}"
+        );
+        let err = Cli::try_parse_from(["x", "--kafka-replication-factor", "0"])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("--kafka-replication-factor"), "{err}");
     }
 
@@ -326,8 +342,14 @@ mod tests {
             replication_factor: 3,
             ..Default::default()
         });
-        assert_eq!(three.definition(Topic::Streams).config["min.insync.replicas"], "2");
+        assert_eq!(
+            three.definition(Topic::Streams).config["min.insync.replicas"],
+            "2"
+        );
         let one = Catalogue::new(CatalogueSettings::default());
-        assert_eq!(one.definition(Topic::Streams).config["min.insync.replicas"], "1");
+        assert_eq!(
+            one.definition(Topic::Streams).config["min.insync.replicas"],
+            "1"
+        );
     }
 }

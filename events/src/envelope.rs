@@ -260,17 +260,26 @@ mod tests {
     }
 
     fn arbitrary_event() -> impl Strategy<Value = Event> {
-        let payload = proptest::sample::select(EventType::ALL).prop_flat_map(EventPayload::arbitrary);
-        (payload, any::<u64>(), any::<bool>(), 0i64..4_102_444_800, 0u32..1_000_000_000).prop_map(
-            |(payload, sequence, has_tenant, seconds, nanos)| {
-                let mut event = Event::new(Uuid::now_v7().to_string(), payload).with_sequence(sequence);
+        let payload =
+            proptest::sample::select(EventType::ALL).prop_flat_map(EventPayload::arbitrary);
+        (
+            payload,
+            any::<u64>(),
+            any::<bool>(),
+            0i64..4_102_444_800,
+            0u32..1_000_000_000,
+        )
+            .prop_map(|(payload, sequence, has_tenant, seconds, nanos)| {
+                let mut event =
+                    Event::new(Uuid::now_v7().to_string(), payload).with_sequence(sequence);
                 if has_tenant {
                     event = event.with_tenant(Uuid::now_v7());
                 }
                 let at = DateTime::from_timestamp(seconds, nanos).unwrap_or_default();
-                event.caused_by(Uuid::now_v7(), Uuid::now_v7()).occurred_at(at)
-            },
-        )
+                event
+                    .caused_by(Uuid::now_v7(), Uuid::now_v7())
+                    .occurred_at(at)
+            })
     }
 
     proptest! {
@@ -318,7 +327,14 @@ mod tests {
         let mut envelope = sample().to_envelope();
         envelope.schema_version = EventType::StreamCreated.schema_version() + 1;
         let err = Event::from_envelope(envelope).unwrap_err();
-        assert!(matches!(err, DecodeError::UnsupportedSchemaVersion { version: 2, known: 1, .. }));
+        assert!(matches!(
+            err,
+            DecodeError::UnsupportedSchemaVersion {
+                version: 2,
+                known: 1,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -342,11 +358,17 @@ mod tests {
     fn envelope_must_agree_with_the_registry() {
         let mut envelope = sample().to_envelope();
         envelope.aggregate_type = "tenant".into();
-        assert_eq!(Event::from_envelope(envelope).unwrap_err().reason(), "aggregate-mismatch");
+        assert_eq!(
+            Event::from_envelope(envelope).unwrap_err().reason(),
+            "aggregate-mismatch"
+        );
 
         let mut envelope = Event::new("t1", TenantCreated::default()).to_envelope();
         envelope.payload = vec![0x0a, 0x05, b'x'];
-        assert_eq!(Event::from_envelope(envelope).unwrap_err().reason(), "malformed-payload");
+        assert_eq!(
+            Event::from_envelope(envelope).unwrap_err().reason(),
+            "malformed-payload"
+        );
     }
 
     #[test]
@@ -358,10 +380,20 @@ mod tests {
 
         let mut envelope = sample().to_envelope();
         envelope.occurred_at = None;
-        assert!(Event::from_envelope(envelope).unwrap_err().to_string().contains("occurred_at"));
+        assert!(
+            Event::from_envelope(envelope)
+                .unwrap_err()
+                .to_string()
+                .contains("occurred_at")
+        );
 
         let mut envelope = sample().to_envelope();
         envelope.aggregate_id.clear();
-        assert!(Event::from_envelope(envelope).unwrap_err().to_string().contains("aggregate_id"));
+        assert!(
+            Event::from_envelope(envelope)
+                .unwrap_err()
+                .to_string()
+                .contains("aggregate_id")
+        );
     }
 }

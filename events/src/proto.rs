@@ -3,7 +3,12 @@
 //! The module tree mirrors the protobuf packages: the envelope lives in
 //! `v1`, each event family in a child module.
 
-#[allow(missing_docs, clippy::all, clippy::pedantic, missing_debug_implementations)]
+#[allow(
+    missing_docs,
+    clippy::all,
+    clippy::pedantic,
+    missing_debug_implementations
+)]
 pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/frameworks.events.v1.rs"));
 
@@ -17,15 +22,24 @@ pub mod v1 {
         include!(concat!(env!("OUT_DIR"), "/frameworks.events.v1.user.rs"));
     }
     pub mod api_token {
-        include!(concat!(env!("OUT_DIR"), "/frameworks.events.v1.api_token.rs"));
+        include!(concat!(
+            env!("OUT_DIR"),
+            "/frameworks.events.v1.api_token.rs"
+        ));
     }
     pub mod stream {
         include!(concat!(env!("OUT_DIR"), "/frameworks.events.v1.stream.rs"));
     }
     pub mod infrastructure {
-        include!(concat!(env!("OUT_DIR"), "/frameworks.events.v1.infrastructure.rs"));
+        include!(concat!(
+            env!("OUT_DIR"),
+            "/frameworks.events.v1.infrastructure.rs"
+        ));
     }
     pub mod telemetry {
-        include!(concat!(env!("OUT_DIR"), "/frameworks.events.v1.telemetry.rs"));
+        include!(concat!(
+            env!("OUT_DIR"),
+            "/frameworks.events.v1.telemetry.rs"
+        ));
     }
 }

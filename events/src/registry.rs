@@ -204,7 +204,10 @@ mod tests {
     fn names_are_unique_and_resolve_back() {
         let mut seen = HashSet::new();
         for &event_type in EventType::ALL {
-            assert!(seen.insert(event_type.name()), "duplicate name {event_type}");
+            assert!(
+                seen.insert(event_type.name()),
+                "duplicate name {event_type}"
+            );
             assert_eq!(EventType::from_name(event_type.name()), Some(event_type));
             assert!(event_type.schema_version() >= 1);
         }
@@ -227,7 +230,10 @@ mod tests {
     #[test]
     fn aggregate_names_resolve_back() {
         for aggregate in AggregateType::ALL {
-            assert_eq!(AggregateType::from_name(aggregate.as_str()), Some(aggregate));
+            assert_eq!(
+                AggregateType::from_name(aggregate.as_str()),
+                Some(aggregate)
+            );
         }
         assert_eq!(AggregateType::from_name("playlist"), None);
     }

@@ -21,7 +21,8 @@ pub fn repo_root() -> PathBuf {
 /// Kafka settings with a topic prefix no other test uses.
 pub fn isolated_kafka() -> KafkaSettings {
     KafkaSettings {
-        brokers: std::env::var("FRAMEWORKS_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into()),
+        brokers: std::env::var("FRAMEWORKS_KAFKA_BROKERS")
+            .unwrap_or_else(|_| "127.0.0.1:9092".into()),
         timeout_ms: 15_000,
         catalogue: CatalogueSettings {
             prefix: format!("test-{}", Uuid::now_v7().simple()),
@@ -33,18 +34,28 @@ pub fn isolated_kafka() -> KafkaSettings {
 /// Isolated settings with the catalogue already applied.
 pub async fn kafka_with_topics() -> KafkaSettings {
     let settings = isolated_kafka();
-    apply_catalogue(&settings, &settings.catalogue()).await.unwrap_or_else(|e| {
-        panic!("Kafka at {} is not usable (is `compose/infra up` running?): {e:?}", settings.brokers)
-    });
+    apply_catalogue(&settings, &settings.catalogue())
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "Kafka at {} is not usable (is `compose/infra up` running?): {e:?}",
+                settings.brokers
+            )
+        });
     settings
 }
 
 /// Deletes the test's topics so repeated runs do not pile partitions up.
 pub async fn drop_topics(settings: &KafkaSettings) {
-    let admin: AdminClient<DefaultClientContext> =
-        settings.client_config("test-cleanup").create().expect("admin client");
+    let admin: AdminClient<DefaultClientContext> = settings
+        .client_config("test-cleanup")
+        .create()
+        .expect("admin client");
     let catalogue = settings.catalogue();
-    let names: Vec<&str> = frameworks_events::Topic::ALL.iter().map(|&t| catalogue.name(t)).collect();
+    let names: Vec<&str> = frameworks_events::Topic::ALL
+        .iter()
+        .map(|&t| catalogue.name(t))
+        .collect();
     // Best effort: a failed clean-up must not hide the test's own verdict.
     let _ = admin.delete_topics(&names, &AdminOptions::new()).await;
 }
@@ -54,4 +65,45 @@ pub async fn within<T>(limit: Duration, what: &str, future: impl Future<Output =
     tokio::time::timeout(limit, future)
         .await
         .unwrap_or_else(|_| panic!("{what} did not finish within {limit:?}"))
+}
+
+/// Runs `compose/infra ARGS` with extra environment; returns (success, stdout, stderr).
+pub fn infra(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let output = std::process::Command::new(repo_root().join("compose/infra"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("compose/infra runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A port setting as the scripts see it: the environment, else the default.
+pub fn port(setting: &str, default: u16) -> String {
+    std::env::var(setting).unwrap_or_else(|_| default.to_string())
+}
+
+/// A scratch directory removed when dropped.
+pub struct ScratchDir(pub PathBuf);
+
+impl ScratchDir {
+    pub fn new(tag: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("frameworks-{tag}-{}", Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        Self(dir)
+    }
+
+    pub fn path(&self) -> &str {
+        self.0.to_str().expect("utf-8 temp path")
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

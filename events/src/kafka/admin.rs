@@ -48,7 +48,9 @@ pub struct ApplyReport {
 
 impl ApplyReport {
     pub fn is_unchanged(&self) -> bool {
-        self.topics.iter().all(|(_, c)| *c == TopicChange::Unchanged)
+        self.topics
+            .iter()
+            .all(|(_, c)| *c == TopicChange::Unchanged)
     }
 }
 
@@ -115,14 +117,20 @@ async fn reconcile(
         .operation_timeout(Some(settings.timeout()));
     let mut changes: HashMap<String, TopicChange> = HashMap::new();
 
-    let missing: Vec<&TopicDefinition> =
-        definitions.iter().filter(|d| !layouts.contains_key(&d.name)).collect();
+    let missing: Vec<&TopicDefinition> = definitions
+        .iter()
+        .filter(|d| !layouts.contains_key(&d.name))
+        .collect();
     if !missing.is_empty() {
         let new_topics: Vec<NewTopic<'_>> = missing
             .iter()
             .map(|d| {
                 d.config.iter().fold(
-                    NewTopic::new(&d.name, d.partitions, TopicReplication::Fixed(d.replication_factor)),
+                    NewTopic::new(
+                        &d.name,
+                        d.partitions,
+                        TopicReplication::Fixed(d.replication_factor),
+                    ),
                     |topic, (key, value)| topic.set(key, value),
                 )
             })
@@ -149,11 +157,15 @@ async fn reconcile(
         }
     }
 
-    let existing: Vec<&TopicDefinition> =
-        definitions.iter().filter(|d| layouts.contains_key(&d.name)).collect();
+    let existing: Vec<&TopicDefinition> = definitions
+        .iter()
+        .filter(|d| layouts.contains_key(&d.name))
+        .collect();
     if !existing.is_empty() {
-        let resources: Vec<ResourceSpecifier<'_>> =
-            existing.iter().map(|d| ResourceSpecifier::Topic(&d.name)).collect();
+        let resources: Vec<ResourceSpecifier<'_>> = existing
+            .iter()
+            .map(|d| ResourceSpecifier::Topic(&d.name))
+            .collect();
         let described = admin
             .describe_configs(&resources, &options)
             .await
@@ -172,11 +184,13 @@ async fn reconcile(
         }
         let mut alterations = Vec::new();
         for definition in &existing {
-            let resource = current.get(&definition.name).ok_or_else(|| AdminError::Topic {
-                topic: definition.name.clone(),
-                operation: "describing configuration (no answer for the topic)",
-                code: RDKafkaErrorCode::UnknownTopicOrPartition,
-            })?;
+            let resource = current
+                .get(&definition.name)
+                .ok_or_else(|| AdminError::Topic {
+                    topic: definition.name.clone(),
+                    operation: "describing configuration (no answer for the topic)",
+                    code: RDKafkaErrorCode::UnknownTopicOrPartition,
+                })?;
             let drifted: Vec<(String, Option<String>, String)> = definition
                 .config
                 .iter()
@@ -268,7 +282,11 @@ async fn describe_layouts(
         .collect())
 }
 
-fn kafka_error(settings: &KafkaSettings, operation: &'static str, source: KafkaError) -> AdminError {
+fn kafka_error(
+    settings: &KafkaSettings,
+    operation: &'static str,
+    source: KafkaError,
+) -> AdminError {
     AdminError::Kafka {
         brokers: settings.brokers.clone(),
         operation,

@@ -10,17 +10,17 @@
 //! before partitions are revoked: otherwise a rebalance would throw away the
 //! positions of work already done and cause needless reprocessing.
 
+use rdkafka::ClientContext;
 use rdkafka::Message;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::ClientContext;
 use tracing::{debug, warn};
 
+use super::KafkaSettings;
 use super::dead_letter::DeadLetter;
 use super::publisher::{EventPublisher, PublishError};
-use super::KafkaSettings;
 use crate::catalogue::{Catalogue, Topic};
 use crate::envelope::Event;
 
@@ -68,7 +68,9 @@ pub struct EventConsumer {
 
 impl std::fmt::Debug for EventConsumer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventConsumer").field("group_id", &self.group_id).finish_non_exhaustive()
+        f.debug_struct("EventConsumer")
+            .field("group_id", &self.group_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -140,8 +142,11 @@ impl EventConsumer {
                         )
                         .await?;
                     // Only once the dead letter is safely written may the position move on.
-                    self.consumer
-                        .store_offset(message.topic(), message.partition(), message.offset())?;
+                    self.consumer.store_offset(
+                        message.topic(),
+                        message.partition(),
+                        message.offset(),
+                    )?;
                 }
             }
         }

@@ -181,7 +181,12 @@ mod tests {
             42,
             None,
         );
-        let letter = DeadLetter::of(&source, "projector", "unknown-event-type", "unknown event type \"x\"");
+        let letter = DeadLetter::of(
+            &source,
+            "projector",
+            "unknown-event-type",
+            "unknown event type \"x\"",
+        );
         let record = OwnedMessage::new(
             letter.payload.clone(),
             letter.key.clone(),
@@ -193,7 +198,14 @@ mod tests {
         );
         let read = DeadLetter::from_record(&record).expect("headers present");
         assert_eq!(read.reason, "unknown-event-type");
-        assert_eq!((read.source_topic.as_str(), read.source_partition, read.source_offset), ("fw.streams", 4, 42));
+        assert_eq!(
+            (
+                read.source_topic.as_str(),
+                read.source_partition,
+                read.source_offset
+            ),
+            ("fw.streams", 4, 42)
+        );
         assert_eq!(read.payload.as_deref(), Some(&[1u8, 2, 3][..]));
         // RFC 3339 keeps nanoseconds, so the whole value survives.
         assert_eq!(read, letter);

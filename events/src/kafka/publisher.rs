@@ -39,7 +39,9 @@ pub struct EventPublisher {
 
 impl std::fmt::Debug for EventPublisher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventPublisher").field("catalogue", &self.catalogue).finish_non_exhaustive()
+        f.debug_struct("EventPublisher")
+            .field("catalogue", &self.catalogue)
+            .finish_non_exhaustive()
     }
 }
 
@@ -79,7 +81,12 @@ impl EventPublisher {
                 value: Some(&id),
             });
         let delivered = self
-            .send(topic, Some(event.aggregate_id.as_bytes()), &event.encode(), headers)
+            .send(
+                topic,
+                Some(event.aggregate_id.as_bytes()),
+                &event.encode(),
+                headers,
+            )
             .await?;
         debug!(event_type = %event_type, event_id = %id, topic, partition = delivered.partition,
             offset = delivered.offset, "published event");
