@@ -7,8 +7,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod db;
 mod dead_letters;
 mod logging;
+mod metrics;
+mod relay;
 mod topics;
 
 #[derive(Debug, Parser)]
@@ -23,8 +26,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    Relay(relay::RelayCommand),
     Topics(topics::TopicsCommand),
     DeadLetters(dead_letters::DeadLettersCommand),
+    Db(db::DbCommand),
 }
 
 fn main() -> ExitCode {
@@ -42,8 +47,10 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Relay(command) => command.run().await,
             Command::Topics(command) => command.run().await,
             Command::DeadLetters(command) => command.run().await,
+            Command::Db(command) => command.run().await,
         }
     });
     match result {

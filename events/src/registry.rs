@@ -147,10 +147,15 @@ event_registry! {
     TenantCreated(tenant::TenantCreated) = "tenant.created", Tenant, Tenants, 1;
     TenantSuspended(tenant::TenantSuspended) = "tenant.suspended", Tenant, Tenants, 1;
     TenantReactivated(tenant::TenantReactivated) = "tenant.reactivated", Tenant, Tenants, 1;
+    SigningKeyCreated(tenant::SigningKeyCreated)
+        = "tenant.signing_key_created", Tenant, Tenants, 1;
+    SigningKeyRevoked(tenant::SigningKeyRevoked)
+        = "tenant.signing_key_revoked", Tenant, Tenants, 1;
 
     UserRegistered(user::UserRegistered) = "user.registered", User, Tenants, 1;
     UserPasswordChanged(user::UserPasswordChanged) = "user.password_changed", User, Tenants, 1;
     UserLoginFailed(user::UserLoginFailed) = "user.login_failed", User, Tenants, 1;
+    UserLoginSucceeded(user::UserLoginSucceeded) = "user.login_succeeded", User, Tenants, 1;
 
     ApiTokenCreated(api_token::ApiTokenCreated) = "api_token.created", ApiToken, Tenants, 1;
     ApiTokenRevoked(api_token::ApiTokenRevoked) = "api_token.revoked", ApiToken, Tenants, 1;
@@ -166,6 +171,8 @@ event_registry! {
     ClusterUpdated(infrastructure::ClusterUpdated) = "cluster.updated", Cluster, Infrastructure, 1;
     NodeEnrolmentTokenIssued(infrastructure::NodeEnrolmentTokenIssued)
         = "cluster.enrolment_token_issued", Cluster, Infrastructure, 1;
+    NodeEnrolmentTokenConsumed(infrastructure::NodeEnrolmentTokenConsumed)
+        = "cluster.enrolment_token_consumed", Cluster, Infrastructure, 1;
     NodeEnrolled(infrastructure::NodeEnrolled) = "node.enrolled", Node, Infrastructure, 1;
     NodeReenrolled(infrastructure::NodeReenrolled) = "node.reenrolled", Node, Infrastructure, 1;
     NodeDecommissioned(infrastructure::NodeDecommissioned)

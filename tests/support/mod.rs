@@ -107,3 +107,81 @@ impl Drop for ScratchDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// A database of its own for one test, migrated; dropped by [`TestDatabase::drop_now`].
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+    pub store: frameworks_commands::EventStore,
+}
+
+pub async fn fresh_database() -> TestDatabase {
+    use sqlx::ConnectOptions;
+    use sqlx::postgres::PgConnectOptions;
+
+    let base: PgConnectOptions = std::env::var("FRAMEWORKS_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/frameworks".into())
+        .parse()
+        .expect("FRAMEWORKS_DATABASE_URL parses");
+    let name = format!("test_{}", Uuid::now_v7().simple());
+    let mut admin = base
+        .connect()
+        .await
+        .expect("PostgreSQL is up (compose/infra up)");
+    // `name` is "test_" and hex: nothing to inject.
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .expect("create database");
+    let url = format!(
+        "postgres://{}@{}:{}/{name}",
+        base.get_username(),
+        base.get_host(),
+        base.get_port()
+    );
+    let settings = frameworks_commands::DatabaseSettings {
+        url: url.clone(),
+        max_connections: 24,
+    };
+    let store = frameworks_commands::EventStore::connect(&settings)
+        .await
+        .expect("connect to the test database");
+    store.migrate().await.expect("migrations apply");
+    TestDatabase { name, url, store }
+}
+
+impl TestDatabase {
+    /// Drops the database (best effort; a failure must not hide the verdict).
+    pub async fn drop_now(self) {
+        use sqlx::ConnectOptions;
+        self.store.pool().close().await;
+        let base: Result<sqlx::postgres::PgConnectOptions, _> =
+            std::env::var("FRAMEWORKS_DATABASE_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/frameworks".into())
+                .parse();
+        if let Ok(mut admin) = async { base?.connect().await }.await {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            )))
+            .execute(&mut admin)
+            .await;
+        }
+    }
+
+    /// Every stored event of one aggregate, in sequence order.
+    pub async fn history(
+        &self,
+        aggregate: frameworks_events::AggregateType,
+        id: &str,
+    ) -> Vec<frameworks_events::Event> {
+        self.store.load(aggregate, id).await.expect("load")
+    }
+
+    pub async fn event_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(self.store.pool())
+            .await
+            .expect("count")
+    }
+}

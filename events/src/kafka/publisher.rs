@@ -29,6 +29,19 @@ pub struct PublishError {
     pub source: KafkaError,
 }
 
+/// The headers published next to every event (see [`headers`]).
+pub fn event_headers(event_type: &str, event_id: &str) -> OwnedHeaders {
+    OwnedHeaders::new()
+        .insert(Header {
+            key: headers::EVENT_TYPE,
+            value: Some(event_type),
+        })
+        .insert(Header {
+            key: headers::EVENT_ID,
+            value: Some(event_id),
+        })
+}
+
 /// An idempotent producer: retries never duplicate or reorder a partition's
 /// records, and a send completes only once every in-sync replica has it.
 pub struct EventPublisher {

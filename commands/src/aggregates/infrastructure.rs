@@ -1,0 +1,489 @@
+//! Clusters, and the edge nodes enrolled into them.
+//!
+//! A node joins with a single-use enrolment token issued on its cluster.
+//! Spending the token and creating the node are two aggregates' events,
+//! appended in one transaction by [`enrol_node`]: a token can never enrol
+//! two nodes, and a node never exists without the token that admitted it.
+//! A known machine comes back by its hardware fingerprint ([`NodeCommand::Reenrol`]).
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use frameworks_events::proto::v1::infrastructure::{
+    ClusterCreated, ClusterUpdated, NodeDecommissioned, NodeEnrolled, NodeEnrolmentTokenConsumed,
+    NodeEnrolmentTokenIssued, NodeReenrolled,
+};
+use frameworks_events::{AggregateType, Event, EventPayload};
+use serde::{Deserialize, Serialize};
+use url::Url;
+use uuid::Uuid;
+
+use crate::aggregate::{Aggregate, CommandContext, Decision, HandleEnv};
+use crate::aggregates::claims;
+use crate::bus::{CommandBus, build_events};
+use crate::error::{CommandError, ExecuteError};
+use crate::secrets::{new_token, sha256, sha256_hex};
+use crate::store::{AppendError, Batch, Claim};
+use crate::validate;
+
+pub const ENROLMENT_TOKEN_PREFIX: &str = "fwe_";
+pub const MIN_TOKEN_TTL_SECONDS: i64 = 60;
+pub const MAX_TOKEN_TTL_SECONDS: i64 = 30 * 24 * 3600;
+
+#[derive(Debug, Clone)]
+struct EnrolmentToken {
+    id: String,
+    expires_at: DateTime<Utc>,
+    consumed: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct Cluster {
+    exists: bool,
+    owner: Option<Uuid>,
+    /// Keyed by the token's SHA-256 (hex).
+    tokens: HashMap<String, EnrolmentToken>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ClusterCommand {
+    Create {
+        name: String,
+        region: String,
+        base_url: String,
+        shared: bool,
+    },
+    Update {
+        name: Option<String>,
+        region: Option<String>,
+        base_url: Option<String>,
+        shared: Option<bool>,
+    },
+    IssueEnrolmentToken {
+        ttl_seconds: i64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClusterOutcome {
+    Done,
+    /// The token in clear: shown this once.
+    EnrolmentToken {
+        token_id: String,
+        token: String,
+        expires_at: DateTime<Utc>,
+    },
+}
+
+fn base_url(field: &str, value: &str) -> Result<String, CommandError> {
+    let url = Url::parse(value)
+        .map_err(|e| CommandError::invalid(field, format!("is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(CommandError::invalid(
+            field,
+            "must be an http(s) URL with a host",
+        ));
+    }
+    Ok(url.to_string())
+}
+
+impl Cluster {
+    /// The id of the token with this hash, if it may still enrol a node.
+    pub fn spendable_token(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<String, CommandError> {
+        let token = self
+            .tokens
+            .get(token_hash)
+            .ok_or_else(|| CommandError::Unauthenticated("unknown enrolment token".into()))?;
+        if token.consumed {
+            return Err(CommandError::Unauthenticated(
+                "this enrolment token was already used".into(),
+            ));
+        }
+        if now >= token.expires_at {
+            return Err(CommandError::Unauthenticated(
+                "this enrolment token has expired".into(),
+            ));
+        }
+        Ok(token.id.clone())
+    }
+}
+
+impl Aggregate for Cluster {
+    const TYPE: AggregateType = AggregateType::Cluster;
+    const RESOURCE: &'static str = "cluster";
+    type Command = ClusterCommand;
+    type Outcome = ClusterOutcome;
+
+    fn apply(&mut self, event: &Event) {
+        match &event.payload {
+            EventPayload::ClusterCreated(_) => {
+                self.exists = true;
+                self.owner = event.tenant_id;
+            }
+            EventPayload::NodeEnrolmentTokenIssued(issued) => {
+                let expires_at =
+                    DateTime::from_timestamp(issued.expires_at_unix, 0).unwrap_or_default();
+                let hash = data_encoding::HEXLOWER.encode(&issued.token_hash);
+                self.tokens.insert(
+                    hash,
+                    EnrolmentToken {
+                        id: issued.token_id.clone(),
+                        expires_at,
+                        consumed: false,
+                    },
+                );
+            }
+            EventPayload::NodeEnrolmentTokenConsumed(consumed) => {
+                if let Some(token) = self.tokens.values_mut().find(|t| t.id == consumed.token_id) {
+                    token.consumed = true;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn owner(&self, _: &str) -> Option<Uuid> {
+        self.owner
+    }
+
+    fn handle(
+        &self,
+        command: &ClusterCommand,
+        env: &HandleEnv<'_>,
+    ) -> Result<Decision<ClusterOutcome>, CommandError> {
+        let id = env.aggregate_id;
+        if let ClusterCommand::Create {
+            name,
+            region,
+            base_url: url,
+            shared,
+        } = command
+        {
+            if self.exists {
+                return Err(CommandError::Conflict(format!(
+                    "cluster {id} already exists"
+                )));
+            }
+            if *shared || env.ctx.tenant_id.is_none() {
+                // Shared and platform-owned clusters are the operators' business.
+                env.ctx.require_operator()?;
+            }
+            return Ok(Decision::new(ClusterOutcome::Done).event(ClusterCreated {
+                name: validate::name("input.name", name, 100)?,
+                region: validate::slug("input.region", region, 32)?,
+                base_url: base_url("input.baseUrl", url)?,
+                shared: *shared,
+            }));
+        }
+        if !self.exists {
+            return Err(CommandError::not_found(Self::RESOURCE, id));
+        }
+        if self.owner.is_some() {
+            env.ctx.ensure_owner(self.owner, Self::RESOURCE, id)?;
+        } else {
+            env.ctx.require_operator()?;
+        }
+        match command {
+            ClusterCommand::Create { .. } => unreachable!("handled above"),
+            ClusterCommand::Update {
+                name,
+                region,
+                base_url: url,
+                shared,
+            } => {
+                if shared == &Some(true) {
+                    env.ctx.require_operator()?;
+                }
+                let update = ClusterUpdated {
+                    name: name
+                        .as_deref()
+                        .map(|n| validate::name("input.name", n, 100))
+                        .transpose()?,
+                    region: region
+                        .as_deref()
+                        .map(|r| validate::slug("input.region", r, 32))
+                        .transpose()?,
+                    base_url: url
+                        .as_deref()
+                        .map(|u| base_url("input.baseUrl", u))
+                        .transpose()?,
+                    shared: *shared,
+                };
+                if update == ClusterUpdated::default() {
+                    return Err(CommandError::invalid("input", "names no field to change"));
+                }
+                Ok(Decision::new(ClusterOutcome::Done).event(update))
+            }
+            ClusterCommand::IssueEnrolmentToken { ttl_seconds } => {
+                if !(MIN_TOKEN_TTL_SECONDS..=MAX_TOKEN_TTL_SECONDS).contains(ttl_seconds) {
+                    return Err(CommandError::invalid(
+                        "input.ttlSeconds",
+                        format!(
+                            "must be {MIN_TOKEN_TTL_SECONDS} to {MAX_TOKEN_TTL_SECONDS} seconds"
+                        ),
+                    ));
+                }
+                let token = new_token(ENROLMENT_TOKEN_PREFIX);
+                let hash = sha256(token.as_bytes());
+                let token_id = Uuid::now_v7().to_string();
+                let expires_at = env.ctx.now + chrono::Duration::seconds(*ttl_seconds);
+                Ok(Decision::new(ClusterOutcome::EnrolmentToken {
+                    token_id: token_id.clone(),
+                    token,
+                    expires_at,
+                })
+                .event(NodeEnrolmentTokenIssued {
+                    token_id,
+                    token_hash: hash.to_vec(),
+                    expires_at_unix: expires_at.timestamp(),
+                    issued_by_user_id: env.ctx.actor.clone(),
+                })
+                .claim(Claim::new(
+                    claims::ENROLMENT_TOKEN_HASH,
+                    data_encoding::HEXLOWER.encode(&hash),
+                )))
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Node {
+    exists: bool,
+    owner: Option<Uuid>,
+    fingerprint: String,
+    decommissioned: bool,
+}
+
+/// What a node reports about itself when it (re-)joins.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeIdentity {
+    pub hardware_fingerprint: String,
+    pub hostname: String,
+    pub edge_version: String,
+    pub public_host: String,
+    pub latitude: f64,
+    pub longitude: f64,
+}
+
+impl NodeIdentity {
+    fn validate(&self) -> Result<(), CommandError> {
+        let fp = &self.hardware_fingerprint;
+        if fp.is_empty()
+            || fp.len() > 128
+            || !fp
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ":_-".contains(c))
+        {
+            return Err(CommandError::invalid(
+                "input.hardwareFingerprint",
+                "must be 1 to 128 characters of A-Z, a-z, 0-9, ':', '_' or '-'",
+            ));
+        }
+        validate::name("input.hostname", &self.hostname, 253)?;
+        validate::text("input.edgeVersion", &self.edge_version, 64)?;
+        validate::text("input.publicHost", &self.public_host, 253)?;
+        if !(-90.0..=90.0).contains(&self.latitude) {
+            return Err(CommandError::invalid(
+                "input.latitude",
+                "must be within -90 and 90",
+            ));
+        }
+        if !(-180.0..=180.0).contains(&self.longitude) {
+            return Err(CommandError::invalid(
+                "input.longitude",
+                "must be within -180 and 180",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum NodeCommand {
+    Reenrol(NodeIdentity),
+    Decommission { reason: String },
+}
+
+impl Aggregate for Node {
+    const TYPE: AggregateType = AggregateType::Node;
+    const RESOURCE: &'static str = "node";
+    type Command = NodeCommand;
+    type Outcome = ();
+
+    fn apply(&mut self, event: &Event) {
+        match &event.payload {
+            EventPayload::NodeEnrolled(enrolled) => {
+                self.exists = true;
+                self.owner = event.tenant_id;
+                self.fingerprint = enrolled.hardware_fingerprint.clone();
+            }
+            EventPayload::NodeDecommissioned(_) => self.decommissioned = true,
+            _ => {}
+        }
+    }
+
+    fn owner(&self, _: &str) -> Option<Uuid> {
+        self.owner
+    }
+
+    fn handle(
+        &self,
+        command: &NodeCommand,
+        env: &HandleEnv<'_>,
+    ) -> Result<Decision<()>, CommandError> {
+        let id = env.aggregate_id;
+        if !self.exists || self.decommissioned {
+            return Err(CommandError::not_found(Self::RESOURCE, id));
+        }
+        match command {
+            NodeCommand::Reenrol(identity) => {
+                identity.validate()?;
+                if identity.hardware_fingerprint != self.fingerprint {
+                    return Err(CommandError::Unauthenticated(
+                        "the hardware fingerprint does not match this node".into(),
+                    ));
+                }
+                Ok(Decision::new(()).event(NodeReenrolled {
+                    hardware_fingerprint: identity.hardware_fingerprint.clone(),
+                    hostname: identity.hostname.clone(),
+                    edge_version: identity.edge_version.clone(),
+                    public_host: identity.public_host.clone(),
+                }))
+            }
+            NodeCommand::Decommission { reason } => {
+                if self.owner.is_some() {
+                    env.ctx.ensure_owner(self.owner, Self::RESOURCE, id)?;
+                } else {
+                    env.ctx.require_operator()?;
+                }
+                let reason = validate::text("input.reason", reason, 1000)?;
+                Ok(Decision::new(())
+                    .event(NodeDecommissioned { reason })
+                    .release(Claim::new(
+                        claims::NODE_FINGERPRINT,
+                        self.fingerprint.clone(),
+                    )))
+            }
+        }
+    }
+}
+
+/// A node admitted by [`enrol_node`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Enrolled {
+    pub node_id: String,
+    pub cluster_id: String,
+}
+
+/// Enrols a new node with a single-use token: spends the token on its
+/// cluster and creates the node, atomically. Nothing is appended on failure.
+pub async fn enrol_node(
+    bus: &CommandBus,
+    token: &str,
+    identity: &NodeIdentity,
+    ctx: &CommandContext,
+) -> Result<Enrolled, ExecuteError> {
+    identity.validate()?;
+    let token_hash = sha256_hex(token.as_bytes());
+    let store = bus.store();
+    let unknown = || CommandError::Unauthenticated("unknown enrolment token".into());
+    let Some(cluster_id) = store
+        .find_claim(claims::ENROLMENT_TOKEN_HASH, &token_hash)
+        .await?
+    else {
+        return Err(unknown().into());
+    };
+    for _ in 0..crate::bus::DEFAULT_MAX_ATTEMPTS {
+        let (cluster, cluster_version) = bus.load::<Cluster>(&cluster_id).await?;
+        let token_id = cluster.spendable_token(&token_hash, ctx.now)?;
+        let node_id = Uuid::now_v7().to_string();
+        let tenant = cluster.owner(&cluster_id);
+        let cluster_batch = Batch {
+            aggregate_type: AggregateType::Cluster,
+            aggregate_id: cluster_id.clone(),
+            expected_version: cluster_version,
+            events: build_events(
+                ctx,
+                tenant,
+                &cluster_id,
+                cluster_version,
+                vec![
+                    NodeEnrolmentTokenConsumed {
+                        token_id: token_id.clone(),
+                        node_id: node_id.clone(),
+                    }
+                    .into(),
+                ],
+            ),
+            // The token's claim stays: a reuse must read "already used", not "unknown".
+            claims: Vec::new(),
+            releases: Vec::new(),
+        };
+        let node_batch = Batch {
+            aggregate_type: AggregateType::Node,
+            aggregate_id: node_id.clone(),
+            expected_version: 0,
+            events: build_events(
+                ctx,
+                tenant,
+                &node_id,
+                0,
+                vec![
+                    NodeEnrolled {
+                        cluster_id: cluster_id.clone(),
+                        token_id,
+                        hardware_fingerprint: identity.hardware_fingerprint.clone(),
+                        hostname: identity.hostname.clone(),
+                        edge_version: identity.edge_version.clone(),
+                        public_host: identity.public_host.clone(),
+                        latitude: identity.latitude,
+                        longitude: identity.longitude,
+                    }
+                    .into(),
+                ],
+            ),
+            claims: vec![Claim::new(
+                claims::NODE_FINGERPRINT,
+                identity.hardware_fingerprint.clone(),
+            )],
+            releases: Vec::new(),
+        };
+        match store.append(&[cluster_batch, node_batch], None).await {
+            Ok(()) => {
+                return Ok(Enrolled {
+                    node_id,
+                    cluster_id,
+                });
+            }
+            // Another enrolment touched the cluster first; reload and check the token again.
+            Err(AppendError::Conflict { .. }) => continue,
+            Err(AppendError::ClaimTaken { .. }) => {
+                return Err(CommandError::Conflict(
+                    "this hardware fingerprint is already enrolled; re-enrol the existing node instead".into(),
+                )
+                .into());
+            }
+            Err(AppendError::IdempotencyRace) => {
+                unreachable!("enrolment carries no idempotency key")
+            }
+            Err(AppendError::Store(error)) => return Err(error.into()),
+        }
+    }
+    Err(ExecuteError::Contended(crate::bus::DEFAULT_MAX_ATTEMPTS))
+}
+
+/// The node enrolled with this hardware fingerprint, if any.
+pub async fn node_by_fingerprint(
+    bus: &CommandBus,
+    fingerprint: &str,
+) -> Result<Option<String>, ExecuteError> {
+    Ok(bus
+        .store()
+        .find_claim(claims::NODE_FINGERPRINT, fingerprint)
+        .await?)
+}

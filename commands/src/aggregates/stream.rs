@@ -1,0 +1,395 @@
+//! Streams and their keys.
+//!
+//! A stream has one primary key (shown on the stream, replaced by a refresh)
+//! and any number of extra keys. Keys are sealed in events, so callers with
+//! the right scope can read them back, and claimed by their SHA-256 so an
+//! edge's ingest look-up finds the stream without opening anything.
+
+use std::collections::BTreeMap;
+
+use frameworks_events::proto::v1::stream::{
+    IngestMode, StreamCreated, StreamDeleted, StreamKeyCreated, StreamKeyDeleted, StreamKeyRotated,
+    StreamUpdated,
+};
+use frameworks_events::{AggregateType, Event, EventPayload};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::aggregate::{Aggregate, Decision, HandleEnv};
+use crate::aggregates::claims;
+use crate::error::CommandError;
+use crate::secrets::{random_id, sha256, sha256_hex};
+use crate::store::Claim;
+use crate::validate;
+
+/// Extra keys a stream may hold besides its primary.
+pub const MAX_KEYS: usize = 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Ingest {
+    Push,
+    Pull,
+}
+
+#[derive(Debug, Default)]
+pub struct Stream {
+    owner: Option<Uuid>,
+    exists: bool,
+    deleted: bool,
+    ingest: Option<IngestMode>,
+    has_pull_source: bool,
+    playback_id: String,
+    primary_key: String,
+    /// key id -> SHA-256 of the key.
+    keys: BTreeMap<String, Vec<u8>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum StreamCommand {
+    Create {
+        name: String,
+        description: String,
+        record: bool,
+        ingest: Ingest,
+        /// Required for PULL; may carry credentials, so it is sealed at once
+        /// and left out of idempotency fingerprints.
+        #[serde(skip)]
+        pull_source: Option<String>,
+        /// Deployments that pull from their own network allow private addresses.
+        allow_private_sources: bool,
+    },
+    Update {
+        name: Option<String>,
+        description: Option<String>,
+        record: Option<bool>,
+        ingest: Option<Ingest>,
+        /// `Some(None)` removes the pull source.
+        #[serde(skip)]
+        pull_source: Option<Option<String>>,
+        allow_private_sources: bool,
+    },
+    Delete,
+    RefreshKey,
+    AddKey {
+        label: String,
+    },
+    DeleteKey {
+        key_id: String,
+    },
+}
+
+/// What a caller learns; the stream key is only handed out to callers with
+/// `streams:write` (the gateway drops it otherwise).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StreamOutcome {
+    Done,
+    Created {
+        playback_id: String,
+        key_id: String,
+        stream_key: String,
+    },
+    Key {
+        key_id: String,
+        stream_key: String,
+    },
+}
+
+fn new_stream_key() -> String {
+    format!("sk_{}", random_id::<24>())
+}
+
+fn key_claim(hash: &[u8]) -> Claim {
+    Claim::new(
+        claims::STREAM_KEY_HASH,
+        data_encoding::HEXLOWER.encode(hash),
+    )
+}
+
+impl Stream {
+    fn sealed_key(
+        env: &HandleEnv<'_>,
+        key_id: &str,
+        key: &str,
+    ) -> frameworks_events::proto::v1::common::SealedSecret {
+        env.secrets.seal(
+            key.as_bytes(),
+            &format!("stream/{}/key/{key_id}", env.aggregate_id),
+        )
+    }
+
+    fn sealed_source(
+        env: &HandleEnv<'_>,
+        uri: &str,
+    ) -> frameworks_events::proto::v1::common::SealedSecret {
+        env.secrets.seal(
+            uri.as_bytes(),
+            &format!("stream/{}/pull_source", env.aggregate_id),
+        )
+    }
+}
+
+fn ingest_mode(ingest: Ingest) -> IngestMode {
+    match ingest {
+        Ingest::Push => IngestMode::Push,
+        Ingest::Pull => IngestMode::Pull,
+    }
+}
+
+impl Aggregate for Stream {
+    const TYPE: AggregateType = AggregateType::Stream;
+    const RESOURCE: &'static str = "stream";
+    type Command = StreamCommand;
+    type Outcome = StreamOutcome;
+
+    fn apply(&mut self, event: &Event) {
+        match &event.payload {
+            EventPayload::StreamCreated(created) => {
+                self.exists = true;
+                self.owner = event.tenant_id;
+                self.ingest = IngestMode::try_from(created.ingest_mode).ok();
+                self.has_pull_source = created.pull_source.is_some();
+                self.playback_id = created.playback_id.clone();
+            }
+            EventPayload::StreamUpdated(update) => {
+                if let Some(mode) = update.ingest_mode {
+                    self.ingest = IngestMode::try_from(mode).ok();
+                }
+                if update.pull_source.is_some() {
+                    self.has_pull_source = true;
+                }
+                if update.pull_source_cleared {
+                    self.has_pull_source = false;
+                }
+            }
+            EventPayload::StreamDeleted(_) => self.deleted = true,
+            EventPayload::StreamKeyCreated(key) => {
+                self.keys
+                    .insert(key.key_id.clone(), key.lookup_hash.clone());
+                if key.primary {
+                    self.primary_key = key.key_id.clone();
+                }
+            }
+            EventPayload::StreamKeyRotated(key) => {
+                self.keys.remove(&key.previous_key_id);
+                self.keys
+                    .insert(key.key_id.clone(), key.lookup_hash.clone());
+                self.primary_key = key.key_id.clone();
+            }
+            EventPayload::StreamKeyDeleted(key) => {
+                self.keys.remove(&key.key_id);
+            }
+            _ => {}
+        }
+    }
+
+    fn owner(&self, _: &str) -> Option<Uuid> {
+        self.owner
+    }
+
+    fn handle(
+        &self,
+        command: &StreamCommand,
+        env: &HandleEnv<'_>,
+    ) -> Result<Decision<StreamOutcome>, CommandError> {
+        let id = env.aggregate_id;
+        if let StreamCommand::Create {
+            name,
+            description,
+            record,
+            ingest,
+            pull_source,
+            allow_private_sources,
+        } = command
+        {
+            env.ctx.require_tenant()?;
+            if self.exists {
+                return Err(CommandError::Conflict(format!(
+                    "stream {id} already exists"
+                )));
+            }
+            let name = validate::name("input.name", name, 100)?;
+            let description = validate::text("input.description", description, 2000)?;
+            let pull_source = match (ingest, pull_source) {
+                (Ingest::Pull, Some(uri)) => {
+                    let url =
+                        validate::pull_source("input.pullSource", uri, *allow_private_sources)?;
+                    Some(Self::sealed_source(env, url.as_str()))
+                }
+                (Ingest::Pull, None) => {
+                    return Err(CommandError::invalid(
+                        "input.pullSource",
+                        "is required for PULL streams",
+                    ));
+                }
+                (Ingest::Push, Some(_)) => {
+                    return Err(CommandError::invalid(
+                        "input.pullSource",
+                        "is only allowed for PULL streams",
+                    ));
+                }
+                (Ingest::Push, None) => None,
+            };
+            let playback_id = random_id::<12>();
+            let key_id = Uuid::now_v7().to_string();
+            let stream_key = new_stream_key();
+            let hash = sha256(stream_key.as_bytes()).to_vec();
+            return Ok(Decision::new(StreamOutcome::Created {
+                playback_id: playback_id.clone(),
+                key_id: key_id.clone(),
+                stream_key: stream_key.clone(),
+            })
+            .event(StreamCreated {
+                name,
+                description,
+                record: *record,
+                ingest_mode: ingest_mode(*ingest) as i32,
+                pull_source,
+                playback_id: playback_id.clone(),
+            })
+            .event(StreamKeyCreated {
+                key: Some(Self::sealed_key(env, &key_id, &stream_key)),
+                key_id,
+                primary: true,
+                label: "primary".into(),
+                lookup_hash: hash.clone(),
+            })
+            .claim(Claim::new(claims::PLAYBACK_ID, playback_id))
+            .claim(key_claim(&hash)));
+        }
+
+        if !self.exists || self.deleted {
+            return Err(CommandError::not_found(Self::RESOURCE, id));
+        }
+        env.ctx.ensure_owner(self.owner, Self::RESOURCE, id)?;
+        match command {
+            StreamCommand::Create { .. } => unreachable!("handled above"),
+            StreamCommand::Update {
+                name,
+                description,
+                record,
+                ingest,
+                pull_source,
+                allow_private_sources,
+            } => {
+                let mut update = StreamUpdated {
+                    name: name
+                        .as_deref()
+                        .map(|n| validate::name("input.name", n, 100))
+                        .transpose()?,
+                    description: description
+                        .as_deref()
+                        .map(|d| validate::text("input.description", d, 2000))
+                        .transpose()?,
+                    record: *record,
+                    ingest_mode: ingest.map(|i| ingest_mode(i) as i32),
+                    ..Default::default()
+                };
+                match pull_source {
+                    Some(Some(uri)) => {
+                        let url =
+                            validate::pull_source("input.pullSource", uri, *allow_private_sources)?;
+                        update.pull_source = Some(Self::sealed_source(env, url.as_str()));
+                    }
+                    Some(None) => update.pull_source_cleared = true,
+                    None => {}
+                }
+                let mode = ingest.map(ingest_mode).or(self.ingest);
+                let will_have_source = (self.has_pull_source && !update.pull_source_cleared)
+                    || update.pull_source.is_some();
+                if mode == Some(IngestMode::Pull) && !will_have_source {
+                    return Err(CommandError::invalid(
+                        "input.pullSource",
+                        "is required for PULL streams",
+                    ));
+                }
+                if mode == Some(IngestMode::Push) && update.pull_source.is_some() {
+                    return Err(CommandError::invalid(
+                        "input.pullSource",
+                        "is only allowed for PULL streams",
+                    ));
+                }
+                if update == StreamUpdated::default() {
+                    return Err(CommandError::invalid("input", "names no field to change"));
+                }
+                Ok(Decision::new(StreamOutcome::Done).event(update))
+            }
+            StreamCommand::Delete => {
+                let mut decision = Decision::new(StreamOutcome::Done)
+                    .event(StreamDeleted {
+                        reason: String::new(),
+                    })
+                    .release(Claim::new(claims::PLAYBACK_ID, self.playback_id.clone()));
+                for hash in self.keys.values() {
+                    decision = decision.release(key_claim(hash));
+                }
+                Ok(decision)
+            }
+            StreamCommand::RefreshKey => {
+                let key_id = Uuid::now_v7().to_string();
+                let stream_key = new_stream_key();
+                let hash = sha256(stream_key.as_bytes()).to_vec();
+                let mut decision = Decision::new(StreamOutcome::Key {
+                    key_id: key_id.clone(),
+                    stream_key: stream_key.clone(),
+                })
+                .event(StreamKeyRotated {
+                    key: Some(Self::sealed_key(env, &key_id, &stream_key)),
+                    key_id,
+                    previous_key_id: self.primary_key.clone(),
+                    lookup_hash: hash.clone(),
+                })
+                .claim(key_claim(&hash));
+                if let Some(old) = self.keys.get(&self.primary_key) {
+                    decision = decision.release(key_claim(old));
+                }
+                Ok(decision)
+            }
+            StreamCommand::AddKey { label } => {
+                let label = validate::name("input.label", label, 100)?;
+                if self.keys.len() > MAX_KEYS {
+                    return Err(CommandError::invalid(
+                        "input",
+                        format!("a stream may hold at most {MAX_KEYS} extra keys"),
+                    ));
+                }
+                let key_id = Uuid::now_v7().to_string();
+                let stream_key = new_stream_key();
+                let hash = sha256(stream_key.as_bytes()).to_vec();
+                Ok(Decision::new(StreamOutcome::Key {
+                    key_id: key_id.clone(),
+                    stream_key: stream_key.clone(),
+                })
+                .event(StreamKeyCreated {
+                    key: Some(Self::sealed_key(env, &key_id, &stream_key)),
+                    key_id,
+                    primary: false,
+                    label,
+                    lookup_hash: hash.clone(),
+                })
+                .claim(key_claim(&hash)))
+            }
+            StreamCommand::DeleteKey { key_id } => {
+                let hash = self
+                    .keys
+                    .get(key_id)
+                    .ok_or_else(|| CommandError::not_found("stream key", key_id.clone()))?;
+                if *key_id == self.primary_key {
+                    return Err(CommandError::invalid(
+                        "input.keyId",
+                        "the primary key cannot be deleted; refresh it instead",
+                    ));
+                }
+                Ok(Decision::new(StreamOutcome::Done)
+                    .event(StreamKeyDeleted {
+                        key_id: key_id.clone(),
+                    })
+                    .release(key_claim(hash)))
+            }
+        }
+    }
+}
+
+/// The claim value an ingest look-up searches for a presented stream key.
+pub fn stream_key_lookup(stream_key: &str) -> String {
+    sha256_hex(stream_key.as_bytes())
+}
