@@ -175,3 +175,42 @@ build_frameworks() {
     step "building the frameworks binary (target dir $CARGO_TARGET_DIR)"
     (cd "$REPO_DIR" && cargo build --locked --bin frameworks) || die "cargo build failed"
 }
+
+# The platform's own long-running roles, in start order. Each serves
+# Prometheus metrics, which doubles as its health check.
+ROLES=(relay)
+FRAMEWORKS_RELAY_METRICS_LISTEN="${FRAMEWORKS_RELAY_METRICS_LISTEN:-127.0.0.1:18039}"
+
+role_metrics() {
+    case "$1" in
+    relay) printf '%s\n' "$FRAMEWORKS_RELAY_METRICS_LISTEN" ;;
+    esac
+}
+
+role_healthy() { curl -fsS --max-time 2 "http://$(role_metrics "$ROLE")/metrics" >/dev/null 2>&1; }
+
+# start_role NAME: starts `frameworks NAME` unless it already runs the current binary.
+start_role() {
+    local name="$1" pid
+    ROLE="$name"
+    if pid="$(pid_of "$name")"; then
+        if [[ "$FRAMEWORKS_BIN" -nt "$RUN_DIR/$name.pid" ]]; then
+            say "$name: the binary was rebuilt; restarting"
+            stop_component "$name" TERM
+        elif role_healthy; then
+            say "$name: already running (pid $pid)"
+            return 0
+        fi
+    fi
+    if ! pid_of "$name" >/dev/null; then
+        local listen port
+        listen="$(role_metrics "$name")"
+        port="${listen##*:}"
+        require_free_port "$name" "FRAMEWORKS_$(printf '%s' "$name" | tr '[:lower:]' '[:upper:]')_METRICS_LISTEN" "$port"
+        step "$name: starting"
+        setsid "$FRAMEWORKS_BIN" "$name" </dev/null >>"$LOG_DIR/$name.log" 2>&1 &
+        record_pid "$name" $! "$FRAMEWORKS_BIN $name" "$port"
+    fi
+    wait_healthy "$name" "$(pid_of "$name")" role_healthy "$LOG_DIR/$name.log"
+    say "$name: running (pid $(pid_of "$name")), metrics at http://$(role_metrics "$name")/metrics"
+}

@@ -8,7 +8,7 @@ pub struct LoggingSettings {
     #[arg(
         long = "log",
         env = "FRAMEWORKS_LOG",
-        default_value = "info",
+        default_value = "info,sqlx=warn",
         global = true,
         value_parser = parse_filter
     )]
