@@ -45,15 +45,10 @@ impl CommandBus {
     /// addresses the same aggregate and replays instead of creating a twin.
     pub fn id_for_new(ctx: &CommandContext, idempotency: Option<&Idempotency>) -> uuid::Uuid {
         match idempotency {
-            Some(i) => {
-                let scope = ctx
-                    .tenant_id
-                    .map_or_else(|| format!("actor:{}", ctx.actor), |t| t.to_string());
-                uuid::Uuid::new_v5(
-                    &uuid::Uuid::NAMESPACE_OID,
-                    format!("frameworks/{scope}/{}", i.key).as_bytes(),
-                )
-            }
+            Some(i) => uuid::Uuid::new_v5(
+                &uuid::Uuid::NAMESPACE_OID,
+                format!("frameworks/{}/{}", idempotency_scope(ctx), i.key).as_bytes(),
+            ),
             None => uuid::Uuid::now_v7(),
         }
     }
@@ -190,10 +185,7 @@ impl CommandBus {
         ctx: &CommandContext,
         idempotency: &Idempotency,
     ) -> IdempotencyRecord {
-        let scope = match ctx.tenant_id {
-            Some(tenant) => format!("tenant:{tenant}"),
-            None => format!("actor:{}", ctx.actor),
-        };
+        let scope = idempotency_scope(ctx);
         let body = serde_json::to_vec(command).expect("commands serialize");
         let fingerprint = sha256(
             &[
@@ -255,14 +247,9 @@ impl CommandBus {
             }
             .into());
         }
-        let unreadable = |why: String| {
-            ExecuteError::Store(StoreError::Database(sqlx::Error::Decode(
-                format!(
-                    "stored outcome for idempotency key {:?}: {why}",
-                    request.key
-                )
-                .into(),
-            )))
+        let unreadable = |reason: String| ExecuteError::StoredOutcome {
+            key: request.key.clone(),
+            reason,
         };
         let sealed: frameworks_events::proto::v1::common::SealedSecret =
             prost::Message::decode(sealed.as_slice()).map_err(|e| unreadable(e.to_string()))?;
@@ -274,6 +261,14 @@ impl CommandBus {
         counter!("frameworks_command_idempotent_replays_total", "aggregate" => A::RESOURCE)
             .increment(1);
         Ok(Some(outcome))
+    }
+}
+
+/// Idempotency keys are per tenant (per actor for platform operators and edges).
+fn idempotency_scope(ctx: &CommandContext) -> String {
+    match ctx.tenant_id {
+        Some(tenant) => format!("tenant:{tenant}"),
+        None => format!("actor:{}", ctx.actor),
     }
 }
 

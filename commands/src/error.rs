@@ -48,6 +48,10 @@ pub enum ExecuteError {
     Store(#[from] crate::store::StoreError),
     #[error("gave up after {0} attempts lost to concurrent writers")]
     Contended(u32),
+    /// The first outcome of an idempotent command is stored but cannot be
+    /// read back (for example, its data key left the key ring).
+    #[error("the stored outcome for idempotency key {key:?} cannot be read: {reason}")]
+    StoredOutcome { key: String, reason: String },
 }
 
 impl ExecuteError {
