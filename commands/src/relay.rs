@@ -114,22 +114,38 @@ impl OutboxRelay {
         let mut listener = PgListener::connect_with(self.store.pool()).await?;
         listener.listen(OUTBOX_CHANNEL).await?;
         let idle = Duration::from_millis(self.settings.idle_poll_ms);
+        let mut backoff = Duration::ZERO;
         loop {
-            let published = self.drain_once(&mut leader).await?;
-            if published == self.settings.batch_size as usize {
-                continue;
-            }
-            let backlog: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
-                .fetch_one(&mut leader)
-                .await?;
-            gauge!("frameworks_relay_backlog").set(backlog as f64);
+            let wait = match self.drain_once(&mut leader).await {
+                Ok(published) if published == self.settings.batch_size as usize => {
+                    backoff = Duration::ZERO;
+                    continue;
+                }
+                Ok(_) => {
+                    backoff = Duration::ZERO;
+                    let backlog: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+                        .fetch_one(&mut leader)
+                        .await?;
+                    gauge!("frameworks_relay_backlog").set(backlog as f64);
+                    idle
+                }
+                // Kafka being away is weather: keep the rows, back off, try again.
+                Err(RelayError::Publish(error)) => {
+                    backoff =
+                        (backoff * 2).clamp(Duration::from_millis(250), Duration::from_secs(30));
+                    warn!(%error, retry_in = ?backoff, "Kafka did not take the batch");
+                    backoff
+                }
+                // Database trouble may mean the leadership connection is gone: stop.
+                Err(error) => return Err(error),
+            };
             tokio::select! {
                 () = &mut shutdown => {
                     info!("relay stopping");
                     return Ok(());
                 }
-                notification = listener.recv() => { notification?; }
-                () = tokio::time::sleep(idle) => {}
+                notification = listener.recv(), if backoff.is_zero() => { notification?; }
+                () = tokio::time::sleep(wait) => {}
             }
         }
     }
