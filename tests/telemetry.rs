@@ -11,7 +11,8 @@ use frameworks_commands::CommandError;
 use frameworks_commands::telemetry::{TelemetryCommand, TelemetryError, TelemetryPublisher};
 use frameworks_events::kafka::{EventConsumer, EventPublisher};
 use frameworks_events::proto::v1::telemetry::{
-    BufferState, NodeMetrics, StreamBufferChanged, Track, TrackListUpdated, ViewerSessionEnded,
+    BufferState, MistTriggerReceived, NodeMetrics, StreamBufferChanged, Track, TrackListUpdated,
+    ViewerSessionEnded,
 };
 use frameworks_events::proto::v1::tenant::TenantCreated;
 use frameworks_events::{EventPayload, Topic};
@@ -38,6 +39,29 @@ fn session_end(session: &str, bytes_down: u64) -> ViewerSessionEnded {
         duration_seconds: 60,
         reason: "socket closed".into(),
         trigger_id: Uuid::now_v7().to_string(),
+    }
+}
+
+/// Field values taken from a USER_END captured from a real MistServer (shared/mist).
+fn mist_trigger(name: &str) -> MistTriggerReceived {
+    MistTriggerReceived {
+        trigger: name.into(),
+        trigger_id: "9d02dd32-8257-416d-a100-00000fa72c41".into(),
+        fired_at_unix_ms: 1_795_237_090_000,
+        fields: [
+            "90ce7bbc",
+            "test",
+            "HLS",
+            "127.0.0.1",
+            "31",
+            "104823",
+            "20669",
+            "",
+        ]
+        .map(String::from)
+        .to_vec(),
+        blocking: false,
+        answer: String::new(),
     }
 }
 
@@ -100,6 +124,9 @@ async fn a_batch_is_validated_per_record_and_published_keyed_by_subject() {
                 ..Default::default()
             },
         ),
+        // A trigger fact as the edge relays it, and one naming no Mist trigger.
+        command("edge-1", mist_trigger("USER_END")),
+        command("edge-1", mist_trigger("COFFEE_READY")),
     ];
     let verdicts = publisher.publish_batch(&batch).await;
     assert_eq!(verdicts.len(), batch.len());
@@ -113,7 +140,7 @@ async fn a_batch_is_validated_per_record_and_published_keyed_by_subject() {
             Err(other) => panic!("{other:?}"),
         })
         .collect();
-    let expected: [Option<&str>; 10] = [
+    let expected: [Option<&str>; 12] = [
         None,
         None,
         None,
@@ -124,6 +151,8 @@ async fn a_batch_is_validated_per_record_and_published_keyed_by_subject() {
         Some("sessionId"),
         Some("occurredAt"),
         None,
+        None,
+        Some("trigger"),
     ];
     assert_eq!(refused_fields, expected.map(|f| f.map(str::to_owned)));
 
@@ -131,7 +160,9 @@ async fn a_batch_is_validated_per_record_and_published_keyed_by_subject() {
     for (verdict, command) in verdicts.iter().zip(&batch) {
         if let Ok(delivered) = verdict {
             let topic = match command.payload {
-                EventPayload::NodeMetrics(_) => Topic::NodeTelemetry,
+                EventPayload::NodeMetrics(_) | EventPayload::MistTriggerReceived(_) => {
+                    Topic::NodeTelemetry
+                }
                 _ => Topic::StreamTelemetry,
             };
             assert_eq!(delivered.topic, kafka.catalogue().name(topic));

@@ -39,6 +39,49 @@ pub enum TelemetryError {
     Publish(#[from] PublishError),
 }
 
+/// Every trigger MistServer knows (its own `capabilities` answer, as captured in
+/// shared/mist/capabilities.json), including the FrameWorks fork's.
+pub const MIST_TRIGGERS: [&str; 38] = [
+    "CONN_CLOSE",
+    "CONN_OPEN",
+    "CONN_PLAY",
+    "DEFAULT_STREAM",
+    "INPUT_ABORT",
+    "LIVEPEER_SEGMENT_COMPLETE",
+    "LIVEPEER_SEGMENT_REJECTED",
+    "LIVE_BANDWIDTH",
+    "LIVE_TRACK_LIST",
+    "OUTPUT_END",
+    "OUTPUT_START",
+    "OUTPUT_STOP",
+    "PLAY_REWRITE",
+    "PROCESS_AV_VIRTUAL_SEGMENT_COMPLETE",
+    "PROCESS_EXIT",
+    "PUSH_END",
+    "PUSH_INPUT_CLOSE",
+    "PUSH_OUT_START",
+    "PUSH_REWRITE",
+    "RECORDING_END",
+    "RECORDING_SEGMENT",
+    "RTMP_PUSH_REWRITE",
+    "STREAM_ADD",
+    "STREAM_BUFFER",
+    "STREAM_CONFIG",
+    "STREAM_END",
+    "STREAM_LOAD",
+    "STREAM_PROCESS",
+    "STREAM_PUSH",
+    "STREAM_READY",
+    "STREAM_REMOVE",
+    "STREAM_SOURCE",
+    "STREAM_UNLOAD",
+    "SYSTEM_START",
+    "SYSTEM_STOP",
+    "THUMBNAIL_UPDATED",
+    "USER_END",
+    "USER_NEW",
+];
+
 /// How far an edge clock may run ahead before its facts are refused.
 pub const MAX_CLOCK_SKEW: chrono::Duration = chrono::Duration::minutes(5);
 const MAX_ID: usize = 128;
@@ -164,6 +207,22 @@ pub fn validate(command: &TelemetryCommand, now: DateTime<Utc>) -> Result<(), Co
                 short(&format!("tracks[{index}].codec"), &track.codec, 32)?;
             }
             Ok(())
+        }
+        EventPayload::MistTriggerReceived(trigger) => {
+            if !MIST_TRIGGERS.contains(&trigger.trigger.as_str()) {
+                return Err(CommandError::invalid(
+                    "trigger",
+                    format!("{:?} is not a MistServer trigger", trigger.trigger),
+                ));
+            }
+            id("triggerId", &trigger.trigger_id)?;
+            if trigger.fields.len() > 64 {
+                return Err(CommandError::invalid("fields", "holds more than 64 fields"));
+            }
+            for (index, field) in trigger.fields.iter().enumerate() {
+                short(&format!("fields[{index}]"), field, 8192)?;
+            }
+            short("answer", &trigger.answer, 8192)
         }
         _ => Err(CommandError::invalid(
             "type",

@@ -180,6 +180,8 @@ event_registry! {
 
     NodeHeartbeat(telemetry::NodeHeartbeat) = "node.heartbeat", Node, NodeTelemetry, 1;
     NodeMetrics(telemetry::NodeMetrics) = "node.metrics", Node, NodeTelemetry, 1;
+    MistTriggerReceived(telemetry::MistTriggerReceived)
+        = "node.mist_trigger_received", Node, NodeTelemetry, 1;
 
     ViewerSessionStarted(telemetry::ViewerSessionStarted)
         = "viewer.session_started", Stream, StreamTelemetry, 1;
