@@ -178,12 +178,14 @@ build_frameworks() {
 
 # The platform's own long-running roles, in start order. Each serves
 # Prometheus metrics, which doubles as its health check.
-ROLES=(relay)
+ROLES=(relay projector)
 FRAMEWORKS_RELAY_METRICS_LISTEN="${FRAMEWORKS_RELAY_METRICS_LISTEN:-127.0.0.1:18039}"
+FRAMEWORKS_PROJECTOR_METRICS_LISTEN="${FRAMEWORKS_PROJECTOR_METRICS_LISTEN:-127.0.0.1:18049}"
 
 role_metrics() {
     case "$1" in
     relay) printf '%s\n' "$FRAMEWORKS_RELAY_METRICS_LISTEN" ;;
+    projector) printf '%s\n' "$FRAMEWORKS_PROJECTOR_METRICS_LISTEN" ;;
     esac
 }
 

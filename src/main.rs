@@ -11,6 +11,7 @@ mod db;
 mod dead_letters;
 mod logging;
 mod metrics;
+mod projector;
 mod relay;
 mod topics;
 
@@ -27,6 +28,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Relay(relay::RelayCommand),
+    Projector(projector::ProjectorCommand),
     Topics(topics::TopicsCommand),
     DeadLetters(dead_letters::DeadLettersCommand),
     Db(db::DbCommand),
@@ -48,6 +50,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Relay(command) => command.run().await,
+            Command::Projector(command) => command.run().await,
             Command::Topics(command) => command.run().await,
             Command::DeadLetters(command) => command.run().await,
             Command::Db(command) => command.run().await,

@@ -5,7 +5,7 @@
 mod support;
 
 use std::collections::{HashMap, HashSet};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -15,27 +15,29 @@ use frameworks_commands::{CommandBus, CommandContext, SecretBox};
 use frameworks_events::Topic;
 use frameworks_events::kafka::{EventConsumer, KafkaSettings};
 use sqlx::Row;
-use support::{drop_topics, fresh_database, kafka_with_topics, within};
+use support::{RoleProcess, drop_topics, fresh_database, kafka_with_topics, within};
 use uuid::Uuid;
 
 const STREAMS: usize = 30;
 const UPDATES_PER_STREAM: usize = 20;
 const MIN_KILLS: usize = 10;
 
-fn spawn_relay(database_url: &str, kafka: &KafkaSettings) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_frameworks"))
-        .arg("relay")
-        .env("FRAMEWORKS_DATABASE_URL", database_url)
-        .env("FRAMEWORKS_KAFKA_BROKERS", &kafka.brokers)
-        .env("FRAMEWORKS_TOPIC_PREFIX", &kafka.catalogue.prefix)
-        .env("FRAMEWORKS_RELAY_BATCH_SIZE", "25")
-        .env("FRAMEWORKS_RELAY_IDLE_POLL_MS", "50")
-        .env("FRAMEWORKS_RELAY_METRICS_LISTEN", "127.0.0.1:0")
-        .env("FRAMEWORKS_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("the frameworks binary starts")
+fn spawn_relay(database_url: &str, kafka: &KafkaSettings) -> RoleProcess {
+    RoleProcess(
+        Command::new(env!("CARGO_BIN_EXE_frameworks"))
+            .arg("relay")
+            .env("FRAMEWORKS_DATABASE_URL", database_url)
+            .env("FRAMEWORKS_KAFKA_BROKERS", &kafka.brokers)
+            .env("FRAMEWORKS_TOPIC_PREFIX", &kafka.catalogue.prefix)
+            .env("FRAMEWORKS_RELAY_BATCH_SIZE", "25")
+            .env("FRAMEWORKS_RELAY_IDLE_POLL_MS", "50")
+            .env("FRAMEWORKS_RELAY_METRICS_LISTEN", "127.0.0.1:0")
+            .env("FRAMEWORKS_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the frameworks binary starts"),
+    )
 }
 
 fn random_below(limit: u64) -> u64 {
@@ -100,8 +102,7 @@ async fn sigkilled_relay_loses_and_reorders_nothing() {
     let mut relay = spawn_relay(&db.url, &kafka);
     while writing.load(Ordering::SeqCst) || kills < MIN_KILLS {
         tokio::time::sleep(Duration::from_millis(50 + random_below(400))).await;
-        relay.kill().expect("SIGKILL the relay"); // Child::kill sends SIGKILL on Unix.
-        relay.wait().expect("reap the relay");
+        relay.kill();
         kills += 1;
         relay = spawn_relay(&db.url, &kafka);
     }
@@ -121,8 +122,7 @@ async fn sigkilled_relay_loses_and_reorders_nothing() {
         }
     })
     .await;
-    relay.kill().expect("stop the relay");
-    relay.wait().expect("reap the relay");
+    relay.kill();
 
     // What the store holds.
     let rows = sqlx::query("SELECT event_id, aggregate_id, sequence FROM events")

@@ -185,3 +185,21 @@ impl TestDatabase {
             .expect("count")
     }
 }
+
+/// A spawned role that is SIGKILLed and reaped when dropped, so a failing
+/// test never leaves it running.
+pub struct RoleProcess(pub std::process::Child);
+
+impl RoleProcess {
+    /// SIGKILL and reap (`Child::kill` sends SIGKILL on Unix).
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for RoleProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

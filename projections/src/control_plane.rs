@@ -1,0 +1,521 @@
+//! The control-plane read models in PostgreSQL (`schemas/sql/0002_read_models.sql`).
+//!
+//! [`apply`] runs inside the projector's batch transaction. Events of one
+//! aggregate arrive in order; different aggregates' events do not (they sit
+//! on different partitions), so only references within an aggregate are
+//! enforced (a key for a stream the model lacks is dead-lettered). Aggregate events
+//! are applied only if their sequence is above the version the projection
+//! last recorded for that aggregate: the relay may publish an event twice
+//! (at two Kafka offsets), and the second copy must change nothing.
+
+use chrono::{DateTime, Utc};
+use frameworks_events::proto::v1::common::SealedSecret;
+use frameworks_events::proto::v1::stream::IngestMode;
+use frameworks_events::proto::v1::user::UserRole;
+use frameworks_events::{Event, EventPayload, Topic};
+use prost::Message;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::ApplyError;
+
+pub const NAME: &str = "control-plane";
+
+/// The topics this projection reads.
+pub const TOPICS: [Topic; 3] = [Topic::Tenants, Topic::Streams, Topic::Infrastructure];
+
+/// Every read-model table, for rebuilds and comparisons.
+pub const TABLES: [&str; 9] = [
+    "rm_tenants",
+    "rm_users",
+    "rm_api_tokens",
+    "rm_streams",
+    "rm_stream_keys",
+    "rm_signing_keys",
+    "rm_clusters",
+    "rm_enrolment_tokens",
+    "rm_nodes",
+];
+
+/// Whether the event was applied or was a duplicate of one already applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Changed,
+    Duplicate,
+}
+
+pub async fn apply(conn: &mut PgConnection, event: &Event) -> Result<Applied, ApplyError> {
+    let aggregate = event.aggregate_type().as_str();
+    let version: Option<i64> = sqlx::query_scalar(
+        "SELECT version FROM projection_versions
+         WHERE projection = $1 AND aggregate_type = $2 AND aggregate_id = $3 FOR UPDATE",
+    )
+    .bind(NAME)
+    .bind(aggregate)
+    .bind(&event.aggregate_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let sequence = i64::try_from(event.sequence).unwrap_or(i64::MAX);
+    if version.is_some_and(|v| v >= sequence) {
+        return Ok(Applied::Duplicate);
+    }
+    apply_change(conn, event).await?;
+    sqlx::query(
+        "INSERT INTO projection_versions (projection, aggregate_type, aggregate_id, version)
+         VALUES ($1, $2, $3, $4)
+         ON CONFLICT (projection, aggregate_type, aggregate_id) DO UPDATE SET version = EXCLUDED.version",
+    )
+    .bind(NAME)
+    .bind(aggregate)
+    .bind(&event.aggregate_id)
+    .bind(sequence)
+    .execute(&mut *conn)
+    .await?;
+    Ok(Applied::Changed)
+}
+
+fn uuid_of(event: &Event, what: &str) -> Result<Uuid, ApplyError> {
+    Uuid::parse_str(&event.aggregate_id).map_err(|_| ApplyError::Invalid {
+        event_type: event.event_type().name(),
+        problem: format!("{what} id {:?} is not a UUID", event.aggregate_id),
+    })
+}
+
+fn sealed(secret: Option<&SealedSecret>) -> Option<Vec<u8>> {
+    secret.map(Message::encode_to_vec)
+}
+
+/// Fails with [`ApplyError::MissingAggregate`] when an update touched no row.
+fn touched(rows: u64, event: &Event, aggregate: &'static str, id: &str) -> Result<(), ApplyError> {
+    if rows == 0 {
+        Err(ApplyError::MissingAggregate {
+            event_type: event.event_type().name(),
+            aggregate,
+            id: id.to_owned(),
+        })
+    } else {
+        Ok(())
+    }
+}
+
+fn unix(seconds: i64) -> Option<DateTime<Utc>> {
+    (seconds != 0)
+        .then(|| DateTime::from_timestamp(seconds, 0))
+        .flatten()
+}
+
+async fn apply_change(conn: &mut PgConnection, event: &Event) -> Result<(), ApplyError> {
+    let at = event.occurred_at;
+    let tenant = event.tenant_id;
+    match &event.payload {
+        EventPayload::TenantCreated(e) => {
+            sqlx::query(
+                "INSERT INTO rm_tenants (id, name, tier, region, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $5)",
+            )
+            .bind(uuid_of(event, "tenant")?)
+            .bind(&e.name)
+            .bind(&e.tier)
+            .bind(&e.region)
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
+        }
+        EventPayload::TenantSuspended(e) => {
+            let rows = sqlx::query("UPDATE rm_tenants SET suspended = true, suspended_reason = $2, updated_at = $3 WHERE id = $1")
+                .bind(uuid_of(event, "tenant")?)
+                .bind(&e.reason)
+                .bind(at)
+                .execute(&mut *conn)
+                .await?;
+            touched(rows.rows_affected(), event, "tenant", &event.aggregate_id)?;
+        }
+        EventPayload::TenantReactivated(_) => {
+            let rows = sqlx::query("UPDATE rm_tenants SET suspended = false, suspended_reason = NULL, updated_at = $2 WHERE id = $1")
+                .bind(uuid_of(event, "tenant")?)
+                .bind(at)
+                .execute(&mut *conn)
+                .await?;
+            touched(rows.rows_affected(), event, "tenant", &event.aggregate_id)?;
+        }
+        EventPayload::SigningKeyCreated(e) => {
+            sqlx::query(
+                "INSERT INTO rm_signing_keys (kid, tenant_id, name, algorithm, public_key_spki, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&e.kid)
+            .bind(uuid_of(event, "tenant")?)
+            .bind(&e.name)
+            .bind(&e.algorithm)
+            .bind(&e.public_key_spki)
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
+        }
+        EventPayload::SigningKeyRevoked(e) => {
+            let rows = sqlx::query("UPDATE rm_signing_keys SET revoked_at = $2 WHERE kid = $1")
+                .bind(&e.kid)
+                .bind(at)
+                .execute(&mut *conn)
+                .await?;
+            touched(rows.rows_affected(), event, "signing key", &e.kid)?;
+        }
+        EventPayload::UserRegistered(e) => {
+            let role = UserRole::try_from(e.role)
+                .unwrap_or(UserRole::Unspecified)
+                .as_str_name();
+            sqlx::query(
+                "INSERT INTO rm_users (id, tenant_id, email, display_name, role, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $6)",
+            )
+            .bind(uuid_of(event, "user")?)
+            .bind(tenant)
+            .bind(&e.email)
+            .bind(&e.display_name)
+            .bind(role)
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
+        }
+        EventPayload::UserPasswordChanged(_) => {
+            let rows =
+                sqlx::query("UPDATE rm_users SET failed_logins = 0, updated_at = $2 WHERE id = $1")
+                    .bind(uuid_of(event, "user")?)
+                    .bind(at)
+                    .execute(&mut *conn)
+                    .await?;
+            touched(rows.rows_affected(), event, "user", &event.aggregate_id)?;
+        }
+        EventPayload::UserLoginFailed(e) => {
+            let rows = sqlx::query(
+                "UPDATE rm_users SET failed_logins = $2, updated_at = $3 WHERE id = $1",
+            )
+            .bind(uuid_of(event, "user")?)
+            .bind(i32::try_from(e.consecutive_failures).unwrap_or(i32::MAX))
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
+            touched(rows.rows_affected(), event, "user", &event.aggregate_id)?;
+        }
+        EventPayload::UserLoginSucceeded(_) => {
+            let rows = sqlx::query("UPDATE rm_users SET failed_logins = 0, last_login_at = $2, updated_at = $2 WHERE id = $1")
+                .bind(uuid_of(event, "user")?)
+                .bind(at)
+                .execute(&mut *conn)
+                .await?;
+            touched(rows.rows_affected(), event, "user", &event.aggregate_id)?;
+        }
+        EventPayload::ApiTokenCreated(e) => {
+            sqlx::query(
+                "INSERT INTO rm_api_tokens (id, tenant_id, name, scopes, token_hash, token_prefix, expires_at, created_by, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(uuid_of(event, "API token")?)
+            .bind(tenant)
+            .bind(&e.name)
+            .bind(&e.scopes)
+            .bind(&e.token_hash)
+            .bind(&e.token_prefix)
+            .bind(unix(e.expires_at_unix))
+            .bind(&e.created_by_user_id)
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
+        }
+        EventPayload::ApiTokenRevoked(_) => {
+            let rows = sqlx::query("UPDATE rm_api_tokens SET revoked_at = $2 WHERE id = $1")
+                .bind(uuid_of(event, "API token")?)
+                .bind(at)
+                .execute(&mut *conn)
+                .await?;
+            touched(
+                rows.rows_affected(),
+                event,
+                "API token",
+                &event.aggregate_id,
+            )?;
+        }
+        EventPayload::StreamCreated(e) => {
+            let mode = IngestMode::try_from(e.ingest_mode)
+                .unwrap_or(IngestMode::Unspecified)
+                .as_str_name();
+            sqlx::query(
+                "INSERT INTO rm_streams (id, tenant_id, name, description, record, ingest_mode, playback_id, pull_source, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+            )
+            .bind(uuid_of(event, "stream")?)
+            .bind(tenant)
+            .bind(&e.name)
+            .bind(&e.description)
+            .bind(e.record)
+            .bind(mode)
+            .bind(&e.playback_id)
+            .bind(sealed(e.pull_source.as_ref()))
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
+        }
+        EventPayload::StreamUpdated(e) => {
+            let mode = e.ingest_mode.map(|m| {
+                IngestMode::try_from(m)
+                    .unwrap_or(IngestMode::Unspecified)
+                    .as_str_name()
+            });
+            let rows = sqlx::query(
+                "UPDATE rm_streams SET
+                    name = COALESCE($2, name),
+                    description = COALESCE($3, description),
+                    record = COALESCE($4, record),
+                    ingest_mode = COALESCE($5, ingest_mode),
+                    pull_source = CASE WHEN $7 THEN NULL ELSE COALESCE($6, pull_source) END,
+                    updated_at = $8
+                 WHERE id = $1 AND deleted_at IS NULL",
+            )
+            .bind(uuid_of(event, "stream")?)
+            .bind(&e.name)
+            .bind(&e.description)
+            .bind(e.record)
+            .bind(mode)
+            .bind(sealed(e.pull_source.as_ref()))
+            .bind(e.pull_source_cleared)
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
+            touched(rows.rows_affected(), event, "stream", &event.aggregate_id)?;
+        }
+        EventPayload::StreamDeleted(_) => {
+            let id = uuid_of(event, "stream")?;
+            let rows = sqlx::query("UPDATE rm_streams SET deleted_at = $2, updated_at = $2 WHERE id = $1 AND deleted_at IS NULL")
+                .bind(id)
+                .bind(at)
+                .execute(&mut *conn)
+                .await?;
+            touched(rows.rows_affected(), event, "stream", &event.aggregate_id)?;
+            // A deleted stream's keys must stop matching ingest look-ups.
+            sqlx::query("DELETE FROM rm_stream_keys WHERE stream_id = $1")
+                .bind(id)
+                .execute(&mut *conn)
+                .await?;
+        }
+        EventPayload::StreamKeyCreated(e) => {
+            let stream = uuid_of(event, "stream")?;
+            require_stream(conn, event, stream).await?;
+            insert_key(
+                conn,
+                stream,
+                &e.key_id,
+                &e.label,
+                e.primary,
+                &e.lookup_hash,
+                e.key.as_ref(),
+                at,
+            )
+            .await?;
+            if e.primary {
+                set_primary(conn, stream, &e.key_id, at).await?;
+            }
+        }
+        EventPayload::StreamKeyRotated(e) => {
+            let stream = uuid_of(event, "stream")?;
+            require_stream(conn, event, stream).await?;
+            sqlx::query("DELETE FROM rm_stream_keys WHERE key_id = $1")
+                .bind(&e.previous_key_id)
+                .execute(&mut *conn)
+                .await?;
+            insert_key(
+                conn,
+                stream,
+                &e.key_id,
+                "primary",
+                true,
+                &e.lookup_hash,
+                e.key.as_ref(),
+                at,
+            )
+            .await?;
+            set_primary(conn, stream, &e.key_id, at).await?;
+        }
+        EventPayload::StreamKeyDeleted(e) => {
+            let rows =
+                sqlx::query("DELETE FROM rm_stream_keys WHERE key_id = $1 AND stream_id = $2")
+                    .bind(&e.key_id)
+                    .bind(uuid_of(event, "stream")?)
+                    .execute(&mut *conn)
+                    .await?;
+            touched(rows.rows_affected(), event, "stream key", &e.key_id)?;
+        }
+        EventPayload::ClusterCreated(e) => {
+            sqlx::query(
+                "INSERT INTO rm_clusters (id, tenant_id, name, region, base_url, shared, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+            )
+            .bind(uuid_of(event, "cluster")?)
+            .bind(tenant)
+            .bind(&e.name)
+            .bind(&e.region)
+            .bind(&e.base_url)
+            .bind(e.shared)
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
+        }
+        EventPayload::ClusterUpdated(e) => {
+            let rows = sqlx::query(
+                "UPDATE rm_clusters SET name = COALESCE($2, name), region = COALESCE($3, region),
+                    base_url = COALESCE($4, base_url), shared = COALESCE($5, shared), updated_at = $6
+                 WHERE id = $1",
+            )
+            .bind(uuid_of(event, "cluster")?)
+            .bind(&e.name)
+            .bind(&e.region)
+            .bind(&e.base_url)
+            .bind(e.shared)
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
+            touched(rows.rows_affected(), event, "cluster", &event.aggregate_id)?;
+        }
+        EventPayload::NodeEnrolmentTokenIssued(e) => {
+            let cluster = uuid_of(event, "cluster")?;
+            require_row(conn, event, "rm_clusters", "cluster", cluster).await?;
+            sqlx::query(
+                "INSERT INTO rm_enrolment_tokens (token_id, cluster_id, expires_at, issued_by, created_at)
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&e.token_id)
+            .bind(cluster)
+            .bind(unix(e.expires_at_unix).unwrap_or(at))
+            .bind(&e.issued_by_user_id)
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
+        }
+        EventPayload::NodeEnrolmentTokenConsumed(e) => {
+            let rows = sqlx::query(
+                "UPDATE rm_enrolment_tokens SET consumed_by_node = $2 WHERE token_id = $1",
+            )
+            .bind(&e.token_id)
+            .bind(&e.node_id)
+            .execute(&mut *conn)
+            .await?;
+            touched(rows.rows_affected(), event, "enrolment token", &e.token_id)?;
+        }
+        EventPayload::NodeEnrolled(e) => {
+            let cluster = Uuid::parse_str(&e.cluster_id).map_err(|_| ApplyError::Invalid {
+                event_type: event.event_type().name(),
+                problem: format!("cluster id {:?} is not a UUID", e.cluster_id),
+            })?;
+            // No check that the cluster is projected: it lives on another partition
+            // and may arrive later. References within one aggregate are checked.
+            sqlx::query(
+                "INSERT INTO rm_nodes (id, cluster_id, tenant_id, hardware_fingerprint, hostname, edge_version,
+                                       public_host, latitude, longitude, enrolled_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(uuid_of(event, "node")?)
+            .bind(cluster)
+            .bind(tenant)
+            .bind(&e.hardware_fingerprint)
+            .bind(&e.hostname)
+            .bind(&e.edge_version)
+            .bind(&e.public_host)
+            .bind(e.latitude)
+            .bind(e.longitude)
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
+        }
+        EventPayload::NodeReenrolled(e) => {
+            let rows = sqlx::query(
+                "UPDATE rm_nodes SET hostname = $2, edge_version = $3, public_host = $4, reenrolled_at = $5 WHERE id = $1",
+            )
+            .bind(uuid_of(event, "node")?)
+            .bind(&e.hostname)
+            .bind(&e.edge_version)
+            .bind(&e.public_host)
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
+            touched(rows.rows_affected(), event, "node", &event.aggregate_id)?;
+        }
+        EventPayload::NodeDecommissioned(e) => {
+            let rows = sqlx::query("UPDATE rm_nodes SET decommissioned_at = $2, decommission_reason = $3 WHERE id = $1")
+                .bind(uuid_of(event, "node")?)
+                .bind(at)
+                .bind(&e.reason)
+                .execute(&mut *conn)
+                .await?;
+            touched(rows.rows_affected(), event, "node", &event.aggregate_id)?;
+        }
+        // Telemetry lives on other topics and in other projections.
+        _ => {}
+    }
+    Ok(())
+}
+
+async fn require_row(
+    conn: &mut PgConnection,
+    event: &Event,
+    table: &'static str,
+    aggregate: &'static str,
+    id: Uuid,
+) -> Result<(), ApplyError> {
+    // `table` is one of this module's constants, never input.
+    let exists: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT EXISTS (SELECT 1 FROM {table} WHERE id = $1)"
+    )))
+    .bind(id)
+    .fetch_one(&mut *conn)
+    .await?;
+    touched(u64::from(exists), event, aggregate, &id.to_string())
+}
+
+async fn require_stream(
+    conn: &mut PgConnection,
+    event: &Event,
+    stream: Uuid,
+) -> Result<(), ApplyError> {
+    require_row(conn, event, "rm_streams", "stream", stream).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn insert_key(
+    conn: &mut PgConnection,
+    stream: Uuid,
+    key_id: &str,
+    label: &str,
+    primary: bool,
+    lookup_hash: &[u8],
+    key: Option<&SealedSecret>,
+    at: DateTime<Utc>,
+) -> Result<(), ApplyError> {
+    sqlx::query(
+        "INSERT INTO rm_stream_keys (key_id, stream_id, label, is_primary, lookup_hash, sealed_key, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(key_id)
+    .bind(stream)
+    .bind(label)
+    .bind(primary)
+    .bind(lookup_hash)
+    .bind(sealed(key).unwrap_or_default())
+    .bind(at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn set_primary(
+    conn: &mut PgConnection,
+    stream: Uuid,
+    key_id: &str,
+    at: DateTime<Utc>,
+) -> Result<(), ApplyError> {
+    sqlx::query("UPDATE rm_streams SET primary_key_id = $2, updated_at = $3 WHERE id = $1")
+        .bind(stream)
+        .bind(key_id)
+        .bind(at)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}

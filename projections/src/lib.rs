@@ -1,0 +1,45 @@
+//! The read side: projectors are Kafka consumer groups that materialise read
+//! models, and applying an event twice has the effect of applying it once.
+//!
+//! - [`control_plane`]: the PostgreSQL read models of every control-plane
+//!   aggregate (tenants, users, API tokens, streams and keys, signing keys,
+//!   clusters, enrolment tokens, nodes).
+//! - [`postgres`]: the projector that feeds them. Each batch is one
+//!   transaction holding the model changes and the Kafka offsets they cover.
+//! - [`read_your_writes`]: waiting, with a bound, until a projection has
+//!   applied a given aggregate version.
+
+pub mod control_plane;
+pub mod postgres;
+pub mod read_your_writes;
+
+/// Why an event could not be applied to a read model. The projector sends
+/// it to the dead-letter topic with [`ApplyError::reason`] and goes on.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("{event_type} refers to {aggregate} {id}, which the read model does not hold")]
+    MissingAggregate {
+        event_type: &'static str,
+        aggregate: &'static str,
+        id: String,
+    },
+    #[error("{event_type}: {problem}")]
+    Invalid {
+        event_type: &'static str,
+        problem: String,
+    },
+    #[error("database")]
+    Database(#[from] sqlx::Error),
+}
+
+impl ApplyError {
+    /// The dead-letter reason token; `None` for database failures, which are
+    /// the projector's problem (retry), not the event's.
+    pub fn reason(&self) -> Option<&'static str> {
+        match self {
+            Self::MissingAggregate { .. } => Some("missing-aggregate"),
+            Self::Invalid { .. } => Some("invalid-for-projection"),
+            Self::Database(_) => None,
+        }
+    }
+}

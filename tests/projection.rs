@@ -1,0 +1,522 @@
+//! The control-plane projector against real Kafka and PostgreSQL: exactly-once
+//! effect under SIGKILL, dead letters for events it cannot apply, and
+//! read-your-writes.
+
+// The helpers below fail the test by panicking, as test code should.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::HashMap;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use frameworks_commands::aggregates::api_token::{ApiToken, ApiTokenCommand};
+use frameworks_commands::aggregates::infrastructure::{
+    Cluster, ClusterCommand, ClusterOutcome, Node, NodeCommand, NodeIdentity, enrol_node,
+};
+use frameworks_commands::aggregates::stream::{Ingest, Stream, StreamCommand, StreamOutcome};
+use frameworks_commands::aggregates::tenant::{Tenant, TenantCommand};
+use frameworks_commands::aggregates::user::{Role, User, UserCommand};
+use frameworks_commands::relay::{OutboxRelay, RelaySettings};
+use frameworks_commands::{CommandBus, CommandContext, EventStore, SecretBox};
+use frameworks_events::kafka::{EventPublisher, KafkaSettings, read_dead_letters};
+use frameworks_events::proto::v1::stream::{StreamCreated, StreamKeyCreated};
+use frameworks_events::{AggregateType, Event, Topic};
+use frameworks_projections::control_plane::{NAME, TABLES};
+use frameworks_projections::postgres::{PostgresProjector, ProjectorSettings};
+use frameworks_projections::read_your_writes::{WaitError, wait_for};
+use rdkafka::message::OwnedHeaders;
+use support::{RoleProcess, TestDatabase, drop_topics, fresh_database, kafka_with_topics, within};
+use uuid::Uuid;
+
+fn update(name: String) -> StreamCommand {
+    StreamCommand::Update {
+        name: Some(name),
+        description: Some("updated".into()),
+        record: Some(true),
+        ingest: None,
+        pull_source: None,
+        allow_private_sources: false,
+    }
+}
+
+/// Commands touching every aggregate and most event types.
+async fn workload(bus: &CommandBus, tenants: usize) {
+    let operator = CommandContext::operator("operator:test");
+    for t in 0..tenants {
+        let tenant = Uuid::now_v7();
+        let ctx = CommandContext::for_tenant(tenant, "user:load");
+        let id = tenant.to_string();
+        let create = TenantCommand::Create {
+            name: format!("tenant {t}"),
+            tier: "pro".into(),
+            region: "eu-west".into(),
+        };
+        bus.execute::<Tenant>(&id, &create, &ctx, None)
+            .await
+            .unwrap();
+        bus.execute::<Tenant>(
+            &id,
+            &TenantCommand::CreateSigningKey { name: "k".into() },
+            &ctx,
+            None,
+        )
+        .await
+        .unwrap();
+        if t % 3 == 0 {
+            let suspend = TenantCommand::Suspend {
+                reason: "operator".into(),
+                note: String::new(),
+            };
+            bus.execute::<Tenant>(&id, &suspend, &operator, None)
+                .await
+                .unwrap();
+        }
+        let user = Uuid::now_v7().to_string();
+        let register = UserCommand::Register {
+            email: format!("user{t}-{}@example.com", Uuid::now_v7().simple()),
+            display_name: "Load".into(),
+            password: "a long enough password".into(),
+            role: Role::Admin,
+        };
+        bus.execute::<User>(&user, &register, &ctx, None)
+            .await
+            .unwrap();
+        let login = UserCommand::VerifyLogin {
+            password: "wrong password here".into(),
+            client_ip: "192.0.2.1".into(),
+        };
+        bus.execute::<User>(&user, &login, &ctx, None)
+            .await
+            .unwrap();
+        let token = Uuid::now_v7().to_string();
+        let create_token = ApiTokenCommand::Create {
+            name: "ci".into(),
+            scopes: vec!["streams:read".into()],
+            expires_at: None,
+            created_by_user_id: user.clone(),
+        };
+        bus.execute::<ApiToken>(&token, &create_token, &ctx, None)
+            .await
+            .unwrap();
+        if t % 2 == 0 {
+            let revoke = ApiTokenCommand::Revoke {
+                reason: "rotate".into(),
+                revoked_by_user_id: user.clone(),
+            };
+            bus.execute::<ApiToken>(&token, &revoke, &ctx, None)
+                .await
+                .unwrap();
+        }
+        for s in 0..4 {
+            let stream = Uuid::now_v7().to_string();
+            let create = StreamCommand::Create {
+                name: format!("stream {t}-{s}"),
+                description: String::new(),
+                record: false,
+                ingest: Ingest::Push,
+                pull_source: None,
+                allow_private_sources: false,
+            };
+            bus.execute::<Stream>(&stream, &create, &ctx, None)
+                .await
+                .unwrap();
+            bus.execute::<Stream>(&stream, &update(format!("renamed {t}-{s}")), &ctx, None)
+                .await
+                .unwrap();
+            let StreamOutcome::Key { key_id, .. } = bus
+                .execute::<Stream>(
+                    &stream,
+                    &StreamCommand::AddKey {
+                        label: "backup".into(),
+                    },
+                    &ctx,
+                    None,
+                )
+                .await
+                .unwrap()
+            else {
+                panic!("expected a key")
+            };
+            bus.execute::<Stream>(&stream, &StreamCommand::RefreshKey, &ctx, None)
+                .await
+                .unwrap();
+            if s == 1 {
+                bus.execute::<Stream>(&stream, &StreamCommand::DeleteKey { key_id }, &ctx, None)
+                    .await
+                    .unwrap();
+            }
+            if s == 3 {
+                bus.execute::<Stream>(&stream, &StreamCommand::Delete, &ctx, None)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+    let cluster = Uuid::now_v7().to_string();
+    let create = ClusterCommand::Create {
+        name: "edge".into(),
+        region: "eu-west".into(),
+        base_url: "https://edge.example.net".into(),
+        shared: true,
+    };
+    bus.execute::<Cluster>(&cluster, &create, &operator, None)
+        .await
+        .unwrap();
+    for n in 0..3 {
+        let ClusterOutcome::EnrolmentToken { token, .. } = bus
+            .execute::<Cluster>(
+                &cluster,
+                &ClusterCommand::IssueEnrolmentToken { ttl_seconds: 600 },
+                &operator,
+                None,
+            )
+            .await
+            .unwrap()
+        else {
+            panic!("expected a token")
+        };
+        let identity = NodeIdentity {
+            hardware_fingerprint: format!("fp-{}", Uuid::now_v7().simple()),
+            hostname: format!("edge-{n}"),
+            edge_version: "1.0".into(),
+            public_host: format!("edge-{n}.example.net"),
+            latitude: 52.0,
+            longitude: 4.0,
+        };
+        let node = enrol_node(bus, &token, &identity, &operator).await.unwrap();
+        bus.execute::<Node>(
+            &node.node_id,
+            &NodeCommand::Reenrol(identity),
+            &operator,
+            None,
+        )
+        .await
+        .unwrap();
+        if n == 2 {
+            bus.execute::<Node>(
+                &node.node_id,
+                &NodeCommand::Decommission {
+                    reason: "test".into(),
+                },
+                &operator,
+                None,
+            )
+            .await
+            .unwrap();
+        }
+    }
+}
+
+/// Publishes the whole outbox, then re-publishes some events as a crashed relay would.
+async fn publish(store: &EventStore, kafka: &KafkaSettings, duplicates: usize) {
+    let publisher = EventPublisher::new(kafka, "test-relay").unwrap();
+    let relay = OutboxRelay::new(store.clone(), publisher, RelaySettings::default());
+    let mut leader = store.pool().acquire().await.unwrap().detach();
+    while relay.drain_once(&mut leader).await.unwrap() > 0 {}
+    let again: Vec<Vec<u8>> =
+        sqlx::query_scalar("SELECT envelope FROM events ORDER BY random() LIMIT $1")
+            .bind(duplicates as i64)
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    let publisher = EventPublisher::new(kafka, "test-duplicates").unwrap();
+    for envelope in again {
+        publisher
+            .publish(&Event::decode(&envelope).unwrap())
+            .await
+            .unwrap();
+    }
+}
+
+/// The highest sequence of every aggregate in the event store.
+async fn expected_versions(store: &EventStore) -> HashMap<(String, String), i64> {
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT aggregate_type, aggregate_id, max(sequence) FROM events GROUP BY 1, 2",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    rows.into_iter().map(|(t, id, v)| ((t, id), v)).collect()
+}
+
+async fn caught_up(db: &TestDatabase, expected: &HashMap<(String, String), i64>) -> bool {
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT aggregate_type, aggregate_id, version FROM projection_versions WHERE projection = $1",
+    )
+    .bind(NAME)
+    .fetch_all(db.store.pool())
+    .await
+    .unwrap();
+    let have: HashMap<(String, String), i64> =
+        rows.into_iter().map(|(t, id, v)| ((t, id), v)).collect();
+    expected
+        .iter()
+        .all(|(key, version)| have.get(key) == Some(version))
+}
+
+/// How many records the projection has applied, summed over partitions.
+async fn applied_offsets(db: &TestDatabase) -> i64 {
+    sqlx::query_scalar("SELECT coalesce(sum(next_offset), 0)::bigint FROM projection_offsets")
+        .fetch_one(db.store.pool())
+        .await
+        .unwrap()
+}
+
+/// Every read-model table as sorted JSON rows.
+async fn snapshot(db: &TestDatabase) -> Vec<(String, Vec<String>)> {
+    let mut tables = Vec::new();
+    for table in TABLES {
+        // `table` comes from the projection's own list of table names.
+        let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT to_jsonb(t)::text FROM {table} t ORDER BY 1"
+        )))
+        .fetch_all(db.store.pool())
+        .await
+        .unwrap();
+        tables.push((table.to_owned(), rows));
+    }
+    tables
+}
+
+fn spawn_projector(db: &TestDatabase, kafka: &KafkaSettings, group: &str) -> RoleProcess {
+    RoleProcess(
+        Command::new(env!("CARGO_BIN_EXE_frameworks"))
+            .arg("projector")
+            .env("FRAMEWORKS_DATABASE_URL", &db.url)
+            .env("FRAMEWORKS_KAFKA_BROKERS", &kafka.brokers)
+            .env("FRAMEWORKS_TOPIC_PREFIX", &kafka.catalogue.prefix)
+            .env("FRAMEWORKS_PROJECTOR_GROUP", group)
+            // The same static member each restart, as a supervised process would be.
+            .env("FRAMEWORKS_PROJECTOR_INSTANCE_ID", format!("{group}-1"))
+            .env("FRAMEWORKS_PROJECTOR_BATCH_SIZE", "16")
+            .env("FRAMEWORKS_PROJECTOR_METRICS_LISTEN", "127.0.0.1:0")
+            .env("FRAMEWORKS_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the frameworks binary starts"),
+    )
+}
+
+fn settings(group_id: String, batch_size: u32) -> ProjectorSettings {
+    ProjectorSettings {
+        group_id,
+        instance_id: None,
+        session_timeout_ms: 10_000,
+        batch_size,
+        batch_wait_ms: 20,
+    }
+}
+
+fn random_below(limit: u64) -> u64 {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).expect("randomness");
+    u64::from_le_bytes(bytes) % limit
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projector_killed_mid_batch_ends_equal_to_a_clean_rebuild() {
+    let db = fresh_database().await;
+    let kafka = kafka_with_topics().await;
+    let (secrets, _) = SecretBox::generate("test-key");
+    let bus = CommandBus::new(db.store.clone(), secrets);
+    workload(&bus, 30).await;
+    publish(&db.store, &kafka, 40).await;
+    let expected = expected_versions(&db.store).await;
+
+    // The projector catches up while being SIGKILLed at random moments.
+    let group = format!("{}-projector", kafka.catalogue.prefix);
+    let mut kills = 0;
+    let mut projector = spawn_projector(&db, &kafka, &group);
+    while kills < 8 {
+        // Kill only a busy projector: once it has committed a batch since its
+        // start, with work left, a random moment later (batches are 16 records).
+        let start = applied_offsets(&db).await;
+        within(
+            Duration::from_secs(30),
+            "the restarted projector to apply a batch",
+            async {
+                while applied_offsets(&db).await == start {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            },
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(random_below(60))).await;
+        assert!(
+            !caught_up(&db, &expected).await,
+            "the workload ran out before kill {}",
+            kills + 1
+        );
+        projector.kill();
+        kills += 1;
+        projector = spawn_projector(&db, &kafka, &group);
+    }
+    within(
+        Duration::from_secs(90),
+        "the killed projector to catch up",
+        async {
+            while !caught_up(&db, &expected).await {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        },
+    )
+    .await;
+    projector.kill();
+
+    // A clean rebuild of the same log into an empty database, never interrupted.
+    let clean = fresh_database().await;
+    let settings = settings(format!("{group}-clean"), 500);
+    let rebuild = PostgresProjector::new(clean.store.pool().clone(), &kafka, settings).unwrap();
+    within(Duration::from_secs(90), "the clean rebuild", async {
+        while !caught_up(&clean, &expected).await {
+            rebuild.step().await.unwrap();
+        }
+    })
+    .await;
+
+    let killed = snapshot(&db).await;
+    let rebuilt = snapshot(&clean).await;
+    for ((table, a), (_, b)) in killed.iter().zip(&rebuilt) {
+        assert!(
+            !a.is_empty(),
+            "{table} is empty: the workload should fill every table"
+        );
+        assert_eq!(
+            a, b,
+            "{table} differs between the killed projector and the clean rebuild"
+        );
+    }
+    println!(
+        "projector killed {kills} times while busy; {} aggregates projected equal to a clean rebuild",
+        expected.len()
+    );
+    drop_topics(&kafka).await;
+    db.drop_now().await;
+    clean.drop_now().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_the_model_cannot_take_are_dead_lettered_and_projection_goes_on() {
+    let db = fresh_database().await;
+    let kafka = kafka_with_topics().await;
+    let publisher = EventPublisher::new(&kafka, "test").unwrap();
+    let streams = kafka.catalogue().name(Topic::Streams).to_owned();
+    let orphan = Uuid::now_v7().to_string();
+    let key = Some(orphan.as_bytes());
+    publisher
+        .send(&streams, key, b"\x00not an envelope", OwnedHeaders::new())
+        .await
+        .unwrap();
+    // A key for a stream the read model never saw.
+    let stray = Event::new(
+        orphan.clone(),
+        StreamKeyCreated {
+            key_id: "k1".into(),
+            ..Default::default()
+        },
+    )
+    .with_sequence(2);
+    publisher.publish(&stray).await.unwrap();
+    let good = Event::new(
+        orphan.clone(),
+        StreamCreated {
+            name: "late".into(),
+            playback_id: "pb".into(),
+            ..Default::default()
+        },
+    )
+    .with_tenant(Uuid::now_v7())
+    .with_sequence(1);
+    // Same key, so after the stray one on the same partition; sequence 1 is above nothing stored.
+    publisher.publish(&good).await.unwrap();
+
+    let settings = settings(format!("{}-p", kafka.catalogue.prefix), 10);
+    let projector = PostgresProjector::new(db.store.pool().clone(), &kafka, settings).unwrap();
+    within(
+        Duration::from_secs(60),
+        "projecting past the bad events",
+        async {
+            loop {
+                projector.step().await.unwrap();
+                let names: Vec<String> = sqlx::query_scalar("SELECT name FROM rm_streams")
+                    .fetch_all(db.store.pool())
+                    .await
+                    .unwrap();
+                if names == ["late"] {
+                    break;
+                }
+            }
+        },
+    )
+    .await;
+    let letters = read_dead_letters(&kafka, 10).await.unwrap();
+    let reasons: Vec<&str> = letters.iter().map(|l| l.reason.as_str()).collect();
+    assert_eq!(reasons, ["malformed-envelope", "missing-aggregate"]);
+    assert!(letters[1].error.contains(&orphan), "{}", letters[1].error);
+    drop_topics(&kafka).await;
+    db.drop_now().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_can_wait_until_its_events_are_projected() {
+    let db = fresh_database().await;
+    let kafka = kafka_with_topics().await;
+    let (secrets, _) = SecretBox::generate("test-key");
+    let bus = CommandBus::new(db.store.clone(), secrets);
+    let ctx = CommandContext::for_tenant(Uuid::now_v7(), "user:test");
+    let stream = Uuid::now_v7().to_string();
+    let create = StreamCommand::Create {
+        name: "read me".into(),
+        description: String::new(),
+        record: false,
+        ingest: Ingest::Push,
+        pull_source: None,
+        allow_private_sources: false,
+    };
+    bus.execute::<Stream>(&stream, &create, &ctx, None)
+        .await
+        .unwrap();
+
+    // Nothing projects yet: the wait ends, bounded, with a typed error.
+    let pool = db.store.pool().clone();
+    let early = wait_for(
+        &pool,
+        NAME,
+        AggregateType::Stream,
+        &stream,
+        2,
+        Duration::from_millis(300),
+    )
+    .await;
+    assert!(
+        matches!(early, Err(WaitError::Timeout { reached: None, .. })),
+        "{early:?}"
+    );
+
+    let settings = settings(format!("{}-ryw", kafka.catalogue.prefix), 100);
+    let projector = PostgresProjector::new(pool.clone(), &kafka, settings).unwrap();
+    let running = tokio::spawn(async move { projector.run(std::future::pending()).await });
+    publish(&db.store, &kafka, 0).await;
+    wait_for(
+        &pool,
+        NAME,
+        AggregateType::Stream,
+        &stream,
+        2,
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    let name: String = sqlx::query_scalar("SELECT name FROM rm_streams WHERE id = $1::uuid")
+        .bind(&stream)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(name, "read me");
+    running.abort();
+    drop_topics(&kafka).await;
+    db.drop_now().await;
+}
