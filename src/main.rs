@@ -11,6 +11,7 @@ mod db;
 mod dead_letters;
 mod logging;
 mod metrics;
+mod projections;
 mod projector;
 mod relay;
 mod topics;
@@ -29,6 +30,7 @@ struct Cli {
 enum Command {
     Relay(relay::RelayCommand),
     Projector(projector::ProjectorCommand),
+    Projections(projections::ProjectionsCommand),
     Topics(topics::TopicsCommand),
     DeadLetters(dead_letters::DeadLettersCommand),
     Db(db::DbCommand),
@@ -51,6 +53,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Relay(command) => command.run().await,
             Command::Projector(command) => command.run().await,
+            Command::Projections(command) => command.run().await,
             Command::Topics(command) => command.run().await,
             Command::DeadLetters(command) => command.run().await,
             Command::Db(command) => command.run().await,

@@ -26,6 +26,7 @@ use frameworks_events::{AggregateType, Event, Topic};
 use frameworks_projections::control_plane::{NAME, TABLES};
 use frameworks_projections::postgres::{PostgresProjector, ProjectorSettings};
 use frameworks_projections::read_your_writes::{WaitError, wait_for};
+use frameworks_projections::status::control_plane_status;
 use rdkafka::message::OwnedHeaders;
 use support::{RoleProcess, TestDatabase, drop_topics, fresh_database, kafka_with_topics, within};
 use uuid::Uuid;
@@ -456,6 +457,37 @@ async fn events_the_model_cannot_take_are_dead_lettered_and_projection_goes_on()
     let reasons: Vec<&str> = letters.iter().map(|l| l.reason.as_str()).collect();
     assert_eq!(reasons, ["malformed-envelope", "missing-aggregate"]);
     assert!(letters[1].error.contains(&orphan), "{}", letters[1].error);
+
+    // Status: caught up on every partition, with the two dead letters counted.
+    let group = format!("{}-p", kafka.catalogue.prefix);
+    let status = control_plane_status(db.store.pool(), &kafka, &group, 1000)
+        .await
+        .unwrap();
+    assert_eq!(status.dead_letters, 2);
+    assert_eq!(status.total_lag(), 0, "{status:?}");
+    let streams_end: i64 = status
+        .partitions
+        .iter()
+        .filter(|p| p.topic == streams)
+        .map(|p| p.end)
+        .sum();
+    assert_eq!(
+        streams_end, 3,
+        "three records were written to the streams topic"
+    );
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_frameworks"))
+        .args(["projections", "status"])
+        .env("FRAMEWORKS_DATABASE_URL", &db.url)
+        .env("FRAMEWORKS_KAFKA_BROKERS", &kafka.brokers)
+        .env("FRAMEWORKS_TOPIC_PREFIX", &kafka.catalogue.prefix)
+        .env("FRAMEWORKS_PROJECTOR_GROUP", &group)
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        printed.contains("lag 0 record(s), 2 dead letter(s)"),
+        "{printed}"
+    );
     drop_topics(&kafka).await;
     db.drop_now().await;
 }

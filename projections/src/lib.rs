@@ -8,10 +8,12 @@
 //!   transaction holding the model changes and the Kafka offsets they cover.
 //! - [`read_your_writes`]: waiting, with a bound, until a projection has
 //!   applied a given aggregate version.
+//! - [`status`]: lag per partition and dead-letter counts, for operators.
 
 pub mod control_plane;
 pub mod postgres;
 pub mod read_your_writes;
+pub mod status;
 
 /// Why an event could not be applied to a read model. The projector sends
 /// it to the dead-letter topic with [`ApplyError::reason`] and goes on.

@@ -1,0 +1,77 @@
+//! `frameworks projections`: what the read side is doing.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use frameworks_commands::{DatabaseSettings, EventStore};
+use frameworks_events::kafka::KafkaSettings;
+use frameworks_projections::postgres::ProjectorSettings;
+use frameworks_projections::status::control_plane_status;
+
+/// Inspect the projections.
+#[derive(Debug, clap::Args)]
+pub struct ProjectionsCommand {
+    #[command(subcommand)]
+    action: Action,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Action {
+    /// Each projection's lag per partition and its dead-letter count.
+    Status {
+        #[command(flatten)]
+        database: DatabaseSettings,
+        #[command(flatten)]
+        kafka: KafkaSettings,
+        #[command(flatten)]
+        projector: ProjectorSettings,
+        /// Most dead letters read to count this projection's.
+        #[arg(long, env = "FRAMEWORKS_STATUS_DEAD_LETTER_SCAN", default_value_t = 100_000,
+            value_parser = clap::value_parser!(u32).range(1..))]
+        dead_letter_scan: u32,
+    },
+}
+
+impl ProjectionsCommand {
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
+        let Action::Status {
+            database,
+            kafka,
+            projector,
+            dead_letter_scan,
+        } = self.action;
+        let store = EventStore::connect(&database)
+            .await
+            .context("connecting to PostgreSQL (FRAMEWORKS_DATABASE_URL)")?;
+        let status = control_plane_status(
+            store.pool(),
+            &kafka,
+            &projector.group_id,
+            dead_letter_scan as usize,
+        )
+        .await
+        .context("reading the control-plane projection's status")?;
+        println!(
+            "{} (group {}): lag {} record(s), {} dead letter(s)",
+            status.projection,
+            status.group,
+            status.total_lag(),
+            status.dead_letters
+        );
+        println!(
+            "  {:<40} {:>9} {:>12} {:>12} {:>8}",
+            "topic", "partition", "applied", "end", "lag"
+        );
+        for p in &status.partitions {
+            println!(
+                "  {:<40} {:>9} {:>12} {:>12} {:>8}",
+                p.topic,
+                p.partition,
+                p.applied,
+                p.end,
+                p.lag()
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
