@@ -1,0 +1,160 @@
+//! Load driver for the control-plane projector against the real Kafka and
+//! PostgreSQL that `compose/infra up` runs: publishes stream histories to
+//! Kafka, then measures how fast one projector applies them (events/s).
+//!
+//! `cargo bench --bench projector` runs the full load; under `cargo test`
+//! (no `--bench` argument) a small smoke load exercises the driver.
+
+use std::time::Instant;
+
+use frameworks_commands::{DatabaseSettings, EventStore};
+use frameworks_events::catalogue::CatalogueSettings;
+use frameworks_events::kafka::{EventPublisher, KafkaSettings, apply_catalogue};
+use frameworks_events::proto::v1::stream::{StreamCreated, StreamKeyCreated, StreamUpdated};
+use frameworks_events::{Event, EventPayload};
+use frameworks_projections::postgres::{PostgresProjector, ProjectorSettings};
+use sqlx::ConnectOptions;
+use sqlx::postgres::PgConnectOptions;
+use uuid::Uuid;
+
+/// Each stream's history: created, its key, then renames.
+const EVENTS_PER_STREAM: u64 = 10;
+
+fn main() {
+    // (streams, batch size): the smoke load still spans several batches.
+    let (streams, batch_size) = if std::env::args().any(|a| a == "--bench") {
+        (3_000, 500)
+    } else {
+        (20, 40)
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(run(streams, batch_size));
+}
+
+fn history(stream: &str, tenant: Uuid) -> Vec<Event> {
+    (1..=EVENTS_PER_STREAM)
+        .map(|sequence| {
+            let payload: EventPayload = match sequence {
+                1 => StreamCreated {
+                    name: "bench".into(),
+                    playback_id: format!("pb-{stream}"),
+                    ..Default::default()
+                }
+                .into(),
+                2 => StreamKeyCreated {
+                    key_id: format!("k-{stream}"),
+                    primary: true,
+                    lookup_hash: vec![7; 32],
+                    ..Default::default()
+                }
+                .into(),
+                n => StreamUpdated {
+                    name: Some(format!("bench v{n}")),
+                    ..Default::default()
+                }
+                .into(),
+            };
+            Event::new(stream, payload)
+                .with_tenant(tenant)
+                .with_sequence(sequence)
+        })
+        .collect()
+}
+
+async fn run(streams: usize, batch_size: u32) {
+    let base: PgConnectOptions = std::env::var("FRAMEWORKS_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/frameworks".into())
+        .parse()
+        .expect("FRAMEWORKS_DATABASE_URL parses");
+    let name = format!("bench_{}", Uuid::now_v7().simple());
+    let mut admin = base
+        .connect()
+        .await
+        .expect("PostgreSQL is up (compose/infra up)");
+    // `name` is "bench_" and hex: nothing to inject.
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .expect("create database");
+    let url = format!(
+        "postgres://{}@{}:{}/{name}",
+        base.get_username(),
+        base.get_host(),
+        base.get_port()
+    );
+    let store = EventStore::connect(&DatabaseSettings {
+        url,
+        max_connections: 8,
+    })
+    .await
+    .expect("connect");
+    store.migrate().await.expect("migrate");
+    let kafka = KafkaSettings {
+        brokers: std::env::var("FRAMEWORKS_KAFKA_BROKERS")
+            .unwrap_or_else(|_| "127.0.0.1:9092".into()),
+        timeout_ms: 30_000,
+        catalogue: CatalogueSettings {
+            prefix: format!("bench-{}", Uuid::now_v7().simple()),
+            ..Default::default()
+        },
+    };
+    apply_catalogue(&kafka, &kafka.catalogue())
+        .await
+        .expect("Kafka is up (compose/infra up)");
+
+    let publisher = EventPublisher::new(&kafka, "bench-publisher").expect("producer");
+    let tenant = Uuid::now_v7();
+    let events: Vec<Event> = (0..streams)
+        .flat_map(|_| history(&Uuid::now_v7().to_string(), tenant))
+        .collect();
+    for chunk in events.chunks(1_000) {
+        for result in futures::future::join_all(chunk.iter().map(|e| publisher.publish(e))).await {
+            result.expect("published");
+        }
+    }
+
+    let settings = ProjectorSettings {
+        group_id: format!("{}-projector", kafka.catalogue.prefix),
+        instance_id: None,
+        session_timeout_ms: 10_000,
+        batch_size,
+        batch_wait_ms: 20,
+    };
+    let projector =
+        PostgresProjector::new(store.pool().clone(), &kafka, settings).expect("projector");
+    // The first batch includes joining the consumer group: time the rest.
+    let mut applied = projector.step().await.expect("first batch applied");
+    let first = applied;
+    let started = Instant::now();
+    while applied < events.len() {
+        applied += projector.step().await.expect("batch applied");
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "projector/control-plane: {} events ({streams} streams) into PostgreSQL after the first batch: {:.0} events/s",
+        applied - first,
+        (applied - first) as f64 / elapsed.as_secs_f64().max(1e-6)
+    );
+
+    store.pool().close().await;
+    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await;
+    let cleanup: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> = kafka
+        .client_config("bench-cleanup")
+        .create()
+        .expect("admin client");
+    let catalogue = kafka.catalogue();
+    let topics: Vec<&str> = frameworks_events::Topic::ALL
+        .iter()
+        .map(|&t| catalogue.name(t))
+        .collect();
+    let _ = cleanup
+        .delete_topics(&topics, &rdkafka::admin::AdminOptions::new())
+        .await;
+}
