@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rdkafka::admin::{
     AdminClient, AdminOptions, AlterConfig, NewTopic, OwnedResourceSpecifier, ResourceSpecifier,
@@ -91,17 +92,25 @@ pub async fn apply_catalogue(
             .create()
             .map_err(|source| kafka_error(settings, "creating an admin client", source))?,
     );
-    // A lost creation race ends a pass early; the next pass finds the topic and checks it.
-    for _ in 0..3 {
+    // A lost creation race ends a pass early; the next pass finds the topic and
+    // checks it. Metadata about a just-created topic can lag the creation, so
+    // passes are spaced out, within the Kafka timeout.
+    let deadline = tokio::time::Instant::now() + settings.timeout();
+    let mut pause = Duration::from_millis(50);
+    loop {
         if let Some(report) = reconcile(&admin, settings, catalogue).await? {
             return Ok(report);
         }
+        if tokio::time::Instant::now() + pause > deadline {
+            return Err(AdminError::Topic {
+                topic: catalogue.settings().prefix.clone(),
+                operation: "creation (the cluster says the topics exist but does not list them)",
+                code: RDKafkaErrorCode::TopicAlreadyExists,
+            });
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(2));
     }
-    Err(AdminError::Topic {
-        topic: catalogue.settings().prefix.clone(),
-        operation: "creation (lost the race to another writer three times)",
-        code: RDKafkaErrorCode::TopicAlreadyExists,
-    })
 }
 
 /// One reconciliation pass; `None` if another client created a topic under us.
