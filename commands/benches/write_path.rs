@@ -16,13 +16,11 @@ use chrono::Utc;
 use frameworks_commands::aggregates::stream::{Ingest, Stream, StreamCommand};
 use frameworks_commands::relay::{OutboxRelay, RelaySettings};
 use frameworks_commands::telemetry::{TelemetryCommand, TelemetryPublisher};
-use frameworks_commands::{CommandBus, CommandContext, DatabaseSettings, EventStore, SecretBox};
-use frameworks_events::catalogue::CatalogueSettings;
-use frameworks_events::kafka::{EventPublisher, KafkaSettings, apply_catalogue};
+use frameworks_commands::{CommandBus, CommandContext, EventStore, SecretBox};
+use frameworks_events::kafka::{EventPublisher, KafkaSettings};
 use frameworks_events::proto::v1::telemetry::ViewerSessionEnded;
+use frameworks_test_harness::{ScratchDatabase, drop_topics, kafka_with_topics};
 use hdrhistogram::Histogram;
-use sqlx::ConnectOptions;
-use sqlx::postgres::PgConnectOptions;
 use uuid::Uuid;
 
 struct Load {
@@ -59,71 +57,15 @@ fn main() {
 }
 
 async fn run(load: Load) {
-    let base: PgConnectOptions = std::env::var("FRAMEWORKS_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/frameworks".into())
-        .parse()
-        .expect("FRAMEWORKS_DATABASE_URL parses");
-    let name = format!("bench_{}", Uuid::now_v7().simple());
-    let mut admin = base
-        .connect()
-        .await
-        .expect("PostgreSQL is up (compose/infra up)");
-    // `name` is "bench_" and hex: nothing to inject.
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin)
-        .await
-        .expect("create database");
-    let url = format!(
-        "postgres://{}@{}:{}/{name}",
-        base.get_username(),
-        base.get_host(),
-        base.get_port()
-    );
-    let store = EventStore::connect(&DatabaseSettings {
-        url,
-        max_connections: 32,
-    })
-    .await
-    .expect("connect");
-    store.migrate().await.expect("migrate");
-
-    let kafka = KafkaSettings {
-        brokers: std::env::var("FRAMEWORKS_KAFKA_BROKERS")
-            .unwrap_or_else(|_| "127.0.0.1:9092".into()),
-        timeout_ms: 30_000,
-        catalogue: CatalogueSettings {
-            prefix: format!("bench-{}", Uuid::now_v7().simple()),
-            ..Default::default()
-        },
-    };
-    apply_catalogue(&kafka, &kafka.catalogue())
-        .await
-        .expect("Kafka is up (compose/infra up)");
-
+    let db = ScratchDatabase::create("bench").await;
+    let kafka = kafka_with_topics("bench").await;
     let (secrets, _) = SecretBox::generate("bench");
-    let bus = Arc::new(CommandBus::new(store.clone(), secrets));
+    let bus = Arc::new(CommandBus::new(db.store.clone(), secrets));
     create_streams(&bus, &load).await;
-    relay_outbox(&store, &kafka).await;
+    relay_outbox(&db.store, &kafka).await;
     publish_telemetry(&kafka, &load).await;
-
-    store.pool().close().await;
-    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE {name} WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await;
-    let admin_client: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> = kafka
-        .client_config("bench-cleanup")
-        .create()
-        .expect("admin client");
-    let catalogue = kafka.catalogue();
-    let topics: Vec<&str> = frameworks_events::Topic::ALL
-        .iter()
-        .map(|&t| catalogue.name(t))
-        .collect();
-    let _ = admin_client
-        .delete_topics(&topics, &rdkafka::admin::AdminOptions::new())
-        .await;
+    drop_topics(&kafka).await;
+    db.drop_now().await;
 }
 
 async fn create_streams(bus: &Arc<CommandBus>, load: &Load) {

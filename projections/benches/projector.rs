@@ -7,14 +7,11 @@
 
 use std::time::Instant;
 
-use frameworks_commands::{DatabaseSettings, EventStore};
-use frameworks_events::catalogue::CatalogueSettings;
-use frameworks_events::kafka::{EventPublisher, KafkaSettings, apply_catalogue};
+use frameworks_events::kafka::EventPublisher;
 use frameworks_events::proto::v1::stream::{StreamCreated, StreamKeyCreated, StreamUpdated};
 use frameworks_events::{Event, EventPayload};
 use frameworks_projections::postgres::{PostgresProjector, ProjectorSettings};
-use sqlx::ConnectOptions;
-use sqlx::postgres::PgConnectOptions;
+use frameworks_test_harness::{ScratchDatabase, drop_topics, kafka_with_topics};
 use uuid::Uuid;
 
 /// Each stream's history: created, its key, then renames.
@@ -65,45 +62,8 @@ fn history(stream: &str, tenant: Uuid) -> Vec<Event> {
 }
 
 async fn run(streams: usize, batch_size: u32) {
-    let base: PgConnectOptions = std::env::var("FRAMEWORKS_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/frameworks".into())
-        .parse()
-        .expect("FRAMEWORKS_DATABASE_URL parses");
-    let name = format!("bench_{}", Uuid::now_v7().simple());
-    let mut admin = base
-        .connect()
-        .await
-        .expect("PostgreSQL is up (compose/infra up)");
-    // `name` is "bench_" and hex: nothing to inject.
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin)
-        .await
-        .expect("create database");
-    let url = format!(
-        "postgres://{}@{}:{}/{name}",
-        base.get_username(),
-        base.get_host(),
-        base.get_port()
-    );
-    let store = EventStore::connect(&DatabaseSettings {
-        url,
-        max_connections: 8,
-    })
-    .await
-    .expect("connect");
-    store.migrate().await.expect("migrate");
-    let kafka = KafkaSettings {
-        brokers: std::env::var("FRAMEWORKS_KAFKA_BROKERS")
-            .unwrap_or_else(|_| "127.0.0.1:9092".into()),
-        timeout_ms: 30_000,
-        catalogue: CatalogueSettings {
-            prefix: format!("bench-{}", Uuid::now_v7().simple()),
-            ..Default::default()
-        },
-    };
-    apply_catalogue(&kafka, &kafka.catalogue())
-        .await
-        .expect("Kafka is up (compose/infra up)");
+    let db = ScratchDatabase::create("bench").await;
+    let kafka = kafka_with_topics("bench").await;
 
     let publisher = EventPublisher::new(&kafka, "bench-publisher").expect("producer");
     let tenant = Uuid::now_v7();
@@ -124,7 +84,7 @@ async fn run(streams: usize, batch_size: u32) {
         batch_wait_ms: 20,
     };
     let projector =
-        PostgresProjector::new(store.pool().clone(), &kafka, settings).expect("projector");
+        PostgresProjector::new(db.store.pool().clone(), &kafka, settings).expect("projector");
     // The first batch includes joining the consumer group: time the rest.
     let mut applied = projector.step().await.expect("first batch applied");
     let first = applied;
@@ -139,22 +99,6 @@ async fn run(streams: usize, batch_size: u32) {
         (applied - first) as f64 / elapsed.as_secs_f64().max(1e-6)
     );
 
-    store.pool().close().await;
-    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE {name} WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await;
-    let cleanup: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> = kafka
-        .client_config("bench-cleanup")
-        .create()
-        .expect("admin client");
-    let catalogue = kafka.catalogue();
-    let topics: Vec<&str> = frameworks_events::Topic::ALL
-        .iter()
-        .map(|&t| catalogue.name(t))
-        .collect();
-    let _ = cleanup
-        .delete_topics(&topics, &rdkafka::admin::AdminOptions::new())
-        .await;
+    drop_topics(&kafka).await;
+    db.drop_now().await;
 }

@@ -2,62 +2,33 @@
 //! services `compose/infra up` starts on 127.0.0.1; each test works under
 //! its own topic prefix so tests never see each other's records.
 
-#![allow(dead_code)] // Each test binary uses a different part of this module.
+#![allow(dead_code, unused_imports)] // Each test binary uses a different part of this module.
 
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use frameworks_events::catalogue::CatalogueSettings;
-use frameworks_events::kafka::{KafkaSettings, apply_catalogue};
-use rdkafka::admin::{AdminClient, AdminOptions};
-use rdkafka::client::DefaultClientContext;
 use uuid::Uuid;
 
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+pub use frameworks_test_harness::{ScratchDatabase as TestDatabase, drop_topics};
+
 /// Kafka settings with a topic prefix no other test uses.
-pub fn isolated_kafka() -> KafkaSettings {
-    KafkaSettings {
-        brokers: std::env::var("FRAMEWORKS_KAFKA_BROKERS")
-            .unwrap_or_else(|_| "127.0.0.1:9092".into()),
-        timeout_ms: 15_000,
-        catalogue: CatalogueSettings {
-            prefix: format!("test-{}", Uuid::now_v7().simple()),
-            ..CatalogueSettings::default()
-        },
-    }
+pub fn isolated_kafka() -> frameworks_events::kafka::KafkaSettings {
+    frameworks_test_harness::isolated_kafka("test")
 }
 
 /// Isolated settings with the catalogue already applied.
-pub async fn kafka_with_topics() -> KafkaSettings {
-    let settings = isolated_kafka();
-    apply_catalogue(&settings, &settings.catalogue())
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "Kafka at {} is not usable (is `compose/infra up` running?): {e:?}",
-                settings.brokers
-            )
-        });
-    settings
+pub async fn kafka_with_topics() -> frameworks_events::kafka::KafkaSettings {
+    frameworks_test_harness::kafka_with_topics("test").await
 }
 
-/// Deletes the test's topics so repeated runs do not pile partitions up.
-pub async fn drop_topics(settings: &KafkaSettings) {
-    let admin: AdminClient<DefaultClientContext> = settings
-        .client_config("test-cleanup")
-        .create()
-        .expect("admin client");
-    let catalogue = settings.catalogue();
-    let names: Vec<&str> = frameworks_events::Topic::ALL
-        .iter()
-        .map(|&t| catalogue.name(t))
-        .collect();
-    // Best effort: a failed clean-up must not hide the test's own verdict.
-    let _ = admin.delete_topics(&names, &AdminOptions::new()).await;
+/// A migrated database of its own for one test.
+pub async fn fresh_database() -> TestDatabase {
+    TestDatabase::create("test").await
 }
 
 /// Runs `future`, failing the test if it takes longer than `limit`.
@@ -105,84 +76,6 @@ impl ScratchDir {
 impl Drop for ScratchDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A database of its own for one test, migrated; dropped by [`TestDatabase::drop_now`].
-pub struct TestDatabase {
-    pub name: String,
-    pub url: String,
-    pub store: frameworks_commands::EventStore,
-}
-
-pub async fn fresh_database() -> TestDatabase {
-    use sqlx::ConnectOptions;
-    use sqlx::postgres::PgConnectOptions;
-
-    let base: PgConnectOptions = std::env::var("FRAMEWORKS_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/frameworks".into())
-        .parse()
-        .expect("FRAMEWORKS_DATABASE_URL parses");
-    let name = format!("test_{}", Uuid::now_v7().simple());
-    let mut admin = base
-        .connect()
-        .await
-        .expect("PostgreSQL is up (compose/infra up)");
-    // `name` is "test_" and hex: nothing to inject.
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin)
-        .await
-        .expect("create database");
-    let url = format!(
-        "postgres://{}@{}:{}/{name}",
-        base.get_username(),
-        base.get_host(),
-        base.get_port()
-    );
-    let settings = frameworks_commands::DatabaseSettings {
-        url: url.clone(),
-        max_connections: 24,
-    };
-    let store = frameworks_commands::EventStore::connect(&settings)
-        .await
-        .expect("connect to the test database");
-    store.migrate().await.expect("migrations apply");
-    TestDatabase { name, url, store }
-}
-
-impl TestDatabase {
-    /// Drops the database (best effort; a failure must not hide the verdict).
-    pub async fn drop_now(self) {
-        use sqlx::ConnectOptions;
-        self.store.pool().close().await;
-        let base: Result<sqlx::postgres::PgConnectOptions, _> =
-            std::env::var("FRAMEWORKS_DATABASE_URL")
-                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/frameworks".into())
-                .parse();
-        if let Ok(mut admin) = async { base?.connect().await }.await {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            )))
-            .execute(&mut admin)
-            .await;
-        }
-    }
-
-    /// Every stored event of one aggregate, in sequence order.
-    pub async fn history(
-        &self,
-        aggregate: frameworks_events::AggregateType,
-        id: &str,
-    ) -> Vec<frameworks_events::Event> {
-        self.store.load(aggregate, id).await.expect("load")
-    }
-
-    pub async fn event_count(&self) -> i64 {
-        sqlx::query_scalar("SELECT count(*) FROM events")
-            .fetch_one(self.store.pool())
-            .await
-            .expect("count")
     }
 }
 
