@@ -131,6 +131,35 @@ impl SecretBox {
     }
 }
 
+/// A secret in a command (a password, a URI with credentials): usable as a
+/// string, but printed as `<redacted>` so no log or panic message shows it.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct SecretString(String);
+
+impl SecretString {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl From<&str> for SecretString {
+    fn from(value: &str) -> Self {
+        Self(value.to_owned())
+    }
+}
+
+impl From<String> for SecretString {
+    fn from(value: String) -> Self {
+        Self(value)
+    }
+}
+
 pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut bytes = [0u8; N];
     getrandom::fill(&mut bytes).expect("the operating system's random source is available");
@@ -214,6 +243,14 @@ mod tests {
             Err(KeyRingError::Duplicate { .. })
         ));
         assert!(!format!("{:?}", SecretBox::from_spec(&spec).unwrap()).contains(&spec[2..]));
+    }
+
+    #[test]
+    fn secret_strings_never_print() {
+        let secret = SecretString::from("rtmp://user:hunter2@origin/live");
+        assert_eq!(format!("{secret:?}"), "<redacted>");
+        assert_eq!(format!("{:?}", Some(secret.clone())), "Some(<redacted>)");
+        assert_eq!(secret.expose(), "rtmp://user:hunter2@origin/live");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use crate::aggregate::{Aggregate, Decision, HandleEnv};
 use crate::aggregates::claims;
 use crate::error::CommandError;
-use crate::secrets::{random_id, sha256, sha256_hex};
+use crate::secrets::{SecretString, random_id, sha256, sha256_hex};
 use crate::store::Claim;
 use crate::validate;
 
@@ -54,7 +54,7 @@ pub enum StreamCommand {
         /// Required for PULL; may carry credentials, so it is sealed at once
         /// and left out of idempotency fingerprints.
         #[serde(skip)]
-        pull_source: Option<String>,
+        pull_source: Option<SecretString>,
         /// Deployments that pull from their own network allow private addresses.
         allow_private_sources: bool,
     },
@@ -65,7 +65,7 @@ pub enum StreamCommand {
         ingest: Option<Ingest>,
         /// `Some(None)` removes the pull source.
         #[serde(skip)]
-        pull_source: Option<Option<String>>,
+        pull_source: Option<Option<SecretString>>,
         allow_private_sources: bool,
     },
     Delete,
@@ -211,8 +211,11 @@ impl Aggregate for Stream {
             let description = validate::text("input.description", description, 2000)?;
             let pull_source = match (ingest, pull_source) {
                 (Ingest::Pull, Some(uri)) => {
-                    let url =
-                        validate::pull_source("input.pullSource", uri, *allow_private_sources)?;
+                    let url = validate::pull_source(
+                        "input.pullSource",
+                        uri.expose(),
+                        *allow_private_sources,
+                    )?;
                     Some(Self::sealed_source(env, url.as_str()))
                 }
                 (Ingest::Pull, None) => {
@@ -286,8 +289,11 @@ impl Aggregate for Stream {
                 };
                 match pull_source {
                     Some(Some(uri)) => {
-                        let url =
-                            validate::pull_source("input.pullSource", uri, *allow_private_sources)?;
+                        let url = validate::pull_source(
+                            "input.pullSource",
+                            uri.expose(),
+                            *allow_private_sources,
+                        )?;
                         update.pull_source = Some(Self::sealed_source(env, url.as_str()));
                     }
                     Some(None) => update.pull_source_cleared = true,

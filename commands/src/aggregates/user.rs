@@ -14,6 +14,7 @@ use uuid::Uuid;
 use crate::aggregate::{Aggregate, Decision, HandleEnv};
 use crate::aggregates::claims;
 use crate::error::CommandError;
+use crate::secrets::SecretString;
 use crate::store::Claim;
 use crate::validate;
 
@@ -47,19 +48,19 @@ pub enum UserCommand {
         display_name: String,
         /// Left out of idempotency fingerprints: never stored in clear anywhere.
         #[serde(skip)]
-        password: String,
+        password: SecretString,
         role: Role,
     },
     VerifyLogin {
         #[serde(skip)]
-        password: String,
+        password: SecretString,
         client_ip: String,
     },
     ChangePassword {
         #[serde(skip)]
-        current: String,
+        current: SecretString,
         #[serde(skip)]
-        new: String,
+        new: SecretString,
     },
 }
 
@@ -154,7 +155,7 @@ impl Aggregate for User {
             }
             let email = validate::email("input.email", email)?;
             let display_name = validate::name("input.displayName", display_name, 100)?;
-            let password_hash = hash_password(password)?;
+            let password_hash = hash_password(password.expose())?;
             let role = match role {
                 Role::Owner => UserRole::Owner,
                 Role::Admin => UserRole::Admin,
@@ -183,7 +184,7 @@ impl Aggregate for User {
                     return Ok(Decision::new(UserOutcome::LoginRefused { locked: true }));
                 }
                 let client_ip = validate::text("input.clientIp", client_ip, 64)?;
-                if self.verify(password) {
+                if self.verify(password.expose()) {
                     Ok(Decision::new(UserOutcome::LoggedIn {
                         user_id: id.to_owned(),
                         tenant_id: self.owner,
@@ -202,12 +203,12 @@ impl Aggregate for User {
             }
             UserCommand::ChangePassword { current, new } => {
                 env.ctx.ensure_owner(self.owner, Self::RESOURCE, id)?;
-                if !self.verify(current) {
+                if !self.verify(current.expose()) {
                     return Err(CommandError::Unauthenticated(
                         "the current password is wrong".into(),
                     ));
                 }
-                let password_hash = hash_password(new)?;
+                let password_hash = hash_password(new.expose())?;
                 Ok(Decision::new(UserOutcome::Done).event(UserPasswordChanged { password_hash }))
             }
         }
