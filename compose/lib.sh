@@ -178,14 +178,24 @@ build_frameworks() {
 
 # The platform's own long-running roles, in start order. Each serves
 # Prometheus metrics, which doubles as its health check.
-ROLES=(relay projector)
+ROLES=(relay projector live-state)
 FRAMEWORKS_RELAY_METRICS_LISTEN="${FRAMEWORKS_RELAY_METRICS_LISTEN:-127.0.0.1:18039}"
 FRAMEWORKS_PROJECTOR_METRICS_LISTEN="${FRAMEWORKS_PROJECTOR_METRICS_LISTEN:-127.0.0.1:18049}"
+FRAMEWORKS_LIVE_METRICS_LISTEN="${FRAMEWORKS_LIVE_METRICS_LISTEN:-127.0.0.1:18059}"
 
 role_metrics() {
     case "$1" in
     relay) printf '%s\n' "$FRAMEWORKS_RELAY_METRICS_LISTEN" ;;
     projector) printf '%s\n' "$FRAMEWORKS_PROJECTOR_METRICS_LISTEN" ;;
+    live-state) printf '%s\n' "$FRAMEWORKS_LIVE_METRICS_LISTEN" ;;
+    esac
+}
+
+role_metrics_setting() {
+    case "$1" in
+    relay) echo FRAMEWORKS_RELAY_METRICS_LISTEN ;;
+    projector) echo FRAMEWORKS_PROJECTOR_METRICS_LISTEN ;;
+    live-state) echo FRAMEWORKS_LIVE_METRICS_LISTEN ;;
     esac
 }
 
@@ -208,7 +218,7 @@ start_role() {
         local listen port
         listen="$(role_metrics "$name")"
         port="${listen##*:}"
-        require_free_port "$name" "FRAMEWORKS_$(printf '%s' "$name" | tr '[:lower:]' '[:upper:]')_METRICS_LISTEN" "$port"
+        require_free_port "$name" "$(role_metrics_setting "$name")" "$port"
         step "$name: starting"
         setsid "$FRAMEWORKS_BIN" "$name" </dev/null >>"$LOG_DIR/$name.log" 2>&1 &
         record_pid "$name" $! "$FRAMEWORKS_BIN $name" "$port"

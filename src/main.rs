@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod db;
 mod dead_letters;
+mod live_state;
 mod logging;
 mod metrics;
 mod projections;
@@ -30,6 +31,7 @@ struct Cli {
 enum Command {
     Relay(relay::RelayCommand),
     Projector(projector::ProjectorCommand),
+    LiveState(live_state::LiveStateCommand),
     Projections(projections::ProjectionsCommand),
     Topics(topics::TopicsCommand),
     DeadLetters(dead_letters::DeadLettersCommand),
@@ -53,6 +55,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Relay(command) => command.run().await,
             Command::Projector(command) => command.run().await,
+            Command::LiveState(command) => command.run().await,
             Command::Projections(command) => command.run().await,
             Command::Topics(command) => command.run().await,
             Command::DeadLetters(command) => command.run().await,
@@ -65,5 +68,19 @@ fn main() -> ExitCode {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every subcommand's flags, env vars and ids are consistent (clap checks
+    /// them lazily, per subcommand, at run time otherwise).
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
     }
 }

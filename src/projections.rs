@@ -5,8 +5,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use frameworks_commands::{DatabaseSettings, EventStore};
 use frameworks_events::kafka::KafkaSettings;
+use frameworks_projections::live::{LiveState, LiveStateSettings};
 use frameworks_projections::postgres::ProjectorSettings;
-use frameworks_projections::status::control_plane_status;
+use frameworks_projections::status::{ProjectionStatus, control_plane_status, live_state_status};
 
 /// Inspect the projections.
 #[derive(Debug, clap::Args)]
@@ -25,7 +26,9 @@ enum Action {
         kafka: KafkaSettings,
         #[command(flatten)]
         projector: ProjectorSettings,
-        /// Most dead letters read to count this projection's.
+        #[command(flatten)]
+        live: LiveStateSettings,
+        /// Most dead letters read to count each projection's.
         #[arg(long, env = "FRAMEWORKS_STATUS_DEAD_LETTER_SCAN", default_value_t = 100_000,
             value_parser = clap::value_parser!(u32).range(1..))]
         dead_letter_scan: u32,
@@ -38,40 +41,49 @@ impl ProjectionsCommand {
             database,
             kafka,
             projector,
+            live,
             dead_letter_scan,
         } = self.action;
+        let scan = dead_letter_scan as usize;
         let store = EventStore::connect(&database)
             .await
             .context("connecting to PostgreSQL (FRAMEWORKS_DATABASE_URL)")?;
-        let status = control_plane_status(
-            store.pool(),
-            &kafka,
-            &projector.group_id,
-            dead_letter_scan as usize,
-        )
-        .await
-        .context("reading the control-plane projection's status")?;
-        println!(
-            "{} (group {}): lag {} record(s), {} dead letter(s)",
-            status.projection,
-            status.group,
-            status.total_lag(),
-            status.dead_letters
-        );
-        println!(
-            "  {:<40} {:>9} {:>12} {:>12} {:>8}",
-            "topic", "partition", "applied", "end", "lag"
-        );
-        for p in &status.partitions {
-            println!(
-                "  {:<40} {:>9} {:>12} {:>12} {:>8}",
-                p.topic,
-                p.partition,
-                p.applied,
-                p.end,
-                p.lag()
-            );
+        let control_plane = control_plane_status(store.pool(), &kafka, &projector.group_id, scan)
+            .await
+            .context("reading the control-plane projection's status")?;
+        let state = LiveState::connect(&live.redis_url, &live.key_prefix)
+            .await
+            .context("connecting to Redis (FRAMEWORKS_REDIS_URL)")?;
+        let live_state = live_state_status(&state, &kafka, &live.group_id, scan)
+            .await
+            .context("reading the live-state projection's status")?;
+        for status in [control_plane, live_state] {
+            print_status(&status);
         }
         Ok(ExitCode::SUCCESS)
+    }
+}
+
+fn print_status(status: &ProjectionStatus) {
+    println!(
+        "{} (group {}): lag {} record(s), {} dead letter(s)",
+        status.projection,
+        status.group,
+        status.total_lag(),
+        status.dead_letters
+    );
+    println!(
+        "  {:<40} {:>9} {:>12} {:>12} {:>8}",
+        "topic", "partition", "applied", "end", "lag"
+    );
+    for p in &status.partitions {
+        println!(
+            "  {:<40} {:>9} {:>12} {:>12} {:>8}",
+            p.topic,
+            p.partition,
+            p.applied,
+            p.end,
+            p.lag()
+        );
     }
 }

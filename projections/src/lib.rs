@@ -4,13 +4,16 @@
 //! - [`control_plane`]: the PostgreSQL read models of every control-plane
 //!   aggregate (tenants, users, API tokens, streams and keys, signing keys,
 //!   clusters, enrolment tokens, nodes).
-//! - [`postgres`]: the projector that feeds them. Each batch is one
+//! - [`live`]: live state in Redis (live streams and their edges, viewer
+//!   counts, node load), with TTLs.
+//! - [`postgres`]: the projector that feeds the control-plane models. Each batch is one
 //!   transaction holding the model changes and the Kafka offsets they cover.
 //! - [`read_your_writes`]: waiting, with a bound, until a projection has
 //!   applied a given aggregate version.
 //! - [`status`]: lag per partition and dead-letter counts, for operators.
 
 pub mod control_plane;
+pub mod live;
 pub mod postgres;
 pub mod read_your_writes;
 pub mod status;

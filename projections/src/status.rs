@@ -7,7 +7,10 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use sqlx::PgPool;
 
+use frameworks_events::Topic;
+
 use crate::control_plane;
+use crate::live::{self, LiveState};
 
 /// One partition: the next offset the projection will apply, and the log's end.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +50,8 @@ pub enum StatusError {
     Kafka(#[from] KafkaError),
     #[error("reading the projection's offsets")]
     Database(#[from] sqlx::Error),
+    #[error("reading the live state's offsets")]
+    Redis(#[from] redis::RedisError),
 }
 
 /// The control-plane projection's lag per partition and its dead-letter count.
@@ -63,9 +68,11 @@ pub async fn control_plane_status(
     .fetch_all(pool)
     .await?;
     let kafka_for_watermarks = kafka.clone();
-    let ends = tokio::task::spawn_blocking(move || watermarks(&kafka_for_watermarks))
-        .await
-        .map_err(|_| KafkaError::Canceled)??;
+    let ends = tokio::task::spawn_blocking(move || {
+        watermarks(&kafka_for_watermarks, &control_plane::TOPICS)
+    })
+    .await
+    .map_err(|_| KafkaError::Canceled)??;
     let partitions = ends
         .into_iter()
         .map(|(topic, partition, end)| {
@@ -81,26 +88,69 @@ pub async fn control_plane_status(
             }
         })
         .collect();
-    let dead_letters = read_dead_letters(kafka, dead_letter_scan_limit)
-        .await?
-        .iter()
-        .filter(|letter| letter.consumer_group == group)
-        .count();
     Ok(ProjectionStatus {
         projection: control_plane::NAME,
         group: group.to_owned(),
         partitions,
-        dead_letters,
+        dead_letters: dead_letters_of(kafka, group, dead_letter_scan_limit).await?,
     })
 }
 
-/// High watermarks of every partition of the projection's topics.
-fn watermarks(kafka: &KafkaSettings) -> Result<Vec<(String, i32, i64)>, KafkaError> {
+/// The live-state projection's lag per partition and its dead-letter count.
+pub async fn live_state_status(
+    state: &LiveState,
+    kafka: &KafkaSettings,
+    group: &str,
+    dead_letter_scan_limit: usize,
+) -> Result<ProjectionStatus, StatusError> {
+    let kafka_for_watermarks = kafka.clone();
+    let ends =
+        tokio::task::spawn_blocking(move || watermarks(&kafka_for_watermarks, &live::TOPICS))
+            .await
+            .map_err(|_| KafkaError::Canceled)??;
+    let mut partitions = Vec::with_capacity(ends.len());
+    for (topic, partition, end) in ends {
+        let applied = state
+            .applied(&topic, partition)
+            .await?
+            .map_or(0, |last| last + 1);
+        partitions.push(PartitionLag {
+            topic,
+            partition,
+            applied,
+            end,
+        });
+    }
+    Ok(ProjectionStatus {
+        projection: live::NAME,
+        group: group.to_owned(),
+        partitions,
+        dead_letters: dead_letters_of(kafka, group, dead_letter_scan_limit).await?,
+    })
+}
+
+async fn dead_letters_of(
+    kafka: &KafkaSettings,
+    group: &str,
+    scan_limit: usize,
+) -> Result<usize, StatusError> {
+    Ok(read_dead_letters(kafka, scan_limit)
+        .await?
+        .iter()
+        .filter(|letter| letter.consumer_group == group)
+        .count())
+}
+
+/// High watermarks of every partition of `topics`.
+fn watermarks(
+    kafka: &KafkaSettings,
+    topics: &[Topic],
+) -> Result<Vec<(String, i32, i64)>, KafkaError> {
     let catalogue = kafka.catalogue();
     let consumer: BaseConsumer = kafka.client_config("frameworks-status").create()?;
     let timeout = Duration::from_millis(kafka.timeout_ms);
     let mut ends = Vec::new();
-    for topic in control_plane::TOPICS.map(|t| catalogue.name(t).to_owned()) {
+    for topic in topics.iter().map(|&t| catalogue.name(t).to_owned()) {
         let metadata = consumer.fetch_metadata(Some(&topic), timeout)?;
         for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
             let (_, high) = consumer.fetch_watermarks(&topic, partition.id(), timeout)?;

@@ -1,0 +1,482 @@
+//! Live state in Redis: which streams are live and on which edge, viewer
+//! counts per stream and per node, node load. Every key expires a TTL after
+//! the event that last touched it, so a silent edge falls out on its own.
+//!
+//! Exactly-once effect: each event's changes run in one Lua script that also
+//! checks and advances the last applied offset of the event's partition, so
+//! a re-delivered record (after a crash or a rebalance) changes nothing. The
+//! Kafka group offset is stored after the script, as a resume hint only.
+//! Viewer counts are sets of session ids, so even a repeated session end
+//! from an edge cannot count twice. Expiry is `EXPIREAT` at the event's time
+//! plus the TTL, so a rebuild from the log ends in the same state.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use frameworks_events::kafka::{DeadLetter, EventPublisher, KafkaSettings};
+use frameworks_events::proto::v1::telemetry::BufferState;
+use frameworks_events::{Event, EventPayload, Topic};
+use metrics::counter;
+use rdkafka::Message;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::OwnedMessage;
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+use tracing::{info, warn};
+
+pub const NAME: &str = "live-state";
+pub const TOPICS: [Topic; 2] = [Topic::StreamTelemetry, Topic::NodeTelemetry];
+
+/// Checks the partition's last applied offset, applies the operations, advances it.
+/// KEYS[1] is the guard; ARGV[1] the offset; then per remaining key: op, argc, args.
+const APPLY: &str = r"
+local last = tonumber(redis.call('GET', KEYS[1]) or '-1')
+local offset = tonumber(ARGV[1])
+if offset <= last then return 0 end
+local a = 2
+for k = 2, #KEYS do
+  local n = tonumber(ARGV[a + 1])
+  redis.call(ARGV[a], KEYS[k], unpack(ARGV, a + 2, a + 1 + n))
+  a = a + 2 + n
+end
+redis.call('SET', KEYS[1], offset)
+return 1
+";
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct LiveStateSettings {
+    /// Redis holding the live state.
+    #[arg(
+        long = "redis-url",
+        env = "FRAMEWORKS_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        value_parser = parse_redis_url
+    )]
+    pub redis_url: String,
+
+    /// Prefix of every live-state key; a rebuild writes under a new one.
+    #[arg(
+        long = "live-key-prefix",
+        env = "FRAMEWORKS_LIVE_KEY_PREFIX",
+        default_value = "fw"
+    )]
+    pub key_prefix: String,
+
+    /// Seconds after its last event that a stream, viewer set or node drops out.
+    #[arg(
+        long = "live-ttl-seconds",
+        env = "FRAMEWORKS_LIVE_TTL_SECONDS",
+        default_value_t = 90,
+        value_parser = clap::value_parser!(u64).range(5..=86_400)
+    )]
+    pub ttl_seconds: u64,
+
+    /// Kafka consumer group of the live-state projector.
+    #[arg(
+        id = "live_group_id",
+        long = "live-group",
+        env = "FRAMEWORKS_LIVE_GROUP",
+        default_value = "frameworks.projection.live-state"
+    )]
+    pub group_id: String,
+
+    /// Static group membership (see the control-plane projector's instance id).
+    #[arg(
+        id = "live_instance_id",
+        long = "live-instance-id",
+        env = "FRAMEWORKS_LIVE_INSTANCE_ID"
+    )]
+    pub instance_id: Option<String>,
+}
+
+fn parse_redis_url(value: &str) -> Result<String, String> {
+    redis::Client::open(value)
+        .map(|_| value.to_owned())
+        .map_err(|e| format!("not a Redis URL: {e}"))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LiveStateError {
+    #[error("Redis")]
+    Redis(#[from] redis::RedisError),
+    #[error("Kafka")]
+    Kafka(#[from] KafkaError),
+    #[error("writing a dead letter")]
+    DeadLetter(#[from] frameworks_events::kafka::publisher::PublishError),
+}
+
+/// One Redis command of an event's change: (command, key, arguments).
+type Op = (&'static str, String, Vec<String>);
+
+/// The key names under a prefix, in one place for writers and readers.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+        }
+    }
+    fn guard(&self, topic: &str, partition: i32) -> String {
+        format!("{}:guard:{topic}:{partition}", self.prefix)
+    }
+    pub fn live_streams(&self) -> String {
+        format!("{}:streams:live", self.prefix)
+    }
+    pub fn stream(&self, id: &str) -> String {
+        format!("{}:stream:{id}", self.prefix)
+    }
+    pub fn stream_viewers(&self, id: &str) -> String {
+        format!("{}:stream:{id}:viewers", self.prefix)
+    }
+    pub fn live_nodes(&self) -> String {
+        format!("{}:nodes:live", self.prefix)
+    }
+    pub fn node(&self, id: &str) -> String {
+        format!("{}:node:{id}", self.prefix)
+    }
+    pub fn node_viewers(&self, id: &str) -> String {
+        format!("{}:node:{id}:viewers", self.prefix)
+    }
+}
+
+fn hset(key: String, fields: &[(&str, String)]) -> Op {
+    (
+        "HSET",
+        key,
+        fields
+            .iter()
+            .flat_map(|(f, v)| [(*f).to_owned(), v.clone()])
+            .collect(),
+    )
+}
+
+/// The Redis commands that apply `event` to the live state.
+pub fn operations(keys: &Keys, event: &Event, ttl_seconds: u64) -> Vec<Op> {
+    let expiry = event.occurred_at.timestamp() + i64::try_from(ttl_seconds).unwrap_or(i64::MAX / 2);
+    let at_ms = event.occurred_at.timestamp_millis().to_string();
+    let id = &event.aggregate_id;
+    let expire = |key: String| ("EXPIREAT", key, vec![expiry.to_string()]);
+    let listed =
+        |set: String, member: &str| ("ZADD", set, vec![expiry.to_string(), member.to_owned()]);
+    // Any fact about a stream keeps it live and says where it is.
+    let touch_stream = |node: &str, fields: &[(&str, String)]| {
+        let mut all = vec![("node", node.to_owned()), ("updated_ms", at_ms.clone())];
+        all.extend_from_slice(fields);
+        vec![
+            hset(keys.stream(id), &all),
+            expire(keys.stream(id)),
+            listed(keys.live_streams(), id),
+        ]
+    };
+    let touch_node = |fields: &[(&str, String)]| {
+        let mut all = vec![("last_seen_ms", at_ms.clone())];
+        all.extend_from_slice(fields);
+        vec![
+            hset(keys.node(id), &all),
+            expire(keys.node(id)),
+            listed(keys.live_nodes(), id),
+        ]
+    };
+    match &event.payload {
+        EventPayload::IngestStarted(e) => touch_stream(
+            &e.node_id,
+            &[
+                ("protocol", e.protocol.clone()),
+                ("since_ms", at_ms.clone()),
+                ("source_ip", e.source_ip.clone()),
+            ],
+        ),
+        EventPayload::IngestEnded(_) => {
+            vec![
+                ("DEL", keys.stream(id), vec![]),
+                ("ZREM", keys.live_streams(), vec![id.clone()]),
+            ]
+        }
+        EventPayload::StreamBufferChanged(e) => {
+            let state = BufferState::try_from(e.state)
+                .unwrap_or(BufferState::Unspecified)
+                .as_str_name();
+            touch_stream(
+                &e.node_id,
+                &[
+                    ("buffer", state.to_owned()),
+                    ("buffer_ms", e.buffer_ms.to_string()),
+                ],
+            )
+        }
+        EventPayload::StreamHealthReported(e) => touch_stream(
+            &e.node_id,
+            &[
+                ("bitrate_bps", e.bitrate_bps.to_string()),
+                ("fps", e.frames_per_second.to_string()),
+                ("issues", e.issues.join(",")),
+            ],
+        ),
+        EventPayload::TrackListUpdated(e) => {
+            touch_stream(&e.node_id, &[("tracks", e.tracks.len().to_string())])
+        }
+        EventPayload::ViewerSessionStarted(e) => vec![
+            ("SADD", keys.stream_viewers(id), vec![e.session_id.clone()]),
+            expire(keys.stream_viewers(id)),
+            (
+                "SADD",
+                keys.node_viewers(&e.node_id),
+                vec![format!("{id}/{}", e.session_id)],
+            ),
+            expire(keys.node_viewers(&e.node_id)),
+        ],
+        EventPayload::ViewerSessionEnded(e) => vec![
+            ("SREM", keys.stream_viewers(id), vec![e.session_id.clone()]),
+            (
+                "SREM",
+                keys.node_viewers(&e.node_id),
+                vec![format!("{id}/{}", e.session_id)],
+            ),
+        ],
+        EventPayload::NodeHeartbeat(e) => touch_node(&[
+            ("edge_version", e.edge_version.clone()),
+            ("mist_version", e.mist_version.clone()),
+            ("mist_healthy", e.mist_healthy.to_string()),
+        ]),
+        EventPayload::NodeMetrics(e) => touch_node(&[
+            ("cpu_percent", e.cpu_percent.to_string()),
+            ("memory_used_bytes", e.memory_used_bytes.to_string()),
+            ("memory_total_bytes", e.memory_total_bytes.to_string()),
+            ("bandwidth_up_bps", e.bandwidth_up_bps.to_string()),
+            ("bandwidth_down_bps", e.bandwidth_down_bps.to_string()),
+            ("bandwidth_limit_bps", e.bandwidth_limit_bps.to_string()),
+            ("active_streams", e.active_streams.to_string()),
+            ("active_viewers", e.active_viewers.to_string()),
+        ]),
+        // Raw trigger facts and control-plane events carry no live state.
+        _ => Vec::new(),
+    }
+}
+
+/// Reads the live state.
+#[derive(Clone)]
+pub struct LiveState {
+    redis: ConnectionManager,
+    keys: Keys,
+}
+
+impl std::fmt::Debug for LiveState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveState")
+            .field("keys", &self.keys)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LiveState {
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self, redis::RedisError> {
+        let redis = redis::Client::open(url)?.get_connection_manager().await?;
+        Ok(Self {
+            redis,
+            keys: Keys::new(prefix),
+        })
+    }
+
+    /// Streams live at `now` (unix seconds), each with its fields (node, protocol, ...).
+    pub async fn live_streams(
+        &self,
+        now: i64,
+    ) -> Result<BTreeMap<String, BTreeMap<String, String>>, redis::RedisError> {
+        let mut redis = self.redis.clone();
+        let ids: Vec<String> = redis
+            .zrangebyscore(self.keys.live_streams(), now, "+inf")
+            .await?;
+        let mut streams = BTreeMap::new();
+        for id in ids {
+            let fields: BTreeMap<String, String> = redis.hgetall(self.keys.stream(&id)).await?;
+            if !fields.is_empty() {
+                streams.insert(id, fields);
+            }
+        }
+        Ok(streams)
+    }
+
+    pub async fn viewers(&self, stream: &str) -> Result<usize, redis::RedisError> {
+        self.redis
+            .clone()
+            .scard(self.keys.stream_viewers(stream))
+            .await
+    }
+
+    pub async fn node_viewers(&self, node: &str) -> Result<usize, redis::RedisError> {
+        self.redis.clone().scard(self.keys.node_viewers(node)).await
+    }
+
+    pub async fn node(&self, node: &str) -> Result<BTreeMap<String, String>, redis::RedisError> {
+        self.redis.clone().hgetall(self.keys.node(node)).await
+    }
+
+    /// The last applied offset of one partition, if any.
+    pub async fn applied(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Option<i64>, redis::RedisError> {
+        self.redis
+            .clone()
+            .get(self.keys.guard(topic, partition))
+            .await
+    }
+}
+
+pub struct LiveStateProjector {
+    state: LiveState,
+    consumer: StreamConsumer,
+    dead_letters: EventPublisher,
+    dead_letter_topic: String,
+    settings: LiveStateSettings,
+    script: redis::Script,
+}
+
+impl std::fmt::Debug for LiveStateProjector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveStateProjector")
+            .field("group", &self.settings.group_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LiveStateProjector {
+    pub async fn new(
+        kafka: &KafkaSettings,
+        settings: LiveStateSettings,
+    ) -> Result<Self, LiveStateError> {
+        let state = LiveState::connect(&settings.redis_url, &settings.key_prefix).await?;
+        let catalogue = kafka.catalogue();
+        let mut config = kafka.client_config(&settings.group_id);
+        config
+            .set("group.id", &settings.group_id)
+            .set("enable.auto.commit", "true")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("isolation.level", "read_committed");
+        if let Some(instance) = &settings.instance_id {
+            config.set("group.instance.id", instance);
+        }
+        let consumer: StreamConsumer = config.create()?;
+        let topics: Vec<&str> = TOPICS.iter().map(|&t| catalogue.name(t)).collect();
+        consumer.subscribe(&topics)?;
+        Ok(Self {
+            state,
+            consumer,
+            dead_letters: EventPublisher::new(
+                kafka,
+                &format!("{}-dead-letters", settings.group_id),
+            )?,
+            dead_letter_topic: catalogue.name(Topic::DeadLetter).to_owned(),
+            settings,
+            script: redis::Script::new(APPLY),
+        })
+    }
+
+    pub fn state(&self) -> &LiveState {
+        &self.state
+    }
+
+    /// Applies records until `shutdown` resolves; Redis or Kafka trouble is retried.
+    pub async fn run(
+        &self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), LiveStateError> {
+        tokio::pin!(shutdown);
+        info!(group = %self.settings.group_id, prefix = %self.settings.key_prefix, "live-state projector started");
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                result = self.step() => if let Err(error) = result {
+                    // The record was not applied and its offset not stored: the consumer
+                    // re-reads it after a seek, or after a restart from the stored hint.
+                    warn!(%error, "live-state record failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    /// Reads one record and applies it; returns whether it changed the state.
+    pub async fn step(&self) -> Result<bool, LiveStateError> {
+        let message = self.consumer.recv().await?.detach();
+        match self.apply(&message).await {
+            Ok(changed) => Ok(changed),
+            Err(error) => {
+                let _ = self.consumer.seek(
+                    message.topic(),
+                    message.partition(),
+                    rdkafka::Offset::Offset(message.offset()),
+                    Duration::from_secs(5),
+                );
+                Err(error)
+            }
+        }
+    }
+
+    async fn apply(&self, message: &OwnedMessage) -> Result<bool, LiveStateError> {
+        let keys = &self.state.keys;
+        let operations = match message.payload().map(Event::decode) {
+            Some(Ok(event)) => operations(keys, &event, self.settings.ttl_seconds),
+            Some(Err(error)) => {
+                self.dead_letter(message, error.reason(), error.to_string())
+                    .await?;
+                Vec::new()
+            }
+            None => {
+                self.dead_letter(message, "empty-record", "the record has no value".into())
+                    .await?;
+                Vec::new()
+            }
+        };
+        let mut invocation = self.script.prepare_invoke();
+        invocation
+            .key(keys.guard(message.topic(), message.partition()))
+            .arg(message.offset());
+        for (command, key, args) in &operations {
+            invocation.key(key).arg(*command).arg(args.len()).arg(args);
+        }
+        let changed: i64 = invocation
+            .invoke_async(&mut self.state.redis.clone())
+            .await?;
+        let outcome = if changed == 1 { "applied" } else { "duplicate" };
+        counter!("frameworks_projector_events_total", "projection" => NAME, "outcome" => outcome)
+            .increment(1);
+        // The resume hint, stored only once the state holds the record.
+        let _ = self
+            .consumer
+            .store_offset(message.topic(), message.partition(), message.offset());
+        Ok(changed == 1)
+    }
+
+    async fn dead_letter(
+        &self,
+        message: &OwnedMessage,
+        reason: &str,
+        error: String,
+    ) -> Result<(), LiveStateError> {
+        let letter = DeadLetter::of(message, &self.settings.group_id, reason, error);
+        warn!(
+            topic = message.topic(),
+            partition = message.partition(),
+            offset = message.offset(),
+            reason,
+            "event sent to the dead-letter topic"
+        );
+        self.dead_letters
+            .send(
+                &self.dead_letter_topic,
+                letter.key.as_deref(),
+                letter.payload.as_deref().unwrap_or_default(),
+                letter.headers(),
+            )
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,46 @@
+//! `frameworks live-state`: keeps the live state in Redis from the telemetry topics.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use frameworks_events::kafka::{KafkaSettings, apply_catalogue};
+use frameworks_projections::live::{LiveStateProjector, LiveStateSettings};
+
+use crate::metrics;
+use crate::relay::shutdown_signal;
+
+/// Apply stream and node telemetry to Redis: live streams, viewer counts, node load.
+#[derive(Debug, clap::Args)]
+pub struct LiveStateCommand {
+    #[command(flatten)]
+    kafka: KafkaSettings,
+
+    #[command(flatten)]
+    live: LiveStateSettings,
+
+    /// Where Prometheus scrapes this projector's metrics (GET /metrics).
+    #[arg(
+        long = "metrics-listen",
+        env = "FRAMEWORKS_LIVE_METRICS_LISTEN",
+        default_value = "127.0.0.1:18059"
+    )]
+    metrics_listen: SocketAddr,
+}
+
+impl LiveStateCommand {
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
+        metrics::serve(self.metrics_listen)?;
+        apply_catalogue(&self.kafka, &self.kafka.catalogue())
+            .await
+            .context("applying the topic catalogue")?;
+        let projector = LiveStateProjector::new(&self.kafka, self.live)
+            .await
+            .context("connecting to Redis (FRAMEWORKS_REDIS_URL) and joining the Kafka group")?;
+        projector
+            .run(shutdown_signal())
+            .await
+            .context("projecting live state")?;
+        Ok(ExitCode::SUCCESS)
+    }
+}
