@@ -19,6 +19,7 @@ use frameworks_events::proto::v1::telemetry::{
     StreamHealthReported, ViewerSessionEnded, ViewerSessionStarted,
 };
 use frameworks_projections::live::{LiveState, LiveStateProjector, LiveStateSettings, TOPICS};
+use frameworks_test_harness::drop_redis_prefix;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use redis::AsyncCommands;
 use support::{RoleProcess, drop_topics, kafka_with_topics, within};
@@ -304,6 +305,7 @@ async fn live_streams_viewers_and_node_load_follow_the_telemetry() {
     })
     .await;
     assert_eq!(snapshot(&prefix).await, before);
+    drop_redis_prefix(&redis_url(), &prefix).await;
     drop_topics(&kafka).await;
 }
 
@@ -448,5 +450,7 @@ async fn a_live_state_projector_killed_while_busy_ends_equal_to_a_clean_rebuild(
         killed, rebuilt,
         "the killed projector's state differs from a clean rebuild"
     );
+    drop_redis_prefix(&redis_url(), &prefix).await;
+    drop_redis_prefix(&redis_url(), &clean_prefix).await;
     drop_topics(&kafka).await;
 }

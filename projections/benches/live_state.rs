@@ -128,9 +128,10 @@ async fn run(load: Load) {
         EventPublisher::new(&kafka, "bench-edge").expect("producer"),
     ));
     let prefix = format!("bench-{}", Uuid::now_v7().simple());
+    let redis_url =
+        std::env::var("FRAMEWORKS_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let settings = LiveStateSettings {
-        redis_url: std::env::var("FRAMEWORKS_REDIS_URL")
-            .unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+        redis_url: redis_url.clone(),
         key_prefix: prefix.clone(),
         ttl_seconds: 600,
         group_id: format!("{prefix}-live"),
@@ -205,5 +206,6 @@ async fn run(load: Load) {
         stopped.elapsed().as_secs_f64() * 1000.0
     );
     running.abort();
+    frameworks_test_harness::drop_redis_prefix(&redis_url, &prefix).await;
     drop_topics(&kafka).await;
 }

@@ -122,3 +122,21 @@ pub async fn drop_topics(settings: &KafkaSettings) {
     let names: Vec<&str> = Topic::ALL.iter().map(|&t| catalogue.name(t)).collect();
     let _ = admin.delete_topics(&names, &AdminOptions::new()).await;
 }
+
+/// Deletes every Redis key under `prefix:` (best effort), e.g. a test's live state.
+pub async fn drop_redis_prefix(url: &str, prefix: &str) {
+    let Ok(client) = redis::Client::open(url) else {
+        return;
+    };
+    let Ok(mut redis) = client.get_multiplexed_async_connection().await else {
+        return;
+    };
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut redis)
+        .await
+        .unwrap_or_default();
+    if !keys.is_empty() {
+        let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut redis).await;
+    }
+}
