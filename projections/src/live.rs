@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use frameworks_events::kafka::{DeadLetter, EventPublisher, KafkaSettings};
+use frameworks_events::kafka::{DeadLetterWriter, KafkaSettings, read_event};
 use frameworks_events::proto::v1::telemetry::BufferState;
 use frameworks_events::{Event, EventPayload, Topic};
 use metrics::counter;
@@ -332,8 +332,7 @@ impl LiveState {
 pub struct LiveStateProjector {
     state: LiveState,
     consumer: StreamConsumer,
-    dead_letters: EventPublisher,
-    dead_letter_topic: String,
+    dead_letters: DeadLetterWriter,
     settings: LiveStateSettings,
     script: redis::Script,
 }
@@ -353,27 +352,15 @@ impl LiveStateProjector {
     ) -> Result<Self, LiveStateError> {
         let state = LiveState::connect(&settings.redis_url, &settings.key_prefix).await?;
         let catalogue = kafka.catalogue();
-        let mut config = kafka.client_config(&settings.group_id);
-        config
-            .set("group.id", &settings.group_id)
-            .set("enable.auto.commit", "true")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("isolation.level", "read_committed");
-        if let Some(instance) = &settings.instance_id {
-            config.set("group.instance.id", instance);
-        }
-        let consumer: StreamConsumer = config.create()?;
+        let consumer: StreamConsumer = kafka
+            .group_consumer_config(&settings.group_id, settings.instance_id.as_deref())
+            .create()?;
         let topics: Vec<&str> = TOPICS.iter().map(|&t| catalogue.name(t)).collect();
         consumer.subscribe(&topics)?;
         Ok(Self {
             state,
             consumer,
-            dead_letters: EventPublisher::new(
-                kafka,
-                &format!("{}-dead-letters", settings.group_id),
-            )?,
-            dead_letter_topic: catalogue.name(Topic::DeadLetter).to_owned(),
+            dead_letters: DeadLetterWriter::new(kafka, &settings.group_id)?,
             settings,
             script: redis::Script::new(APPLY),
         })
@@ -422,15 +409,11 @@ impl LiveStateProjector {
 
     async fn apply(&self, message: &OwnedMessage) -> Result<bool, LiveStateError> {
         let keys = &self.state.keys;
-        let operations = match message.payload().map(Event::decode) {
-            Some(Ok(event)) => operations(keys, &event, self.settings.ttl_seconds),
-            Some(Err(error)) => {
-                self.dead_letter(message, error.reason(), error.to_string())
-                    .await?;
-                Vec::new()
-            }
-            None => {
-                self.dead_letter(message, "empty-record", "the record has no value".into())
+        let operations = match read_event(message) {
+            Ok(event) => operations(keys, &event, self.settings.ttl_seconds),
+            Err(unreadable) => {
+                self.dead_letters
+                    .write(message, unreadable.reason, unreadable.error)
                     .await?;
                 Vec::new()
             }
@@ -453,30 +436,5 @@ impl LiveStateProjector {
             .consumer
             .store_offset(message.topic(), message.partition(), message.offset());
         Ok(changed == 1)
-    }
-
-    async fn dead_letter(
-        &self,
-        message: &OwnedMessage,
-        reason: &str,
-        error: String,
-    ) -> Result<(), LiveStateError> {
-        let letter = DeadLetter::of(message, &self.settings.group_id, reason, error);
-        warn!(
-            topic = message.topic(),
-            partition = message.partition(),
-            offset = message.offset(),
-            reason,
-            "event sent to the dead-letter topic"
-        );
-        self.dead_letters
-            .send(
-                &self.dead_letter_topic,
-                letter.key.as_deref(),
-                letter.payload.as_deref().unwrap_or_default(),
-                letter.headers(),
-            )
-            .await?;
-        Ok(())
     }
 }

@@ -17,8 +17,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use frameworks_events::Event;
-use frameworks_events::kafka::{DeadLetter, EventPublisher, KafkaSettings};
+use frameworks_events::kafka::{DeadLetterWriter, KafkaSettings, read_event};
 use metrics::counter;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -93,8 +92,7 @@ pub enum ProjectorError {
 pub struct PostgresProjector {
     pool: PgPool,
     consumer: StreamConsumer,
-    dead_letters: EventPublisher,
-    dead_letter_topic: String,
+    dead_letters: DeadLetterWriter,
     settings: ProjectorSettings,
 }
 
@@ -113,21 +111,13 @@ impl PostgresProjector {
         settings: ProjectorSettings,
     ) -> Result<Self, KafkaError> {
         let catalogue = kafka.catalogue();
-        let mut config = kafka.client_config(&settings.group_id);
-        config
-            .set("group.id", &settings.group_id)
-            .set("enable.auto.commit", "true")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("isolation.level", "read_committed")
+        let consumer: StreamConsumer = kafka
+            .group_consumer_config(&settings.group_id, settings.instance_id.as_deref())
             .set(
                 "session.timeout.ms",
                 settings.session_timeout_ms.to_string(),
-            );
-        if let Some(instance) = &settings.instance_id {
-            config.set("group.instance.id", instance);
-        }
-        let consumer: StreamConsumer = config.create()?;
+            )
+            .create()?;
         let topics: Vec<&str> = control_plane::TOPICS
             .iter()
             .map(|&t| catalogue.name(t))
@@ -136,13 +126,7 @@ impl PostgresProjector {
         Ok(Self {
             pool,
             consumer,
-            dead_letters: EventPublisher::new(
-                kafka,
-                &format!("{}-dead-letters", settings.group_id),
-            )?,
-            dead_letter_topic: catalogue
-                .name(frameworks_events::Topic::DeadLetter)
-                .to_owned(),
+            dead_letters: DeadLetterWriter::new(kafka, &settings.group_id)?,
             settings,
         })
     }
@@ -307,15 +291,10 @@ impl PostgresProjector {
         tx: &mut sqlx::PgTransaction<'_>,
         message: &OwnedMessage,
     ) -> Result<bool, ProjectorError> {
-        let event = match message.payload().map(Event::decode) {
-            Some(Ok(event)) => event,
-            Some(Err(error)) => {
-                self.dead_letter(message, error.reason(), error.to_string())
-                    .await?;
-                return Ok(false);
-            }
-            None => {
-                self.dead_letter(message, "empty-record", "the record has no value".into())
+        let event = match read_event(message) {
+            Ok(event) => event,
+            Err(unreadable) => {
+                self.dead_letter(message, unreadable.reason, unreadable.error)
                     .await?;
                 return Ok(false);
             }
@@ -348,18 +327,8 @@ impl PostgresProjector {
         reason: &str,
         error: String,
     ) -> Result<(), ProjectorError> {
-        let letter = DeadLetter::of(message, &self.settings.group_id, reason, error);
-        warn!(topic = message.topic(), partition = message.partition(), offset = message.offset(), reason,
-            error = %letter.error, "event sent to the dead-letter topic");
-        counter!("frameworks_projector_events_total", "projection" => control_plane::NAME, "outcome" => "dead-lettered").increment(1);
-        self.dead_letters
-            .send(
-                &self.dead_letter_topic,
-                letter.key.as_deref(),
-                letter.payload.as_deref().unwrap_or_default(),
-                letter.headers(),
-            )
-            .await?;
-        Ok(())
+        counter!("frameworks_projector_events_total", "projection" => control_plane::NAME, "outcome" => "dead-lettered")
+            .increment(1);
+        Ok(self.dead_letters.write(message, reason, error).await?)
     }
 }

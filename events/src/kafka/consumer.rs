@@ -19,9 +19,9 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use tracing::{debug, warn};
 
 use super::KafkaSettings;
-use super::dead_letter::DeadLetter;
-use super::publisher::{EventPublisher, PublishError};
-use crate::catalogue::{Catalogue, Topic};
+use super::dead_letter::{DeadLetterWriter, read_event};
+use super::publisher::PublishError;
+use crate::catalogue::Topic;
 use crate::envelope::Event;
 
 /// An event and where it was read from.
@@ -61,8 +61,7 @@ impl ConsumerContext for CommitOnRevoke {
 
 pub struct EventConsumer {
     consumer: StreamConsumer<CommitOnRevoke>,
-    dead_letters: EventPublisher,
-    catalogue: Catalogue,
+    dead_letters: DeadLetterWriter,
     group_id: String,
 }
 
@@ -84,22 +83,15 @@ impl EventConsumer {
     ) -> Result<Self, KafkaError> {
         let catalogue = settings.catalogue();
         let consumer: StreamConsumer<CommitOnRevoke> = settings
-            .client_config(group_id)
-            .set("group.id", group_id)
-            .set("enable.auto.commit", "true")
-            .set("enable.auto.offset.store", "false")
+            .group_consumer_config(group_id, None)
             .set("auto.commit.interval.ms", "1000")
-            .set("auto.offset.reset", "earliest")
-            .set("isolation.level", "read_committed")
             .set("partition.assignment.strategy", "cooperative-sticky")
             .create_with_context(CommitOnRevoke)?;
         let names: Vec<&str> = topics.iter().map(|&t| catalogue.name(t)).collect();
         consumer.subscribe(&names)?;
-        let dead_letters = EventPublisher::new(settings, &format!("{group_id}-dead-letters"))?;
         Ok(Self {
             consumer,
-            dead_letters,
-            catalogue,
+            dead_letters: DeadLetterWriter::new(settings, group_id)?,
             group_id: group_id.to_owned(),
         })
     }
@@ -113,11 +105,7 @@ impl EventConsumer {
     pub async fn next(&self) -> Result<Received, ConsumeError> {
         loop {
             let message = self.consumer.recv().await?;
-            let decoded = match message.payload() {
-                Some(bytes) => Event::decode(bytes).map_err(|e| (e.reason(), e.to_string())),
-                None => Err(("empty-record", "the record has no value".to_owned())),
-            };
-            match decoded {
+            match read_event(&message) {
                 Ok(event) => {
                     return Ok(Received {
                         event,
@@ -126,20 +114,9 @@ impl EventConsumer {
                         offset: message.offset(),
                     });
                 }
-                Err((reason, error)) => {
-                    let letter = DeadLetter::of(&message, &self.group_id, reason, error);
-                    warn!(
-                        group = %self.group_id, topic = message.topic(), partition = message.partition(),
-                        offset = message.offset(), reason, error = %letter.error,
-                        "unreadable record sent to the dead-letter topic"
-                    );
+                Err(unreadable) => {
                     self.dead_letters
-                        .send(
-                            self.catalogue.name(Topic::DeadLetter),
-                            letter.key.as_deref(),
-                            letter.payload.as_deref().unwrap_or_default(),
-                            letter.headers(),
-                        )
+                        .write(&message, unreadable.reason, unreadable.error)
                         .await?;
                     // Only once the dead letter is safely written may the position move on.
                     self.consumer.store_offset(

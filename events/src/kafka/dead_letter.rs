@@ -12,8 +12,12 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
+use tracing::warn;
+
 use super::KafkaSettings;
+use super::publisher::{EventPublisher, PublishError};
 use crate::catalogue::Topic;
+use crate::envelope::Event;
 
 pub const REASON: &str = "fw-dlq-reason";
 pub const ERROR: &str = "fw-dlq-error";
@@ -106,6 +110,69 @@ impl DeadLetter {
             key: message.key().map(<[u8]>::to_vec),
             payload: message.payload().map(<[u8]>::to_vec),
         })
+    }
+}
+
+/// Why a record is not a readable event: a dead-letter reason and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable {
+    pub reason: &'static str,
+    pub error: String,
+}
+
+/// The record's event, or why it has none (see [`crate::DecodeError::reason`]).
+pub fn read_event(message: &impl Message) -> Result<Event, Unreadable> {
+    match message.payload() {
+        Some(bytes) => Event::decode(bytes).map_err(|e| Unreadable {
+            reason: e.reason(),
+            error: e.to_string(),
+        }),
+        None => Err(Unreadable {
+            reason: "empty-record",
+            error: "the record has no value".to_owned(),
+        }),
+    }
+}
+
+/// Writes a consumer group's unreadable records to the dead-letter topic.
+#[derive(Debug)]
+pub struct DeadLetterWriter {
+    publisher: EventPublisher,
+    topic: String,
+    group_id: String,
+}
+
+impl DeadLetterWriter {
+    pub fn new(settings: &KafkaSettings, group_id: &str) -> Result<Self, KafkaError> {
+        Ok(Self {
+            publisher: EventPublisher::new(settings, &format!("{group_id}-dead-letters"))?,
+            topic: settings.catalogue().name(Topic::DeadLetter).to_owned(),
+            group_id: group_id.to_owned(),
+        })
+    }
+
+    /// Writes `message` untouched, with `reason` and `error`; returns once Kafka has it.
+    pub async fn write(
+        &self,
+        message: &impl Message,
+        reason: &str,
+        error: String,
+    ) -> Result<(), PublishError> {
+        let letter = DeadLetter::of(message, &self.group_id, reason, error);
+        warn!(
+            group = %self.group_id, topic = message.topic(), partition = message.partition(),
+            offset = message.offset(), reason, error = %letter.error,
+            "unreadable record sent to the dead-letter topic"
+        );
+        self.publisher
+            .send(
+                &self.topic,
+                letter.key.as_deref(),
+                letter.payload.as_deref().unwrap_or_default(),
+                letter.headers(),
+            )
+            .await?;
+        Ok(())
     }
 }
 

@@ -10,7 +10,7 @@ mod settings;
 
 pub use admin::{ApplyReport, TopicChange, apply_catalogue};
 pub use consumer::{EventConsumer, Received};
-pub use dead_letter::{DeadLetter, read_dead_letters};
+pub use dead_letter::{DeadLetter, DeadLetterWriter, Unreadable, read_dead_letters, read_event};
 pub use publisher::{Delivered, EventPublisher};
 pub use settings::KafkaSettings;
 

@@ -61,6 +61,27 @@ impl KafkaSettings {
     }
 }
 
+impl KafkaSettings {
+    /// The configuration of an at-least-once consumer group member: offsets
+    /// are stored only when the caller has processed a record (and committed
+    /// in the background), a new group starts at the beginning of the log,
+    /// and aborted transactional records are never seen. With `instance_id`
+    /// the member is static: a restart takes its partitions back at once.
+    pub fn group_consumer_config(&self, group_id: &str, instance_id: Option<&str>) -> ClientConfig {
+        let mut config = self.client_config(group_id);
+        config
+            .set("group.id", group_id)
+            .set("enable.auto.commit", "true")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("isolation.level", "read_committed");
+        if let Some(instance) = instance_id {
+            config.set("group.instance.id", instance);
+        }
+        config
+    }
+}
+
 fn parse_brokers(value: &str) -> Result<String, String> {
     let brokers: Vec<&str> = value.split(',').map(str::trim).collect();
     for broker in &brokers {
