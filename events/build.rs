@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let proto_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../schemas/proto");
+    // Read at run time, not with env!(): the target dir is shared between
+    // clones, and a build script compiled in one must not carry its path.
+    let proto_root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../schemas/proto");
     let files: Vec<PathBuf> = std::fs::read_dir(proto_root.join("frameworks/events/v1"))?
         .map(|entry| entry.map(|e| e.path()))
         .collect::<Result<_, _>>()?;

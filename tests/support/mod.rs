@@ -10,8 +10,12 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
+/// The checkout under test. Read at run time (cargo sets it when it runs
+/// tests): the target dir is shared between clones, so a path baked in at
+/// compile time may name another, since deleted, clone.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
 }
 
 pub use frameworks_test_harness::{ScratchDatabase as TestDatabase, drop_topics};
