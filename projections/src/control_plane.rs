@@ -45,32 +45,26 @@ pub enum Applied {
 }
 
 pub async fn apply(conn: &mut PgConnection, event: &Event) -> Result<Applied, ApplyError> {
-    let aggregate = event.aggregate_type().as_str();
-    let version: Option<i64> = sqlx::query_scalar(
-        "SELECT version FROM projection_versions
-         WHERE projection = $1 AND aggregate_type = $2 AND aggregate_id = $3 FOR UPDATE",
+    // One statement both checks and advances the aggregate's version (taking
+    // its row lock): no row back means this sequence was applied before. If
+    // the change below fails, the caller's savepoint undoes the advance too.
+    let advanced: Option<i32> = sqlx::query_scalar(
+        "INSERT INTO projection_versions (projection, aggregate_type, aggregate_id, version)
+         VALUES ($1, $2, $3, $4)
+         ON CONFLICT (projection, aggregate_type, aggregate_id) DO UPDATE SET version = EXCLUDED.version
+           WHERE projection_versions.version < EXCLUDED.version
+         RETURNING 1",
     )
     .bind(NAME)
-    .bind(aggregate)
+    .bind(event.aggregate_type().as_str())
     .bind(&event.aggregate_id)
+    .bind(i64::try_from(event.sequence).unwrap_or(i64::MAX))
     .fetch_optional(&mut *conn)
     .await?;
-    let sequence = i64::try_from(event.sequence).unwrap_or(i64::MAX);
-    if version.is_some_and(|v| v >= sequence) {
+    if advanced.is_none() {
         return Ok(Applied::Duplicate);
     }
     apply_change(conn, event).await?;
-    sqlx::query(
-        "INSERT INTO projection_versions (projection, aggregate_type, aggregate_id, version)
-         VALUES ($1, $2, $3, $4)
-         ON CONFLICT (projection, aggregate_type, aggregate_id) DO UPDATE SET version = EXCLUDED.version",
-    )
-    .bind(NAME)
-    .bind(aggregate)
-    .bind(&event.aggregate_id)
-    .bind(sequence)
-    .execute(&mut *conn)
-    .await?;
     Ok(Applied::Changed)
 }
 
