@@ -7,7 +7,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -22,14 +21,10 @@ use frameworks_projections::live::{LiveState, LiveStateProjector, LiveStateSetti
 use frameworks_test_harness::drop_redis_prefix;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use redis::AsyncCommands;
-use support::{RoleProcess, drop_topics, kafka_with_topics, within};
+use support::{
+    RoleProcess, drop_topics, kafka_with_topics, random_below, redis_url, spawn_role, within,
+};
 use uuid::Uuid;
-
-const REDIS: &str = "redis://127.0.0.1:6379";
-
-fn redis_url() -> String {
-    std::env::var("FRAMEWORKS_REDIS_URL").unwrap_or_else(|_| REDIS.into())
-}
 
 fn settings(prefix: &str, group: &str) -> LiveStateSettings {
     LiveStateSettings {
@@ -310,28 +305,17 @@ async fn live_streams_viewers_and_node_load_follow_the_telemetry() {
 }
 
 fn spawn_live_state(kafka: &KafkaSettings, prefix: &str, group: &str) -> RoleProcess {
-    RoleProcess(
-        Command::new(env!("CARGO_BIN_EXE_frameworks"))
-            .arg("live-state")
-            .env("FRAMEWORKS_KAFKA_BROKERS", &kafka.brokers)
-            .env("FRAMEWORKS_TOPIC_PREFIX", &kafka.catalogue.prefix)
-            .env("FRAMEWORKS_REDIS_URL", redis_url())
-            .env("FRAMEWORKS_LIVE_KEY_PREFIX", prefix)
-            .env("FRAMEWORKS_LIVE_GROUP", group)
-            .env("FRAMEWORKS_LIVE_INSTANCE_ID", format!("{group}-1"))
-            .env("FRAMEWORKS_LIVE_METRICS_LISTEN", "127.0.0.1:0")
-            .env("FRAMEWORKS_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the frameworks binary starts"),
+    spawn_role(
+        "live-state",
+        kafka,
+        &[
+            ("FRAMEWORKS_REDIS_URL", redis_url()),
+            ("FRAMEWORKS_LIVE_KEY_PREFIX", prefix.to_owned()),
+            ("FRAMEWORKS_LIVE_GROUP", group.to_owned()),
+            ("FRAMEWORKS_LIVE_INSTANCE_ID", format!("{group}-1")),
+            ("FRAMEWORKS_LIVE_METRICS_LISTEN", "127.0.0.1:0".into()),
+        ],
     )
-}
-
-fn random_below(limit: u64) -> u64 {
-    let mut bytes = [0u8; 8];
-    getrandom::fill(&mut bytes).expect("randomness");
-    u64::from_le_bytes(bytes) % limit
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,6 @@
 mod support;
 
 use std::collections::{HashMap, HashSet};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -15,7 +14,9 @@ use frameworks_commands::{CommandBus, CommandContext, SecretBox};
 use frameworks_events::Topic;
 use frameworks_events::kafka::{EventConsumer, KafkaSettings};
 use sqlx::Row;
-use support::{RoleProcess, drop_topics, fresh_database, kafka_with_topics, within};
+use support::{
+    RoleProcess, drop_topics, fresh_database, kafka_with_topics, random_below, spawn_role, within,
+};
 use uuid::Uuid;
 
 const STREAMS: usize = 30;
@@ -23,27 +24,16 @@ const UPDATES_PER_STREAM: usize = 20;
 const MIN_KILLS: usize = 10;
 
 fn spawn_relay(database_url: &str, kafka: &KafkaSettings) -> RoleProcess {
-    RoleProcess(
-        Command::new(env!("CARGO_BIN_EXE_frameworks"))
-            .arg("relay")
-            .env("FRAMEWORKS_DATABASE_URL", database_url)
-            .env("FRAMEWORKS_KAFKA_BROKERS", &kafka.brokers)
-            .env("FRAMEWORKS_TOPIC_PREFIX", &kafka.catalogue.prefix)
-            .env("FRAMEWORKS_RELAY_BATCH_SIZE", "25")
-            .env("FRAMEWORKS_RELAY_IDLE_POLL_MS", "50")
-            .env("FRAMEWORKS_RELAY_METRICS_LISTEN", "127.0.0.1:0")
-            .env("FRAMEWORKS_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the frameworks binary starts"),
+    spawn_role(
+        "relay",
+        kafka,
+        &[
+            ("FRAMEWORKS_DATABASE_URL", database_url.to_owned()),
+            ("FRAMEWORKS_RELAY_BATCH_SIZE", "25".into()),
+            ("FRAMEWORKS_RELAY_IDLE_POLL_MS", "50".into()),
+            ("FRAMEWORKS_RELAY_METRICS_LISTEN", "127.0.0.1:0".into()),
+        ],
     )
-}
-
-fn random_below(limit: u64) -> u64 {
-    let mut bytes = [0u8; 8];
-    getrandom::fill(&mut bytes).expect("randomness");
-    u64::from_le_bytes(bytes) % limit
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

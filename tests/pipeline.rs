@@ -8,7 +8,6 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -22,33 +21,27 @@ use frameworks_projections::control_plane;
 use frameworks_projections::live::LiveState;
 use frameworks_projections::read_your_writes::wait_for;
 use frameworks_test_harness::drop_redis_prefix;
-use support::{RoleProcess, TestDatabase, drop_topics, fresh_database, kafka_with_topics, within};
+use support::{
+    RoleProcess, TestDatabase, drop_topics, fresh_database, kafka_with_topics, redis_url,
+    spawn_role, within,
+};
 use uuid::Uuid;
 
-fn redis_url() -> String {
-    std::env::var("FRAMEWORKS_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
 fn role(name: &str, db: &TestDatabase, kafka: &KafkaSettings, prefix: &str) -> RoleProcess {
-    RoleProcess(
-        Command::new(env!("CARGO_BIN_EXE_frameworks"))
-            .arg(name)
-            .env("FRAMEWORKS_DATABASE_URL", &db.url)
-            .env("FRAMEWORKS_KAFKA_BROKERS", &kafka.brokers)
-            .env("FRAMEWORKS_TOPIC_PREFIX", &kafka.catalogue.prefix)
-            .env("FRAMEWORKS_PROJECTOR_GROUP", format!("{prefix}-projector"))
-            .env("FRAMEWORKS_REDIS_URL", redis_url())
-            .env("FRAMEWORKS_LIVE_KEY_PREFIX", prefix)
-            .env("FRAMEWORKS_LIVE_GROUP", format!("{prefix}-live"))
-            .env("FRAMEWORKS_RELAY_IDLE_POLL_MS", "100")
-            .env("FRAMEWORKS_RELAY_METRICS_LISTEN", "127.0.0.1:0")
-            .env("FRAMEWORKS_PROJECTOR_METRICS_LISTEN", "127.0.0.1:0")
-            .env("FRAMEWORKS_LIVE_METRICS_LISTEN", "127.0.0.1:0")
-            .env("FRAMEWORKS_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the frameworks binary starts"),
+    spawn_role(
+        name,
+        kafka,
+        &[
+            ("FRAMEWORKS_DATABASE_URL", db.url.clone()),
+            ("FRAMEWORKS_PROJECTOR_GROUP", format!("{prefix}-projector")),
+            ("FRAMEWORKS_REDIS_URL", redis_url()),
+            ("FRAMEWORKS_LIVE_KEY_PREFIX", prefix.to_owned()),
+            ("FRAMEWORKS_LIVE_GROUP", format!("{prefix}-live")),
+            ("FRAMEWORKS_RELAY_IDLE_POLL_MS", "100".into()),
+            ("FRAMEWORKS_RELAY_METRICS_LISTEN", "127.0.0.1:0".into()),
+            ("FRAMEWORKS_PROJECTOR_METRICS_LISTEN", "127.0.0.1:0".into()),
+            ("FRAMEWORKS_LIVE_METRICS_LISTEN", "127.0.0.1:0".into()),
+        ],
     )
 }
 

@@ -8,7 +8,6 @@
 mod support;
 
 use std::collections::HashMap;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use frameworks_commands::aggregates::api_token::{ApiToken, ApiTokenCommand};
@@ -28,7 +27,10 @@ use frameworks_projections::postgres::{PostgresProjector, ProjectorSettings};
 use frameworks_projections::read_your_writes::{WaitError, wait_for};
 use frameworks_projections::status::control_plane_status;
 use rdkafka::message::OwnedHeaders;
-use support::{RoleProcess, TestDatabase, drop_topics, fresh_database, kafka_with_topics, within};
+use support::{
+    RoleProcess, TestDatabase, drop_topics, fresh_database, kafka_with_topics, random_below,
+    spawn_role, within,
+};
 use uuid::Uuid;
 
 fn update(name: String) -> StreamCommand {
@@ -257,6 +259,21 @@ async fn caught_up(db: &TestDatabase, expected: &HashMap<(String, String), i64>)
         .all(|(key, version)| have.get(key) == Some(version))
 }
 
+fn spawn_projector(db: &TestDatabase, kafka: &KafkaSettings, group: &str) -> RoleProcess {
+    spawn_role(
+        "projector",
+        kafka,
+        &[
+            ("FRAMEWORKS_DATABASE_URL", db.url.clone()),
+            ("FRAMEWORKS_PROJECTOR_GROUP", group.to_owned()),
+            // The same static member each restart, as a supervised process would be.
+            ("FRAMEWORKS_PROJECTOR_INSTANCE_ID", format!("{group}-1")),
+            ("FRAMEWORKS_PROJECTOR_BATCH_SIZE", "16".into()),
+            ("FRAMEWORKS_PROJECTOR_METRICS_LISTEN", "127.0.0.1:0".into()),
+        ],
+    )
+}
+
 /// How many records the projection has applied, summed over partitions.
 async fn applied_offsets(db: &TestDatabase) -> i64 {
     sqlx::query_scalar("SELECT coalesce(sum(next_offset), 0)::bigint FROM projection_offsets")
@@ -281,26 +298,6 @@ async fn snapshot(db: &TestDatabase) -> Vec<(String, Vec<String>)> {
     tables
 }
 
-fn spawn_projector(db: &TestDatabase, kafka: &KafkaSettings, group: &str) -> RoleProcess {
-    RoleProcess(
-        Command::new(env!("CARGO_BIN_EXE_frameworks"))
-            .arg("projector")
-            .env("FRAMEWORKS_DATABASE_URL", &db.url)
-            .env("FRAMEWORKS_KAFKA_BROKERS", &kafka.brokers)
-            .env("FRAMEWORKS_TOPIC_PREFIX", &kafka.catalogue.prefix)
-            .env("FRAMEWORKS_PROJECTOR_GROUP", group)
-            // The same static member each restart, as a supervised process would be.
-            .env("FRAMEWORKS_PROJECTOR_INSTANCE_ID", format!("{group}-1"))
-            .env("FRAMEWORKS_PROJECTOR_BATCH_SIZE", "16")
-            .env("FRAMEWORKS_PROJECTOR_METRICS_LISTEN", "127.0.0.1:0")
-            .env("FRAMEWORKS_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the frameworks binary starts"),
-    )
-}
-
 fn settings(group_id: String, batch_size: u32) -> ProjectorSettings {
     ProjectorSettings {
         group_id,
@@ -309,12 +306,6 @@ fn settings(group_id: String, batch_size: u32) -> ProjectorSettings {
         batch_size,
         batch_wait_ms: 20,
     }
-}
-
-fn random_below(limit: u64) -> u64 {
-    let mut bytes = [0u8; 8];
-    getrandom::fill(&mut bytes).expect("randomness");
-    u64::from_le_bytes(bytes) % limit
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

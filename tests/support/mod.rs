@@ -100,3 +100,36 @@ impl Drop for RoleProcess {
         self.kill();
     }
 }
+
+/// Starts `frameworks <role>` on the test's Kafka prefix, quiet but for
+/// warnings, with `env` on top; it is killed when the handle drops.
+pub fn spawn_role(
+    role: &str,
+    kafka: &frameworks_events::kafka::KafkaSettings,
+    env: &[(&str, String)],
+) -> RoleProcess {
+    RoleProcess(
+        std::process::Command::new(env!("CARGO_BIN_EXE_frameworks"))
+            .arg(role)
+            .env("FRAMEWORKS_KAFKA_BROKERS", &kafka.brokers)
+            .env("FRAMEWORKS_TOPIC_PREFIX", &kafka.catalogue.prefix)
+            .env("FRAMEWORKS_LOG", "warn")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("the frameworks binary starts"),
+    )
+}
+
+/// A uniformly random number below `limit`, for random kill moments.
+pub fn random_below(limit: u64) -> u64 {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).expect("randomness");
+    u64::from_le_bytes(bytes) % limit
+}
+
+/// The Redis the scripts run, or FRAMEWORKS_REDIS_URL.
+pub fn redis_url() -> String {
+    std::env::var("FRAMEWORKS_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
