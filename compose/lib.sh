@@ -178,16 +178,18 @@ build_frameworks() {
 
 # The platform's own long-running roles, in start order. Each serves
 # Prometheus metrics, which doubles as its health check.
-ROLES=(relay projector live-state)
+ROLES=(relay projector live-state analytics)
 FRAMEWORKS_RELAY_METRICS_LISTEN="${FRAMEWORKS_RELAY_METRICS_LISTEN:-127.0.0.1:18039}"
 FRAMEWORKS_PROJECTOR_METRICS_LISTEN="${FRAMEWORKS_PROJECTOR_METRICS_LISTEN:-127.0.0.1:18049}"
 FRAMEWORKS_LIVE_METRICS_LISTEN="${FRAMEWORKS_LIVE_METRICS_LISTEN:-127.0.0.1:18059}"
+FRAMEWORKS_ANALYTICS_METRICS_LISTEN="${FRAMEWORKS_ANALYTICS_METRICS_LISTEN:-127.0.0.1:18069}"
 
 role_metrics() {
     case "$1" in
     relay) printf '%s\n' "$FRAMEWORKS_RELAY_METRICS_LISTEN" ;;
     projector) printf '%s\n' "$FRAMEWORKS_PROJECTOR_METRICS_LISTEN" ;;
     live-state) printf '%s\n' "$FRAMEWORKS_LIVE_METRICS_LISTEN" ;;
+    analytics) printf '%s\n' "$FRAMEWORKS_ANALYTICS_METRICS_LISTEN" ;;
     esac
 }
 
@@ -196,6 +198,7 @@ role_metrics_setting() {
     relay) echo FRAMEWORKS_RELAY_METRICS_LISTEN ;;
     projector) echo FRAMEWORKS_PROJECTOR_METRICS_LISTEN ;;
     live-state) echo FRAMEWORKS_LIVE_METRICS_LISTEN ;;
+    analytics) echo FRAMEWORKS_ANALYTICS_METRICS_LISTEN ;;
     esac
 }
 

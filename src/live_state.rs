@@ -7,8 +7,8 @@ use anyhow::Context;
 use frameworks_events::kafka::{KafkaSettings, apply_catalogue};
 use frameworks_projections::live::{LiveStateProjector, LiveStateSettings};
 
+use crate::generations::follow_live;
 use crate::metrics;
-use crate::relay::shutdown_signal;
 
 /// Apply stream and node telemetry to Redis: live streams, viewer counts, node load.
 #[derive(Debug, clap::Args)]
@@ -34,13 +34,22 @@ impl LiveStateCommand {
         apply_catalogue(&self.kafka, &self.kafka.catalogue())
             .await
             .context("applying the topic catalogue")?;
-        let projector = LiveStateProjector::new(&self.kafka, self.live)
+        let generations = LiveStateProjector::generations(&self.live)
             .await
-            .context("connecting to Redis (FRAMEWORKS_REDIS_URL) and joining the Kafka group")?;
-        projector
-            .run(shutdown_signal())
-            .await
-            .context("projecting live state")?;
+            .context("connecting to Redis (FRAMEWORKS_REDIS_URL)")?;
+        follow_live(&generations, |generation| {
+            let (kafka, settings) = (&self.kafka, self.live.clone());
+            async move {
+                let projector = LiveStateProjector::for_generation(kafka, settings, generation)
+                    .await
+                    .context("connecting to Redis and joining the Kafka group")?;
+                projector
+                    .run(std::future::pending())
+                    .await
+                    .context("projecting live state")
+            }
+        })
+        .await?;
         Ok(ExitCode::SUCCESS)
     }
 }

@@ -7,14 +7,17 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod analytics;
 mod db;
 mod dead_letters;
+mod generations;
 mod live_state;
 mod logging;
 mod metrics;
 mod projections;
 mod projector;
 mod relay;
+mod replay;
 mod topics;
 
 #[derive(Debug, Parser)]
@@ -32,6 +35,8 @@ enum Command {
     Relay(relay::RelayCommand),
     Projector(projector::ProjectorCommand),
     LiveState(live_state::LiveStateCommand),
+    Analytics(analytics::AnalyticsCommand),
+    Replay(replay::ReplayCommand),
     Projections(projections::ProjectionsCommand),
     Topics(topics::TopicsCommand),
     DeadLetters(dead_letters::DeadLettersCommand),
@@ -56,6 +61,8 @@ fn main() -> ExitCode {
             Command::Relay(command) => command.run().await,
             Command::Projector(command) => command.run().await,
             Command::LiveState(command) => command.run().await,
+            Command::Analytics(command) => command.run().await,
+            Command::Replay(command) => command.run().await,
             Command::Projections(command) => command.run().await,
             Command::Topics(command) => command.run().await,
             Command::DeadLetters(command) => command.run().await,

@@ -5,9 +5,13 @@ use std::process::ExitCode;
 use anyhow::Context;
 use frameworks_commands::{DatabaseSettings, EventStore};
 use frameworks_events::kafka::KafkaSettings;
-use frameworks_projections::live::{LiveState, LiveStateSettings};
+use frameworks_projections::analytics::{self, AnalyticsSettings, ClickHouseSettings};
+use frameworks_projections::control_plane;
+use frameworks_projections::generations::clickhouse::ClickHouseGenerations;
+use frameworks_projections::generations::postgres::PostgresGenerations;
+use frameworks_projections::live::{self, LiveStateProjector, LiveStateSettings};
 use frameworks_projections::postgres::ProjectorSettings;
-use frameworks_projections::status::{ProjectionStatus, control_plane_status, live_state_status};
+use frameworks_projections::status::{ProjectionStatus, status};
 
 /// Inspect the projections.
 #[derive(Debug, clap::Args)]
@@ -28,6 +32,10 @@ enum Action {
         projector: ProjectorSettings,
         #[command(flatten)]
         live: LiveStateSettings,
+        #[command(flatten)]
+        clickhouse: ClickHouseSettings,
+        #[command(flatten)]
+        analytics: AnalyticsSettings,
         /// Most dead letters read to count each projection's.
         #[arg(long, env = "FRAMEWORKS_STATUS_DEAD_LETTER_SCAN", default_value_t = 100_000,
             value_parser = clap::value_parser!(u32).range(1..))]
@@ -42,23 +50,43 @@ impl ProjectionsCommand {
             kafka,
             projector,
             live,
+            clickhouse,
+            analytics,
             dead_letter_scan,
         } = self.action;
         let scan = dead_letter_scan as usize;
         let store = EventStore::connect(&database)
             .await
             .context("connecting to PostgreSQL (FRAMEWORKS_DATABASE_URL)")?;
-        let control_plane = control_plane_status(store.pool(), &kafka, &projector.group_id, scan)
-            .await
-            .context("reading the control-plane projection's status")?;
-        let state = LiveState::connect(&live.redis_url, &live.key_prefix)
+        let control_plane = status(
+            &PostgresGenerations::new(store.pool().clone()),
+            &control_plane::TOPICS,
+            &kafka,
+            &projector.group_id,
+            scan,
+        )
+        .await
+        .context("reading the control-plane projection's status")?;
+        let redis = LiveStateProjector::generations(&live)
             .await
             .context("connecting to Redis (FRAMEWORKS_REDIS_URL)")?;
-        let live_state = live_state_status(&state, &kafka, &live.group_id, scan)
+        let live_state = status(&redis, &live::TOPICS, &kafka, &live.group_id, scan)
             .await
             .context("reading the live-state projection's status")?;
-        for status in [control_plane, live_state] {
-            print_status(&status);
+        let clickhouse = ClickHouseGenerations::open(&clickhouse)
+            .await
+            .context("connecting to ClickHouse (FRAMEWORKS_CLICKHOUSE_URL)")?;
+        let analytics = status(
+            &clickhouse,
+            &analytics::TOPICS,
+            &kafka,
+            &analytics.group_id,
+            scan,
+        )
+        .await
+        .context("reading the analytics projection's status")?;
+        for status in control_plane.iter().chain(&live_state).chain(&analytics) {
+            print_status(status);
         }
         Ok(ExitCode::SUCCESS)
     }
@@ -66,8 +94,10 @@ impl ProjectionsCommand {
 
 fn print_status(status: &ProjectionStatus) {
     println!(
-        "{} (group {}): lag {} record(s), {} dead letter(s)",
+        "{} generation {} ({}, group {}): lag {} record(s), {} dead letter(s)",
         status.projection,
+        status.generation,
+        status.state,
         status.group,
         status.total_lag(),
         status.dead_letters

@@ -6,10 +6,11 @@ use std::process::ExitCode;
 use anyhow::Context;
 use frameworks_commands::{DatabaseSettings, EventStore};
 use frameworks_events::kafka::{KafkaSettings, apply_catalogue};
+use frameworks_projections::generations::postgres::PostgresGenerations;
 use frameworks_projections::postgres::{PostgresProjector, ProjectorSettings};
 
+use crate::generations::follow_live;
 use crate::metrics;
-use crate::relay::shutdown_signal;
 
 /// Apply the control-plane topics to the PostgreSQL read models, exactly once in effect.
 #[derive(Debug, clap::Args)]
@@ -42,12 +43,21 @@ impl ProjectorCommand {
         apply_catalogue(&self.kafka, &self.kafka.catalogue())
             .await
             .context("applying the topic catalogue")?;
-        let projector = PostgresProjector::new(store.pool().clone(), &self.kafka, self.projector)
-            .context("joining the Kafka consumer group")?;
-        projector
-            .run(shutdown_signal())
-            .await
-            .context("projecting")?;
+        let generations = PostgresGenerations::new(store.pool().clone());
+        follow_live(&generations, |generation| {
+            let pool = store.pool().clone();
+            let (kafka, settings) = (&self.kafka, self.projector.clone());
+            async move {
+                let projector =
+                    PostgresProjector::for_generation(pool, kafka, settings, generation)
+                        .context("joining the Kafka consumer group")?;
+                projector
+                    .run(std::future::pending())
+                    .await
+                    .context("projecting")
+            }
+        })
+        .await?;
         Ok(ExitCode::SUCCESS)
     }
 }

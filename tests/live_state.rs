@@ -275,9 +275,10 @@ async fn live_streams_viewers_and_node_load_follow_the_telemetry() {
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    let ttl: i64 = redis.ttl(format!("{prefix}:stream:{s1}")).await.unwrap();
+    let keys = state.keys().await.unwrap();
+    let ttl: i64 = redis.ttl(keys.stream(&s1)).await.unwrap();
     assert!((1..=90).contains(&ttl), "ttl {ttl}");
-    let stale_key: bool = redis.exists(format!("{prefix}:stream:{s3}")).await.unwrap();
+    let stale_key: bool = redis.exists(keys.stream(&s3)).await.unwrap();
     assert!(
         !stale_key,
         "a stream silent for longer than the TTL has no key"

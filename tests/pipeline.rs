@@ -87,18 +87,19 @@ async fn a_stream_goes_from_command_to_read_model_to_live_state() {
     )
     .await
     .unwrap();
-    let (name, owner, playback): (String, Uuid, String) =
-        sqlx::query_as("SELECT name, tenant_id, playback_id FROM rm_streams WHERE id = $1::uuid")
-            .bind(&stream)
-            .fetch_one(db.store.pool())
-            .await
-            .unwrap();
+    let (name, owner, playback): (String, Uuid, String) = sqlx::query_as(
+        "SELECT name, tenant_id, playback_id FROM read_models.rm_streams WHERE id = $1::uuid",
+    )
+    .bind(&stream)
+    .fetch_one(db.store.pool())
+    .await
+    .unwrap();
     assert_eq!(
         (name.as_str(), owner, playback),
         ("end to end", tenant, playback_id)
     );
     let keys: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM rm_stream_keys WHERE stream_id = $1::uuid AND is_primary",
+        "SELECT count(*) FROM read_models.rm_stream_keys WHERE stream_id = $1::uuid AND is_primary",
     )
     .bind(&stream)
     .fetch_one(db.store.pool())

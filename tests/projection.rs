@@ -22,10 +22,12 @@ use frameworks_commands::{CommandBus, CommandContext, EventStore, SecretBox};
 use frameworks_events::kafka::{EventPublisher, KafkaSettings, read_dead_letters};
 use frameworks_events::proto::v1::stream::{StreamCreated, StreamKeyCreated};
 use frameworks_events::{AggregateType, Event, Topic};
-use frameworks_projections::control_plane::{NAME, TABLES};
+use frameworks_projections::control_plane::{NAME, TABLES, TOPICS};
+use frameworks_projections::generations::Generations;
+use frameworks_projections::generations::postgres::PostgresGenerations;
 use frameworks_projections::postgres::{PostgresProjector, ProjectorSettings};
 use frameworks_projections::read_your_writes::{WaitError, wait_for};
-use frameworks_projections::status::control_plane_status;
+use frameworks_projections::status::status;
 use rdkafka::message::OwnedHeaders;
 use support::{
     RoleProcess, TestDatabase, drop_topics, fresh_database, kafka_with_topics, random_below,
@@ -246,7 +248,7 @@ async fn expected_versions(store: &EventStore) -> HashMap<(String, String), i64>
 
 async fn caught_up(db: &TestDatabase, expected: &HashMap<(String, String), i64>) -> bool {
     let rows: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT aggregate_type, aggregate_id, version FROM projection_versions WHERE projection = $1",
+        "SELECT aggregate_type, aggregate_id, version FROM read_models.projection_versions WHERE projection = $1",
     )
     .bind(NAME)
     .fetch_all(db.store.pool())
@@ -276,10 +278,12 @@ fn spawn_projector(db: &TestDatabase, kafka: &KafkaSettings, group: &str) -> Rol
 
 /// How many records the projection has applied, summed over partitions.
 async fn applied_offsets(db: &TestDatabase) -> i64 {
-    sqlx::query_scalar("SELECT coalesce(sum(next_offset), 0)::bigint FROM projection_offsets")
-        .fetch_one(db.store.pool())
-        .await
-        .unwrap()
+    sqlx::query_scalar(
+        "SELECT coalesce(sum(next_offset), 0)::bigint FROM read_models.projection_offsets",
+    )
+    .fetch_one(db.store.pool())
+    .await
+    .unwrap()
 }
 
 /// Every read-model table as sorted JSON rows.
@@ -288,7 +292,7 @@ async fn snapshot(db: &TestDatabase) -> Vec<(String, Vec<String>)> {
     for table in TABLES {
         // `table` comes from the projection's own list of table names.
         let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT to_jsonb(t)::text FROM {table} t ORDER BY 1"
+            "SELECT to_jsonb(t)::text FROM read_models.{table} t ORDER BY 1"
         )))
         .fetch_all(db.store.pool())
         .await
@@ -318,7 +322,12 @@ async fn a_projector_killed_mid_batch_ends_equal_to_a_clean_rebuild() {
     publish(&db.store, &kafka, 40).await;
     let expected = expected_versions(&db.store).await;
 
-    // The projector catches up while being SIGKILLed at random moments.
+    // The projector catches up while being SIGKILLed at random moments. The
+    // live generation exists up front, so its tables can be watched from the start.
+    PostgresGenerations::new(db.store.pool().clone())
+        .ensure_live()
+        .await
+        .unwrap();
     let group = format!("{}-projector", kafka.catalogue.prefix);
     let mut kills = 0;
     let mut projector = spawn_projector(&db, &kafka, &group);
@@ -361,7 +370,9 @@ async fn a_projector_killed_mid_batch_ends_equal_to_a_clean_rebuild() {
     // A clean rebuild of the same log into an empty database, never interrupted.
     let clean = fresh_database().await;
     let settings = settings(format!("{group}-clean"), 500);
-    let rebuild = PostgresProjector::new(clean.store.pool().clone(), &kafka, settings).unwrap();
+    let rebuild = PostgresProjector::new(clean.store.pool().clone(), &kafka, settings)
+        .await
+        .unwrap();
     within(Duration::from_secs(90), "the clean rebuild", async {
         while !caught_up(&clean, &expected).await {
             rebuild.step().await.unwrap();
@@ -426,17 +437,20 @@ async fn events_the_model_cannot_take_are_dead_lettered_and_projection_goes_on()
     publisher.publish(&good).await.unwrap();
 
     let settings = settings(format!("{}-p", kafka.catalogue.prefix), 10);
-    let projector = PostgresProjector::new(db.store.pool().clone(), &kafka, settings).unwrap();
+    let projector = PostgresProjector::new(db.store.pool().clone(), &kafka, settings)
+        .await
+        .unwrap();
     within(
         Duration::from_secs(60),
         "projecting past the bad events",
         async {
             loop {
                 projector.step().await.unwrap();
-                let names: Vec<String> = sqlx::query_scalar("SELECT name FROM rm_streams")
-                    .fetch_all(db.store.pool())
-                    .await
-                    .unwrap();
+                let names: Vec<String> =
+                    sqlx::query_scalar("SELECT name FROM read_models.rm_streams")
+                        .fetch_all(db.store.pool())
+                        .await
+                        .unwrap();
                 if names == ["late"] {
                     break;
                 }
@@ -451,9 +465,13 @@ async fn events_the_model_cannot_take_are_dead_lettered_and_projection_goes_on()
 
     // Status: caught up on every partition, with the two dead letters counted.
     let group = format!("{}-p", kafka.catalogue.prefix);
-    let status = control_plane_status(db.store.pool(), &kafka, &group, 1000)
+    let generations = PostgresGenerations::new(db.store.pool().clone());
+    let statuses = status(&generations, &TOPICS, &kafka, &group, 1000)
         .await
         .unwrap();
+    let [status] = statuses.as_slice() else {
+        panic!("one live generation and no replay: {statuses:?}");
+    };
     assert_eq!(status.dead_letters, 2);
     assert_eq!(status.total_lag(), 0, "{status:?}");
     let streams_end: i64 = status
@@ -477,7 +495,8 @@ async fn events_the_model_cannot_take_are_dead_lettered_and_projection_goes_on()
     let printed = String::from_utf8_lossy(&output.stdout);
     assert!(
         printed.contains("lag 0 record(s), 2 dead letter(s)"),
-        "{printed}"
+        "{printed}{}",
+        String::from_utf8_lossy(&output.stderr)
     );
     drop_topics(&kafka).await;
     db.drop_now().await;
@@ -520,7 +539,9 @@ async fn a_command_can_wait_until_its_events_are_projected() {
     );
 
     let settings = settings(format!("{}-ryw", kafka.catalogue.prefix), 100);
-    let projector = PostgresProjector::new(pool.clone(), &kafka, settings).unwrap();
+    let projector = PostgresProjector::new(pool.clone(), &kafka, settings)
+        .await
+        .unwrap();
     let running = tokio::spawn(async move { projector.run(std::future::pending()).await });
     publish(&db.store, &kafka, 0).await;
     wait_for(
@@ -533,11 +554,12 @@ async fn a_command_can_wait_until_its_events_are_projected() {
     )
     .await
     .unwrap();
-    let name: String = sqlx::query_scalar("SELECT name FROM rm_streams WHERE id = $1::uuid")
-        .bind(&stream)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let name: String =
+        sqlx::query_scalar("SELECT name FROM read_models.rm_streams WHERE id = $1::uuid")
+            .bind(&stream)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert_eq!(name, "read me");
     running.abort();
     drop_topics(&kafka).await;

@@ -83,8 +83,9 @@ async fn run(streams: usize, batch_size: u32) {
         batch_size,
         batch_wait_ms: 20,
     };
-    let projector =
-        PostgresProjector::new(db.store.pool().clone(), &kafka, settings).expect("projector");
+    let projector = PostgresProjector::new(db.store.pool().clone(), &kafka, settings)
+        .await
+        .expect("projector");
     // The first batch includes joining the consumer group: time the rest.
     let mut applied = projector.step().await.expect("first batch applied");
     let first = applied;

@@ -1,6 +1,8 @@
 //! The read side: projectors are Kafka consumer groups that materialise read
 //! models, and applying an event twice has the effect of applying it once.
 //!
+//! - [`analytics`]: ClickHouse tables of stream and node telemetry, and
+//!   5-minute usage aggregates kept by materialised views.
 //! - [`control_plane`]: the PostgreSQL read models of every control-plane
 //!   aggregate (tenants, users, API tokens, streams and keys, signing keys,
 //!   clusters, enrolment tokens, nodes).
@@ -12,7 +14,9 @@
 //!   applied a given aggregate version.
 //! - [`status`]: lag per partition and dead-letter counts, for operators.
 
+pub mod analytics;
 pub mod control_plane;
+pub mod generations;
 pub mod live;
 pub mod postgres;
 pub mod read_your_writes;

@@ -25,6 +25,9 @@ use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use tracing::{info, warn};
 
+use crate::generations::redis::RedisGenerations;
+use crate::generations::{Generations, group_of};
+
 pub const NAME: &str = "live-state";
 pub const TOPICS: [Topic; 2] = [Topic::StreamTelemetry, Topic::NodeTelemetry];
 
@@ -121,8 +124,12 @@ impl Keys {
             prefix: prefix.to_owned(),
         }
     }
+    /// Prefix of the per-partition offset guards.
+    fn guards(&self) -> String {
+        format!("{}:guard", self.prefix)
+    }
     fn guard(&self, topic: &str, partition: i32) -> String {
-        format!("{}:guard:{topic}:{partition}", self.prefix)
+        format!("{}:{topic}:{partition}", self.guards())
     }
     pub fn live_streams(&self) -> String {
         format!("{}:streams:live", self.prefix)
@@ -258,28 +265,56 @@ pub fn operations(keys: &Keys, event: &Event, ttl_seconds: u64) -> Vec<Op> {
     }
 }
 
-/// Reads the live state.
+/// Reads the live state: either whichever generation is live (following
+/// switches made by `frameworks replay`) or one pinned generation.
 #[derive(Clone)]
 pub struct LiveState {
     redis: ConnectionManager,
-    keys: Keys,
+    source: Source,
+}
+
+#[derive(Debug, Clone)]
+enum Source {
+    Pinned(Keys),
+    Live(RedisGenerations, String),
 }
 
 impl std::fmt::Debug for LiveState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LiveState")
-            .field("keys", &self.keys)
+            .field("source", &self.source)
             .finish_non_exhaustive()
     }
 }
 
 impl LiveState {
-    pub async fn connect(url: &str, prefix: &str) -> Result<Self, redis::RedisError> {
+    /// Reads the live generation under the base prefix `base`.
+    pub async fn connect(url: &str, base: &str) -> Result<Self, redis::RedisError> {
         let redis = redis::Client::open(url)?.get_connection_manager().await?;
         Ok(Self {
+            source: Source::Live(RedisGenerations::new(redis.clone(), base), base.to_owned()),
             redis,
-            keys: Keys::new(prefix),
         })
+    }
+
+    /// Reads the keys under one generation's `prefix`, whatever is live.
+    pub fn pinned(redis: ConnectionManager, prefix: &str) -> Self {
+        Self {
+            redis,
+            source: Source::Pinned(Keys::new(prefix)),
+        }
+    }
+
+    /// The key names of the generation this reader reads now.
+    pub async fn keys(&self) -> Result<Keys, redis::RedisError> {
+        match &self.source {
+            Source::Pinned(keys) => Ok(keys.clone()),
+            Source::Live(generations, base) => {
+                // Before the first projector starts nothing is live: generation 0 is empty.
+                let live = generations.live().await?.unwrap_or(0);
+                Ok(Keys::new(&RedisGenerations::prefix(base, live)))
+            }
+        }
     }
 
     /// Streams live at `now` (unix seconds), each with its fields (node, protocol, ...).
@@ -287,13 +322,14 @@ impl LiveState {
         &self,
         now: i64,
     ) -> Result<BTreeMap<String, BTreeMap<String, String>>, redis::RedisError> {
+        let keys = self.keys().await?;
         let mut redis = self.redis.clone();
         let ids: Vec<String> = redis
-            .zrangebyscore(self.keys.live_streams(), now, "+inf")
+            .zrangebyscore(keys.live_streams(), now, "+inf")
             .await?;
         let mut streams = BTreeMap::new();
         for id in ids {
-            let fields: BTreeMap<String, String> = redis.hgetall(self.keys.stream(&id)).await?;
+            let fields: BTreeMap<String, String> = redis.hgetall(keys.stream(&id)).await?;
             if !fields.is_empty() {
                 streams.insert(id, fields);
             }
@@ -302,18 +338,18 @@ impl LiveState {
     }
 
     pub async fn viewers(&self, stream: &str) -> Result<usize, redis::RedisError> {
-        self.redis
-            .clone()
-            .scard(self.keys.stream_viewers(stream))
-            .await
+        let keys = self.keys().await?;
+        self.redis.clone().scard(keys.stream_viewers(stream)).await
     }
 
     pub async fn node_viewers(&self, node: &str) -> Result<usize, redis::RedisError> {
-        self.redis.clone().scard(self.keys.node_viewers(node)).await
+        let keys = self.keys().await?;
+        self.redis.clone().scard(keys.node_viewers(node)).await
     }
 
     pub async fn node(&self, node: &str) -> Result<BTreeMap<String, String>, redis::RedisError> {
-        self.redis.clone().hgetall(self.keys.node(node)).await
+        let keys = self.keys().await?;
+        self.redis.clone().hgetall(keys.node(node)).await
     }
 
     /// The last applied offset of one partition, if any.
@@ -322,15 +358,59 @@ impl LiveState {
         topic: &str,
         partition: i32,
     ) -> Result<Option<i64>, redis::RedisError> {
-        self.redis
-            .clone()
-            .get(self.keys.guard(topic, partition))
-            .await
+        let keys = self.keys().await?;
+        self.redis.clone().get(keys.guard(topic, partition)).await
+    }
+
+    /// Per partition, the next offset to apply (last applied + 1).
+    pub async fn applied_offsets(&self) -> Result<Vec<(String, i32, i64)>, redis::RedisError> {
+        let keys = self.keys().await?;
+        let guards_prefix = keys.guards();
+        let prefix = guards_prefix.as_str();
+        let mut redis = self.redis.clone();
+        let mut cursor: u64 = 0;
+        let mut guards = Vec::new();
+        loop {
+            let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{prefix}:*"))
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut redis)
+                .await?;
+            guards.extend(found);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        let mut offsets = Vec::with_capacity(guards.len());
+        for guard in guards {
+            let Some((topic, partition)) = guard
+                .strip_prefix(prefix)
+                .and_then(|rest| rest.strip_prefix(':'))
+                .and_then(|rest| rest.rsplit_once(':'))
+            else {
+                continue;
+            };
+            let Ok(partition) = partition.parse() else {
+                continue;
+            };
+            let last: Option<i64> = redis.get(&guard).await?;
+            if let Some(last) = last {
+                offsets.push((topic.to_owned(), partition, last + 1));
+            }
+        }
+        Ok(offsets)
     }
 }
 
 pub struct LiveStateProjector {
     state: LiveState,
+    keys: Keys,
+    generation: u32,
+    group_id: String,
     consumer: StreamConsumer,
     dead_letters: DeadLetterWriter,
     settings: LiveStateSettings,
@@ -340,32 +420,68 @@ pub struct LiveStateProjector {
 impl std::fmt::Debug for LiveStateProjector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LiveStateProjector")
-            .field("group", &self.settings.group_id)
+            .field("generation", &self.generation)
+            .field("group", &self.group_id)
             .finish_non_exhaustive()
     }
 }
 
 impl LiveStateProjector {
+    /// A projector for the live generation (generation 1 on a fresh Redis).
     pub async fn new(
         kafka: &KafkaSettings,
         settings: LiveStateSettings,
     ) -> Result<Self, LiveStateError> {
-        let state = LiveState::connect(&settings.redis_url, &settings.key_prefix).await?;
+        let generations = Self::generations(&settings).await?;
+        let generation = generations.ensure_live().await?;
+        Self::for_generation(kafka, settings, generation).await
+    }
+
+    /// The register of this projection's generations under the configured prefix.
+    pub async fn generations(
+        settings: &LiveStateSettings,
+    ) -> Result<RedisGenerations, redis::RedisError> {
+        let redis = redis::Client::open(settings.redis_url.as_str())?
+            .get_connection_manager()
+            .await?;
+        Ok(RedisGenerations::new(redis, &settings.key_prefix))
+    }
+
+    /// A projector writing into `generation`, as that generation's consumer group.
+    pub async fn for_generation(
+        kafka: &KafkaSettings,
+        settings: LiveStateSettings,
+        generation: u32,
+    ) -> Result<Self, LiveStateError> {
+        let redis = redis::Client::open(settings.redis_url.as_str())?
+            .get_connection_manager()
+            .await?;
+        let prefix = RedisGenerations::prefix(&settings.key_prefix, generation);
+        let state = LiveState::pinned(redis, &prefix);
+        let group_id = group_of(&settings.group_id, generation);
         let catalogue = kafka.catalogue();
         let consumer: StreamConsumer = kafka
-            .group_consumer_config(&settings.group_id, settings.instance_id.as_deref())
+            .group_consumer_config(&group_id, settings.instance_id.as_deref())
             .create()?;
         let topics: Vec<&str> = TOPICS.iter().map(|&t| catalogue.name(t)).collect();
         consumer.subscribe(&topics)?;
         Ok(Self {
             state,
+            keys: Keys::new(&prefix),
+            generation,
+            dead_letters: DeadLetterWriter::new(kafka, &group_id)?,
+            group_id,
             consumer,
-            dead_letters: DeadLetterWriter::new(kafka, &settings.group_id)?,
             settings,
             script: redis::Script::new(APPLY),
         })
     }
 
+    pub fn generation(&self) -> u32 {
+        self.generation
+    }
+
+    /// The state this projector writes (its own generation).
     pub fn state(&self) -> &LiveState {
         &self.state
     }
@@ -376,7 +492,7 @@ impl LiveStateProjector {
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), LiveStateError> {
         tokio::pin!(shutdown);
-        info!(group = %self.settings.group_id, prefix = %self.settings.key_prefix, "live-state projector started");
+        info!(group = %self.group_id, generation = self.generation, "live-state projector started");
         loop {
             tokio::select! {
                 () = &mut shutdown => return Ok(()),
@@ -408,7 +524,7 @@ impl LiveStateProjector {
     }
 
     async fn apply(&self, message: &OwnedMessage) -> Result<bool, LiveStateError> {
-        let keys = &self.state.keys;
+        let keys = &self.keys;
         let operations = match read_event(message) {
             Ok(event) => operations(keys, &event, self.settings.ttl_seconds),
             Err(unreadable) => {

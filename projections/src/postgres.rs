@@ -28,13 +28,15 @@ use tracing::{debug, info, warn};
 
 use crate::ApplyError;
 use crate::control_plane::{self, Applied};
+use crate::generations::postgres::PostgresGenerations;
+use crate::generations::{Generations, group_of};
 
 /// The notification sent when a batch commits; read-your-writes listens to it.
 pub const PROJECTED_CHANNEL: &str = "frameworks_projected";
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ProjectorSettings {
-    /// Kafka consumer group; a rebuild into fresh tables may use a fresh one.
+    /// Base of the Kafka consumer group; each generation uses `<group>.g<N>`.
     #[arg(
         long = "projector-group",
         env = "FRAMEWORKS_PROJECTOR_GROUP",
@@ -91,6 +93,9 @@ pub enum ProjectorError {
 
 pub struct PostgresProjector {
     pool: PgPool,
+    generation: u32,
+    schema: String,
+    group_id: String,
     consumer: StreamConsumer,
     dead_letters: DeadLetterWriter,
     settings: ProjectorSettings,
@@ -99,20 +104,34 @@ pub struct PostgresProjector {
 impl std::fmt::Debug for PostgresProjector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PostgresProjector")
-            .field("group", &self.settings.group_id)
+            .field("generation", &self.generation)
+            .field("group", &self.group_id)
             .finish_non_exhaustive()
     }
 }
 
 impl PostgresProjector {
-    pub fn new(
+    /// A projector for the live generation (generation 1 on a fresh database).
+    pub async fn new(
         pool: PgPool,
         kafka: &KafkaSettings,
         settings: ProjectorSettings,
+    ) -> Result<Self, ProjectorError> {
+        let generation = PostgresGenerations::new(pool.clone()).ensure_live().await?;
+        Ok(Self::for_generation(pool, kafka, settings, generation)?)
+    }
+
+    /// A projector writing into `generation`, as that generation's consumer group.
+    pub fn for_generation(
+        pool: PgPool,
+        kafka: &KafkaSettings,
+        settings: ProjectorSettings,
+        generation: u32,
     ) -> Result<Self, KafkaError> {
         let catalogue = kafka.catalogue();
+        let group_id = group_of(&settings.group_id, generation);
         let consumer: StreamConsumer = kafka
-            .group_consumer_config(&settings.group_id, settings.instance_id.as_deref())
+            .group_consumer_config(&group_id, settings.instance_id.as_deref())
             .set(
                 "session.timeout.ms",
                 settings.session_timeout_ms.to_string(),
@@ -125,10 +144,17 @@ impl PostgresProjector {
         consumer.subscribe(&topics)?;
         Ok(Self {
             pool,
+            generation,
+            schema: PostgresGenerations::schema(generation),
+            dead_letters: DeadLetterWriter::new(kafka, &group_id)?,
+            group_id,
             consumer,
-            dead_letters: DeadLetterWriter::new(kafka, &settings.group_id)?,
             settings,
         })
+    }
+
+    pub fn generation(&self) -> u32 {
+        self.generation
     }
 
     /// Applies batches until `shutdown` resolves. Database or Kafka trouble
@@ -139,7 +165,7 @@ impl PostgresProjector {
     ) -> Result<(), ProjectorError> {
         tokio::pin!(shutdown);
         let mut backoff = Duration::ZERO;
-        info!(group = %self.settings.group_id, "projector started");
+        info!(group = %self.group_id, generation = self.generation, "projector started");
         loop {
             tokio::select! {
                 () = &mut shutdown => {
@@ -208,6 +234,11 @@ impl PostgresProjector {
                 .push(message);
         }
         let mut tx = self.pool.begin().await?;
+        // Unqualified names below resolve into this projector's generation.
+        sqlx::query("SELECT set_config('search_path', $1, true)")
+            .bind(&self.schema)
+            .execute(&mut *tx)
+            .await?;
         let mut applied = 0;
         let mut positions = Vec::new();
         for ((topic, partition), messages) in partitions {

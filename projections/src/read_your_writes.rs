@@ -42,14 +42,21 @@ pub async fn wait_for(
     let wanted = i64::try_from(version).unwrap_or(i64::MAX);
     loop {
         // Checked after LISTEN, so a commit between the two cannot be missed.
-        let reached: Option<i64> = sqlx::query_scalar(
-            "SELECT version FROM projection_versions WHERE projection = $1 AND aggregate_type = $2 AND aggregate_id = $3",
+        let reached: Option<i64> = match sqlx::query_scalar(
+            "SELECT version FROM read_models.projection_versions WHERE projection = $1 AND aggregate_type = $2 AND aggregate_id = $3",
         )
         .bind(projection)
         .bind(aggregate.as_str())
         .bind(id)
         .fetch_optional(pool)
-        .await?;
+        .await
+        {
+            Ok(reached) => reached,
+            // No generation is live yet (a fresh installation whose projector
+            // has not started): nothing is projected, so keep waiting.
+            Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("42P01") => None,
+            Err(error) => return Err(error.into()),
+        };
         if reached.is_some_and(|r| r >= wanted) {
             return Ok(());
         }

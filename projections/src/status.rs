@@ -5,12 +5,10 @@ use std::time::Duration;
 use frameworks_events::kafka::{KafkaSettings, read_dead_letters};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use sqlx::PgPool;
 
 use frameworks_events::Topic;
 
-use crate::control_plane;
-use crate::live::{self, LiveState};
+use crate::generations::{Generations, group_of};
 
 /// One partition: the next offset the projection will apply, and the log's end.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,9 +30,12 @@ impl PartitionLag {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProjectionStatus {
     pub projection: &'static str,
+    pub generation: u32,
+    /// "live" or "building" (a replay in progress).
+    pub state: &'static str,
     pub group: String,
     pub partitions: Vec<PartitionLag>,
-    /// Records this projection's group sent to the dead-letter topic.
+    /// Records this generation's group sent to the dead-letter topic.
     pub dead_letters: usize,
 }
 
@@ -48,104 +49,95 @@ impl ProjectionStatus {
 pub enum StatusError {
     #[error("reading Kafka")]
     Kafka(#[from] KafkaError),
-    #[error("reading the projection's offsets")]
-    Database(#[from] sqlx::Error),
-    #[error("reading the live state's offsets")]
-    Redis(#[from] redis::RedisError),
+    #[error("reading the projection's generations and offsets")]
+    Store(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-/// The control-plane projection's lag per partition and its dead-letter count.
-pub async fn control_plane_status(
-    pool: &PgPool,
+/// The projection's live generation, and the one a replay is building if
+/// any: lag per partition and dead-letter count of each.
+pub async fn status<G: Generations>(
+    generations: &G,
+    topics: &[Topic],
     kafka: &KafkaSettings,
-    group: &str,
+    group_base: &str,
     dead_letter_scan_limit: usize,
-) -> Result<ProjectionStatus, StatusError> {
-    let applied: Vec<(String, i32, i64)> = sqlx::query_as(
-        "SELECT topic, partition, next_offset FROM projection_offsets WHERE projection = $1",
-    )
-    .bind(control_plane::NAME)
-    .fetch_all(pool)
-    .await?;
-    let kafka_for_watermarks = kafka.clone();
-    let ends = tokio::task::spawn_blocking(move || {
-        watermarks(&kafka_for_watermarks, &control_plane::TOPICS)
-    })
-    .await
-    .map_err(|_| KafkaError::Canceled)??;
-    let partitions = ends
-        .into_iter()
-        .map(|(topic, partition, end)| {
-            let applied = applied
+) -> Result<Vec<ProjectionStatus>, StatusError> {
+    let store = |e: G::Error| StatusError::Store(Box::new(e));
+    let mut wanted = Vec::new();
+    if let Some(live) = generations.live().await.map_err(store)? {
+        wanted.push((live, "live"));
+    }
+    if let Some(building) = generations.building().await.map_err(store)? {
+        wanted.push((building, "building"));
+    }
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ends = end_offsets(kafka, topics).await?;
+    let letters = read_dead_letters(kafka, dead_letter_scan_limit).await?;
+    let mut statuses = Vec::new();
+    for (generation, state) in wanted {
+        let applied = generations.applied(generation).await.map_err(store)?;
+        let group = group_of(group_base, generation);
+        statuses.push(ProjectionStatus {
+            projection: generations.projection(),
+            generation,
+            state,
+            partitions: lags(&ends, &applied),
+            dead_letters: letters
                 .iter()
-                .find(|(t, p, _)| *t == topic && *p == partition)
-                .map_or(0, |(_, _, next)| *next);
-            PartitionLag {
-                topic,
-                partition,
-                applied,
-                end,
-            }
-        })
-        .collect();
-    Ok(ProjectionStatus {
-        projection: control_plane::NAME,
-        group: group.to_owned(),
-        partitions,
-        dead_letters: dead_letters_of(kafka, group, dead_letter_scan_limit).await?,
-    })
-}
-
-/// The live-state projection's lag per partition and its dead-letter count.
-pub async fn live_state_status(
-    state: &LiveState,
-    kafka: &KafkaSettings,
-    group: &str,
-    dead_letter_scan_limit: usize,
-) -> Result<ProjectionStatus, StatusError> {
-    let kafka_for_watermarks = kafka.clone();
-    let ends =
-        tokio::task::spawn_blocking(move || watermarks(&kafka_for_watermarks, &live::TOPICS))
-            .await
-            .map_err(|_| KafkaError::Canceled)??;
-    let mut partitions = Vec::with_capacity(ends.len());
-    for (topic, partition, end) in ends {
-        let applied = state
-            .applied(&topic, partition)
-            .await?
-            .map_or(0, |last| last + 1);
-        partitions.push(PartitionLag {
-            topic,
-            partition,
-            applied,
-            end,
+                .filter(|letter| letter.consumer_group == group)
+                .count(),
+            group,
         });
     }
-    Ok(ProjectionStatus {
-        projection: live::NAME,
-        group: group.to_owned(),
-        partitions,
-        dead_letters: dead_letters_of(kafka, group, dead_letter_scan_limit).await?,
-    })
+    Ok(statuses)
 }
 
-async fn dead_letters_of(
-    kafka: &KafkaSettings,
-    group: &str,
-    scan_limit: usize,
-) -> Result<usize, StatusError> {
-    Ok(read_dead_letters(kafka, scan_limit)
-        .await?
-        .iter()
-        .filter(|letter| letter.consumer_group == group)
-        .count())
+/// Applied positions against the log's ends, one row per partition.
+pub fn lags(ends: &[(String, i32, i64)], applied: &[(String, i32, i64)]) -> Vec<PartitionLag> {
+    ends.iter()
+        .map(|(topic, partition, end)| PartitionLag {
+            topic: topic.clone(),
+            partition: *partition,
+            applied: applied
+                .iter()
+                .find(|(t, p, _)| t == topic && p == partition)
+                .map_or(0, |(_, _, next)| *next),
+            end: *end,
+        })
+        .collect()
 }
 
-/// High watermarks of every partition of `topics`.
-fn watermarks(
+/// The high watermark of every partition of `topics`.
+pub async fn end_offsets(
     kafka: &KafkaSettings,
     topics: &[Topic],
 ) -> Result<Vec<(String, i32, i64)>, KafkaError> {
+    Ok(offset_ranges(kafka, topics)
+        .await?
+        .into_iter()
+        .map(|(topic, partition, _, high)| (topic, partition, high))
+        .collect())
+}
+
+/// The low and high watermark of every partition of `topics`: the records a
+/// replay from the beginning reads.
+pub async fn offset_ranges(
+    kafka: &KafkaSettings,
+    topics: &[Topic],
+) -> Result<Vec<(String, i32, i64, i64)>, KafkaError> {
+    let kafka = kafka.clone();
+    let topics = topics.to_vec();
+    tokio::task::spawn_blocking(move || watermarks(&kafka, &topics))
+        .await
+        .map_err(|_| KafkaError::Canceled)?
+}
+
+fn watermarks(
+    kafka: &KafkaSettings,
+    topics: &[Topic],
+) -> Result<Vec<(String, i32, i64, i64)>, KafkaError> {
     let catalogue = kafka.catalogue();
     let consumer: BaseConsumer = kafka.client_config("frameworks-status").create()?;
     let timeout = Duration::from_millis(kafka.timeout_ms);
@@ -153,8 +145,8 @@ fn watermarks(
     for topic in topics.iter().map(|&t| catalogue.name(t).to_owned()) {
         let metadata = consumer.fetch_metadata(Some(&topic), timeout)?;
         for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
-            let (_, high) = consumer.fetch_watermarks(&topic, partition.id(), timeout)?;
-            ends.push((topic.clone(), partition.id(), high));
+            let (low, high) = consumer.fetch_watermarks(&topic, partition.id(), timeout)?;
+            ends.push((topic.clone(), partition.id(), low, high));
         }
     }
     Ok(ends)

@@ -1,0 +1,150 @@
+-- Control-plane read models, written only by the control-plane projector
+-- (projections/) from the Kafka log. Queries read these, never the event store.
+--
+-- This file is one generation's DDL, not a migration: names are unqualified
+-- and the projector runs it inside a fresh schema `control_plane_g<N>`, so a
+-- replay builds a new generation beside the live one. Queries read the views
+-- in schema `read_models`, which the switch re-points in one transaction.
+-- A change here takes effect through `frameworks replay control-plane`.
+
+CREATE TABLE projection_offsets (
+    projection  text        NOT NULL,
+    topic       text        NOT NULL,
+    partition   integer     NOT NULL,
+    -- The next Kafka offset to apply: committed with the model changes it covers.
+    next_offset bigint      NOT NULL,
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (projection, topic, partition)
+);
+
+-- The last aggregate sequence each projection applied: read-your-writes waits on it.
+CREATE TABLE projection_versions (
+    projection     text   NOT NULL,
+    aggregate_type text   NOT NULL,
+    aggregate_id   text   NOT NULL,
+    version        bigint NOT NULL,
+    PRIMARY KEY (projection, aggregate_type, aggregate_id)
+);
+
+CREATE TABLE rm_tenants (
+    id           uuid PRIMARY KEY,
+    name         text        NOT NULL,
+    tier         text        NOT NULL,
+    region       text        NOT NULL,
+    suspended    boolean     NOT NULL DEFAULT false,
+    suspended_reason text,
+    created_at   timestamptz NOT NULL,
+    updated_at   timestamptz NOT NULL
+);
+
+CREATE TABLE rm_users (
+    id            uuid PRIMARY KEY,
+    tenant_id     uuid,
+    email         text        NOT NULL,
+    display_name  text        NOT NULL,
+    role          text        NOT NULL,
+    failed_logins integer     NOT NULL DEFAULT 0,
+    last_login_at timestamptz,
+    created_at    timestamptz NOT NULL,
+    updated_at    timestamptz NOT NULL
+);
+CREATE INDEX rm_users_tenant ON rm_users (tenant_id);
+
+CREATE TABLE rm_api_tokens (
+    id           uuid PRIMARY KEY,
+    tenant_id    uuid,
+    name         text        NOT NULL,
+    scopes       text[]      NOT NULL,
+    token_hash   bytea       NOT NULL,
+    token_prefix text        NOT NULL,
+    expires_at   timestamptz,
+    created_by   text        NOT NULL,
+    revoked_at   timestamptz,
+    -- Maintained by the gateway's authentication path, not by events.
+    last_used_at timestamptz,
+    created_at   timestamptz NOT NULL
+);
+CREATE INDEX rm_api_tokens_hash ON rm_api_tokens (token_hash) WHERE revoked_at IS NULL;
+CREATE INDEX rm_api_tokens_tenant ON rm_api_tokens (tenant_id);
+
+CREATE TABLE rm_streams (
+    id              uuid PRIMARY KEY,
+    tenant_id       uuid,
+    name            text        NOT NULL,
+    description     text        NOT NULL,
+    record          boolean     NOT NULL,
+    ingest_mode     text        NOT NULL,
+    playback_id     text        NOT NULL,
+    -- Sealed (SealedSecret, protobuf); opened only for callers with the scope.
+    pull_source     bytea,
+    primary_key_id  text,
+    deleted_at      timestamptz,
+    created_at      timestamptz NOT NULL,
+    updated_at      timestamptz NOT NULL
+);
+CREATE INDEX rm_streams_tenant ON rm_streams (tenant_id, created_at) WHERE deleted_at IS NULL;
+CREATE INDEX rm_streams_playback ON rm_streams (playback_id) WHERE deleted_at IS NULL;
+
+CREATE TABLE rm_stream_keys (
+    key_id      text PRIMARY KEY,
+    stream_id   uuid        NOT NULL REFERENCES rm_streams (id),
+    label       text        NOT NULL,
+    is_primary  boolean     NOT NULL,
+    -- SHA-256 of the key, for ingest look-ups.
+    lookup_hash bytea       NOT NULL,
+    -- Sealed key (SealedSecret, protobuf).
+    sealed_key  bytea       NOT NULL,
+    created_at  timestamptz NOT NULL
+);
+CREATE INDEX rm_stream_keys_lookup ON rm_stream_keys (lookup_hash);
+CREATE INDEX rm_stream_keys_stream ON rm_stream_keys (stream_id);
+
+CREATE TABLE rm_signing_keys (
+    kid             text PRIMARY KEY,
+    tenant_id       uuid        NOT NULL,
+    name            text        NOT NULL,
+    algorithm       text        NOT NULL,
+    public_key_spki bytea       NOT NULL,
+    revoked_at      timestamptz,
+    created_at      timestamptz NOT NULL
+);
+CREATE INDEX rm_signing_keys_tenant ON rm_signing_keys (tenant_id);
+
+CREATE TABLE rm_clusters (
+    id         uuid PRIMARY KEY,
+    tenant_id  uuid,
+    name       text        NOT NULL,
+    region     text        NOT NULL,
+    base_url   text        NOT NULL,
+    shared     boolean     NOT NULL,
+    created_at timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL
+);
+
+CREATE TABLE rm_enrolment_tokens (
+    token_id     text PRIMARY KEY,
+    cluster_id   uuid        NOT NULL REFERENCES rm_clusters (id),
+    expires_at   timestamptz NOT NULL,
+    issued_by    text        NOT NULL,
+    consumed_by_node text,
+    created_at   timestamptz NOT NULL
+);
+
+-- A node's events and its cluster's travel on different partitions, unordered
+-- between them: the cluster reference is not enforced here.
+CREATE TABLE rm_nodes (
+    id                   uuid PRIMARY KEY,
+    cluster_id           uuid        NOT NULL,
+    tenant_id            uuid,
+    hardware_fingerprint text        NOT NULL,
+    hostname             text        NOT NULL,
+    edge_version         text        NOT NULL,
+    public_host          text        NOT NULL,
+    latitude             double precision NOT NULL,
+    longitude            double precision NOT NULL,
+    enrolled_at          timestamptz NOT NULL,
+    reenrolled_at        timestamptz,
+    decommissioned_at    timestamptz,
+    decommission_reason  text
+);
+CREATE INDEX rm_nodes_cluster ON rm_nodes (cluster_id);
