@@ -1,0 +1,197 @@
+//! Load driver for `frameworks replay`, against the real Kafka, PostgreSQL,
+//! Redis and ClickHouse that `compose/infra up` runs. For each projection it
+//! fills the log, then times a replay of it into a new generation (the
+//! binary itself, as an operator runs it) and prints events/s.
+//!
+//! `cargo bench --bench replay` runs the full load (release build); under
+//! `cargo test` (no `--bench` argument) a small smoke load exercises the driver.
+
+use std::process::Command;
+use std::time::Instant;
+
+use chrono::Utc;
+use frameworks_commands::aggregates::stream::{Ingest, Stream, StreamCommand};
+use frameworks_commands::aggregates::tenant::{Tenant, TenantCommand};
+use frameworks_commands::relay::{OutboxRelay, RelaySettings};
+use frameworks_commands::telemetry::{TelemetryCommand, TelemetryPublisher};
+use frameworks_commands::{CommandBus, CommandContext, SecretBox};
+use frameworks_events::EventPayload;
+use frameworks_events::kafka::{EventPublisher, KafkaSettings};
+use frameworks_events::proto::v1::telemetry::{ViewerSessionEnded, ViewerSessionStarted};
+use frameworks_test_harness::{ScratchDatabase, drop_redis_prefix, drop_topics, kafka_with_topics};
+use uuid::Uuid;
+
+struct Load {
+    /// Tenants, each with one stream: three control-plane events apiece.
+    tenants: usize,
+    /// Viewer-session telemetry events.
+    telemetry: usize,
+}
+
+const FULL: Load = Load {
+    tenants: 5_000,
+    telemetry: 100_000,
+};
+const SMOKE: Load = Load {
+    tenants: 20,
+    telemetry: 400,
+};
+
+fn main() {
+    let load = if std::env::args().any(|a| a == "--bench") {
+        FULL
+    } else {
+        SMOKE
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(run(load));
+}
+
+async fn run(load: Load) {
+    let kafka = kafka_with_topics("bench-replay").await;
+    let db = ScratchDatabase::create("bench_replay").await;
+    let redis_url =
+        std::env::var("FRAMEWORKS_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let prefix = format!("bench-{}", Uuid::now_v7().simple());
+    let clickhouse_base = format!("bench_{}", &Uuid::now_v7().simple().to_string()[20..]);
+
+    fill_control_plane(&db, &kafka, load.tenants).await;
+    fill_telemetry(&kafka, load.telemetry).await;
+
+    let env = [
+        ("FRAMEWORKS_KAFKA_BROKERS", kafka.brokers.clone()),
+        ("FRAMEWORKS_TOPIC_PREFIX", kafka.catalogue.prefix.clone()),
+        ("FRAMEWORKS_DATABASE_URL", db.url.clone()),
+        ("FRAMEWORKS_REDIS_URL", redis_url.clone()),
+        ("FRAMEWORKS_LIVE_KEY_PREFIX", prefix.clone()),
+        ("FRAMEWORKS_CLICKHOUSE_DATABASE", clickhouse_base.clone()),
+        ("FRAMEWORKS_LOG", "warn".into()),
+        ("FRAMEWORKS_REPLAY_REPORT_SECONDS", "3600".into()),
+    ];
+    println!("replay: events/s from the first record to the switch, one process, 2 cores");
+    for projection in ["control-plane", "live-state", "analytics"] {
+        let started = Instant::now();
+        let output = Command::new(env!("CARGO_BIN_EXE_frameworks"))
+            .args(["replay", projection])
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .output()
+            .expect("the frameworks binary runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{projection}: {stderr}");
+        let summary = stderr
+            .lines()
+            .find(|line| line.contains("is live:"))
+            .unwrap_or_default();
+        println!(
+            "  {projection:<14} {summary:<70} (process {:.1}s)",
+            started.elapsed().as_secs_f64()
+        );
+    }
+
+    drop_redis_prefix(&redis_url, &prefix).await;
+    let clickhouse = std::env::var("FRAMEWORKS_CLICKHOUSE_URL")
+        .unwrap_or_else(|_| "http://127.0.0.1:8123".into());
+    let client = clickhouse::Client::default().with_url(clickhouse);
+    for database in [format!("{clickhouse_base}_g1"), clickhouse_base.clone()] {
+        client
+            .query(&format!("DROP DATABASE IF EXISTS {database}"))
+            .execute()
+            .await
+            .expect("dropping the bench database");
+    }
+    drop_topics(&kafka).await;
+    db.drop_now().await;
+}
+
+async fn fill_control_plane(db: &ScratchDatabase, kafka: &KafkaSettings, tenants: usize) {
+    let (secrets, _) = SecretBox::generate("bench-key");
+    let bus = CommandBus::new(db.store.clone(), secrets);
+    let mut callers = Vec::new();
+    for caller in 0..8 {
+        let bus = bus.clone();
+        callers.push(tokio::spawn(async move {
+            for i in (caller..tenants).step_by(8) {
+                let tenant = Uuid::now_v7();
+                let ctx = CommandContext::for_tenant(tenant, "user:bench");
+                let create = TenantCommand::Create {
+                    name: format!("tenant {i}"),
+                    tier: "pro".into(),
+                    region: "eu-west".into(),
+                };
+                bus.execute::<Tenant>(&tenant.to_string(), &create, &ctx, None)
+                    .await
+                    .expect("tenant");
+                let stream = StreamCommand::Create {
+                    name: format!("stream {i}"),
+                    description: String::new(),
+                    record: false,
+                    ingest: Ingest::Push,
+                    pull_source: None,
+                    allow_private_sources: false,
+                };
+                bus.execute::<Stream>(&Uuid::now_v7().to_string(), &stream, &ctx, None)
+                    .await
+                    .expect("stream");
+            }
+        }));
+    }
+    for caller in callers {
+        caller.await.expect("caller");
+    }
+    let publisher = EventPublisher::new(kafka, "bench-relay").expect("publisher");
+    let relay = OutboxRelay::new(db.store.clone(), publisher, RelaySettings::default());
+    let mut leader = db
+        .store
+        .pool()
+        .acquire()
+        .await
+        .expect("connection")
+        .detach();
+    while relay.drain_once(&mut leader).await.expect("relay") > 0 {}
+}
+
+async fn fill_telemetry(kafka: &KafkaSettings, events: usize) {
+    let publisher =
+        TelemetryPublisher::new(EventPublisher::new(kafka, "bench-edge").expect("publisher"));
+    let tenant = Uuid::now_v7();
+    let facts: Vec<TelemetryCommand> = (0..events)
+        .map(|i| {
+            let session_id = format!("s{}", i / 2);
+            let payload: EventPayload = if i.is_multiple_of(2) {
+                ViewerSessionStarted {
+                    session_id,
+                    node_id: format!("edge-{}", i % 20),
+                    connector: "HLS".into(),
+                    ..Default::default()
+                }
+                .into()
+            } else {
+                ViewerSessionEnded {
+                    session_id,
+                    node_id: format!("edge-{}", i % 20),
+                    connector: "HLS".into(),
+                    duration_seconds: 60,
+                    bytes_up: 4_000_000,
+                    trigger_id: Uuid::now_v7().to_string(),
+                    ..Default::default()
+                }
+                .into()
+            };
+            TelemetryCommand {
+                subject_id: format!("stream-{}", i % 500),
+                tenant_id: Some(tenant),
+                occurred_at: Utc::now(),
+                payload,
+                correlation_id: Uuid::now_v7(),
+            }
+        })
+        .collect();
+    for chunk in facts.chunks(1_000) {
+        for verdict in publisher.publish_batch(chunk).await {
+            verdict.expect("published");
+        }
+    }
+}
