@@ -15,6 +15,7 @@
 //! - [`status`]: lag per partition and dead-letter counts, for operators.
 
 pub mod analytics;
+mod batch;
 pub mod control_plane;
 pub mod generations;
 pub mod live;

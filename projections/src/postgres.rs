@@ -24,12 +24,12 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedMessage;
 use rdkafka::{Message, Offset};
 use sqlx::{Acquire, PgPool};
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
-use crate::ApplyError;
 use crate::control_plane::{self, Applied};
 use crate::generations::postgres::PostgresGenerations;
 use crate::generations::{Generations, group_of};
+use crate::{ApplyError, batch};
 
 /// The notification sent when a batch commits; read-your-writes listens to it.
 pub const PROJECTED_CHANNEL: &str = "frameworks_projected";
@@ -163,66 +163,22 @@ impl PostgresProjector {
         &self,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), ProjectorError> {
-        tokio::pin!(shutdown);
-        let mut backoff = Duration::ZERO;
         info!(group = %self.group_id, generation = self.generation, "projector started");
-        loop {
-            tokio::select! {
-                () = &mut shutdown => {
-                    info!("projector stopping");
-                    return Ok(());
-                }
-                result = self.step() => match result {
-                    Ok(_) => backoff = Duration::ZERO,
-                    Err(error) => {
-                        backoff = (backoff * 2).clamp(Duration::from_millis(250), Duration::from_secs(30));
-                        warn!(error = %error, retry_in = ?backoff, "batch failed and was rewound");
-                        tokio::time::sleep(backoff).await;
-                    }
-                }
-            }
-        }
+        batch::run_until(control_plane::NAME, shutdown, || self.step()).await;
+        Ok(())
     }
 
     /// Waits for at least one record, gathers a batch and applies it.
     pub async fn step(&self) -> Result<usize, ProjectorError> {
-        let first = self.consumer.recv().await?.detach();
-        let mut batch = vec![first];
-        let wait = Duration::from_millis(self.settings.batch_wait_ms);
-        while batch.len() < self.settings.batch_size as usize {
-            match tokio::time::timeout(wait, self.consumer.recv()).await {
-                Ok(Ok(message)) => batch.push(message.detach()),
-                Ok(Err(error)) => return Err(error.into()),
-                Err(_) => break,
-            }
-        }
-        match self.apply_batch(&batch).await {
-            Ok(applied) => Ok(applied),
-            Err(error) => {
-                self.rewind(&batch);
-                Err(error)
-            }
-        }
-    }
-
-    /// Seeks every partition of a failed batch back to its first record.
-    fn rewind(&self, batch: &[OwnedMessage]) {
-        let mut firsts: BTreeMap<(&str, i32), i64> = BTreeMap::new();
-        for message in batch {
-            firsts
-                .entry((message.topic(), message.partition()))
-                .or_insert(message.offset());
-        }
-        for ((topic, partition), offset) in firsts {
-            if let Err(error) = self.consumer.seek(
-                topic,
-                partition,
-                Offset::Offset(offset),
-                Duration::from_secs(5),
-            ) {
-                warn!(topic, partition, %error, "rewinding failed; the group position will be re-read from Kafka");
-            }
-        }
+        let batch = batch::gather(
+            &self.consumer,
+            self.settings.batch_size as usize,
+            Duration::from_millis(self.settings.batch_wait_ms),
+        )
+        .await?;
+        self.apply_batch(&batch).await.inspect_err(|_| {
+            batch::rewind(&self.consumer, &batch);
+        })
     }
 
     async fn apply_batch(&self, batch: &[OwnedMessage]) -> Result<usize, ProjectorError> {

@@ -24,7 +24,7 @@ pub mod rows;
 pub mod schema;
 pub mod usage;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -37,12 +37,13 @@ use metrics::counter;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedMessage;
-use rdkafka::{ClientContext, Message, Offset};
+use rdkafka::{ClientContext, Message};
 use serde::Serialize;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 use uuid::Uuid;
 
 use self::rows::{AnalyticsRow, row_for};
+use crate::batch;
 use crate::generations::clickhouse::ClickHouseGenerations;
 use crate::generations::{Generations, group_of};
 
@@ -404,59 +405,22 @@ impl AnalyticsProjector {
         &self,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), AnalyticsError> {
-        tokio::pin!(shutdown);
-        let mut backoff = Duration::ZERO;
         info!(database = %self.database, group = %self.group_id, "analytics projector started");
-        loop {
-            tokio::select! {
-                () = &mut shutdown => {
-                    info!("analytics projector stopping");
-                    return Ok(());
-                }
-                result = self.step() => match result {
-                    Ok(_) => backoff = Duration::ZERO,
-                    Err(error) => {
-                        backoff = (backoff * 2).clamp(Duration::from_millis(250), Duration::from_secs(30));
-                        warn!(error = %error, retry_in = ?backoff, "analytics batch failed and was rewound");
-                        tokio::time::sleep(backoff).await;
-                    }
-                }
-            }
-        }
+        batch::run_until(NAME, shutdown, || self.step()).await;
+        Ok(())
     }
 
     /// Waits for at least one record, gathers a batch and writes it.
     pub async fn step(&self) -> Result<BatchOutcome, AnalyticsError> {
-        let first = self.consumer.recv().await?.detach();
-        let mut batch = vec![first];
-        let wait = Duration::from_millis(self.settings.batch_wait_ms);
-        while batch.len() < self.settings.batch_size as usize {
-            match tokio::time::timeout(wait, self.consumer.recv()).await {
-                Ok(Ok(message)) => batch.push(message.detach()),
-                Ok(Err(error)) => return Err(error.into()),
-                Err(_) => break,
-            }
-        }
-        match self.write_batch(&batch).await {
-            Ok(outcome) => Ok(outcome),
-            Err(error) => {
-                self.rewind(&batch);
-                Err(error)
-            }
-        }
-    }
-
-    fn rewind(&self, batch: &[OwnedMessage]) {
-        for ((topic, partition), (first, _)) in partition_ranges(batch) {
-            if let Err(error) = self.consumer.seek(
-                topic,
-                partition,
-                Offset::Offset(first),
-                Duration::from_secs(5),
-            ) {
-                warn!(topic, partition, %error, "rewinding failed; the group position will be re-read from Kafka");
-            }
-        }
+        let batch = batch::gather(
+            &self.consumer,
+            self.settings.batch_size as usize,
+            Duration::from_millis(self.settings.batch_wait_ms),
+        )
+        .await?;
+        self.write_batch(&batch).await.inspect_err(|_| {
+            batch::rewind(&self.consumer, &batch);
+        })
     }
 
     async fn write_batch(&self, batch: &[OwnedMessage]) -> Result<BatchOutcome, AnalyticsError> {
@@ -464,7 +428,7 @@ impl AnalyticsProjector {
             // Another member may have written past what this one knows.
             self.lock_marks().clear();
         }
-        let ranges = partition_ranges(batch);
+        let ranges = batch::partition_ranges(batch);
         let mut marks = HashMap::new();
         for &(topic, partition) in ranges.keys() {
             marks.insert((topic, partition), self.mark(topic, partition).await?);
@@ -577,22 +541,6 @@ impl AnalyticsProjector {
             .increment(1);
         Ok(self.dead_letters.write(message, reason, error).await?)
     }
-}
-
-/// First and last offset of each partition in a batch.
-fn partition_ranges(batch: &[OwnedMessage]) -> BTreeMap<(&str, i32), (i64, i64)> {
-    let mut ranges: BTreeMap<(&str, i32), (i64, i64)> = BTreeMap::new();
-    for message in batch {
-        let offset = message.offset();
-        ranges
-            .entry((message.topic(), message.partition()))
-            .and_modify(|(first, last)| {
-                *first = (*first).min(offset);
-                *last = (*last).max(offset);
-            })
-            .or_insert((offset, offset));
-    }
-    ranges
 }
 
 /// Per partition, how far the analytics in `database` reach (the `written_offsets` marks).
