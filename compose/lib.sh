@@ -178,11 +178,13 @@ build_frameworks() {
 
 # The platform's own long-running roles, in start order. Each serves
 # Prometheus metrics, which doubles as its health check.
-ROLES=(relay projector live-state analytics)
+ROLES=(relay projector live-state analytics bridge)
 FRAMEWORKS_RELAY_METRICS_LISTEN="${FRAMEWORKS_RELAY_METRICS_LISTEN:-127.0.0.1:18039}"
 FRAMEWORKS_PROJECTOR_METRICS_LISTEN="${FRAMEWORKS_PROJECTOR_METRICS_LISTEN:-127.0.0.1:18049}"
 FRAMEWORKS_LIVE_METRICS_LISTEN="${FRAMEWORKS_LIVE_METRICS_LISTEN:-127.0.0.1:18059}"
 FRAMEWORKS_ANALYTICS_METRICS_LISTEN="${FRAMEWORKS_ANALYTICS_METRICS_LISTEN:-127.0.0.1:18069}"
+# The bridge serves /metrics beside /graphql on its one port.
+FRAMEWORKS_BRIDGE_LISTEN="${FRAMEWORKS_BRIDGE_LISTEN:-127.0.0.1:18000}"
 
 role_metrics() {
     case "$1" in
@@ -190,6 +192,7 @@ role_metrics() {
     projector) printf '%s\n' "$FRAMEWORKS_PROJECTOR_METRICS_LISTEN" ;;
     live-state) printf '%s\n' "$FRAMEWORKS_LIVE_METRICS_LISTEN" ;;
     analytics) printf '%s\n' "$FRAMEWORKS_ANALYTICS_METRICS_LISTEN" ;;
+    bridge) printf '%s\n' "$FRAMEWORKS_BRIDGE_LISTEN" ;;
     esac
 }
 
@@ -199,8 +202,28 @@ role_metrics_setting() {
     projector) echo FRAMEWORKS_PROJECTOR_METRICS_LISTEN ;;
     live-state) echo FRAMEWORKS_LIVE_METRICS_LISTEN ;;
     analytics) echo FRAMEWORKS_ANALYTICS_METRICS_LISTEN ;;
+    bridge) echo FRAMEWORKS_BRIDGE_LISTEN ;;
     esac
 }
+
+# local_secret NAME COMMAND...: the secret in $FRAMEWORKS_DATA_DIR/secrets/NAME,
+# made by COMMAND the first time (mode 0600), so restarts keep sessions and
+# sealed data readable.
+local_secret() {
+    local name="$1" file="$FRAMEWORKS_DATA_DIR/secrets/$1"
+    shift
+    if [[ ! -s "$file" ]]; then
+        mkdir -p "$FRAMEWORKS_DATA_DIR/secrets"
+        chmod 700 "$FRAMEWORKS_DATA_DIR/secrets"
+        (umask 077 && "$@" >"$file.tmp" && mv "$file.tmp" "$file") || die "could not create the $name secret"
+    fi
+    cat "$file"
+}
+
+random_base64() { head -c "$1" /dev/urandom | base64 -w0; }
+
+# A one-key data-key ring (`KEY_ID:BASE64`) for sealing secrets at rest.
+dev_data_keys() { printf 'dev1:%s' "$(random_base64 32)"; }
 
 role_healthy() { curl -fsS --max-time 2 "http://$(role_metrics "$ROLE")/metrics" >/dev/null 2>&1; }
 

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod analytics;
+mod bridge;
 mod db;
 mod dead_letters;
 mod generations;
@@ -36,6 +37,7 @@ enum Command {
     Projector(projector::ProjectorCommand),
     LiveState(live_state::LiveStateCommand),
     Analytics(analytics::AnalyticsCommand),
+    Bridge(bridge::BridgeCommand),
     Replay(replay::ReplayCommand),
     Projections(projections::ProjectionsCommand),
     Topics(topics::TopicsCommand),
@@ -62,6 +64,7 @@ fn main() -> ExitCode {
             Command::Projector(command) => command.run().await,
             Command::LiveState(command) => command.run().await,
             Command::Analytics(command) => command.run().await,
+            Command::Bridge(command) => command.run().await,
             Command::Replay(command) => command.run().await,
             Command::Projections(command) => command.run().await,
             Command::Topics(command) => command.run().await,

@@ -37,7 +37,7 @@ pub mod relay;
 pub mod secrets;
 pub mod store;
 pub mod telemetry;
-mod validate;
+pub mod validate;
 
 pub use aggregate::{Aggregate, CommandContext, Decision, HandleEnv};
 pub use bus::{CommandBus, Idempotency};

@@ -174,6 +174,22 @@ impl EventStore {
             .collect()
     }
 
+    /// The aggregate's current version (its last sequence; 0 if it has no events).
+    pub async fn version(
+        &self,
+        aggregate_type: AggregateType,
+        aggregate_id: &str,
+    ) -> Result<u64, StoreError> {
+        let version: i64 = sqlx::query_scalar(
+            "SELECT coalesce(max(sequence), 0) FROM events WHERE aggregate_type = $1 AND aggregate_id = $2",
+        )
+        .bind(aggregate_type.as_str())
+        .bind(aggregate_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u64::try_from(version).unwrap_or_default())
+    }
+
     /// The aggregate holding a unique value, if any.
     pub async fn find_claim(&self, kind: &str, value: &str) -> Result<Option<String>, StoreError> {
         Ok(sqlx::query_scalar(

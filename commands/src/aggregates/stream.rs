@@ -105,26 +105,32 @@ fn key_claim(hash: &[u8]) -> Claim {
     )
 }
 
+/// The context a stream key is sealed under: opening needs the same one.
+pub fn key_context(stream_id: &str, key_id: &str) -> String {
+    format!("stream/{stream_id}/key/{key_id}")
+}
+
+/// The context a pull source URI is sealed under.
+pub fn pull_source_context(stream_id: &str) -> String {
+    format!("stream/{stream_id}/pull_source")
+}
+
 impl Stream {
     fn sealed_key(
         env: &HandleEnv<'_>,
         key_id: &str,
         key: &str,
     ) -> frameworks_events::proto::v1::common::SealedSecret {
-        env.secrets.seal(
-            key.as_bytes(),
-            &format!("stream/{}/key/{key_id}", env.aggregate_id),
-        )
+        env.secrets
+            .seal(key.as_bytes(), &key_context(env.aggregate_id, key_id))
     }
 
     fn sealed_source(
         env: &HandleEnv<'_>,
         uri: &str,
     ) -> frameworks_events::proto::v1::common::SealedSecret {
-        env.secrets.seal(
-            uri.as_bytes(),
-            &format!("stream/{}/pull_source", env.aggregate_id),
-        )
+        env.secrets
+            .seal(uri.as_bytes(), &pull_source_context(env.aggregate_id))
     }
 }
 

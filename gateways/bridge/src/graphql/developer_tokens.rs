@@ -1,0 +1,340 @@
+//! API tokens ("developer tokens" in the contract): created with scopes and
+//! shown once, listed, revoked. They are kept as hashes; `tokenValue` is only
+//! ever filled in the answer to `createDeveloperToken`.
+
+use async_graphql::{Context, ID, InputObject, Object, SimpleObject, Union};
+use chrono::{DateTime, Duration, Utc};
+use frameworks_commands::aggregates::api_token::{ApiToken, ApiTokenCommand, ApiTokenOutcome};
+use frameworks_events::AggregateType;
+use sqlx::{FromRow, QueryBuilder};
+use uuid::Uuid;
+
+use super::connection::{ConnectionInput, Page, Position, connection};
+use super::errors::{
+    AuthError, DeleteSuccess, NotFoundError, RateLimitError, Refusal, ValidationError, internal,
+};
+use super::scalars::Time;
+use super::{require, require_for_mutation, state};
+use crate::auth::{Principal, Scope};
+use crate::state::BridgeState;
+
+const COLUMNS: &str =
+    "t.id, t.name, t.scopes, t.expires_at, t.revoked_at, t.created_at, u.last_used_at";
+const FROM: &str = "read_models.rm_api_tokens t LEFT JOIN api_token_usage u ON u.token_id = t.id";
+
+/// An API token for programmatic access, with scoped permissions.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct DeveloperToken {
+    pub id: ID,
+    pub token_name: String,
+    /// The secret: only in the answer to createDeveloperToken, null thereafter.
+    pub token_value: Option<String>,
+    pub permissions: Vec<String>,
+    /// `active`, `revoked` or `expired`.
+    pub status: String,
+    pub last_used_at: Option<Time>,
+    pub expires_at: Option<Time>,
+    pub created_at: Option<Time>,
+}
+
+#[derive(Debug, FromRow)]
+struct TokenRow {
+    id: Uuid,
+    name: String,
+    scopes: Vec<String>,
+    expires_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    last_used_at: Option<DateTime<Utc>>,
+}
+
+impl From<TokenRow> for DeveloperToken {
+    fn from(row: TokenRow) -> Self {
+        let status = if row.revoked_at.is_some() {
+            "revoked"
+        } else if row.expires_at.is_some_and(|at| at <= Utc::now()) {
+            "expired"
+        } else {
+            "active"
+        };
+        Self {
+            id: ID(row.id.to_string()),
+            token_name: row.name,
+            token_value: None,
+            permissions: row.scopes,
+            status: status.into(),
+            last_used_at: row.last_used_at.map(Time),
+            expires_at: row.expires_at.map(Time),
+            created_at: Some(Time(row.created_at)),
+        }
+    }
+}
+
+connection!(
+    DeveloperTokensConnection,
+    DeveloperTokenEdge,
+    DeveloperToken
+);
+
+#[derive(Debug, Clone, InputObject)]
+pub struct CreateDeveloperTokenInput {
+    /// Human-readable name for the token.
+    pub name: String,
+    /// Comma-separated scopes in resource:action form (streams:read, streams:write, ...).
+    pub permissions: Option<String>,
+    /// Days until expiration, 1-3650 (null = non-expiring).
+    pub expires_in: Option<i32>,
+}
+
+#[derive(Debug, Clone, Union)]
+pub enum CreateDeveloperTokenResult {
+    DeveloperToken(DeveloperToken),
+    ValidationError(ValidationError),
+    RateLimitError(RateLimitError),
+    AuthError(AuthError),
+}
+
+#[derive(Debug, Clone, Union)]
+pub enum RevokeDeveloperTokenResult {
+    DeleteSuccess(DeleteSuccess),
+    NotFoundError(NotFoundError),
+    AuthError(AuthError),
+}
+
+#[derive(Debug, Default)]
+pub struct DeveloperTokenQuery;
+
+#[Object]
+impl DeveloperTokenQuery {
+    /// The tenant's API tokens, newest first (values are never shown again).
+    async fn developer_tokens_connection(
+        &self,
+        ctx: &Context<'_>,
+        page: Option<ConnectionInput>,
+    ) -> async_graphql::Result<DeveloperTokensConnection> {
+        let principal = require(ctx, Scope::DeveloperWrite)?;
+        let page = Page::from_input(page.as_ref())?;
+        let state = state(ctx)?;
+        let total: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM read_models.rm_api_tokens WHERE tenant_id = $1",
+        )
+        .bind(principal.tenant_id())
+        .fetch_one(&state.pool)
+        .await
+        .map_err(|e| internal(&e))?;
+        let mut select =
+            QueryBuilder::new(format!("SELECT {COLUMNS} FROM {FROM} WHERE t.tenant_id = "));
+        select.push_bind(principal.tenant_id());
+        page.push_sql(&mut select, "t.created_at", "t.id");
+        let rows: Vec<TokenRow> = select
+            .build_query_as()
+            .fetch_all(&state.pool)
+            .await
+            .map_err(|e| internal(&e))?;
+        let (edges, info) = page.finish(rows, |row| Position {
+            created_at: row.created_at,
+            id: row.id.to_string(),
+        });
+        let edges = edges.into_iter().map(|(c, row)| (c, row.into())).collect();
+        Ok(DeveloperTokensConnection::new(edges, info, total))
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct DeveloperTokenMutation;
+
+#[Object]
+impl DeveloperTokenMutation {
+    /// Creates an API token; its value is in this answer only.
+    async fn create_developer_token(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateDeveloperTokenInput,
+    ) -> async_graphql::Result<CreateDeveloperTokenResult> {
+        let principal = match require_for_mutation(ctx, Scope::DeveloperWrite) {
+            Ok(p) => p,
+            Err(refusal) => return Ok(CreateDeveloperTokenResult::AuthError(refusal)),
+        };
+        let scopes = match permissions(principal, input.permissions.as_deref()) {
+            Ok(scopes) => scopes,
+            Err(refusal) => return Ok(CreateDeveloperTokenResult::ValidationError(refusal)),
+        };
+        let expires_at = match input.expires_in {
+            None => None,
+            Some(days @ 1..=3650) => Some(Utc::now() + Duration::days(i64::from(days))),
+            Some(_) => {
+                return Ok(CreateDeveloperTokenResult::ValidationError(
+                    ValidationError::new(
+                        "input.expiresIn",
+                        "must be between 1 and 3650 days",
+                        Some("range"),
+                    ),
+                ));
+            }
+        };
+        let state = state(ctx)?;
+        let id = Uuid::now_v7();
+        let command = ApiTokenCommand::Create {
+            name: input.name,
+            scopes,
+            expires_at,
+            created_by_user_id: principal.actor(),
+        };
+        let token = match state
+            .bus
+            .execute::<ApiToken>(
+                &id.to_string(),
+                &command,
+                &principal.command_context(),
+                None,
+            )
+            .await
+        {
+            Ok(ApiTokenOutcome::Created { token, .. }) => token,
+            Ok(other) => {
+                return Err(internal(&std::io::Error::other(format!(
+                    "creating a token answered {other:?}"
+                ))));
+            }
+            Err(error) => {
+                return Ok(match Refusal::of(error)? {
+                    // The contract's permissions are one comma-separated string:
+                    // an entry's index is not a field of it.
+                    Refusal::Validation(mut e) => {
+                        if e.field
+                            .as_deref()
+                            .is_some_and(|f| f.starts_with("input.permissions"))
+                        {
+                            e.field = Some("input.permissions".into());
+                        }
+                        CreateDeveloperTokenResult::ValidationError(e)
+                    }
+                    Refusal::Auth(e) => CreateDeveloperTokenResult::AuthError(e),
+                    Refusal::NotFound(e) => {
+                        CreateDeveloperTokenResult::ValidationError(ValidationError {
+                            message: e.message,
+                            code: e.code,
+                            field: None,
+                            constraint: None,
+                        })
+                    }
+                });
+            }
+        };
+        let mut created = load(state, principal, id).await?.ok_or_else(|| {
+            internal(&std::io::Error::other(format!(
+                "token {id} vanished after a write"
+            )))
+        })?;
+        created.token_value = Some(token);
+        Ok(CreateDeveloperTokenResult::DeveloperToken(created))
+    }
+
+    /// Revokes an API token: it stops authenticating at once.
+    async fn revoke_developer_token(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<RevokeDeveloperTokenResult> {
+        let principal = match require_for_mutation(ctx, Scope::DeveloperWrite) {
+            Ok(p) => p,
+            Err(refusal) => return Ok(RevokeDeveloperTokenResult::AuthError(refusal)),
+        };
+        let not_found = || {
+            RevokeDeveloperTokenResult::NotFoundError(NotFoundError {
+                message: format!("API token {} not found", id.0),
+                code: Some("NOT_FOUND".into()),
+                resource_type: "DeveloperToken".into(),
+                resource_id: id.clone(),
+            })
+        };
+        let Ok(uuid) = id.0.parse::<Uuid>() else {
+            return Ok(not_found());
+        };
+        let state = state(ctx)?;
+        let command = ApiTokenCommand::Revoke {
+            reason: "revoked through the API".into(),
+            revoked_by_user_id: principal.actor(),
+        };
+        match state
+            .bus
+            .execute::<ApiToken>(
+                &uuid.to_string(),
+                &command,
+                &principal.command_context(),
+                None,
+            )
+            .await
+        {
+            Ok(_) => {
+                wait(state, uuid).await?;
+                Ok(RevokeDeveloperTokenResult::DeleteSuccess(DeleteSuccess {
+                    success: true,
+                    deleted_id: id,
+                    pending: Some(false),
+                }))
+            }
+            Err(error) => Ok(match Refusal::of(error)? {
+                Refusal::Auth(e) => RevokeDeveloperTokenResult::AuthError(e),
+                // Unknown, another tenant's, or already revoked: nothing to revoke.
+                _ => not_found(),
+            }),
+        }
+    }
+}
+
+/// The scopes a new token gets: those listed, each one the creator holds.
+fn permissions(
+    principal: &Principal,
+    listed: Option<&str>,
+) -> Result<Vec<String>, ValidationError> {
+    let refuse = |message: String, constraint: &str| {
+        ValidationError::new("input.permissions", message, Some(constraint))
+    };
+    let scopes: Vec<String> = listed
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if scopes.is_empty() {
+        return Err(refuse(
+            "must list at least one scope, e.g. streams:read".into(),
+            "required",
+        ));
+    }
+    if let Principal::ApiToken { scopes: held, .. } = principal
+        && let Some(extra) = scopes.iter().find(|s| !held.contains(s))
+    {
+        return Err(refuse(
+            format!("{extra} is not held by the token creating this one"),
+            "escalation",
+        ));
+    }
+    Ok(scopes)
+}
+
+async fn wait(state: &BridgeState, id: Uuid) -> async_graphql::Result<()> {
+    state
+        .wait_until_projected(AggregateType::ApiToken, &id.to_string())
+        .await
+        .map_err(|e| internal(&e))
+}
+
+async fn load(
+    state: &BridgeState,
+    principal: &Principal,
+    id: Uuid,
+) -> async_graphql::Result<Option<DeveloperToken>> {
+    wait(state, id).await?;
+    let row: Option<TokenRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM {FROM} WHERE t.id = $1 AND t.tenant_id = $2"
+    )))
+    .bind(id)
+    .bind(principal.tenant_id())
+    .fetch_optional(&state.pool)
+    .await
+    .map_err(|e| internal(&e))?;
+    Ok(row.map(DeveloperToken::from))
+}

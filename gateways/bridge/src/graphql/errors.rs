@@ -1,0 +1,262 @@
+//! The contract's error model: mutations answer result unions whose error
+//! members implement `Error { message code }`; everything else is a
+//! top-level error, and every one carries `extensions.code`.
+
+use std::sync::Arc;
+
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextValidation,
+};
+use async_graphql::parser::types::ExecutableDocument;
+use async_graphql::{
+    ErrorExtensions, ID, Interface, ServerError, ServerResult, SimpleObject, ValidationResult,
+    Variables,
+};
+use frameworks_commands::{CommandError, ExecuteError};
+use tracing::warn;
+
+use crate::auth::Scope;
+
+#[derive(Debug, Clone, SimpleObject)]
+pub struct ValidationError {
+    pub message: String,
+    pub code: Option<String>,
+    /// The input field at fault, as a path (`input.name`).
+    pub field: Option<String>,
+    /// The rule it broke, when there is a name for it.
+    pub constraint: Option<String>,
+}
+
+#[derive(Debug, Clone, SimpleObject)]
+pub struct NotFoundError {
+    pub message: String,
+    pub code: Option<String>,
+    pub resource_type: String,
+    pub resource_id: ID,
+}
+
+#[derive(Debug, Clone, SimpleObject)]
+pub struct AuthError {
+    pub message: String,
+    pub code: Option<String>,
+}
+
+#[derive(Debug, Clone, SimpleObject)]
+pub struct RateLimitError {
+    pub message: String,
+    pub code: Option<String>,
+    /// Seconds to wait before trying again.
+    pub retry_after: Option<i32>,
+}
+
+#[derive(Debug, Clone, SimpleObject)]
+pub struct DeleteSuccess {
+    pub success: bool,
+    pub deleted_id: ID,
+    /// True when the delete was accepted but is not final yet.
+    pub pending: Option<bool>,
+}
+
+/// What every error member of a result union has.
+#[derive(Debug, Clone, Interface)]
+#[graphql(
+    name = "Error",
+    field(name = "message", ty = "&String"),
+    field(name = "code", ty = "&Option<String>")
+)]
+pub enum ErrorInterface {
+    ValidationError(ValidationError),
+    NotFoundError(NotFoundError),
+    AuthError(AuthError),
+    RateLimitError(RateLimitError),
+}
+
+impl ValidationError {
+    pub fn new(field: &str, message: impl Into<String>, constraint: Option<&str>) -> Self {
+        Self {
+            message: format!("{field}: {}", message.into()),
+            code: Some("VALIDATION_FAILED".into()),
+            field: Some(field.to_owned()),
+            constraint: constraint.map(str::to_owned),
+        }
+    }
+}
+
+impl AuthError {
+    pub fn missing_scope(scope: Scope) -> Self {
+        Self {
+            message: format!("this API token lacks the {} scope", scope.as_str()),
+            code: Some("FORBIDDEN".into()),
+        }
+    }
+}
+
+/// A command's refusal, as the union member a mutation answers.
+#[derive(Debug, Clone)]
+pub enum Refusal {
+    Validation(ValidationError),
+    NotFound(NotFoundError),
+    Auth(AuthError),
+}
+
+impl Refusal {
+    /// Sorts a command failure: refusals become union members, anything
+    /// else (the database, Kafka) a top-level INTERNAL error.
+    pub fn of(error: ExecuteError) -> async_graphql::Result<Self> {
+        let refusal = match error {
+            ExecuteError::Rejected(CommandError::Validation { field, message }) => {
+                Self::Validation(ValidationError::new(&field, message, None))
+            }
+            ExecuteError::Rejected(CommandError::NotFound { resource, id }) => {
+                Self::NotFound(NotFoundError {
+                    message: format!("{resource} {id} not found"),
+                    code: Some("NOT_FOUND".into()),
+                    resource_type: resource,
+                    resource_id: ID(id),
+                })
+            }
+            ExecuteError::Rejected(CommandError::Conflict(message)) => {
+                Self::Validation(ValidationError {
+                    message,
+                    code: Some("CONFLICT".into()),
+                    field: None,
+                    constraint: None,
+                })
+            }
+            ExecuteError::Rejected(CommandError::IdempotencyMismatch { key }) => {
+                Self::Validation(ValidationError {
+                    message: format!(
+                        "idempotency key {key:?} was already used with another request"
+                    ),
+                    code: Some("IDEMPOTENCY_KEY_REUSED".into()),
+                    field: None,
+                    constraint: None,
+                })
+            }
+            ExecuteError::Rejected(CommandError::Forbidden(message)) => Self::Auth(AuthError {
+                message,
+                code: Some("FORBIDDEN".into()),
+            }),
+            ExecuteError::Rejected(CommandError::Unauthenticated(message)) => {
+                Self::Auth(AuthError {
+                    message,
+                    code: Some("UNAUTHORIZED".into()),
+                })
+            }
+            other => return Err(internal(&other)),
+        };
+        Ok(refusal)
+    }
+
+    pub fn not_found(resource: &str, id: &str) -> Self {
+        Self::NotFound(NotFoundError {
+            message: format!("{resource} {id} not found"),
+            code: Some("NOT_FOUND".into()),
+            resource_type: resource.to_owned(),
+            resource_id: ID(id.to_owned()),
+        })
+    }
+}
+
+/// A top-level error for bad query arguments.
+pub fn bad_input(field: &str, message: &str) -> async_graphql::Error {
+    async_graphql::Error::new(format!("{field}: {message}")).extend_with(|_, e| {
+        e.set("code", "BAD_USER_INPUT");
+        e.set("field", field);
+    })
+}
+
+/// The error of a root field the caller's token has no scope for.
+pub fn forbidden(scope: Scope) -> async_graphql::Error {
+    async_graphql::Error::new(format!("this API token lacks the {} scope", scope.as_str()))
+        .extend_with(|_, e| e.set("code", "FORBIDDEN"))
+}
+
+/// Denies a nested field the caller's token has no scope for: the field is
+/// null (its key present, as clients require) and a FORBIDDEN error stands
+/// at its path, so the rest of the answer stays usable.
+pub fn deny_field<T>(ctx: &async_graphql::Context<'_>, scope: Scope) -> Option<T> {
+    let error = forbidden(scope).into_server_error(ctx.item.pos);
+    ctx.add_error(ctx.set_error_path(error));
+    None
+}
+
+/// A failure of ours, logged in full and reported without details.
+pub fn internal(error: &dyn std::error::Error) -> async_graphql::Error {
+    let mut chain = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        chain.push_str(": ");
+        chain.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    warn!(error = %chain, "GraphQL resolver failed");
+    async_graphql::Error::new("internal error; try again")
+        .extend_with(|_, e| e.set("code", "INTERNAL"))
+}
+
+fn with_code(mut error: ServerError, code: &str) -> ServerError {
+    let extensions = error.extensions.get_or_insert_with(Default::default);
+    if extensions.get("code").is_none() {
+        extensions.set("code", code);
+    }
+    error
+}
+
+/// Gives parse and validation failures the codes the client knows:
+/// GRAPHQL_PARSE_FAILED and GRAPHQL_VALIDATION_FAILED; the depth and
+/// complexity limits get their own.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCodes;
+
+impl ExtensionFactory for ErrorCodes {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(ErrorCodes)
+    }
+}
+
+#[async_graphql::async_trait::async_trait]
+impl Extension for ErrorCodes {
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        next.run(ctx, query, variables)
+            .await
+            .map_err(|e| with_code(e, "GRAPHQL_PARSE_FAILED"))
+    }
+
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        next.run(ctx).await.map_err(|errors| {
+            errors
+                .into_iter()
+                .map(|e| {
+                    let code = match e.message.as_str() {
+                        "Query is nested too deep." => "QUERY_TOO_DEEP",
+                        "Query is too complex." => "QUERY_TOO_COMPLEX",
+                        _ => "GRAPHQL_VALIDATION_FAILED",
+                    };
+                    with_code(e, code)
+                })
+                .collect()
+        })
+    }
+}
+
+/// Codes the errors async-graphql raises while executing (argument values
+/// that do not coerce) and that carry none yet.
+pub fn ensure_codes(response: &mut async_graphql::Response) {
+    for error in &mut response.errors {
+        let extensions = error.extensions.get_or_insert_with(Default::default);
+        if extensions.get("code").is_none() {
+            extensions.set("code", "BAD_USER_INPUT");
+        }
+    }
+}

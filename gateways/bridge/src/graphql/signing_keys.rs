@@ -1,0 +1,346 @@
+//! Playback signing keys: ES256 key pairs whose private half is returned
+//! once by `createSigningKey` and never stored; the tenant aggregate keeps
+//! the public half, which viewers' playback JWTs are checked against.
+
+use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject, Union};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use chrono::{DateTime, Utc};
+use frameworks_commands::aggregates::tenant::{Tenant, TenantCommand, TenantOutcome};
+use frameworks_events::AggregateType;
+use sqlx::{FromRow, QueryBuilder};
+
+use super::connection::{ConnectionInput, Page, Position, connection};
+use super::errors::{
+    AuthError, NotFoundError, RateLimitError, Refusal, ValidationError, bad_input, internal,
+};
+use super::ids;
+use super::scalars::Time;
+use super::{require, require_for_mutation, state};
+use crate::auth::{Principal, Scope};
+use crate::state::BridgeState;
+
+const TYPE: &str = "SigningKey";
+const COLUMNS: &str = "kid, name, algorithm, public_key_spki, revoked_at, created_at";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+pub enum SigningKeyAlgorithm {
+    #[graphql(name = "ES256")]
+    Es256,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+pub enum SigningKeyStatus {
+    Active,
+    Revoked,
+}
+
+/// A tenant's key for signing viewer playback JWTs; only its public half is kept.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct SigningKey {
+    pub id: ID,
+    /// Short id carried in the JWT header (`kid`).
+    pub kid: String,
+    pub name: String,
+    pub algorithm: SigningKeyAlgorithm,
+    /// The public key, PEM (SubjectPublicKeyInfo).
+    pub public_key_pem: String,
+    pub status: SigningKeyStatus,
+    pub created_at: Time,
+    /// Last time a JWT signed by this key verified at playback.
+    pub last_used_at: Option<Time>,
+    pub revoked_at: Option<Time>,
+}
+
+#[derive(Debug, FromRow)]
+struct KeyRow {
+    kid: String,
+    name: String,
+    algorithm: String,
+    public_key_spki: Vec<u8>,
+    revoked_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+}
+
+impl KeyRow {
+    fn into_key(self) -> async_graphql::Result<SigningKey> {
+        if self.algorithm != "ES256" {
+            return Err(internal(&std::io::Error::other(format!(
+                "signing key {} has algorithm {}",
+                self.kid, self.algorithm
+            ))));
+        }
+        Ok(SigningKey {
+            id: ids::global(TYPE, &self.kid),
+            public_key_pem: pem("PUBLIC KEY", &self.public_key_spki),
+            name: self.name,
+            algorithm: SigningKeyAlgorithm::Es256,
+            status: if self.revoked_at.is_some() {
+                SigningKeyStatus::Revoked
+            } else {
+                SigningKeyStatus::Active
+            },
+            created_at: Time(self.created_at),
+            last_used_at: None,
+            revoked_at: self.revoked_at.map(Time),
+            kid: self.kid,
+        })
+    }
+}
+
+/// DER as PEM: base64 in lines of 64 between the label's armour.
+fn pem(label: &str, der: &[u8]) -> String {
+    let encoded = STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in encoded.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+connection!(SigningKeysConnection, SigningKeyEdge, SigningKey);
+
+#[derive(Debug, Clone, SimpleObject)]
+pub struct CreateSigningKeySuccess {
+    pub signing_key: SigningKey,
+    /// ES256 private key, PKCS#8 PEM. Shown once; never stored.
+    pub private_key_pem: String,
+}
+
+#[derive(Debug, Clone, InputObject)]
+pub struct CreateSigningKeyInput {
+    /// Display label for the key (e.g. 'staging', 'rotation-2026-q2').
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Union)]
+pub enum CreateSigningKeyResult {
+    CreateSigningKeySuccess(CreateSigningKeySuccess),
+    ValidationError(ValidationError),
+    RateLimitError(RateLimitError),
+    AuthError(AuthError),
+}
+
+#[derive(Debug, Clone, Union)]
+pub enum RevokeSigningKeyResult {
+    SigningKey(SigningKey),
+    NotFoundError(NotFoundError),
+    AuthError(AuthError),
+}
+
+#[derive(Debug, Default)]
+pub struct SigningKeyQuery;
+
+#[Object]
+impl SigningKeyQuery {
+    async fn signing_key(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<Option<SigningKey>> {
+        let principal = require(ctx, Scope::StreamsRead)?;
+        let Ok(kid) = ids::raw(TYPE, &id.0) else {
+            return Ok(None);
+        };
+        load(state(ctx)?, principal, &kid).await
+    }
+
+    /// The tenant's signing keys, newest first; `status` is `active` or `revoked`.
+    async fn signing_keys_connection(
+        &self,
+        ctx: &Context<'_>,
+        status: Option<String>,
+        page: Option<ConnectionInput>,
+    ) -> async_graphql::Result<SigningKeysConnection> {
+        let principal = require(ctx, Scope::StreamsRead)?;
+        let page = Page::from_input(page.as_ref())?;
+        let revoked = match status.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("") => None,
+            Some("active") => Some(false),
+            Some("revoked") => Some(true),
+            Some(_) => return Err(bad_input("status", "must be active or revoked")),
+        };
+        let state = state(ctx)?;
+        let filter = |query: &mut QueryBuilder<sqlx::Postgres>| {
+            query
+                .push(" WHERE tenant_id = ")
+                .push_bind(principal.tenant_id());
+            match revoked {
+                Some(true) => query.push(" AND revoked_at IS NOT NULL"),
+                Some(false) => query.push(" AND revoked_at IS NULL"),
+                None => query,
+            };
+        };
+        let mut count = QueryBuilder::new("SELECT count(*) FROM read_models.rm_signing_keys");
+        filter(&mut count);
+        let total: i64 = count
+            .build_query_scalar()
+            .fetch_one(&state.pool)
+            .await
+            .map_err(|e| internal(&e))?;
+        let mut select =
+            QueryBuilder::new(format!("SELECT {COLUMNS} FROM read_models.rm_signing_keys"));
+        filter(&mut select);
+        page.push_sql(&mut select, "created_at", "kid");
+        let rows: Vec<KeyRow> = select
+            .build_query_as()
+            .fetch_all(&state.pool)
+            .await
+            .map_err(|e| internal(&e))?;
+        let (edges, info) = page.finish(rows, |row| Position {
+            created_at: row.created_at,
+            id: row.kid.clone(),
+        });
+        let edges = edges
+            .into_iter()
+            .map(|(c, row)| Ok((c, row.into_key()?)))
+            .collect::<async_graphql::Result<Vec<_>>>()?;
+        Ok(SigningKeysConnection::new(edges, info, total))
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct SigningKeyMutation;
+
+#[Object]
+impl SigningKeyMutation {
+    /// Generates an ES256 key pair; the private key is in this answer only.
+    /// Up to 10 active keys per tenant.
+    async fn create_signing_key(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateSigningKeyInput,
+    ) -> async_graphql::Result<CreateSigningKeyResult> {
+        let principal = match require_for_mutation(ctx, Scope::StreamsWrite) {
+            Ok(p) => p,
+            Err(refusal) => return Ok(CreateSigningKeyResult::AuthError(refusal)),
+        };
+        let state = state(ctx)?;
+        let command = TenantCommand::CreateSigningKey { name: input.name };
+        let (kid, private_key_pem) = match execute(state, principal, &command).await? {
+            Ok(TenantOutcome::SigningKey {
+                kid,
+                private_key_pem,
+                ..
+            }) => (kid, private_key_pem),
+            Ok(other) => {
+                return Err(internal(&std::io::Error::other(format!(
+                    "creating a signing key answered {other:?}"
+                ))));
+            }
+            Err(refusal) => {
+                return Ok(match refusal {
+                    Refusal::Validation(e) => CreateSigningKeyResult::ValidationError(e),
+                    Refusal::Auth(e) => CreateSigningKeyResult::AuthError(e),
+                    // The tenant itself is missing: the caller's account is gone.
+                    Refusal::NotFound(e) => CreateSigningKeyResult::AuthError(AuthError {
+                        message: e.message,
+                        code: Some("UNAUTHORIZED".into()),
+                    }),
+                });
+            }
+        };
+        let signing_key = load(state, principal, &kid).await?.ok_or_else(|| {
+            internal(&std::io::Error::other(format!(
+                "signing key {kid} vanished after a write"
+            )))
+        })?;
+        Ok(CreateSigningKeyResult::CreateSigningKeySuccess(
+            CreateSigningKeySuccess {
+                signing_key,
+                private_key_pem,
+            },
+        ))
+    }
+
+    /// Revokes a signing key: JWTs it signed stop opening playback.
+    async fn revoke_signing_key(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<RevokeSigningKeyResult> {
+        let principal = match require_for_mutation(ctx, Scope::StreamsWrite) {
+            Ok(p) => p,
+            Err(refusal) => return Ok(RevokeSigningKeyResult::AuthError(refusal)),
+        };
+        let not_found = || {
+            RevokeSigningKeyResult::NotFoundError(NotFoundError {
+                message: format!("signing key {} not found", id.0),
+                code: Some("NOT_FOUND".into()),
+                resource_type: TYPE.into(),
+                resource_id: id.clone(),
+            })
+        };
+        let Ok(kid) = ids::raw(TYPE, &id.0) else {
+            return Ok(not_found());
+        };
+        let state = state(ctx)?;
+        let command = TenantCommand::RevokeSigningKey {
+            kid: kid.clone(),
+            reason: "revoked through the API".into(),
+        };
+        match execute(state, principal, &command).await? {
+            Ok(_) => Ok(match load(state, principal, &kid).await? {
+                Some(key) => RevokeSigningKeyResult::SigningKey(key),
+                None => not_found(),
+            }),
+            Err(Refusal::Auth(e)) => Ok(RevokeSigningKeyResult::AuthError(e)),
+            // Unknown, another tenant's, or already revoked.
+            Err(_) => Ok(not_found()),
+        }
+    }
+}
+
+async fn execute(
+    state: &BridgeState,
+    principal: &Principal,
+    command: &TenantCommand,
+) -> async_graphql::Result<Result<TenantOutcome, Refusal>> {
+    let tenant = principal.tenant_id().to_string();
+    match state
+        .bus
+        .execute::<Tenant>(&tenant, command, &principal.command_context(), None)
+        .await
+    {
+        Ok(outcome) => {
+            state
+                .wait_until_projected(AggregateType::Tenant, &tenant)
+                .await
+                .map_err(|e| internal(&e))?;
+            Ok(Ok(outcome))
+        }
+        Err(error) => Ok(Err(Refusal::of(error)?)),
+    }
+}
+
+async fn load(
+    state: &BridgeState,
+    principal: &Principal,
+    kid: &str,
+) -> async_graphql::Result<Option<SigningKey>> {
+    let row: Option<KeyRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM read_models.rm_signing_keys WHERE kid = $1 AND tenant_id = $2"
+    )))
+    .bind(kid)
+    .bind(principal.tenant_id())
+    .fetch_optional(&state.pool)
+    .await
+    .map_err(|e| internal(&e))?;
+    row.map(KeyRow::into_key).transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pem;
+
+    #[test]
+    fn pem_wraps_base64_at_64_columns() {
+        let text = pem("PUBLIC KEY", &[0u8; 91]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "-----BEGIN PUBLIC KEY-----");
+        assert_eq!(lines[1].len(), 64);
+        assert_eq!(lines.last().copied(), Some("-----END PUBLIC KEY-----"));
+    }
+}

@@ -1,0 +1,245 @@
+//! The bridge's HTTP surface: POST /graphql, GraphiQL at GET /graphql when
+//! enabled, /auth/register and /auth/login, /health and /metrics.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_graphql::parser::types::{DocumentOperations, OperationType, Selection};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use metrics::{counter, histogram};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::json;
+
+use crate::auth::{Principal, rest};
+use crate::graphql::{self, BridgeSchema};
+use crate::state::BridgeState;
+
+/// Root fields anonymous callers may query.
+const PUBLIC_FIELDS: [&str; 4] = ["serverInfo", "__typename", "__schema", "__type"];
+
+#[derive(Clone)]
+struct App {
+    state: Arc<BridgeState>,
+    schema: BridgeSchema,
+    metrics: PrometheusHandle,
+}
+
+/// Every route of the bridge.
+pub fn router(
+    state: Arc<BridgeState>,
+    metrics: PrometheusHandle,
+    graphiql: bool,
+    max_body_bytes: usize,
+) -> Router {
+    let app = App {
+        schema: graphql::build(state.clone()),
+        state: state.clone(),
+        metrics,
+    };
+    let mut graphql_routes = post(graphql_post);
+    if graphiql {
+        graphql_routes = graphql_routes.get(graphiql_page);
+    }
+    let auth = Router::new()
+        .route("/auth/register", post(rest::register))
+        .route("/auth/login", post(rest::login))
+        .with_state(state);
+    Router::new()
+        .route("/graphql", graphql_routes)
+        .route("/health", get(health))
+        .route("/metrics", get(render_metrics))
+        .with_state(app)
+        .merge(auth)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+}
+
+async fn graphiql_page() -> Html<String> {
+    Html(
+        async_graphql::http::GraphiQLSource::build()
+            .endpoint("/graphql")
+            .finish(),
+    )
+}
+
+async fn health(State(app): State<App>) -> Response {
+    match sqlx::query("SELECT 1").execute(&app.state.pool).await {
+        Ok(_) => axum::Json(json!({ "status": "ok" })).into_response(),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({ "status": "unavailable", "reason": "database" })),
+        )
+            .into_response(),
+    }
+}
+
+async fn render_metrics(State(app): State<App>) -> String {
+    app.metrics.render()
+}
+
+/// A GraphQL-shaped error response: `{"errors": [{message, extensions: {code}}]}`.
+fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
+    (status, axum::Json(body)).into_response()
+}
+
+async fn graphql_post(
+    State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let started = Instant::now();
+    let response = execute(&app, peer, &headers, &body).await;
+    let status = response.status().as_u16().to_string();
+    counter!("frameworks_bridge_requests_total", "status" => status).increment(1);
+    histogram!("frameworks_bridge_request_seconds").record(started.elapsed().as_secs_f64());
+    response
+}
+
+async fn execute(app: &App, peer: SocketAddr, headers: &HeaderMap, body: &[u8]) -> Response {
+    let request: async_graphql::Request = match serde_json::from_slice(body) {
+        Ok(request) => request,
+        Err(error) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "BAD_REQUEST",
+                &format!("the body is not a GraphQL request: {error}"),
+            );
+        }
+    };
+    let public = is_public(&request);
+    let principal = match headers.get(header::AUTHORIZATION).map(HeaderValue::to_str) {
+        None => None,
+        Some(Ok(value)) => match app.state.auth.authenticate(value).await {
+            Ok(principal) => Some(principal),
+            // A public request ignores a bad credential.
+            Err(_) if public => None,
+            Err(error) => {
+                return error_response(
+                    StatusCode::UNAUTHORIZED,
+                    "UNAUTHORIZED",
+                    &error.to_string(),
+                );
+            }
+        },
+        Some(Err(_)) if public => None,
+        Some(Err(_)) => {
+            return error_response(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                "the Authorization header is not valid text",
+            );
+        }
+    };
+    if principal.is_none() && !public {
+        return error_response(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "authentication required: send Authorization: Bearer <session or API token>",
+        );
+    }
+    let caller = principal.as_ref().map_or_else(
+        || format!("anonymous:{}", peer.ip()),
+        |p| match p {
+            Principal::Session { user_id, .. } => format!("user:{user_id}"),
+            Principal::ApiToken { token_id, .. } => format!("token:{token_id}"),
+        },
+    );
+    if let Err(wait) = app.state.limiter.check(&caller) {
+        let seconds = wait.as_secs().max(1);
+        let mut response = error_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RATE_LIMITED",
+            &format!("too many requests; retry in {seconds}s"),
+        );
+        if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return response;
+    }
+    let request = match principal {
+        Some(principal) => request.data(principal),
+        None => request,
+    };
+    let mut response = app.schema.execute(request).await;
+    graphql::errors::ensure_codes(&mut response);
+    axum::Json(response).into_response()
+}
+
+/// Whether the request's operation is a query touching public root fields only.
+fn is_public(request: &async_graphql::Request) -> bool {
+    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
+        return false;
+    };
+    let operation = match (&document.operations, request.operation_name.as_deref()) {
+        (DocumentOperations::Single(op), _) => Some(&op.node),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name).map(|op| &op.node),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
+            ops.values().next().map(|op| &op.node)
+        }
+        _ => None,
+    };
+    let Some(operation) = operation else {
+        return false;
+    };
+    operation.ty == OperationType::Query
+        && operation
+            .selection_set
+            .node
+            .items
+            .iter()
+            .all(|item| match &item.node {
+                Selection::Field(field) => PUBLIC_FIELDS.contains(&field.node.name.node.as_str()),
+                // Spreads at the root could hide anything: not public.
+                _ => false,
+            })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn public(query: &str, operation: Option<&str>) -> bool {
+        let mut request = async_graphql::Request::new(query);
+        if let Some(name) = operation {
+            request = request.operation_name(name);
+        }
+        is_public(&request)
+    }
+
+    #[test]
+    fn only_public_root_fields_pass_without_credentials() {
+        assert!(public(
+            "query ServerInfo { serverInfo { version features } }",
+            None
+        ));
+        assert!(public("{ __typename }", None));
+        assert!(!public(
+            "{ serverInfo { version } streamsConnection { totalCount } }",
+            None
+        ));
+        assert!(!public(
+            "mutation { deleteStream(id: \"x\") { __typename } }",
+            None
+        ));
+        assert!(!public(
+            "query A { serverInfo { version } } query B { stream(id: \"x\") { id } }",
+            Some("B")
+        ));
+        assert!(public(
+            "query A { serverInfo { version } } query B { stream(id: \"x\") { id } }",
+            Some("A")
+        ));
+        assert!(!public(
+            "{ ...F } fragment F on Query { streamsConnection { totalCount } }",
+            None
+        ));
+        assert!(!public("{ not graphql", None));
+    }
+}

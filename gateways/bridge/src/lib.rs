@@ -1,0 +1,46 @@
+//! The GraphQL bridge: the platform's public API, compatible with the
+//! published `livepeer-frameworks` client (0.4.x).
+//!
+//! - [`http`]: the routes (POST /graphql, /auth/*, /health, /metrics), the
+//!   authentication gate and the per-caller rate limit;
+//! - [`auth`]: session tokens, API tokens, scopes, sign-up and sign-in;
+//! - [`graphql`]: the schema: queries read the control-plane read model,
+//!   mutations run commands and answer once the read model holds them.
+
+pub mod auth;
+pub mod graphql;
+pub mod http;
+mod rate_limit;
+pub mod settings;
+pub mod state;
+
+pub use settings::BridgeSettings;
+pub use state::BridgeState;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use frameworks_commands::{CommandBus, EventStore, SecretBox};
+
+use crate::auth::{Authenticator, SessionKeys};
+use crate::rate_limit::RateLimiter;
+
+/// The shared state of a bridge over `store`, configured by `settings`.
+pub fn state(
+    store: &EventStore,
+    settings: &BridgeSettings,
+) -> Result<Arc<BridgeState>, frameworks_commands::secrets::KeyRingError> {
+    let secrets = SecretBox::from_spec(&settings.data_keys)?;
+    let pool = store.pool().clone();
+    Ok(Arc::new(BridgeState {
+        bus: CommandBus::new(store.clone(), secrets.clone()),
+        auth: Authenticator::new(
+            pool.clone(),
+            SessionKeys::new(&settings.session_secret, settings.session_ttl_seconds),
+        ),
+        secrets,
+        limiter: RateLimiter::new(settings.rate_limit_per_minute),
+        read_your_writes: Duration::from_millis(settings.read_your_writes_timeout_ms),
+        pool,
+    }))
+}

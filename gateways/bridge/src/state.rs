@@ -1,0 +1,52 @@
+//! What every request handler shares.
+
+use std::time::Duration;
+
+use frameworks_commands::{CommandBus, SecretBox};
+use frameworks_events::AggregateType;
+use frameworks_projections::control_plane;
+use frameworks_projections::read_your_writes::{WaitError, wait_for};
+use sqlx::PgPool;
+
+use crate::auth::Authenticator;
+use crate::rate_limit::RateLimiter;
+
+#[derive(Debug)]
+pub struct BridgeState {
+    pub pool: PgPool,
+    pub bus: CommandBus,
+    pub auth: Authenticator,
+    pub secrets: SecretBox,
+    pub limiter: RateLimiter,
+    pub read_your_writes: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionWaitError {
+    #[error("reading the aggregate's version")]
+    Store(#[from] frameworks_commands::store::StoreError),
+    #[error(transparent)]
+    Wait(#[from] WaitError),
+}
+
+impl BridgeState {
+    /// Waits until the control-plane read model holds everything written to
+    /// the aggregate so far, so that a mutation can answer from it.
+    pub async fn wait_until_projected(
+        &self,
+        aggregate: AggregateType,
+        id: &str,
+    ) -> Result<(), ProjectionWaitError> {
+        let version = self.bus.store().version(aggregate, id).await?;
+        wait_for(
+            &self.pool,
+            control_plane::NAME,
+            aggregate,
+            id,
+            version,
+            self.read_your_writes,
+        )
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,55 @@
+//! `frameworks bridge`: the public GraphQL API.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use frameworks_bridge::BridgeSettings;
+use frameworks_commands::{DatabaseSettings, EventStore};
+use metrics_exporter_prometheus::PrometheusBuilder;
+use tracing::info;
+
+use crate::relay::shutdown_signal;
+
+/// Serve the GraphQL API (POST /graphql), sign-up and sign-in (/auth/*), /health and /metrics.
+#[derive(Debug, clap::Args)]
+pub struct BridgeCommand {
+    #[command(flatten)]
+    database: DatabaseSettings,
+
+    #[command(flatten)]
+    bridge: BridgeSettings,
+}
+
+impl BridgeCommand {
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
+        // The bridge serves /metrics itself, on its own port.
+        let metrics = PrometheusBuilder::new()
+            .install_recorder()
+            .context("installing the metrics recorder")?;
+        let store = EventStore::connect(&self.database)
+            .await
+            .context("connecting to PostgreSQL (FRAMEWORKS_DATABASE_URL)")?;
+        store.migrate().await.context("migrating the database")?;
+        let state = frameworks_bridge::state(&store, &self.bridge)
+            .context("reading the data-key ring (FRAMEWORKS_DATA_KEYS)")?;
+        let router = frameworks_bridge::http::router(
+            state,
+            metrics,
+            self.bridge.graphiql,
+            usize::try_from(self.bridge.max_body_bytes).unwrap_or(usize::MAX),
+        );
+        let listener = tokio::net::TcpListener::bind(self.bridge.listen)
+            .await
+            .with_context(|| format!("listening on {} (is the port taken?)", self.bridge.listen))?;
+        info!(listen = %listener.local_addr()?, "bridge serving /graphql");
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+        Ok(ExitCode::SUCCESS)
+    }
+}

@@ -1,0 +1,227 @@
+//! The published `livepeer-frameworks` client (PyPI, 0.4.0), unchanged,
+//! against the bridge with the relay and projector running as processes:
+//! the scripts in `tests/conformance/` drive streams and stream keys, API
+//! tokens and signing keys, auth, scopes, tenant isolation, limits and error
+//! codes, asserting the values returned.
+//!
+//! The client is installed once into a virtualenv under the cache dir.
+
+// The helpers below fail the test by panicking, as test code should.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use frameworks_commands::aggregates::api_token::{ApiToken, ApiTokenCommand, ApiTokenOutcome};
+use frameworks_commands::aggregates::tenant::{Tenant, TenantCommand};
+use frameworks_commands::aggregates::user::{Role, User, UserCommand};
+use frameworks_commands::{CommandBus, CommandContext, SecretBox};
+use frameworks_events::AggregateType;
+use frameworks_events::kafka::KafkaSettings;
+use frameworks_projections::control_plane;
+use frameworks_projections::read_your_writes::wait_for;
+use support::{
+    RoleProcess, TestDatabase, drop_topics, fresh_database, kafka_with_topics, repo_root,
+    spawn_role,
+};
+use uuid::Uuid;
+
+/// The client release the contract is pinned to.
+const CLIENT: &str = "livepeer-frameworks==0.4.0";
+
+/// A virtualenv holding the client, created on first use.
+fn client_python() -> PathBuf {
+    let cache = std::env::var("FRAMEWORKS_CACHE_DIR")
+        .unwrap_or_else(|_| "/var/cache/frameworks-dev".into());
+    let venv = PathBuf::from(cache).join("python/livepeer-frameworks-0.4.0");
+    let python = venv.join("bin/python");
+    let installed = Command::new(&python)
+        .args(["-c", "import livepeer_frameworks"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !installed {
+        let created = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .unwrap();
+        assert!(created.success(), "python3 -m venv {}", venv.display());
+        let pip = Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check", CLIENT])
+            .status()
+            .unwrap();
+        assert!(pip.success(), "pip install {CLIENT}");
+    }
+    python
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn spawn_bridge(
+    db: &TestDatabase,
+    kafka: &KafkaSettings,
+    data_keys: &str,
+    session_secret: &str,
+    rate_limit: u32,
+) -> (RoleProcess, u16) {
+    let port = free_port();
+    let bridge = spawn_role(
+        "bridge",
+        kafka,
+        &[
+            ("FRAMEWORKS_DATABASE_URL", db.url.clone()),
+            ("FRAMEWORKS_DATA_KEYS", data_keys.to_owned()),
+            ("FRAMEWORKS_SESSION_SECRET", session_secret.to_owned()),
+            ("FRAMEWORKS_BRIDGE_LISTEN", format!("127.0.0.1:{port}")),
+            (
+                "FRAMEWORKS_BRIDGE_RATE_LIMIT_PER_MINUTE",
+                rate_limit.to_string(),
+            ),
+        ],
+    );
+    (bridge, port)
+}
+
+fn wait_listening(port: u16) {
+    let address = SocketAddr::from(([127, 0, 0, 1], port));
+    for _ in 0..300 {
+        if TcpStream::connect_timeout(&address, Duration::from_millis(100)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the bridge did not listen on {port} within 30s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_published_client_drives_every_operation_it_has_here() {
+    let python = tokio::task::spawn_blocking(client_python).await.unwrap();
+    let db = fresh_database().await;
+    let kafka = kafka_with_topics().await;
+    let (secrets, data_keys) = SecretBox::generate("conformance");
+    let session_secret = Uuid::now_v7().simple().to_string().repeat(2);
+    let roles = [
+        spawn_role(
+            "relay",
+            &kafka,
+            &[
+                ("FRAMEWORKS_DATABASE_URL", db.url.clone()),
+                ("FRAMEWORKS_RELAY_IDLE_POLL_MS", "50".into()),
+                ("FRAMEWORKS_RELAY_METRICS_LISTEN", "127.0.0.1:0".into()),
+            ],
+        ),
+        spawn_role(
+            "projector",
+            &kafka,
+            &[
+                ("FRAMEWORKS_DATABASE_URL", db.url.clone()),
+                ("FRAMEWORKS_PROJECTOR_METRICS_LISTEN", "127.0.0.1:0".into()),
+            ],
+        ),
+    ];
+
+    // Tenant A with a user (who signs in over REST) and a read-only API token.
+    let bus = CommandBus::new(db.store.clone(), secrets);
+    let tenant = Uuid::now_v7();
+    let ctx = CommandContext::for_tenant(tenant, "test:conformance");
+    let create = TenantCommand::Create {
+        name: "conformance".into(),
+        tier: "pro".into(),
+        region: "eu-west".into(),
+    };
+    bus.execute::<Tenant>(&tenant.to_string(), &create, &ctx, None)
+        .await
+        .unwrap();
+    let user = Uuid::now_v7().to_string();
+    let email = format!("a-{}@example.com", Uuid::now_v7().simple());
+    let password = "a long enough password";
+    let register = UserCommand::Register {
+        email: email.clone(),
+        display_name: "A".into(),
+        password: password.into(),
+        role: Role::Owner,
+    };
+    bus.execute::<User>(&user, &register, &ctx, None)
+        .await
+        .unwrap();
+    let token_id = Uuid::now_v7().to_string();
+    let issue = ApiTokenCommand::Create {
+        name: "reader".into(),
+        scopes: vec!["streams:read".into()],
+        expires_at: None,
+        created_by_user_id: user.clone(),
+    };
+    let ApiTokenOutcome::Created {
+        token: read_token, ..
+    } = bus
+        .execute::<ApiToken>(&token_id, &issue, &ctx, None)
+        .await
+        .unwrap()
+    else {
+        panic!("a token is created");
+    };
+    for (aggregate, id, version) in [
+        (AggregateType::User, &user, 1),
+        (AggregateType::ApiToken, &token_id, 1),
+    ] {
+        wait_for(
+            db.store.pool(),
+            control_plane::NAME,
+            aggregate,
+            id,
+            version,
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    }
+
+    let (bridge, port) = spawn_bridge(&db, &kafka, &data_keys, &session_secret, 100_000);
+    let (limited, limited_port) = spawn_bridge(&db, &kafka, &data_keys, &session_secret, 5);
+    tokio::task::spawn_blocking(move || {
+        wait_listening(port);
+        wait_listening(limited_port);
+    })
+    .await
+    .unwrap();
+
+    for script in ["streams.py", "tokens_and_keys.py"] {
+        let script = repo_root().join("tests/conformance").join(script);
+        let (python, email, read_token) = (python.clone(), email.clone(), read_token.clone());
+        let output = tokio::task::spawn_blocking(move || {
+            Command::new(python)
+                .arg(&script)
+                .env("FW_URL", format!("http://127.0.0.1:{port}/graphql"))
+                .env(
+                    "FW_LIMITED_URL",
+                    format!("http://127.0.0.1:{limited_port}/graphql"),
+                )
+                .env("FW_EMAIL_A", &email)
+                .env("FW_PASSWORD_A", password)
+                .env("FW_READ_TOKEN", &read_token)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        print!("{stdout}");
+        assert!(output.status.success(), "{stdout}\n{stderr}");
+        assert!(stdout.contains("checks passed"), "{stdout}");
+    }
+
+    drop((bridge, limited, roles));
+    drop_topics(&kafka).await;
+    db.drop_now().await;
+}
