@@ -5,17 +5,25 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use frameworks_bridge::BridgeSettings;
+use frameworks_bridge::feed::EventFeed;
 use frameworks_commands::{DatabaseSettings, EventStore};
+use frameworks_events::kafka::KafkaSettings;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tracing::info;
 
 use crate::relay::shutdown_signal;
 
-/// Serve the GraphQL API (POST /graphql), sign-up and sign-in (/auth/*), /health and /metrics.
+/// Events a subscription may fall behind by before it skips some.
+const SUBSCRIPTION_BUFFER: usize = 16_384;
+
+/// Serve the GraphQL API (POST /graphql, subscriptions at /graphql/ws), sign-up and sign-in (/auth/*), /health and /metrics.
 #[derive(Debug, clap::Args)]
 pub struct BridgeCommand {
     #[command(flatten)]
     database: DatabaseSettings,
+
+    #[command(flatten)]
+    kafka: KafkaSettings,
 
     #[command(flatten)]
     bridge: BridgeSettings,
@@ -31,7 +39,9 @@ impl BridgeCommand {
             .await
             .context("connecting to PostgreSQL (FRAMEWORKS_DATABASE_URL)")?;
         store.migrate().await.context("migrating the database")?;
-        let state = frameworks_bridge::state(&store, &self.bridge)
+        let feed = EventFeed::start(&self.kafka, SUBSCRIPTION_BUFFER)
+            .context("reading Kafka for subscriptions (FRAMEWORKS_KAFKA_BROKERS)")?;
+        let state = frameworks_bridge::state(&store, &self.bridge, feed)
             .context("reading the data-key ring (FRAMEWORKS_DATA_KEYS)")?;
         let router = frameworks_bridge::http::router(
             state,

@@ -11,10 +11,19 @@
 
 mod support;
 
+use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
+
+use chrono::Utc;
+use frameworks_commands::telemetry::{TelemetryCommand, TelemetryPublisher};
+use frameworks_events::EventPayload;
+use frameworks_events::kafka::EventPublisher;
+use frameworks_events::proto::v1::telemetry::{
+    IngestStarted, Track, TrackListUpdated, ViewerSessionStarted,
+};
 
 use frameworks_commands::aggregates::api_token::{ApiToken, ApiTokenCommand, ApiTokenOutcome};
 use frameworks_commands::aggregates::tenant::{Tenant, TenantCommand};
@@ -26,7 +35,7 @@ use frameworks_projections::control_plane;
 use frameworks_projections::read_your_writes::wait_for;
 use support::{
     RoleProcess, TestDatabase, drop_topics, fresh_database, kafka_with_topics, repo_root,
-    spawn_role,
+    spawn_role, within,
 };
 use uuid::Uuid;
 
@@ -90,6 +99,74 @@ fn spawn_bridge(
         ],
     );
     (bridge, port)
+}
+
+/// What an edge reports about a live stream, again and again: an ingest
+/// start, a track list and a viewer connecting.
+async fn feed_edge_telemetry(kafka: KafkaSettings, tenant: Uuid, stream: String) {
+    let publisher = TelemetryPublisher::new(EventPublisher::new(&kafka, "test-edge").unwrap());
+    let fact = |payload: EventPayload| TelemetryCommand {
+        subject_id: stream.clone(),
+        tenant_id: Some(tenant),
+        occurred_at: Utc::now(),
+        payload,
+        correlation_id: Uuid::now_v7(),
+    };
+    loop {
+        let facts = [
+            fact(
+                IngestStarted {
+                    node_id: "edge-1".into(),
+                    internal_name: format!("live+{stream}"),
+                    protocol: "RTMP".into(),
+                    source_ip: "198.51.100.7".into(),
+                }
+                .into(),
+            ),
+            fact(
+                TrackListUpdated {
+                    node_id: "edge-1".into(),
+                    tracks: vec![
+                        Track {
+                            track_id: 1,
+                            kind: "video".into(),
+                            codec: "H264".into(),
+                            width: 1280,
+                            height: 720,
+                            frames_per_second: 30.0,
+                            bitrate_bps: 2_500_000,
+                            ..Default::default()
+                        },
+                        Track {
+                            track_id: 2,
+                            kind: "audio".into(),
+                            codec: "AAC".into(),
+                            sample_rate: 48_000,
+                            channels: 2,
+                            bitrate_bps: 128_000,
+                            ..Default::default()
+                        },
+                    ],
+                }
+                .into(),
+            ),
+            fact(
+                ViewerSessionStarted {
+                    session_id: "v1".into(),
+                    node_id: "edge-1".into(),
+                    connector: "HLS".into(),
+                    viewer_ip: "203.0.113.9".into(),
+                    country_code: "NL".into(),
+                    ..Default::default()
+                }
+                .into(),
+            ),
+        ];
+        for verdict in publisher.publish_batch(&facts).await {
+            verdict.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }
 
 fn wait_listening(port: u16) {
@@ -220,6 +297,54 @@ async fn the_published_client_drives_every_operation_it_has_here() {
         assert!(output.status.success(), "{stdout}\n{stderr}");
         assert!(stdout.contains("checks passed"), "{stdout}");
     }
+
+    // Subscriptions: the script says which stream to feed once it has subscribed.
+    let script = repo_root().join("tests/conformance/subscriptions.py");
+    let mut child = Command::new(&python)
+        .arg(&script)
+        .env("FW_URL", format!("http://127.0.0.1:{port}/graphql"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut printed = String::new();
+    let mut feeding = None;
+    while let Some(line) = within(
+        Duration::from_secs(120),
+        "the subscription script",
+        lines.recv(),
+    )
+    .await
+    {
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("publish ") {
+            let (tenant, stream) = rest.split_once(' ').unwrap();
+            feeding = Some(tokio::spawn(feed_edge_telemetry(
+                kafka.clone(),
+                tenant.parse().unwrap(),
+                stream.to_owned(),
+            )));
+        }
+        printed.push_str(&line);
+        printed.push('\n');
+    }
+    let output = child.wait_with_output().unwrap();
+    if let Some(feeding) = feeding {
+        feeding.abort();
+    }
+    assert!(
+        output.status.success(),
+        "{printed}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(printed.contains("subscriptions: "), "{printed}");
 
     drop((bridge, limited, roles));
     drop_topics(&kafka).await;

@@ -1,17 +1,21 @@
-//! The bridge's HTTP surface: POST /graphql, GraphiQL at GET /graphql when
+//! The bridge's HTTP surface: POST /graphql, subscriptions over
+//! graphql-transport-ws at /graphql/ws, GraphiQL at GET /graphql when
 //! enabled, /auth/register and /auth/login, /health and /metrics.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use async_graphql::http::{WebSocketProtocols as Protocols, WsMessage};
 use async_graphql::parser::types::{DocumentOperations, OperationType, Selection};
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
+use futures::{SinkExt, StreamExt};
 use metrics::{counter, histogram};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
@@ -52,6 +56,7 @@ pub fn router(
         .with_state(state);
     Router::new()
         .route("/graphql", graphql_routes)
+        .route("/graphql/ws", get(graphql_ws))
         .route("/health", get(health))
         .route("/metrics", get(render_metrics))
         .with_state(app)
@@ -170,6 +175,70 @@ async fn execute(app: &App, peer: SocketAddr, headers: &HeaderMap, body: &[u8]) 
     let mut response = app.schema.execute(request).await;
     graphql::errors::ensure_codes(&mut response);
     axum::Json(response).into_response()
+}
+
+/// The subprotocol the client speaks; the credential comes in `connection_init`.
+const WS_PROTOCOL: &str = "graphql-transport-ws";
+/// Close code for a refused `connection_init` (the client does not retry it).
+const WS_FORBIDDEN: u16 = 4403;
+/// How a refused init is told apart from async-graphql's own protocol errors.
+const WS_REFUSED: &str = "forbidden: connection_init needs a valid Authorization";
+
+async fn graphql_ws(State(app): State<App>, upgrade: WebSocketUpgrade) -> Response {
+    upgrade
+        .protocols([WS_PROTOCOL])
+        .on_upgrade(move |socket| serve_ws(app, socket))
+}
+
+async fn serve_ws(app: App, socket: WebSocket) {
+    let (mut sink, stream) = socket.split();
+    let input = stream
+        .take_while(|message| futures::future::ready(message.is_ok()))
+        .filter_map(|message| async move {
+            match message {
+                Ok(Message::Text(text)) => Some(text.as_bytes().to_vec()),
+                Ok(Message::Binary(bytes)) => Some(bytes.to_vec()),
+                _ => None,
+            }
+        });
+    let auth = app.state.auth.clone();
+    let messages =
+        async_graphql::http::WebSocket::new(app.schema.clone(), input, Protocols::GraphQLWS)
+            .on_connection_init(move |payload| async move {
+                let credential = payload
+                    .get("Authorization")
+                    .or_else(|| payload.get("authorization"))
+                    .and_then(serde_json::Value::as_str);
+                let principal = match credential {
+                    Some(value) => auth.authenticate(value).await.ok(),
+                    None => None,
+                };
+                let principal = principal.ok_or_else(|| async_graphql::Error::new(WS_REFUSED))?;
+                let mut data = async_graphql::Data::default();
+                data.insert(principal);
+                counter!("frameworks_bridge_ws_connections_total").increment(1);
+                Ok(data)
+            });
+    let mut messages = std::pin::pin!(messages);
+    while let Some(message) = messages.next().await {
+        let out = match message {
+            WsMessage::Text(text) => Message::Text(text.into()),
+            WsMessage::Close(code, reason) => {
+                let code = if code == 1002 && reason == WS_REFUSED {
+                    WS_FORBIDDEN
+                } else {
+                    code
+                };
+                Message::Close(Some(CloseFrame {
+                    code,
+                    reason: reason.into(),
+                }))
+            }
+        };
+        if sink.send(out).await.is_err() {
+            break;
+        }
+    }
 }
 
 /// Whether the request's operation is a query touching public root fields only.

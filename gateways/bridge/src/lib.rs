@@ -4,10 +4,12 @@
 //! - [`http`]: the routes (POST /graphql, /auth/*, /health, /metrics), the
 //!   authentication gate and the per-caller rate limit;
 //! - [`auth`]: session tokens, API tokens, scopes, sign-up and sign-in;
+//! - [`feed`]: the Kafka reader that feeds every subscription;
 //! - [`graphql`]: the schema: queries read the control-plane read model,
 //!   mutations run commands and answer once the read model holds them.
 
 pub mod auth;
+pub mod feed;
 pub mod graphql;
 pub mod http;
 mod rate_limit;
@@ -23,12 +25,15 @@ use std::time::Duration;
 use frameworks_commands::{CommandBus, EventStore, SecretBox};
 
 use crate::auth::{Authenticator, SessionKeys};
+use crate::feed::EventFeed;
 use crate::rate_limit::RateLimiter;
 
-/// The shared state of a bridge over `store`, configured by `settings`.
+/// The shared state of a bridge over `store`, configured by `settings`,
+/// with subscriptions fed by `subscription_feed`.
 pub fn state(
     store: &EventStore,
     settings: &BridgeSettings,
+    subscription_feed: EventFeed,
 ) -> Result<Arc<BridgeState>, frameworks_commands::secrets::KeyRingError> {
     let secrets = SecretBox::from_spec(&settings.data_keys)?;
     let pool = store.pool().clone();
@@ -41,6 +46,9 @@ pub fn state(
         secrets,
         limiter: RateLimiter::new(settings.rate_limit_per_minute),
         read_your_writes: Duration::from_millis(settings.read_your_writes_timeout_ms),
+        feed: subscription_feed,
+        origins: Default::default(),
+        stream_cache: Default::default(),
         pool,
     }))
 }

@@ -9,6 +9,9 @@ use frameworks_projections::read_your_writes::{WaitError, wait_for};
 use sqlx::PgPool;
 
 use crate::auth::Authenticator;
+use crate::feed::EventFeed;
+use crate::graphql::live::Origins;
+use crate::graphql::streams::StreamCache;
 use crate::rate_limit::RateLimiter;
 
 #[derive(Debug)]
@@ -19,6 +22,10 @@ pub struct BridgeState {
     pub secrets: SecretBox,
     pub limiter: RateLimiter,
     pub read_your_writes: Duration,
+    /// Kafka's events, for subscriptions.
+    pub feed: EventFeed,
+    pub origins: Origins,
+    pub stream_cache: StreamCache,
 }
 
 #[derive(Debug, thiserror::Error)]

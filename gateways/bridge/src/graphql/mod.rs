@@ -4,6 +4,7 @@
 //! - [`streams`]: streams and stream keys;
 //! - [`developer_tokens`]: API tokens;
 //! - [`signing_keys`]: playback signing keys;
+//! - [`live`]: subscriptions fed from Kafka;
 //! - [`connection`], [`errors`], [`ids`], [`scalars`]: the contract's
 //!   conventions (Relay paging, result unions, global ids, `Time`).
 //!
@@ -14,6 +15,7 @@ pub mod connection;
 pub mod developer_tokens;
 pub mod errors;
 pub mod ids;
+pub mod live;
 pub mod scalars;
 pub mod server_info;
 pub mod signing_keys;
@@ -21,7 +23,7 @@ pub mod streams;
 
 use std::sync::Arc;
 
-use async_graphql::{Context, EmptySubscription, ErrorExtensions, MergedObject, Schema};
+use async_graphql::{Context, ErrorExtensions, MergedObject, Schema};
 
 use crate::auth::{Principal, Scope};
 use crate::state::BridgeState;
@@ -47,17 +49,21 @@ pub struct Mutation(
     signing_keys::SigningKeyMutation,
 );
 
-pub type BridgeSchema = Schema<Query, Mutation, EmptySubscription>;
+pub type BridgeSchema = Schema<Query, Mutation, live::LiveSubscription>;
 
 /// The schema, without data: enough to print the SDL.
-pub fn schema_builder() -> async_graphql::SchemaBuilder<Query, Mutation, EmptySubscription> {
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
-        // No field returns the interface itself; registering it makes every
-        // error member declare `implements Error`.
-        .register_output_type::<errors::ErrorInterface>()
-        .limit_depth(MAX_DEPTH)
-        .limit_complexity(MAX_COMPLEXITY)
-        .extension(errors::ErrorCodes)
+pub fn schema_builder() -> async_graphql::SchemaBuilder<Query, Mutation, live::LiveSubscription> {
+    Schema::build(
+        Query::default(),
+        Mutation::default(),
+        live::LiveSubscription,
+    )
+    // No field returns the interface itself; registering it makes every
+    // error member declare `implements Error`.
+    .register_output_type::<errors::ErrorInterface>()
+    .limit_depth(MAX_DEPTH)
+    .limit_complexity(MAX_COMPLEXITY)
+    .extension(errors::ErrorCodes)
 }
 
 pub fn build(state: Arc<BridgeState>) -> BridgeSchema {

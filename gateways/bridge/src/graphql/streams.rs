@@ -15,7 +15,11 @@ use frameworks_commands::validate;
 use frameworks_events::AggregateType;
 use frameworks_events::proto::v1::common::SealedSecret;
 use prost::Message;
-use sqlx::{FromRow, Postgres, QueryBuilder};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sqlx::{FromRow, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::connection::{ConnectionInput, Page, Position, connection};
@@ -247,6 +251,118 @@ impl Stream {
     async fn playback_policy(&self) -> Option<PlaybackPolicy> {
         None
     }
+
+    /// Live video renditions: streams follow their tier (`INHERIT`).
+    async fn live_video_abr(&self) -> &'static str {
+        "INHERIT"
+    }
+
+    /// Operator-managed sources do not exist on this server: always null.
+    async fn managed_source(&self) -> Option<ManagedSource> {
+        None
+    }
+
+    /// Where the source may be ingested: anywhere.
+    async fn source_location(&self) -> SourceLocation {
+        SourceLocation {
+            mode: SourceLocationMode::Any,
+            avoid_node_ids: Vec::new(),
+        }
+    }
+
+    /// Data-plane metrics; not served by this bridge yet, so null (live
+    /// state is in Redis, usage in ClickHouse).
+    async fn metrics(&self) -> Option<StreamMetrics> {
+        None
+    }
+
+    /// Multistream push targets; this server has none yet.
+    async fn push_targets(&self) -> Vec<PushTarget> {
+        Vec::new()
+    }
+
+    /// Thumbnail assets; this server renders none, so null.
+    async fn thumbnail_assets(&self) -> Option<ThumbnailAssets> {
+        None
+    }
+
+    /// Per-stream retention overrides: none are set on this server.
+    async fn retention_overrides(&self) -> Option<RetentionOverrides> {
+        None
+    }
+}
+
+#[derive(Debug, Clone, SimpleObject)]
+pub struct ManagedSource {
+    pub source_kind: String,
+    pub always_on: bool,
+    pub placement_count: i32,
+}
+
+#[derive(Debug, Clone, SimpleObject)]
+pub struct SourceLocation {
+    pub mode: SourceLocationMode,
+    pub avoid_node_ids: Vec<String>,
+}
+
+/// Real-time operational metrics of a stream.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct StreamMetrics {
+    pub status: super::live::StreamStatus,
+    pub is_live: bool,
+    pub current_viewers: i32,
+    pub started_at: Option<Time>,
+    pub updated_at: Time,
+    pub node_id: Option<String>,
+    pub track_count: Option<i32>,
+    pub total_inputs: Option<i32>,
+    pub uploaded_bytes: f64,
+    pub downloaded_bytes: f64,
+    pub viewer_seconds: f64,
+    pub packets_sent: Option<f64>,
+    pub packets_lost: Option<f64>,
+    pub packets_retransmitted: Option<f64>,
+    pub buffer_state: Option<String>,
+    pub quality_tier: Option<String>,
+    pub primary_width: Option<i32>,
+    pub primary_height: Option<i32>,
+    pub primary_fps: Option<f64>,
+    pub primary_codec: Option<String>,
+    pub primary_bitrate: Option<i32>,
+    pub has_issues: Option<bool>,
+    pub issues_description: Option<String>,
+}
+
+/// A multistream destination.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct PushTarget {
+    pub id: ID,
+    pub stream_id: String,
+    pub platform: Option<String>,
+    pub name: String,
+    pub video_choice: String,
+    pub target_uri: String,
+    pub is_enabled: bool,
+    pub status: String,
+    pub last_error: Option<String>,
+    pub reason_code: Option<String>,
+    pub last_pushed_at: Option<Time>,
+    pub created_at: Time,
+}
+
+#[derive(Debug, Clone, SimpleObject)]
+pub struct ThumbnailAssets {
+    pub poster_url: String,
+    pub sprite_vtt_url: String,
+    pub sprite_jpg_url: String,
+    pub asset_key: String,
+}
+
+#[derive(Debug, Clone, SimpleObject)]
+pub struct RetentionOverrides {
+    pub stream_id: String,
+    pub dvr_retention_days_override: Option<i32>,
+    pub clip_retention_days_override: Option<i32>,
 }
 
 /// A publishing credential of a stream.
@@ -825,15 +941,62 @@ async fn load_stream(
     principal: &Principal,
     id: Uuid,
 ) -> async_graphql::Result<Option<StreamRow>> {
+    load_stream_row(&state.pool, principal.tenant_id(), id).await
+}
+
+async fn load_stream_row(
+    pool: &PgPool,
+    tenant: Uuid,
+    id: Uuid,
+) -> async_graphql::Result<Option<StreamRow>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {STREAM_COLUMNS} FROM read_models.rm_streams
          WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL"
     )))
     .bind(id)
-    .bind(principal.tenant_id())
-    .fetch_optional(&state.pool)
+    .bind(tenant)
+    .fetch_optional(pool)
     .await
     .map_err(|e| internal(&e))
+}
+
+/// Streams as events refer to them, cached for a second: a thousand
+/// subscribers to one busy stream ask the database once.
+#[derive(Debug, Clone, Default)]
+pub struct StreamCache(Arc<Mutex<CachedStreams>>);
+
+/// (tenant, stream) to when it was read and what was found.
+type CachedStreams = HashMap<(Uuid, Uuid), (Instant, Option<StreamRow>)>;
+
+impl StreamCache {
+    const TTL: Duration = Duration::from_secs(1);
+
+    pub async fn get(
+        &self,
+        pool: &PgPool,
+        principal: &Principal,
+        id: Uuid,
+    ) -> async_graphql::Result<Option<Stream>> {
+        let key = (principal.tenant_id(), id);
+        if let Some((at, row)) = self.lock().get(&key)
+            && at.elapsed() < Self::TTL
+        {
+            return Ok(row.clone().map(Stream));
+        }
+        let row = load_stream_row(pool, principal.tenant_id(), id).await?;
+        let mut cache = self.lock();
+        if cache.len() > 10_000 {
+            cache.retain(|_, (at, _)| at.elapsed() < Self::TTL);
+        }
+        cache.insert(key, (Instant::now(), row.clone()));
+        Ok(row.map(Stream))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CachedStreams> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// Runs a stream command; a refusal is the caller's answer, anything else an error.
