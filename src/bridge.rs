@@ -8,6 +8,7 @@ use frameworks_bridge::BridgeSettings;
 use frameworks_bridge::feed::EventFeed;
 use frameworks_commands::{DatabaseSettings, EventStore};
 use frameworks_events::kafka::KafkaSettings;
+use frameworks_projections::read_your_writes::ProjectionWatcher;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tracing::info;
 
@@ -41,7 +42,10 @@ impl BridgeCommand {
         store.migrate().await.context("migrating the database")?;
         let feed = EventFeed::start(&self.kafka, SUBSCRIPTION_BUFFER)
             .context("reading Kafka for subscriptions (FRAMEWORKS_KAFKA_BROKERS)")?;
-        let state = frameworks_bridge::state(&store, &self.bridge, feed)
+        let projections = ProjectionWatcher::start(store.pool().clone())
+            .await
+            .context("listening for projection commits")?;
+        let state = frameworks_bridge::state(&store, &self.bridge, feed, projections)
             .context("reading the data-key ring (FRAMEWORKS_DATA_KEYS)")?;
         let router = frameworks_bridge::http::router(
             state,

@@ -7,7 +7,7 @@ import asyncio
 
 from common import URL, check, done, register
 from livepeer_frameworks import AsyncFrameWorksClient, AuthenticationError, FrameWorksClient, expect_result
-from livepeer_frameworks.graphql import CreateStreamInput
+from livepeer_frameworks.graphql import CreateStreamInput, UpdateStreamInput
 
 token, tenant = register()
 other_token, _ = register()
@@ -24,6 +24,19 @@ async def first(subscription, predicate, seconds=30):
         async for message in subscription:
             if predicate(message):
                 return message
+        raise AssertionError("the subscription ended")
+
+    return await asyncio.wait_for(take(), seconds)
+
+
+async def collect_until(subscription, enough, seconds=30):
+    seen = []
+
+    async def take():
+        async for message in subscription:
+            seen.append(message)
+            if enough(seen):
+                return seen
         raise AssertionError("the subscription ended")
 
     return await asyncio.wait_for(take(), seconds)
@@ -52,10 +65,37 @@ async def main():
     # Another tenant, unfiltered and filtered on this tenant's stream: nothing of it arrives.
     leak_all = collect(other.live_stream_events(), 8)
     leak_one = collect(other.live_connection_events(stream_id=stream.id), 8)
-    tasks = [asyncio.ensure_future(c) for c in (started, tracks, viewers, leak_all, leak_one)]
+    # Public events: two types of the tenant's, and all of one stream's.
+    changes = collect_until(
+        fw.tenant_events(types=["stream.created", "stream.updated"]),
+        lambda seen: any(m.tenant_events.type_ == "stream.updated" for m in seen),
+    )
+    connected = first(fw.tenant_events(stream_id=stream.id), lambda m: m.tenant_events.type_ == "stream.connected")
+    tasks = [
+        asyncio.ensure_future(c) for c in (started, tracks, viewers, leak_all, leak_one, changes, connected)
+    ]
     await asyncio.sleep(1.5)
     print(f"publish {tenant} {stream.stream_id}", flush=True)
-    started, tracks, viewers, leak_all, leak_one = await asyncio.gather(*tasks)
+    created = expect_result((await fw.create_stream(CreateStreamInput(name="announced"))).create_stream, "Stream")
+    await fw.update_stream(created.id, UpdateStreamInput(name="renamed"))
+    started, tracks, viewers, leak_all, leak_one, changes, connected = await asyncio.gather(*tasks)
+
+    @check("tenantEvents filters by type: stream.created, then stream.updated naming the change")
+    def _():
+        kinds = [m.tenant_events.type_ for m in changes]
+        assert kinds == ["stream.created", "stream.updated"], kinds
+        made, renamed = (m.tenant_events for m in changes)
+        assert made.data.typename__ == "StreamCreated" and made.data.stream_id == created.stream_id
+        assert made.data.name == "announced" and made.data.playback_id == created.playback_id
+        assert made.subject == f"streams/{created.stream_id}" and made.time.tzinfo is not None
+        assert renamed.data.typename__ == "StreamUpdated" and renamed.data.changed_fields == ["name"]
+
+    @check("tenantEvents for one stream delivers its encoder connecting")
+    def _():
+        event = connected.tenant_events
+        assert event.data.typename__ == "StreamConnected" and event.data.stream_id == stream.stream_id
+        assert event.data.protocol == "INGEST_PROTOCOL_RTMP"
+        assert event.subject == f"streams/{stream.stream_id}"
 
     @check("liveStreamEvents delivers the stream's start with the stream itself")
     def _():

@@ -27,13 +27,16 @@ use frameworks_commands::{CommandBus, EventStore, SecretBox};
 use crate::auth::{Authenticator, SessionKeys};
 use crate::feed::EventFeed;
 use crate::rate_limit::RateLimiter;
+use frameworks_projections::read_your_writes::ProjectionWatcher;
 
 /// The shared state of a bridge over `store`, configured by `settings`,
-/// with subscriptions fed by `subscription_feed`.
+/// with subscriptions fed by `subscription_feed` and mutations waiting on
+/// `projections`.
 pub fn state(
     store: &EventStore,
     settings: &BridgeSettings,
     subscription_feed: EventFeed,
+    projections: ProjectionWatcher,
 ) -> Result<Arc<BridgeState>, frameworks_commands::secrets::KeyRingError> {
     let secrets = SecretBox::from_spec(&settings.data_keys)?;
     let pool = store.pool().clone();
@@ -47,6 +50,7 @@ pub fn state(
         limiter: RateLimiter::new(settings.rate_limit_per_minute),
         read_your_writes: Duration::from_millis(settings.read_your_writes_timeout_ms),
         feed: subscription_feed,
+        projections,
         origins: Default::default(),
         stream_cache: Default::default(),
         pool,

@@ -5,7 +5,7 @@ use std::time::Duration;
 use frameworks_commands::{CommandBus, SecretBox};
 use frameworks_events::AggregateType;
 use frameworks_projections::control_plane;
-use frameworks_projections::read_your_writes::{WaitError, wait_for};
+use frameworks_projections::read_your_writes::{ProjectionWatcher, WaitError};
 use sqlx::PgPool;
 
 use crate::auth::Authenticator;
@@ -22,6 +22,8 @@ pub struct BridgeState {
     pub secrets: SecretBox,
     pub limiter: RateLimiter,
     pub read_your_writes: Duration,
+    /// One LISTEN connection for every mutation's read-your-writes wait.
+    pub projections: ProjectionWatcher,
     /// Kafka's events, for subscriptions.
     pub feed: EventFeed,
     pub origins: Origins,
@@ -45,15 +47,18 @@ impl BridgeState {
         id: &str,
     ) -> Result<(), ProjectionWaitError> {
         let version = self.bus.store().version(aggregate, id).await?;
-        wait_for(
-            &self.pool,
-            control_plane::NAME,
-            aggregate,
-            id,
-            version,
-            self.read_your_writes,
-        )
-        .await?;
+        let started = std::time::Instant::now();
+        self.projections
+            .wait_for(
+                control_plane::NAME,
+                aggregate,
+                id,
+                version,
+                self.read_your_writes,
+            )
+            .await?;
+        metrics::histogram!("frameworks_bridge_read_your_writes_seconds")
+            .record(started.elapsed().as_secs_f64());
         Ok(())
     }
 }

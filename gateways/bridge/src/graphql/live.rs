@@ -310,7 +310,7 @@ impl LiveSubscription {
 
 /// The caller's events, as a stream that skips (and counts) what it lags behind on.
 #[allow(clippy::type_complexity)]
-fn feed(
+pub(super) fn feed(
     ctx: &Context<'_>,
     stream_id: Option<&ID>,
 ) -> async_graphql::Result<(

@@ -5,6 +5,7 @@
 //! - [`developer_tokens`]: API tokens;
 //! - [`signing_keys`]: playback signing keys;
 //! - [`live`]: subscriptions fed from Kafka;
+//! - [`tenant_events`]: `tenantEvents`, the tenant's public events;
 //! - [`connection`], [`errors`], [`ids`], [`scalars`]: the contract's
 //!   conventions (Relay paging, result unions, global ids, `Time`).
 //!
@@ -20,10 +21,11 @@ pub mod scalars;
 pub mod server_info;
 pub mod signing_keys;
 pub mod streams;
+pub mod tenant_events;
 
 use std::sync::Arc;
 
-use async_graphql::{Context, ErrorExtensions, MergedObject, Schema};
+use async_graphql::{Context, ErrorExtensions, MergedObject, MergedSubscription, Schema};
 
 use crate::auth::{Principal, Scope};
 use crate::state::BridgeState;
@@ -49,14 +51,20 @@ pub struct Mutation(
     signing_keys::SigningKeyMutation,
 );
 
-pub type BridgeSchema = Schema<Query, Mutation, live::LiveSubscription>;
+#[derive(Debug, Default, MergedSubscription)]
+pub struct Subscription(
+    live::LiveSubscription,
+    tenant_events::TenantEventSubscription,
+);
+
+pub type BridgeSchema = Schema<Query, Mutation, Subscription>;
 
 /// The schema, without data: enough to print the SDL.
-pub fn schema_builder() -> async_graphql::SchemaBuilder<Query, Mutation, live::LiveSubscription> {
+pub fn schema_builder() -> async_graphql::SchemaBuilder<Query, Mutation, Subscription> {
     Schema::build(
         Query::default(),
         Mutation::default(),
-        live::LiveSubscription,
+        Subscription::default(),
     )
     // No field returns the interface itself; registering it makes every
     // error member declare `implements Error`.

@@ -4,7 +4,13 @@ use async_graphql::{Object, SimpleObject};
 
 /// Product features this server ships, as sorted slugs. A feature is listed
 /// once every operation of the client for it is served.
-pub const FEATURES: [&str; 4] = ["api-tokens", "signing-keys", "stream-keys", "streams"];
+pub const FEATURES: [&str; 5] = [
+    "api-tokens",
+    "signing-keys",
+    "stream-keys",
+    "streams",
+    "subscriptions",
+];
 
 #[derive(Debug, Clone, SimpleObject)]
 pub struct ServerInfo {
