@@ -57,12 +57,20 @@ assert registered.status_code == 201, registered.text
 token_b = registered.json()["token"]
 
 
-@check("register refuses a taken e-mail (409) and a bad one (400 naming the field)")
+@check("register refuses a taken e-mail (409) and bad input (400 naming the field), creating nothing")
 def _():
     again = httpx.post(f"{BASE}/auth/register", json={"email": email_b, "password": "whatever long"}, timeout=30)
     assert again.status_code == 409, again.text
     bad = httpx.post(f"{BASE}/auth/register", json={"email": "nope", "password": "whatever long"}, timeout=30)
     assert bad.status_code == 400 and bad.json()["field"] == "input.email", bad.text
+    # A refused tenant name leaves nothing behind: the e-mail is still free.
+    email_c = f"c-{uuid.uuid4().hex}@example.com"
+    unnamed = httpx.post(
+        f"{BASE}/auth/register", json={"email": email_c, "password": "whatever long", "tenantName": " "}, timeout=30
+    )
+    assert unnamed.status_code == 400 and unnamed.json()["field"] == "input.tenantName", unnamed.text
+    named = httpx.post(f"{BASE}/auth/register", json={"email": email_c, "password": "whatever long"}, timeout=30)
+    assert named.status_code == 201, named.text
 
 
 fw = FrameWorksClient(URL, token=token_a)

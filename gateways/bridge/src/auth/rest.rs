@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use frameworks_commands::aggregates::tenant::{Tenant, TenantCommand};
 use frameworks_commands::aggregates::user::{Role, User, UserCommand, UserOutcome};
 use frameworks_commands::secrets::SecretString;
+use frameworks_commands::validate;
 use frameworks_commands::{CommandContext, CommandError, ExecuteError};
 use frameworks_events::AggregateType;
 use serde::{Deserialize, Serialize};
@@ -117,7 +118,12 @@ pub async fn register(
     let user = Uuid::now_v7();
     let ctx = CommandContext::for_tenant(tenant, format!("signup:{user}"));
     let email = request.email.trim().to_owned();
-    // The e-mail is claimed first, so a taken address creates no tenant.
+    // Both commands' input is checked before either runs, so a refused
+    // request leaves neither a user without a tenant nor a tenant without
+    // an owner. The e-mail is claimed first: a taken address creates nothing.
+    let tenant_name = request.tenant_name.unwrap_or_else(|| email.clone());
+    validate::name("input.tenantName", &tenant_name, 100)
+        .map_err(|e| RestError::from(ExecuteError::Rejected(e)))?;
     let register = UserCommand::Register {
         email: email.clone(),
         display_name: request
@@ -131,7 +137,7 @@ pub async fn register(
         .execute::<User>(&user.to_string(), &register, &ctx, None)
         .await?;
     let create = TenantCommand::Create {
-        name: request.tenant_name.unwrap_or_else(|| email.clone()),
+        name: tenant_name,
         tier: "free".into(),
         region: "default".into(),
     };

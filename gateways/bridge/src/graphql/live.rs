@@ -107,15 +107,7 @@ pub struct StreamEvent {
 #[ComplexObject]
 impl StreamEvent {
     async fn stream(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Stream>> {
-        match self.stream_uuid {
-            Some(id) => {
-                state(ctx)?
-                    .stream_cache
-                    .get(&state(ctx)?.pool, &self.principal, id)
-                    .await
-            }
-            None => Ok(None),
-        }
+        referenced_stream(ctx, &self.principal, self.stream_uuid).await
     }
 }
 
@@ -154,15 +146,7 @@ pub struct ConnectionEvent {
 #[ComplexObject]
 impl ConnectionEvent {
     async fn stream(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Stream>> {
-        match self.stream_uuid {
-            Some(id) => {
-                state(ctx)?
-                    .stream_cache
-                    .get(&state(ctx)?.pool, &self.principal, id)
-                    .await
-            }
-            None => Ok(None),
-        }
+        referenced_stream(ctx, &self.principal, self.stream_uuid).await
     }
 }
 
@@ -219,15 +203,7 @@ pub struct TrackListUpdate {
 #[ComplexObject]
 impl TrackListUpdate {
     async fn stream(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Stream>> {
-        match self.stream_uuid {
-            Some(id) => {
-                state(ctx)?
-                    .stream_cache
-                    .get(&state(ctx)?.pool, &self.principal, id)
-                    .await
-            }
-            None => Ok(None),
-        }
+        referenced_stream(ctx, &self.principal, self.stream_uuid).await
     }
 }
 
@@ -306,6 +282,19 @@ impl LiveSubscription {
             }
         }))
     }
+}
+
+/// The stream an event refers to, as the caller may see it (cached briefly).
+async fn referenced_stream(
+    ctx: &Context<'_>,
+    principal: &Principal,
+    id: Option<Uuid>,
+) -> async_graphql::Result<Option<Stream>> {
+    let Some(id) = id else {
+        return Ok(None);
+    };
+    let state = state(ctx)?;
+    state.stream_cache.get(&state.pool, principal, id).await
 }
 
 /// The caller's events, as a stream that skips (and counts) what it lags behind on.
