@@ -8,6 +8,7 @@ use frameworks_bridge::BridgeSettings;
 use frameworks_bridge::feed::EventFeed;
 use frameworks_commands::{DatabaseSettings, EventStore};
 use frameworks_events::kafka::KafkaSettings;
+use frameworks_projections::live::{LiveState, LiveStateSettings};
 use frameworks_projections::read_your_writes::ProjectionWatcher;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tracing::info;
@@ -25,6 +26,9 @@ pub struct BridgeCommand {
 
     #[command(flatten)]
     kafka: KafkaSettings,
+
+    #[command(flatten)]
+    live: LiveStateSettings,
 
     #[command(flatten)]
     bridge: BridgeSettings,
@@ -45,7 +49,10 @@ impl BridgeCommand {
         let projections = ProjectionWatcher::start(store.pool().clone())
             .await
             .context("listening for projection commits")?;
-        let state = frameworks_bridge::state(&store, &self.bridge, feed, projections)
+        let live = LiveState::connect(&self.live.redis_url, &self.live.key_prefix)
+            .await
+            .context("connecting to Redis (FRAMEWORKS_REDIS_URL)")?;
+        let state = frameworks_bridge::state(&store, &self.bridge, feed, projections, live)
             .context("reading the data-key ring (FRAMEWORKS_DATA_KEYS)")?;
         let router = frameworks_bridge::http::router(
             state,

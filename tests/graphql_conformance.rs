@@ -22,20 +22,24 @@ use frameworks_commands::telemetry::{TelemetryCommand, TelemetryPublisher};
 use frameworks_events::EventPayload;
 use frameworks_events::kafka::EventPublisher;
 use frameworks_events::proto::v1::telemetry::{
-    IngestStarted, Track, TrackListUpdated, ViewerSessionStarted,
+    IngestStarted, NodeHeartbeat, NodeMetrics, Track, TrackListUpdated, ViewerSessionStarted,
 };
 
 use frameworks_commands::aggregates::api_token::{ApiToken, ApiTokenCommand, ApiTokenOutcome};
+use frameworks_commands::aggregates::infrastructure::{
+    Cluster, ClusterCapacity, ClusterCommand, ClusterOutcome, NodeIdentity, enrol_node,
+};
 use frameworks_commands::aggregates::tenant::{Tenant, TenantCommand};
 use frameworks_commands::aggregates::user::{Role, User, UserCommand};
 use frameworks_commands::{CommandBus, CommandContext, SecretBox};
 use frameworks_events::AggregateType;
 use frameworks_events::kafka::KafkaSettings;
 use frameworks_projections::control_plane;
+use frameworks_projections::live::LiveState;
 use frameworks_projections::read_your_writes::wait_for;
 use support::{
-    RoleProcess, TestDatabase, drop_topics, fresh_database, kafka_with_topics, repo_root,
-    spawn_role, within,
+    RoleProcess, TestDatabase, drop_topics, fresh_database, kafka_with_topics, redis_url,
+    repo_root, spawn_role, within,
 };
 use uuid::Uuid;
 
@@ -81,6 +85,7 @@ fn spawn_bridge(
     kafka: &KafkaSettings,
     data_keys: &str,
     session_secret: &str,
+    live_prefix: &str,
     rate_limit: u32,
 ) -> (RoleProcess, u16) {
     let port = free_port();
@@ -92,6 +97,8 @@ fn spawn_bridge(
             ("FRAMEWORKS_DATA_KEYS", data_keys.to_owned()),
             ("FRAMEWORKS_SESSION_SECRET", session_secret.to_owned()),
             ("FRAMEWORKS_BRIDGE_LISTEN", format!("127.0.0.1:{port}")),
+            ("FRAMEWORKS_REDIS_URL", redis_url()),
+            ("FRAMEWORKS_LIVE_KEY_PREFIX", live_prefix.to_owned()),
             (
                 "FRAMEWORKS_BRIDGE_RATE_LIMIT_PER_MINUTE",
                 rate_limit.to_string(),
@@ -169,6 +176,147 @@ async fn feed_edge_telemetry(kafka: KafkaSettings, tenant: Uuid, stream: String)
     }
 }
 
+#[derive(Debug, Clone)]
+struct Infrastructure {
+    /// Tenant A's own cluster, with one enrolled node.
+    own: String,
+    /// A platform cluster every tenant may use.
+    shared: String,
+    /// Another tenant's cluster.
+    foreign: String,
+    node: String,
+}
+
+async fn infrastructure(bus: &CommandBus, tenant: Uuid) -> Infrastructure {
+    let capacity = ClusterCapacity {
+        max_concurrent_streams: 250,
+        max_concurrent_viewers: 10_000,
+        max_bandwidth_mbps: 4_000,
+    };
+    let create = |name: &str, shared: bool| ClusterCommand::Create {
+        name: name.into(),
+        region: "eu-west".into(),
+        base_url: format!("https://{name}.example.net"),
+        shared,
+        capacity,
+    };
+    let owner = CommandContext::for_tenant(tenant, "test:owner");
+    let operator = CommandContext::operator("test:operator");
+    let other = CommandContext::for_tenant(Uuid::now_v7(), "test:other");
+    let (own, shared, foreign) = (
+        Uuid::now_v7().to_string(),
+        Uuid::now_v7().to_string(),
+        Uuid::now_v7().to_string(),
+    );
+    for (id, command, ctx) in [
+        (&own, create("own", false), &owner),
+        (&shared, create("shared", true), &operator),
+        (&foreign, create("foreign", false), &other),
+    ] {
+        bus.execute::<Cluster>(id, &command, ctx, None)
+            .await
+            .unwrap();
+    }
+    let issue = ClusterCommand::IssueEnrolmentToken {
+        ttl_seconds: 600,
+        name: "first edge".into(),
+    };
+    let ClusterOutcome::EnrolmentToken { token, .. } = bus
+        .execute::<Cluster>(&own, &issue, &owner, None)
+        .await
+        .unwrap()
+    else {
+        panic!("a token is issued");
+    };
+    let identity = NodeIdentity {
+        hardware_fingerprint: format!("fp-{}", Uuid::now_v7().simple()),
+        hostname: "edge-ams-1".into(),
+        edge_version: "0.3.11".into(),
+        public_host: "edge-ams-1.example.net".into(),
+        latitude: 52.37,
+        longitude: 4.9,
+    };
+    let node = enrol_node(bus, &token, &identity, &owner)
+        .await
+        .unwrap()
+        .node_id;
+    for id in [&own, &shared, &foreign] {
+        let version = bus
+            .store()
+            .version(AggregateType::Cluster, id)
+            .await
+            .unwrap();
+        wait_for(
+            bus.store().pool(),
+            control_plane::NAME,
+            AggregateType::Cluster,
+            id,
+            version,
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    }
+    wait_for(
+        bus.store().pool(),
+        control_plane::NAME,
+        AggregateType::Node,
+        &node,
+        1,
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    Infrastructure {
+        own,
+        shared,
+        foreign,
+        node,
+    }
+}
+
+/// The node's heartbeat and load, through Kafka into the live state.
+async fn report_node_load(kafka: &KafkaSettings, tenant: Uuid, node: &str) {
+    let publisher = TelemetryPublisher::new(EventPublisher::new(kafka, "test-edge").unwrap());
+    let fact = |payload: EventPayload| TelemetryCommand {
+        subject_id: node.to_owned(),
+        tenant_id: Some(tenant),
+        occurred_at: Utc::now(),
+        payload,
+        correlation_id: Uuid::now_v7(),
+    };
+    let facts = [
+        fact(
+            NodeHeartbeat {
+                edge_version: "0.3.11".into(),
+                mist_version: "3.6".into(),
+                uptime_seconds: 600,
+                mist_healthy: true,
+            }
+            .into(),
+        ),
+        fact(
+            NodeMetrics {
+                cpu_percent: 42.5,
+                memory_used_bytes: 2 * 1024 * 1024 * 1024,
+                memory_total_bytes: 8 * 1024 * 1024 * 1024,
+                bandwidth_up_bps: 250_000_000,
+                bandwidth_down_bps: 20_000_000,
+                bandwidth_limit_bps: 1_000_000_000,
+                disk_used_bytes: 10_000_000_000,
+                disk_total_bytes: 100_000_000_000,
+                active_streams: 3,
+                active_viewers: 0,
+                window_ms: 10_000,
+            }
+            .into(),
+        ),
+    ];
+    for verdict in publisher.publish_batch(&facts).await {
+        verdict.unwrap();
+    }
+}
+
 fn wait_listening(port: u16) {
     let address = SocketAddr::from(([127, 0, 0, 1], port));
     for _ in 0..300 {
@@ -187,7 +335,20 @@ async fn the_published_client_drives_every_operation_it_has_here() {
     let kafka = kafka_with_topics().await;
     let (secrets, data_keys) = SecretBox::generate("conformance");
     let session_secret = Uuid::now_v7().simple().to_string().repeat(2);
+    let live_prefix = format!("test-{}", Uuid::now_v7().simple());
     let roles = [
+        spawn_role(
+            "live-state",
+            &kafka,
+            &[
+                ("FRAMEWORKS_REDIS_URL", redis_url()),
+                ("FRAMEWORKS_LIVE_KEY_PREFIX", live_prefix.clone()),
+                // A group of its own: sharing one with another run's role
+                // (on other topics) would make each join wait for the other.
+                ("FRAMEWORKS_LIVE_GROUP", format!("{live_prefix}-live")),
+                ("FRAMEWORKS_LIVE_METRICS_LISTEN", "127.0.0.1:0".into()),
+            ],
+        ),
         spawn_role(
             "relay",
             &kafka,
@@ -202,6 +363,10 @@ async fn the_published_client_drives_every_operation_it_has_here() {
             &kafka,
             &[
                 ("FRAMEWORKS_DATABASE_URL", db.url.clone()),
+                (
+                    "FRAMEWORKS_PROJECTOR_GROUP",
+                    format!("{live_prefix}-projector"),
+                ),
                 ("FRAMEWORKS_PROJECTOR_METRICS_LISTEN", "127.0.0.1:0".into()),
             ],
         ),
@@ -263,8 +428,17 @@ async fn the_published_client_drives_every_operation_it_has_here() {
         .unwrap();
     }
 
-    let (bridge, port) = spawn_bridge(&db, &kafka, &data_keys, &session_secret, 100_000);
-    let (limited, limited_port) = spawn_bridge(&db, &kafka, &data_keys, &session_secret, 5);
+    let infrastructure = infrastructure(&bus, tenant).await;
+    let (bridge, port) = spawn_bridge(
+        &db,
+        &kafka,
+        &data_keys,
+        &session_secret,
+        &live_prefix,
+        100_000,
+    );
+    let (limited, limited_port) =
+        spawn_bridge(&db, &kafka, &data_keys, &session_secret, &live_prefix, 5);
     tokio::task::spawn_blocking(move || {
         wait_listening(port);
         wait_listening(limited_port);
@@ -272,9 +446,25 @@ async fn the_published_client_drives_every_operation_it_has_here() {
     .await
     .unwrap();
 
-    for script in ["streams.py", "tokens_and_keys.py"] {
+    // The node reports its load, so the live state has something to show.
+    report_node_load(&kafka, tenant, &infrastructure.node).await;
+    let live = LiveState::connect(&redis_url(), &live_prefix)
+        .await
+        .unwrap();
+    within(
+        Duration::from_secs(60),
+        "the node's load in the live state",
+        async {
+            while live.node(&infrastructure.node).await.unwrap().is_empty() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        },
+    )
+    .await;
+    for script in ["streams.py", "tokens_and_keys.py", "clusters.py"] {
         let script = repo_root().join("tests/conformance").join(script);
         let (python, email, read_token) = (python.clone(), email.clone(), read_token.clone());
+        let infrastructure = infrastructure.clone();
         let output = tokio::task::spawn_blocking(move || {
             Command::new(python)
                 .arg(&script)
@@ -286,6 +476,10 @@ async fn the_published_client_drives_every_operation_it_has_here() {
                 .env("FW_EMAIL_A", &email)
                 .env("FW_PASSWORD_A", password)
                 .env("FW_READ_TOKEN", &read_token)
+                .env("FW_CLUSTER_A", &infrastructure.own)
+                .env("FW_CLUSTER_SHARED", &infrastructure.shared)
+                .env("FW_CLUSTER_B", &infrastructure.foreign)
+                .env("FW_NODE_A", &infrastructure.node)
                 .output()
                 .unwrap()
         })

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use frameworks_commands::aggregates::api_token::{ApiToken, ApiTokenCommand};
 use frameworks_commands::aggregates::infrastructure::{
-    Cluster, ClusterCommand, ClusterOutcome, Node, NodeCommand, NodeIdentity, enrol_node,
+    Cluster, ClusterCapacity, ClusterCommand, ClusterOutcome, Node, NodeCommand, NodeIdentity,
+    enrol_node,
 };
 use frameworks_commands::aggregates::stream::{Ingest, Stream, StreamCommand, StreamOutcome};
 use frameworks_commands::aggregates::tenant::{Tenant, TenantCommand};
@@ -165,6 +166,11 @@ async fn workload(bus: &CommandBus, tenants: usize) {
         region: "eu-west".into(),
         base_url: "https://edge.example.net".into(),
         shared: true,
+        capacity: ClusterCapacity {
+            max_concurrent_streams: 500,
+            max_concurrent_viewers: 20_000,
+            max_bandwidth_mbps: 10_000,
+        },
     };
     bus.execute::<Cluster>(&cluster, &create, &operator, None)
         .await
@@ -173,7 +179,10 @@ async fn workload(bus: &CommandBus, tenants: usize) {
         let ClusterOutcome::EnrolmentToken { token, .. } = bus
             .execute::<Cluster>(
                 &cluster,
-                &ClusterCommand::IssueEnrolmentToken { ttl_seconds: 600 },
+                &ClusterCommand::IssueEnrolmentToken {
+                    ttl_seconds: 600,
+                    name: "edge".into(),
+                },
                 &operator,
                 None,
             )

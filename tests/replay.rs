@@ -277,10 +277,14 @@ async fn live_state_and_analytics_replays_rebuild_the_same_state() {
     for verdict in publisher.publish_batch(&facts).await {
         verdict.unwrap();
     }
+    // Groups of their own: a group shared with another run's roles (on
+    // other topics) makes every join wait for the others.
     let env = vec![
         ("FRAMEWORKS_REDIS_URL", redis_url()),
         ("FRAMEWORKS_LIVE_KEY_PREFIX", prefix.clone()),
+        ("FRAMEWORKS_LIVE_GROUP", format!("{prefix}-live")),
         ("FRAMEWORKS_CLICKHOUSE_DATABASE", base.clone()),
+        ("FRAMEWORKS_ANALYTICS_GROUP", format!("{prefix}-analytics")),
     ];
 
     // Live state: generation 1 is live (its projector ran), the replay builds 2.
@@ -288,7 +292,7 @@ async fn live_state_and_analytics_replays_rebuild_the_same_state() {
         redis_url: redis_url(),
         key_prefix: prefix.clone(),
         ttl_seconds: 90,
-        group_id: "frameworks.projection.live-state".into(),
+        group_id: format!("{prefix}-live"),
         instance_id: None,
     };
     let first = LiveStateProjector::new(&kafka, settings.clone())
@@ -339,6 +343,7 @@ async fn live_state_and_analytics_replays_rebuild_the_same_state() {
         &kafka,
         &[
             ("FRAMEWORKS_CLICKHOUSE_DATABASE", base.clone()),
+            ("FRAMEWORKS_ANALYTICS_GROUP", format!("{prefix}-analytics")),
             ("FRAMEWORKS_ANALYTICS_METRICS_LISTEN", "127.0.0.1:0".into()),
         ],
     );

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use chrono::Utc;
 use frameworks_commands::aggregates::api_token::{ApiToken, ApiTokenCommand, ApiTokenOutcome};
 use frameworks_commands::aggregates::infrastructure::{
-    Cluster, ClusterCommand, ClusterOutcome, Node, NodeCommand, NodeIdentity, enrol_node,
-    node_by_fingerprint,
+    Cluster, ClusterCapacity, ClusterCommand, ClusterOutcome, Node, NodeCommand, NodeIdentity,
+    enrol_node, node_by_fingerprint,
 };
 use frameworks_commands::aggregates::stream::{Ingest, Stream, StreamCommand, StreamOutcome};
 use frameworks_commands::aggregates::tenant::{Tenant, TenantCommand, TenantOutcome};
@@ -608,11 +608,19 @@ async fn enrolment_tokens_are_single_use_and_expire() {
         region: "eu-west".into(),
         base_url: "https://ams.example.net".into(),
         shared: true,
+        capacity: ClusterCapacity {
+            max_concurrent_streams: 500,
+            max_concurrent_viewers: 20_000,
+            max_bandwidth_mbps: 10_000,
+        },
     };
     bus.execute::<Cluster>(&cluster, &create, &operator, None)
         .await
         .unwrap();
-    let issue = ClusterCommand::IssueEnrolmentToken { ttl_seconds: 3600 };
+    let issue = ClusterCommand::IssueEnrolmentToken {
+        ttl_seconds: 3600,
+        name: "edge".into(),
+    };
     let ClusterOutcome::EnrolmentToken { token, .. } = bus
         .execute::<Cluster>(&cluster, &issue, &operator, None)
         .await
@@ -695,7 +703,10 @@ async fn enrolment_tokens_are_single_use_and_expire() {
     let ClusterOutcome::EnrolmentToken { token: short, .. } = bus
         .execute::<Cluster>(
             &cluster,
-            &ClusterCommand::IssueEnrolmentToken { ttl_seconds: 60 },
+            &ClusterCommand::IssueEnrolmentToken {
+                ttl_seconds: 60,
+                name: "edge".into(),
+            },
             &operator,
             None,
         )

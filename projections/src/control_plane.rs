@@ -75,6 +75,11 @@ fn uuid_of(event: &Event, what: &str) -> Result<Uuid, ApplyError> {
     })
 }
 
+/// A count for an `integer` column (events carry u32).
+fn count(value: u32) -> i32 {
+    i32::try_from(value).unwrap_or(i32::MAX)
+}
+
 fn sealed(secret: Option<&SealedSecret>) -> Option<Vec<u8>> {
     secret.map(Message::encode_to_vec)
 }
@@ -340,8 +345,9 @@ async fn apply_change(conn: &mut PgConnection, event: &Event) -> Result<(), Appl
         }
         EventPayload::ClusterCreated(e) => {
             sqlx::query(
-                "INSERT INTO rm_clusters (id, tenant_id, name, region, base_url, shared, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+                "INSERT INTO rm_clusters (id, tenant_id, name, region, base_url, shared,
+                    max_concurrent_streams, max_concurrent_viewers, max_bandwidth_mbps, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
             )
             .bind(uuid_of(event, "cluster")?)
             .bind(tenant)
@@ -349,6 +355,9 @@ async fn apply_change(conn: &mut PgConnection, event: &Event) -> Result<(), Appl
             .bind(&e.region)
             .bind(&e.base_url)
             .bind(e.shared)
+            .bind(count(e.max_concurrent_streams))
+            .bind(count(e.max_concurrent_viewers))
+            .bind(count(e.max_bandwidth_mbps))
             .bind(at)
             .execute(&mut *conn)
             .await?;
@@ -356,7 +365,10 @@ async fn apply_change(conn: &mut PgConnection, event: &Event) -> Result<(), Appl
         EventPayload::ClusterUpdated(e) => {
             let rows = sqlx::query(
                 "UPDATE rm_clusters SET name = COALESCE($2, name), region = COALESCE($3, region),
-                    base_url = COALESCE($4, base_url), shared = COALESCE($5, shared), updated_at = $6
+                    base_url = COALESCE($4, base_url), shared = COALESCE($5, shared),
+                    max_concurrent_streams = COALESCE($6, max_concurrent_streams),
+                    max_concurrent_viewers = COALESCE($7, max_concurrent_viewers),
+                    max_bandwidth_mbps = COALESCE($8, max_bandwidth_mbps), updated_at = $9
                  WHERE id = $1",
             )
             .bind(uuid_of(event, "cluster")?)
@@ -364,6 +376,9 @@ async fn apply_change(conn: &mut PgConnection, event: &Event) -> Result<(), Appl
             .bind(&e.region)
             .bind(&e.base_url)
             .bind(e.shared)
+            .bind(e.max_concurrent_streams.map(count))
+            .bind(e.max_concurrent_viewers.map(count))
+            .bind(e.max_bandwidth_mbps.map(count))
             .bind(at)
             .execute(&mut *conn)
             .await?;
@@ -373,10 +388,11 @@ async fn apply_change(conn: &mut PgConnection, event: &Event) -> Result<(), Appl
             let cluster = uuid_of(event, "cluster")?;
             require_row(conn, event, "rm_clusters", "cluster", cluster).await?;
             sqlx::query(
-                "INSERT INTO rm_enrolment_tokens (token_id, cluster_id, expires_at, issued_by, created_at)
-                 VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO rm_enrolment_tokens (token_id, name, cluster_id, expires_at, issued_by, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
             )
             .bind(&e.token_id)
+            .bind(&e.name)
             .bind(cluster)
             .bind(unix(e.expires_at_unix).unwrap_or(at))
             .bind(&e.issued_by_user_id)

@@ -257,6 +257,8 @@ pub fn operations(keys: &Keys, event: &Event, ttl_seconds: u64) -> Vec<Op> {
             ("bandwidth_up_bps", e.bandwidth_up_bps.to_string()),
             ("bandwidth_down_bps", e.bandwidth_down_bps.to_string()),
             ("bandwidth_limit_bps", e.bandwidth_limit_bps.to_string()),
+            ("disk_used_bytes", e.disk_used_bytes.to_string()),
+            ("disk_total_bytes", e.disk_total_bytes.to_string()),
             ("active_streams", e.active_streams.to_string()),
             ("active_viewers", e.active_viewers.to_string()),
         ]),

@@ -361,6 +361,10 @@ async fn run(load: Load) {
         None,
         &with(&[
             ("FRAMEWORKS_PROJECTOR_BATCH_WAIT_MS", "2".into()),
+            (
+                "FRAMEWORKS_PROJECTOR_GROUP",
+                format!("{}-projector", kafka.catalogue.prefix),
+            ),
             ("FRAMEWORKS_PROJECTOR_METRICS_LISTEN", "127.0.0.1:0".into()),
         ]),
     );

@@ -68,6 +68,10 @@ async fn run(load: Load) {
         ("FRAMEWORKS_REDIS_URL", redis_url.clone()),
         ("FRAMEWORKS_LIVE_KEY_PREFIX", prefix.clone()),
         ("FRAMEWORKS_CLICKHOUSE_DATABASE", clickhouse_base.clone()),
+        // Groups of their own, apart from any running roles'.
+        ("FRAMEWORKS_PROJECTOR_GROUP", format!("{prefix}-projector")),
+        ("FRAMEWORKS_LIVE_GROUP", format!("{prefix}-live")),
+        ("FRAMEWORKS_ANALYTICS_GROUP", format!("{prefix}-analytics")),
         ("FRAMEWORKS_LOG", "warn".into()),
         ("FRAMEWORKS_REPLAY_REPORT_SECONDS", "3600".into()),
     ];

@@ -12,7 +12,15 @@ BASE = URL.rsplit("/graphql", 1)[0]
 checks = 0
 
 # Every success member of the unions the scripts call.
-SUCCESS = ("Stream", "StreamKey", "DeleteSuccess", "DeveloperToken", "CreateSigningKeySuccess", "SigningKey")
+SUCCESS = (
+    "Stream",
+    "StreamKey",
+    "DeleteSuccess",
+    "DeveloperToken",
+    "CreateSigningKeySuccess",
+    "SigningKey",
+    "CreateEnrollmentTokenResponse",
+)
 
 
 def check(name):

@@ -52,16 +52,43 @@ pub enum ClusterCommand {
         region: String,
         base_url: String,
         shared: bool,
+        capacity: ClusterCapacity,
     },
     Update {
         name: Option<String>,
         region: Option<String>,
         base_url: Option<String>,
         shared: Option<bool>,
+        capacity: Option<ClusterCapacity>,
     },
     IssueEnrolmentToken {
         ttl_seconds: i64,
+        /// A label for operators (may be empty).
+        name: String,
     },
+}
+
+/// What a cluster can carry; the balancer places streams and viewers within it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterCapacity {
+    pub max_concurrent_streams: u32,
+    pub max_concurrent_viewers: u32,
+    pub max_bandwidth_mbps: u32,
+}
+
+impl ClusterCapacity {
+    fn validate(self) -> Result<Self, CommandError> {
+        for (field, value) in [
+            ("input.maxConcurrentStreams", self.max_concurrent_streams),
+            ("input.maxConcurrentViewers", self.max_concurrent_viewers),
+            ("input.maxBandwidthMbps", self.max_bandwidth_mbps),
+        ] {
+            if value == 0 {
+                return Err(CommandError::invalid(field, "must be at least 1"));
+            }
+        }
+        Ok(self)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,6 +188,7 @@ impl Aggregate for Cluster {
             region,
             base_url: url,
             shared,
+            capacity,
         } = command
         {
             if self.exists {
@@ -172,11 +200,15 @@ impl Aggregate for Cluster {
                 // Shared and platform-owned clusters are the operators' business.
                 env.ctx.require_operator()?;
             }
+            let capacity = capacity.validate()?;
             return Ok(Decision::new(ClusterOutcome::Done).event(ClusterCreated {
                 name: validate::name("input.name", name, 100)?,
                 region: validate::slug("input.region", region, 32)?,
                 base_url: base_url("input.baseUrl", url)?,
                 shared: *shared,
+                max_concurrent_streams: capacity.max_concurrent_streams,
+                max_concurrent_viewers: capacity.max_concurrent_viewers,
+                max_bandwidth_mbps: capacity.max_bandwidth_mbps,
             }));
         }
         if !self.exists {
@@ -194,7 +226,9 @@ impl Aggregate for Cluster {
                 region,
                 base_url: url,
                 shared,
+                capacity,
             } => {
+                let capacity = capacity.map(ClusterCapacity::validate).transpose()?;
                 if shared == &Some(true) {
                     env.ctx.require_operator()?;
                 }
@@ -212,13 +246,17 @@ impl Aggregate for Cluster {
                         .map(|u| base_url("input.baseUrl", u))
                         .transpose()?,
                     shared: *shared,
+                    max_concurrent_streams: capacity.map(|c| c.max_concurrent_streams),
+                    max_concurrent_viewers: capacity.map(|c| c.max_concurrent_viewers),
+                    max_bandwidth_mbps: capacity.map(|c| c.max_bandwidth_mbps),
                 };
                 if update == ClusterUpdated::default() {
                     return Err(CommandError::invalid("input", "names no field to change"));
                 }
                 Ok(Decision::new(ClusterOutcome::Done).event(update))
             }
-            ClusterCommand::IssueEnrolmentToken { ttl_seconds } => {
+            ClusterCommand::IssueEnrolmentToken { ttl_seconds, name } => {
+                let name = validate::text("input.name", name, 100)?;
                 if !(MIN_TOKEN_TTL_SECONDS..=MAX_TOKEN_TTL_SECONDS).contains(ttl_seconds) {
                     return Err(CommandError::invalid(
                         "input.ttlSeconds",
@@ -241,6 +279,7 @@ impl Aggregate for Cluster {
                     token_hash: hash.to_vec(),
                     expires_at_unix: expires_at.timestamp(),
                     issued_by_user_id: env.ctx.actor.clone(),
+                    name,
                 })
                 .claim(Claim::new(
                     claims::ENROLMENT_TOKEN_HASH,
@@ -486,4 +525,29 @@ pub async fn node_by_fingerprint(
         .store()
         .find_claim(claims::NODE_FINGERPRINT, fingerprint)
         .await?)
+}
+
+#[cfg(test)]
+mod capacity_tests {
+    use super::*;
+
+    #[test]
+    fn a_cluster_carries_at_least_one_of_everything() {
+        let capacity = ClusterCapacity {
+            max_concurrent_streams: 10,
+            max_concurrent_viewers: 0,
+            max_bandwidth_mbps: 100,
+        };
+        match capacity.validate() {
+            Err(CommandError::Validation { field, .. }) => {
+                assert_eq!(field, "input.maxConcurrentViewers");
+            }
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+        let fine = ClusterCapacity {
+            max_concurrent_viewers: 1,
+            ..capacity
+        };
+        assert_eq!(fine.validate().ok(), Some(fine));
+    }
 }

@@ -27,6 +27,7 @@ use frameworks_commands::{CommandBus, EventStore, SecretBox};
 use crate::auth::{Authenticator, SessionKeys};
 use crate::feed::EventFeed;
 use crate::rate_limit::RateLimiter;
+use frameworks_projections::live::LiveState;
 use frameworks_projections::read_your_writes::ProjectionWatcher;
 
 /// The shared state of a bridge over `store`, configured by `settings`,
@@ -37,6 +38,7 @@ pub fn state(
     settings: &BridgeSettings,
     subscription_feed: EventFeed,
     projections: ProjectionWatcher,
+    live: LiveState,
 ) -> Result<Arc<BridgeState>, frameworks_commands::secrets::KeyRingError> {
     let secrets = SecretBox::from_spec(&settings.data_keys)?;
     let pool = store.pool().clone();
@@ -51,6 +53,7 @@ pub fn state(
         read_your_writes: Duration::from_millis(settings.read_your_writes_timeout_ms),
         feed: subscription_feed,
         projections,
+        live,
         origins: Default::default(),
         stream_cache: Default::default(),
         pool,

@@ -5,6 +5,7 @@ use std::time::Duration;
 use frameworks_commands::{CommandBus, SecretBox};
 use frameworks_events::AggregateType;
 use frameworks_projections::control_plane;
+use frameworks_projections::live::LiveState;
 use frameworks_projections::read_your_writes::{ProjectionWatcher, WaitError};
 use sqlx::PgPool;
 
@@ -27,6 +28,8 @@ pub struct BridgeState {
     /// Kafka's events, for subscriptions.
     pub feed: EventFeed,
     pub origins: Origins,
+    /// Live state in Redis: node load and health.
+    pub live: LiveState,
     pub stream_cache: StreamCache,
 }
 

@@ -117,12 +117,16 @@ CREATE TABLE rm_clusters (
     region     text        NOT NULL,
     base_url   text        NOT NULL,
     shared     boolean     NOT NULL,
+    max_concurrent_streams integer NOT NULL,
+    max_concurrent_viewers integer NOT NULL,
+    max_bandwidth_mbps     integer NOT NULL,
     created_at timestamptz NOT NULL,
     updated_at timestamptz NOT NULL
 );
 
 CREATE TABLE rm_enrolment_tokens (
     token_id     text PRIMARY KEY,
+    name         text        NOT NULL,
     cluster_id   uuid        NOT NULL REFERENCES rm_clusters (id),
     expires_at   timestamptz NOT NULL,
     issued_by    text        NOT NULL,

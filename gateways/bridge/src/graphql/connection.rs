@@ -141,6 +141,28 @@ impl Page {
             .push_bind(self.limit + 1);
     }
 
+    /// Pages rows held in memory (newest first, as the SQL lists order them)
+    /// exactly as [`Page::push_sql`] pages a query; [`Page::finish`] follows.
+    pub fn select<T>(&self, mut rows: Vec<T>, position: impl Fn(&T) -> Position) -> Vec<T> {
+        if let Some(anchor) = &self.anchor {
+            let anchor = (anchor.created_at, anchor.id.clone());
+            rows.retain(|row| {
+                let p = position(row);
+                let key = (p.created_at, p.id);
+                if self.backward {
+                    key > anchor
+                } else {
+                    key < anchor
+                }
+            });
+        }
+        if self.backward {
+            rows.reverse();
+        }
+        rows.truncate(usize::try_from(self.limit + 1).unwrap_or(usize::MAX));
+        rows
+    }
+
     /// Puts fetched rows (in query order, one more than the page if there
     /// are more) into display order, with the page info.
     pub fn finish<T>(

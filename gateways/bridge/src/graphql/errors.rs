@@ -172,12 +172,22 @@ pub fn forbidden(scope: Scope) -> async_graphql::Error {
         .extend_with(|_, e| e.set("code", "FORBIDDEN"))
 }
 
+/// The error of a field naming something the caller may not see in full.
+pub fn forbidden_resource(what: &str) -> async_graphql::Error {
+    async_graphql::Error::new(format!("not allowed: {what}"))
+        .extend_with(|_, e| e.set("code", "FORBIDDEN"))
+}
+
 /// Denies a nested field the caller's token has no scope for: the field is
 /// null (its key present, as clients require) and a FORBIDDEN error stands
 /// at its path, so the rest of the answer stays usable.
 pub fn deny_field<T>(ctx: &async_graphql::Context<'_>, scope: Scope) -> Option<T> {
-    let error = forbidden(scope).into_server_error(ctx.item.pos);
-    ctx.add_error(ctx.set_error_path(error));
+    null_with(ctx, forbidden(scope))
+}
+
+/// The field is null, and `error` stands at its path.
+pub fn null_with<T>(ctx: &async_graphql::Context<'_>, error: async_graphql::Error) -> Option<T> {
+    ctx.add_error(ctx.set_error_path(error.into_server_error(ctx.item.pos)));
     None
 }
 

@@ -4,6 +4,7 @@
 //! - [`streams`]: streams and stream keys;
 //! - [`developer_tokens`]: API tokens;
 //! - [`signing_keys`]: playback signing keys;
+//! - [`clusters`]: clusters, their nodes and enrolment tokens;
 //! - [`live`]: subscriptions fed from Kafka;
 //! - [`tenant_events`]: `tenantEvents`, the tenant's public events;
 //! - [`connection`], [`errors`], [`ids`], [`scalars`]: the contract's
@@ -12,6 +13,7 @@
 //! Queries read the read models; mutations run commands and answer from the
 //! read model once it holds their effect.
 
+pub mod clusters;
 pub mod connection;
 pub mod developer_tokens;
 pub mod errors;
@@ -42,6 +44,7 @@ pub struct Query(
     streams::StreamQuery,
     developer_tokens::DeveloperTokenQuery,
     signing_keys::SigningKeyQuery,
+    clusters::ClusterQuery,
 );
 
 #[derive(Debug, Default, MergedObject)]
@@ -49,6 +52,7 @@ pub struct Mutation(
     streams::StreamMutation,
     developer_tokens::DeveloperTokenMutation,
     signing_keys::SigningKeyMutation,
+    clusters::ClusterMutation,
 );
 
 #[derive(Debug, Default, MergedSubscription)]

@@ -1,0 +1,692 @@
+//! Clusters and their edge nodes, and enrolment tokens for new nodes.
+//! A tenant sees the platform's shared clusters and its own; it sees the
+//! nodes of its own clusters only. Node load and health come from the
+//! live state in Redis.
+
+use std::collections::BTreeMap;
+
+use async_graphql::{ComplexObject, Context, Enum, ID, Json, Object, SimpleObject, Union};
+use chrono::{DateTime, Utc};
+use frameworks_commands::aggregates::infrastructure::{
+    Cluster as ClusterAggregate, ClusterCommand, ClusterOutcome,
+};
+use frameworks_events::AggregateType;
+use sqlx::FromRow;
+use uuid::Uuid;
+
+use super::connection::{ConnectionInput, Page, Position, connection};
+use super::errors::{AuthError, Refusal, ValidationError, forbidden_resource, internal, null_with};
+use super::ids;
+use super::scalars::Time;
+use super::{require, require_for_mutation, state};
+use crate::auth::{Principal, Scope};
+use crate::state::BridgeState;
+
+const CLUSTER_TYPE: &str = "Cluster";
+const NODE_TYPE: &str = "InfrastructureNode";
+const CLUSTER_COLUMNS: &str = "id, tenant_id, name, region, base_url, shared, max_concurrent_streams, max_concurrent_viewers, max_bandwidth_mbps, created_at, updated_at";
+/// Most nodes listed at once; a filtered list is paged in memory.
+const NODE_SCAN_LIMIT: i64 = 10_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+pub enum ClusterVisibility {
+    Public,
+    Unlisted,
+    Private,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+pub enum ClusterPricingModel {
+    FreeUnmetered,
+    Metered,
+    Monthly,
+    TierInherit,
+    Custom,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+pub enum NodeStatus {
+    Healthy,
+    Degraded,
+    Unhealthy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+pub enum NodeOperationalMode {
+    Normal,
+    Draining,
+    Maintenance,
+}
+
+#[derive(Debug, Clone, FromRow)]
+struct ClusterRow {
+    id: Uuid,
+    tenant_id: Option<Uuid>,
+    name: String,
+    region: String,
+    base_url: String,
+    shared: bool,
+    max_concurrent_streams: i32,
+    max_concurrent_viewers: i32,
+    max_bandwidth_mbps: i32,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+/// A streaming cluster: edge nodes under one base URL, with a capacity.
+#[derive(Debug, Clone, SimpleObject)]
+#[graphql(complex)]
+pub struct Cluster {
+    pub id: ID,
+    pub cluster_id: String,
+    pub cluster_name: String,
+    /// `shared` (the platform's) or `dedicated` (a tenant's own).
+    pub cluster_type: String,
+    /// `platform` or `private`.
+    pub deployment_model: String,
+    pub base_url: String,
+    /// Internal addresses are not exposed: always null.
+    pub database_url: Option<String>,
+    pub periscope_url: Option<String>,
+    pub kafka_brokers: Option<Vec<String>>,
+    pub max_concurrent_streams: i32,
+    pub max_concurrent_viewers: i32,
+    pub max_bandwidth_mbps: i32,
+    /// `healthy` (every live node healthy), `degraded` (some not) or
+    /// `critical` (no live node).
+    pub health_status: String,
+    /// Whether any node of the cluster is live.
+    pub is_active: bool,
+    pub is_default_cluster: bool,
+    pub is_platform_official: bool,
+    pub region_id: Option<String>,
+    /// Whether the tenant may place streams on it (shared or its own).
+    pub is_subscribed: bool,
+    pub created_at: Option<Time>,
+    pub updated_at: Option<Time>,
+    pub owner_tenant_id: Option<String>,
+    pub visibility: ClusterVisibility,
+    pub pricing_model: ClusterPricingModel,
+    pub monthly_price_cents: Option<i32>,
+    pub requires_approval: bool,
+    pub short_description: Option<String>,
+    #[graphql(skip)]
+    uuid: Uuid,
+    #[graphql(skip)]
+    owned: bool,
+}
+
+#[ComplexObject]
+impl Cluster {
+    /// The cluster's nodes; only the owner of a cluster sees them (null
+    /// with a FORBIDDEN error for the platform's shared clusters).
+    async fn nodes_connection(
+        &self,
+        ctx: &Context<'_>,
+        page: Option<ConnectionInput>,
+    ) -> async_graphql::Result<Option<InfrastructureNodesConnection>> {
+        let principal = require(ctx, Scope::InfrastructureRead)?;
+        if !self.owned {
+            let denied = forbidden_resource("the nodes of a cluster you do not own");
+            return Ok(null_with(ctx, denied));
+        }
+        nodes(state(ctx)?, principal, Some(self.uuid), None, page.as_ref())
+            .await
+            .map(Some)
+    }
+}
+
+#[derive(Debug, Clone, FromRow)]
+struct NodeRow {
+    id: Uuid,
+    cluster_id: Uuid,
+    tenant_id: Option<Uuid>,
+    hostname: String,
+    public_host: String,
+    latitude: f64,
+    longitude: f64,
+    enrolled_at: DateTime<Utc>,
+    reenrolled_at: Option<DateTime<Utc>>,
+    region: String,
+}
+
+/// An edge server of a cluster.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct InfrastructureNode {
+    pub id: ID,
+    pub node_id: String,
+    pub cluster_id: String,
+    pub node_name: String,
+    pub node_type: String,
+    pub internal_ip: Option<String>,
+    pub external_ip: Option<String>,
+    pub wireguard_ip: Option<String>,
+    pub wireguard_public_key: Option<String>,
+    pub region: Option<String>,
+    pub latitude: Option<f64>,
+    pub longitude: Option<f64>,
+    pub availability_zone: Option<String>,
+    pub cpu_cores: Option<i32>,
+    pub memory_gb: Option<i32>,
+    pub disk_gb: Option<i32>,
+    pub last_heartbeat: Option<Time>,
+    pub tags: Option<Json<serde_json::Value>>,
+    pub metadata: Option<Json<serde_json::Value>>,
+    pub created_at: Option<Time>,
+    pub updated_at: Option<Time>,
+    /// The node's load, while it reports (null when it has fallen silent).
+    pub live_state: Option<NodeLiveState>,
+    /// Draining and maintenance do not exist on this platform yet.
+    pub effective_mode: NodeOperationalMode,
+    pub routing_impact_preview: RoutingImpactPreview,
+}
+
+#[derive(Debug, Clone, SimpleObject)]
+pub struct NodeLiveState {
+    pub node_id: String,
+    pub tenant_id: String,
+    pub cpu_percent: f64,
+    /// MiB (the name is historical).
+    pub ram_used_bytes: f64,
+    /// MiB (the name is historical).
+    pub ram_total_bytes: f64,
+    pub disk_used_bytes: f64,
+    pub disk_total_bytes: f64,
+    /// Bits per second out.
+    pub up_speed: f64,
+    /// Bits per second in.
+    pub down_speed: f64,
+    pub active_streams: i32,
+    pub is_healthy: bool,
+    pub latitude: f64,
+    pub longitude: f64,
+    /// The cluster's region.
+    pub location: String,
+    pub metadata: Option<Json<serde_json::Value>>,
+    pub updated_at: Time,
+}
+
+#[derive(Debug, Clone, SimpleObject)]
+pub struct RoutingImpactPreview {
+    pub active_streams: i32,
+    pub active_viewers: i32,
+}
+
+connection!(ClustersConnection, ClusterEdge, Cluster);
+connection!(
+    InfrastructureNodesConnection,
+    InfrastructureNodeEdge,
+    InfrastructureNode
+);
+
+/// A token a new node enrols with.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct BootstrapToken {
+    pub id: ID,
+    pub name: String,
+    /// The secret: only in the answer to createEnrollmentToken.
+    pub token: Option<String>,
+    /// `edge_node`.
+    pub kind: String,
+    pub cluster_id: Option<String>,
+    pub expected_ip: Option<String>,
+    pub metadata: Option<Json<serde_json::Value>>,
+    pub usage_limit: Option<i32>,
+    pub usage_count: i32,
+    pub expires_at: Option<Time>,
+    pub used_at: Option<Time>,
+    pub created_by: Option<String>,
+    pub created_at: Time,
+}
+
+#[derive(Debug, Clone, SimpleObject)]
+pub struct CreateEnrollmentTokenResponse {
+    pub bootstrap_token: BootstrapToken,
+}
+
+#[derive(Debug, Clone, Union)]
+pub enum CreateEnrollmentTokenResult {
+    CreateEnrollmentTokenResponse(CreateEnrollmentTokenResponse),
+    ValidationError(ValidationError),
+    AuthError(AuthError),
+}
+
+#[derive(Debug, Default)]
+pub struct ClusterQuery;
+
+#[Object]
+impl ClusterQuery {
+    /// One cluster the tenant may use, by global or raw id.
+    async fn cluster(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Cluster>> {
+        let principal = require(ctx, Scope::InfrastructureRead)?;
+        let Ok(Ok(uuid)) = ids::raw(CLUSTER_TYPE, &id.0).map(|raw| raw.parse::<Uuid>()) else {
+            return Ok(None);
+        };
+        let state = state(ctx)?;
+        let row: Option<ClusterRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {CLUSTER_COLUMNS} FROM read_models.rm_clusters
+             WHERE id = $1 AND (shared OR tenant_id = $2)"
+        )))
+        .bind(uuid)
+        .bind(principal.tenant_id())
+        .fetch_optional(&state.pool)
+        .await
+        .map_err(|e| internal(&e))?;
+        match row {
+            Some(row) => Ok(Some(cluster(state, principal, row).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The clusters the tenant may use: the platform's shared ones and its own.
+    async fn clusters_connection(
+        &self,
+        ctx: &Context<'_>,
+        page: Option<ConnectionInput>,
+    ) -> async_graphql::Result<ClustersConnection> {
+        let principal = require(ctx, Scope::InfrastructureRead)?;
+        let page = Page::from_input(page.as_ref())?;
+        let state = state(ctx)?;
+        let total: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM read_models.rm_clusters WHERE shared OR tenant_id = $1",
+        )
+        .bind(principal.tenant_id())
+        .fetch_one(&state.pool)
+        .await
+        .map_err(|e| internal(&e))?;
+        let mut select = sqlx::QueryBuilder::new(format!(
+            "SELECT {CLUSTER_COLUMNS} FROM read_models.rm_clusters WHERE (shared OR tenant_id = "
+        ));
+        select.push_bind(principal.tenant_id()).push(")");
+        page.push_sql(&mut select, "created_at", "id");
+        let rows: Vec<ClusterRow> = select
+            .build_query_as()
+            .fetch_all(&state.pool)
+            .await
+            .map_err(|e| internal(&e))?;
+        let (edges, info) = page.finish(rows, |row| Position {
+            created_at: row.created_at,
+            id: row.id.to_string(),
+        });
+        let mut out = Vec::with_capacity(edges.len());
+        for (cursor, row) in edges {
+            out.push((cursor, cluster(state, principal, row).await?));
+        }
+        Ok(ClustersConnection::new(out, info, total))
+    }
+
+    /// The nodes of the tenant's own clusters, optionally of one cluster and
+    /// in one health state; `type` is `edge` (the only kind there is).
+    async fn nodes_connection(
+        &self,
+        ctx: &Context<'_>,
+        page: Option<ConnectionInput>,
+        cluster_id: Option<String>,
+        status: Option<NodeStatus>,
+        #[graphql(name = "type")] kind: Option<String>,
+    ) -> async_graphql::Result<InfrastructureNodesConnection> {
+        let principal = require(ctx, Scope::InfrastructureRead)?;
+        let state = state(ctx)?;
+        if kind
+            .as_deref()
+            .is_some_and(|k| !k.eq_ignore_ascii_case("edge"))
+        {
+            let empty =
+                Page::from_input(page.as_ref())?.finish(Vec::<Position>::new(), Clone::clone);
+            return Ok(InfrastructureNodesConnection::new(Vec::new(), empty.1, 0));
+        }
+        let cluster = match cluster_id {
+            None => None,
+            Some(id) => match ids::raw(CLUSTER_TYPE, &id).map(|raw| raw.parse::<Uuid>()) {
+                Ok(Ok(uuid)) => Some(uuid),
+                _ => return Err(super::errors::bad_input("clusterId", "is not a cluster id")),
+            },
+        };
+        nodes(state, principal, cluster, status, page.as_ref()).await
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct ClusterMutation;
+
+#[Object]
+impl ClusterMutation {
+    /// A single-use token a new edge node of the cluster enrols with.
+    /// `ttl` is a duration such as `30m`, `24h` or `1h30m` (default `24h`).
+    async fn create_enrollment_token(
+        &self,
+        ctx: &Context<'_>,
+        cluster_id: ID,
+        name: Option<String>,
+        ttl: Option<String>,
+    ) -> async_graphql::Result<CreateEnrollmentTokenResult> {
+        let principal = match require_for_mutation(ctx, Scope::InfrastructureWrite) {
+            Ok(p) => p,
+            Err(refusal) => return Ok(CreateEnrollmentTokenResult::AuthError(refusal)),
+        };
+        let ttl_seconds = match ttl.as_deref().map(parse_duration).unwrap_or(Ok(86_400)) {
+            Ok(seconds) => seconds,
+            Err(message) => {
+                return Ok(CreateEnrollmentTokenResult::ValidationError(
+                    ValidationError::new("ttl", message, Some("duration")),
+                ));
+            }
+        };
+        let not_found = || {
+            CreateEnrollmentTokenResult::ValidationError(ValidationError::new(
+                "clusterId",
+                "names no cluster of yours",
+                Some("not_found"),
+            ))
+        };
+        let Ok(Ok(uuid)) = ids::raw(CLUSTER_TYPE, &cluster_id.0).map(|raw| raw.parse::<Uuid>())
+        else {
+            return Ok(not_found());
+        };
+        let state = state(ctx)?;
+        let command = ClusterCommand::IssueEnrolmentToken {
+            ttl_seconds,
+            name: name.unwrap_or_default(),
+        };
+        let outcome = state
+            .bus
+            .execute::<ClusterAggregate>(
+                &uuid.to_string(),
+                &command,
+                &principal.command_context(),
+                None,
+            )
+            .await;
+        let (token_id, token) = match outcome {
+            Ok(ClusterOutcome::EnrolmentToken {
+                token_id, token, ..
+            }) => (token_id, token),
+            Ok(other) => {
+                return Err(internal(&std::io::Error::other(format!(
+                    "issuing an enrolment token answered {other:?}"
+                ))));
+            }
+            Err(error) => {
+                return Ok(match Refusal::of(error)? {
+                    Refusal::Validation(e) => CreateEnrollmentTokenResult::ValidationError(e),
+                    Refusal::Auth(e) => CreateEnrollmentTokenResult::AuthError(e),
+                    Refusal::NotFound(_) => not_found(),
+                });
+            }
+        };
+        state
+            .wait_until_projected(AggregateType::Cluster, &uuid.to_string())
+            .await
+            .map_err(|e| internal(&e))?;
+        let row: (String, Uuid, DateTime<Utc>, String, DateTime<Utc>) = sqlx::query_as(
+            "SELECT name, cluster_id, expires_at, issued_by, created_at
+             FROM read_models.rm_enrolment_tokens WHERE token_id = $1",
+        )
+        .bind(&token_id)
+        .fetch_one(&state.pool)
+        .await
+        .map_err(|e| internal(&e))?;
+        let (name, cluster, expires_at, issued_by, created_at) = row;
+        Ok(CreateEnrollmentTokenResult::CreateEnrollmentTokenResponse(
+            CreateEnrollmentTokenResponse {
+                bootstrap_token: BootstrapToken {
+                    id: ID(token_id),
+                    name,
+                    token: Some(token),
+                    kind: "edge_node".into(),
+                    cluster_id: Some(cluster.to_string()),
+                    expected_ip: None,
+                    metadata: None,
+                    usage_limit: Some(1),
+                    usage_count: 0,
+                    expires_at: Some(Time(expires_at)),
+                    used_at: None,
+                    created_by: Some(issued_by),
+                    created_at: Time(created_at),
+                },
+            },
+        ))
+    }
+}
+
+/// A duration of hours, minutes and seconds (`1h30m`, `90s`), in seconds.
+fn parse_duration(text: &str) -> Result<i64, String> {
+    let invalid = || format!("{text:?} is not a duration like 30m, 24h or 1h30m");
+    let mut total: i64 = 0;
+    let mut digits = String::new();
+    for c in text.trim().chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit = match c {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => return Err(invalid()),
+        };
+        let value: i64 = digits.parse().map_err(|_| invalid())?;
+        total = total
+            .checked_add(value.checked_mul(unit).ok_or_else(invalid)?)
+            .ok_or_else(invalid)?;
+        digits.clear();
+    }
+    if !digits.is_empty() || total == 0 {
+        return Err(invalid());
+    }
+    Ok(total)
+}
+
+/// A cluster as the caller sees it, with its health from the live state.
+async fn cluster(
+    state: &BridgeState,
+    principal: &Principal,
+    row: ClusterRow,
+) -> async_graphql::Result<Cluster> {
+    let node_ids: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM read_models.rm_nodes WHERE cluster_id = $1 AND decommissioned_at IS NULL",
+    )
+    .bind(row.id)
+    .fetch_all(&state.pool)
+    .await
+    .map_err(|e| internal(&e))?;
+    let mut live = 0;
+    let mut healthy = 0;
+    for node in node_ids {
+        let fields = state
+            .live
+            .node(&node.to_string())
+            .await
+            .map_err(|e| internal(&e))?;
+        if !fields.is_empty() {
+            live += 1;
+            if fields.get("mist_healthy").is_none_or(|h| h == "true") {
+                healthy += 1;
+            }
+        }
+    }
+    let owned = row.tenant_id == Some(principal.tenant_id());
+    Ok(Cluster {
+        id: ids::global(CLUSTER_TYPE, &row.id.to_string()),
+        cluster_id: row.id.to_string(),
+        cluster_name: row.name,
+        cluster_type: if row.shared { "shared" } else { "dedicated" }.into(),
+        deployment_model: if row.shared { "platform" } else { "private" }.into(),
+        base_url: row.base_url,
+        database_url: None,
+        periscope_url: None,
+        kafka_brokers: None,
+        max_concurrent_streams: row.max_concurrent_streams,
+        max_concurrent_viewers: row.max_concurrent_viewers,
+        max_bandwidth_mbps: row.max_bandwidth_mbps,
+        health_status: match (live, healthy) {
+            (0, _) => "critical",
+            (live, healthy) if live == healthy => "healthy",
+            _ => "degraded",
+        }
+        .into(),
+        is_active: live > 0,
+        is_default_cluster: false,
+        is_platform_official: row.shared,
+        region_id: Some(row.region),
+        is_subscribed: true,
+        created_at: Some(Time(row.created_at)),
+        updated_at: Some(Time(row.updated_at)),
+        owner_tenant_id: row.tenant_id.map(|t| t.to_string()),
+        visibility: if row.shared {
+            ClusterVisibility::Public
+        } else {
+            ClusterVisibility::Private
+        },
+        pricing_model: if row.shared {
+            ClusterPricingModel::TierInherit
+        } else {
+            ClusterPricingModel::FreeUnmetered
+        },
+        monthly_price_cents: None,
+        requires_approval: false,
+        short_description: None,
+        uuid: row.id,
+        owned,
+    })
+}
+
+/// The nodes of the caller's own clusters, filtered and paged.
+async fn nodes(
+    state: &BridgeState,
+    principal: &Principal,
+    cluster: Option<Uuid>,
+    status: Option<NodeStatus>,
+    page: Option<&ConnectionInput>,
+) -> async_graphql::Result<InfrastructureNodesConnection> {
+    let page = Page::from_input(page)?;
+    let rows: Vec<NodeRow> = sqlx::query_as(
+        "SELECT n.id, n.cluster_id, n.tenant_id, n.hostname, n.public_host, n.latitude, n.longitude,
+                n.enrolled_at, n.reenrolled_at, c.region
+         FROM read_models.rm_nodes n JOIN read_models.rm_clusters c ON c.id = n.cluster_id
+         WHERE c.tenant_id = $1 AND n.decommissioned_at IS NULL AND ($2::uuid IS NULL OR n.cluster_id = $2)
+         ORDER BY n.enrolled_at DESC, n.id::text DESC LIMIT $3",
+    )
+    .bind(principal.tenant_id())
+    .bind(cluster)
+    .bind(NODE_SCAN_LIMIT)
+    .fetch_all(&state.pool)
+    .await
+    .map_err(|e| internal(&e))?;
+    // Health lives in Redis, so the status filter and the count are applied here.
+    let mut described = Vec::with_capacity(rows.len());
+    for row in rows {
+        let fields = state
+            .live
+            .node(&row.id.to_string())
+            .await
+            .map_err(|e| internal(&e))?;
+        let viewers = state
+            .live
+            .node_viewers(&row.id.to_string())
+            .await
+            .map_err(|e| internal(&e))?;
+        let node = node(principal, row, &fields, viewers);
+        let health = match &node.live_state {
+            None => NodeStatus::Unhealthy,
+            Some(live) if live.is_healthy => NodeStatus::Healthy,
+            Some(_) => NodeStatus::Degraded,
+        };
+        if status.is_none_or(|wanted| wanted == health) {
+            described.push(node);
+        }
+    }
+    let total = i64::try_from(described.len()).unwrap_or(i64::MAX);
+    let position = |node: &InfrastructureNode| Position {
+        created_at: node.created_at.map_or_else(DateTime::default, |t| t.0),
+        id: node.node_id.clone(),
+    };
+    let selected = page.select(described, position);
+    let (edges, info) = page.finish(selected, position);
+    Ok(InfrastructureNodesConnection::new(edges, info, total))
+}
+
+fn number(fields: &BTreeMap<String, String>, name: &str) -> f64 {
+    fields.get(name).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+}
+
+fn node(
+    principal: &Principal,
+    row: NodeRow,
+    fields: &BTreeMap<String, String>,
+    viewers: usize,
+) -> InfrastructureNode {
+    const MIB: f64 = 1_048_576.0;
+    let last_seen = fields
+        .get("last_seen_ms")
+        .and_then(|ms| ms.parse::<i64>().ok())
+        .and_then(DateTime::from_timestamp_millis);
+    let active_streams = number(fields, "active_streams") as i32;
+    let live_state = last_seen.map(|seen| NodeLiveState {
+        node_id: row.id.to_string(),
+        tenant_id: row.tenant_id.unwrap_or(principal.tenant_id()).to_string(),
+        cpu_percent: number(fields, "cpu_percent"),
+        ram_used_bytes: number(fields, "memory_used_bytes") / MIB,
+        ram_total_bytes: number(fields, "memory_total_bytes") / MIB,
+        disk_used_bytes: number(fields, "disk_used_bytes"),
+        disk_total_bytes: number(fields, "disk_total_bytes"),
+        up_speed: number(fields, "bandwidth_up_bps"),
+        down_speed: number(fields, "bandwidth_down_bps"),
+        active_streams,
+        is_healthy: fields.get("mist_healthy").is_none_or(|h| h == "true"),
+        latitude: row.latitude,
+        longitude: row.longitude,
+        location: row.region.clone(),
+        metadata: None,
+        updated_at: Time(seen),
+    });
+    InfrastructureNode {
+        id: ids::global(NODE_TYPE, &row.id.to_string()),
+        node_id: row.id.to_string(),
+        cluster_id: row.cluster_id.to_string(),
+        node_name: row.hostname,
+        node_type: "edge".into(),
+        internal_ip: None,
+        external_ip: Some(row.public_host).filter(|h| !h.is_empty()),
+        wireguard_ip: None,
+        wireguard_public_key: None,
+        region: Some(row.region),
+        latitude: Some(row.latitude),
+        longitude: Some(row.longitude),
+        availability_zone: None,
+        cpu_cores: None,
+        memory_gb: None,
+        disk_gb: None,
+        last_heartbeat: last_seen.map(Time),
+        tags: None,
+        metadata: None,
+        created_at: Some(Time(row.enrolled_at)),
+        updated_at: Some(Time(row.reenrolled_at.unwrap_or(row.enrolled_at))),
+        live_state,
+        effective_mode: NodeOperationalMode::Normal,
+        routing_impact_preview: RoutingImpactPreview {
+            active_streams: if last_seen.is_some() {
+                active_streams
+            } else {
+                0
+            },
+            active_viewers: i32::try_from(viewers).unwrap_or(i32::MAX),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+
+    #[test]
+    fn durations_read_hours_minutes_and_seconds() {
+        assert_eq!(parse_duration("24h"), Ok(86_400));
+        assert_eq!(parse_duration("1h30m"), Ok(5_400));
+        assert_eq!(parse_duration("90s"), Ok(90));
+        assert!(parse_duration("3d").is_err());
+        assert!(parse_duration("12").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("99999999999999999h").is_err());
+    }
+}

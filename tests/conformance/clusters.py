@@ -1,0 +1,84 @@
+"""Conformance: clusters, their nodes and enrolment tokens through the
+published client. The test harness creates tenant A's own cluster with one
+enrolled node (whose load it reports), a shared platform cluster and another
+tenant's cluster. Run by tests/graphql_conformance.rs."""
+
+import os
+from datetime import datetime, timedelta, timezone
+
+from common import URL, check, done, raises, refused, session
+from livepeer_frameworks import FrameWorksClient, GraphQLError, expect_result
+from livepeer_frameworks.graphql import NodeStatus
+
+OWN, SHARED, FOREIGN, NODE = (os.environ[k] for k in ("FW_CLUSTER_A", "FW_CLUSTER_SHARED", "FW_CLUSTER_B", "FW_NODE_A"))
+partial = []
+fw = FrameWorksClient(URL, token=session(os.environ["FW_EMAIL_A"], os.environ["FW_PASSWORD_A"]), on_partial_errors=partial.append)
+reader = FrameWorksClient(URL, token=os.environ["FW_READ_TOKEN"])
+
+
+@check("cluster(id) answers the tenant's own cluster with its capacity and live health")
+def _():
+    cluster = fw.get_cluster(OWN).cluster
+    assert cluster.cluster_id == OWN and cluster.cluster_name == "own" and cluster.region_id == "eu-west"
+    assert (cluster.max_concurrent_streams, cluster.max_concurrent_viewers, cluster.max_bandwidth_mbps) == (250, 10_000, 4_000)
+    assert cluster.cluster_type == "dedicated" and cluster.visibility == "PRIVATE" and not cluster.is_platform_official
+    assert cluster.health_status == "healthy" and cluster.is_active and cluster.owner_tenant_id is not None
+    assert cluster.base_url == "https://own.example.net/" and cluster.database_url is None
+
+
+@check("a shared cluster is visible; another tenant's is not")
+def _():
+    shared = fw.get_cluster(SHARED).cluster
+    assert shared.visibility == "PUBLIC" and shared.is_platform_official and shared.owner_tenant_id is None
+    assert shared.health_status == "critical" and not shared.is_active
+    assert fw.get_cluster(FOREIGN).cluster is None
+    listed = fw.get_clusters_connection().clusters_connection
+    assert listed.total_count == 2 and {e.node.cluster_id for e in listed.edges} == {OWN, SHARED}
+
+
+@check("nodesConnection shows the own cluster's node with its live load")
+def _():
+    nodes = fw.get_nodes_connection().nodes_connection
+    assert nodes.total_count == 1
+    node = nodes.edges[0].node
+    assert node.node_id == NODE and node.cluster_id == OWN and node.node_name == "edge-ams-1"
+    assert node.node_type == "edge" and node.effective_mode == "NORMAL" and node.region == "eu-west"
+    live = node.live_state
+    assert live.cpu_percent == 42.5 and live.ram_total_bytes == 8192 and live.ram_used_bytes == 2048
+    assert live.active_streams == 3 and live.is_healthy and live.up_speed == 250_000_000
+    assert node.routing_impact_preview.active_streams == 3 and node.last_heartbeat is not None
+    assert fw.get_nodes_connection(status=NodeStatus.HEALTHY).nodes_connection.total_count == 1
+    assert fw.get_nodes_connection(status=NodeStatus.UNHEALTHY).nodes_connection.total_count == 0
+    assert fw.get_nodes_connection(cluster_id=SHARED).nodes_connection.total_count == 0
+    own = fw.get_cluster_nodes_connection(OWN).cluster.nodes_connection
+    assert [e.node.node_id for e in own.edges] == [NODE]
+
+
+@check("a shared cluster's nodes are FORBIDDEN: null, with the error at its path")
+def _():
+    cluster = fw.get_cluster_nodes_connection(SHARED).cluster
+    assert cluster is not None and cluster.nodes_connection is None
+    errors = [e for p in partial for e in p.errors]
+    assert errors[-1]["path"] == ["cluster", "nodesConnection"] and errors[-1]["extensions"]["code"] == "FORBIDDEN"
+
+
+@check("createEnrollmentToken answers a single-use token once")
+def _():
+    made = expect_result(fw.create_enrollment_token(OWN, name="edge-2", ttl="2h").create_enrollment_token, "CreateEnrollmentTokenResponse")
+    token = made.bootstrap_token
+    assert token.token.startswith("fwe_") and token.name == "edge-2" and token.kind == "edge_node"
+    assert token.cluster_id == OWN and token.usage_limit == 1 and token.usage_count == 0 and token.used_at is None
+    expected = datetime.now(timezone.utc) + timedelta(hours=2)
+    assert abs((token.expires_at - expected).total_seconds()) < 120
+
+
+@check("enrolment tokens: a bad ttl, another tenant's or the platform's cluster are refused")
+def _():
+    refused(lambda: fw.create_enrollment_token(OWN, ttl="3d").create_enrollment_token, "ValidationError", field="ttl")
+    refused(lambda: fw.create_enrollment_token(FOREIGN).create_enrollment_token, "ValidationError", field="clusterId")
+    refused(lambda: fw.create_enrollment_token(SHARED).create_enrollment_token, "AuthError")
+    refused(lambda: reader.create_enrollment_token(OWN).create_enrollment_token, "AuthError", code="FORBIDDEN")
+    raises(lambda: reader.get_clusters_connection(), GraphQLError, code="FORBIDDEN")
+
+
+done("clusters")
