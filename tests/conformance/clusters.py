@@ -36,6 +36,19 @@ def _():
     assert listed.total_count == 2 and {e.node.cluster_id for e in listed.edges} == {OWN, SHARED}
 
 
+@check("clustersAccessConnection and clustersAvailableConnection describe access")
+def _():
+    access = {e.node.cluster_id: e.node for e in fw.get_clusters_access_connection().clusters_access_connection.edges}
+    assert set(access) == {OWN, SHARED}
+    assert access[OWN].access_level == "owner" and access[SHARED].access_level == "shared"
+    assert access[OWN].resource_limits == {"maxConcurrentStreams": 250, "maxConcurrentViewers": 10000, "maxBandwidthMbps": 4000}
+    assert access[OWN].allow_private_pull_sources is False
+    available = fw.get_clusters_available_connection().clusters_available_connection
+    assert available.total_count == 1
+    (shared,) = (e.node for e in available.edges)
+    assert shared.cluster_id == SHARED and shared.auto_enroll and shared.tiers == ["free", "pro", "enterprise"]
+
+
 @check("nodesConnection shows the own cluster's node with its live load")
 def _():
     nodes = fw.get_nodes_connection().nodes_connection

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use frameworks_commands::aggregates::infrastructure::{
     Cluster as ClusterAggregate, ClusterCommand, ClusterOutcome,
 };
+use frameworks_commands::aggregates::tenant::TIERS;
 use frameworks_events::AggregateType;
 use sqlx::FromRow;
 use uuid::Uuid;
@@ -212,7 +213,37 @@ pub struct RoutingImpactPreview {
     pub active_viewers: i32,
 }
 
+/// What the tenant may do on a cluster.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct ClusterAccess {
+    pub cluster_id: String,
+    pub cluster_name: String,
+    /// `owner` (the tenant's own cluster) or `shared` (the platform's).
+    pub access_level: String,
+    /// The cluster's capacity: maxConcurrentStreams, maxConcurrentViewers, maxBandwidthMbps.
+    pub resource_limits: Option<Json<serde_json::Value>>,
+    /// Streams on this server never pull from private addresses.
+    pub allow_private_pull_sources: bool,
+}
+
+/// A cluster the tenant may use without asking: the platform's shared ones.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct AvailableCluster {
+    pub cluster_id: String,
+    pub cluster_name: String,
+    /// Tenant tiers it serves.
+    pub tiers: Vec<String>,
+    /// Whether tenants use it without subscribing.
+    pub auto_enroll: bool,
+}
+
 connection!(ClustersConnection, ClusterEdge, Cluster);
+connection!(ClusterAccessConnection, ClusterAccessEdge, ClusterAccess);
+connection!(
+    AvailableClustersConnection,
+    AvailableClusterEdge,
+    AvailableCluster
+);
 connection!(
     InfrastructureNodesConnection,
     InfrastructureNodeEdge,
@@ -285,34 +316,71 @@ impl ClusterQuery {
         page: Option<ConnectionInput>,
     ) -> async_graphql::Result<ClustersConnection> {
         let principal = require(ctx, Scope::InfrastructureRead)?;
-        let page = Page::from_input(page.as_ref())?;
         let state = state(ctx)?;
-        let total: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM read_models.rm_clusters WHERE shared OR tenant_id = $1",
-        )
-        .bind(principal.tenant_id())
-        .fetch_one(&state.pool)
-        .await
-        .map_err(|e| internal(&e))?;
-        let mut select = sqlx::QueryBuilder::new(format!(
-            "SELECT {CLUSTER_COLUMNS} FROM read_models.rm_clusters WHERE (shared OR tenant_id = "
-        ));
-        select.push_bind(principal.tenant_id()).push(")");
-        page.push_sql(&mut select, "created_at", "id");
-        let rows: Vec<ClusterRow> = select
-            .build_query_as()
-            .fetch_all(&state.pool)
-            .await
-            .map_err(|e| internal(&e))?;
-        let (edges, info) = page.finish(rows, |row| Position {
-            created_at: row.created_at,
-            id: row.id.to_string(),
-        });
-        let mut out = Vec::with_capacity(edges.len());
-        for (cursor, row) in edges {
+        let (rows, info, total) = list(state, principal, Visible::Usable, page.as_ref()).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (cursor, row) in rows {
             out.push((cursor, cluster(state, principal, row).await?));
         }
         Ok(ClustersConnection::new(out, info, total))
+    }
+
+    /// What the tenant may do on each cluster it may use.
+    async fn clusters_access_connection(
+        &self,
+        ctx: &Context<'_>,
+        page: Option<ConnectionInput>,
+    ) -> async_graphql::Result<ClusterAccessConnection> {
+        let principal = require(ctx, Scope::InfrastructureRead)?;
+        let (rows, info, total) =
+            list(state(ctx)?, principal, Visible::Usable, page.as_ref()).await?;
+        let edges = rows
+            .into_iter()
+            .map(|(cursor, row)| {
+                let access = ClusterAccess {
+                    cluster_id: row.id.to_string(),
+                    cluster_name: row.name,
+                    access_level: if row.tenant_id == Some(principal.tenant_id()) {
+                        "owner"
+                    } else {
+                        "shared"
+                    }
+                    .into(),
+                    resource_limits: Some(Json(serde_json::json!({
+                        "maxConcurrentStreams": row.max_concurrent_streams,
+                        "maxConcurrentViewers": row.max_concurrent_viewers,
+                        "maxBandwidthMbps": row.max_bandwidth_mbps,
+                    }))),
+                    allow_private_pull_sources: false,
+                };
+                (cursor, access)
+            })
+            .collect();
+        Ok(ClusterAccessConnection::new(edges, info, total))
+    }
+
+    /// The platform's shared clusters, which every tenant may use.
+    async fn clusters_available_connection(
+        &self,
+        ctx: &Context<'_>,
+        page: Option<ConnectionInput>,
+    ) -> async_graphql::Result<AvailableClustersConnection> {
+        let principal = require(ctx, Scope::InfrastructureRead)?;
+        let (rows, info, total) =
+            list(state(ctx)?, principal, Visible::Shared, page.as_ref()).await?;
+        let edges = rows
+            .into_iter()
+            .map(|(cursor, row)| {
+                let available = AvailableCluster {
+                    cluster_id: row.id.to_string(),
+                    cluster_name: row.name,
+                    tiers: TIERS.iter().map(|&t| t.to_owned()).collect(),
+                    auto_enroll: true,
+                };
+                (cursor, available)
+            })
+            .collect();
+        Ok(AvailableClustersConnection::new(edges, info, total))
     }
 
     /// The nodes of the tenant's own clusters, optionally of one cluster and
@@ -447,6 +515,58 @@ impl ClusterMutation {
             },
         ))
     }
+}
+
+/// Which clusters a listing shows.
+#[derive(Debug, Clone, Copy)]
+enum Visible {
+    /// The platform's shared clusters and the tenant's own.
+    Usable,
+    /// The platform's shared clusters.
+    Shared,
+}
+
+/// A page of clusters, newest first, with the total.
+async fn list(
+    state: &BridgeState,
+    principal: &Principal,
+    visible: Visible,
+    page: Option<&ConnectionInput>,
+) -> async_graphql::Result<(Vec<(String, ClusterRow)>, super::connection::PageInfo, i64)> {
+    let page = Page::from_input(page)?;
+    let filter = |query: &mut sqlx::QueryBuilder<sqlx::Postgres>| match visible {
+        Visible::Usable => {
+            query
+                .push(" WHERE (shared OR tenant_id = ")
+                .push_bind(principal.tenant_id())
+                .push(")");
+        }
+        Visible::Shared => {
+            query.push(" WHERE shared");
+        }
+    };
+    let mut count = sqlx::QueryBuilder::new("SELECT count(*) FROM read_models.rm_clusters");
+    filter(&mut count);
+    let total: i64 = count
+        .build_query_scalar()
+        .fetch_one(&state.pool)
+        .await
+        .map_err(|e| internal(&e))?;
+    let mut select = sqlx::QueryBuilder::new(format!(
+        "SELECT {CLUSTER_COLUMNS} FROM read_models.rm_clusters"
+    ));
+    filter(&mut select);
+    page.push_sql(&mut select, "created_at", "id");
+    let rows: Vec<ClusterRow> = select
+        .build_query_as()
+        .fetch_all(&state.pool)
+        .await
+        .map_err(|e| internal(&e))?;
+    let (edges, info) = page.finish(rows, |row| Position {
+        created_at: row.created_at,
+        id: row.id.to_string(),
+    });
+    Ok((edges, info, total))
 }
 
 /// A duration of hours, minutes and seconds (`1h30m`, `90s`), in seconds.
