@@ -240,6 +240,26 @@ async fn infrastructure(bus: &CommandBus, tenant: Uuid) -> Infrastructure {
         .await
         .unwrap()
         .node_id;
+    // The platform's cluster gets a node too (that never reports: offline).
+    let ClusterOutcome::EnrolmentToken { token, .. } = bus
+        .execute::<Cluster>(&shared, &issue, &operator, None)
+        .await
+        .unwrap()
+    else {
+        panic!("a token is issued");
+    };
+    let platform_identity = NodeIdentity {
+        hardware_fingerprint: format!("fp-{}", Uuid::now_v7().simple()),
+        hostname: "edge-fra-1".into(),
+        public_host: "edge-fra-1.example.net".into(),
+        latitude: 50.11,
+        longitude: 8.68,
+        ..identity
+    };
+    let platform_node = enrol_node(bus, &token, &platform_identity, &operator)
+        .await
+        .unwrap()
+        .node_id;
     for id in [&own, &shared, &foreign] {
         let version = bus
             .store()
@@ -257,16 +277,18 @@ async fn infrastructure(bus: &CommandBus, tenant: Uuid) -> Infrastructure {
         .await
         .unwrap();
     }
-    wait_for(
-        bus.store().pool(),
-        control_plane::NAME,
-        AggregateType::Node,
-        &node,
-        1,
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap();
+    for node in [&node, &platform_node] {
+        wait_for(
+            bus.store().pool(),
+            control_plane::NAME,
+            AggregateType::Node,
+            node,
+            1,
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    }
     Infrastructure {
         own,
         shared,

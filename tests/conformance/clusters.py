@@ -94,4 +94,17 @@ def _():
     raises(lambda: reader.get_clusters_connection(), GraphQLError, code="FORBIDDEN")
 
 
+@check("networkStatus is public and shows only the platform's clusters and nodes")
+def _():
+    status = FrameWorksClient(URL).get_network_status().network_status
+    assert [c.cluster_id for c in status.clusters] == [SHARED]
+    (cluster,) = status.clusters
+    assert cluster.node_count == 1 and cluster.healthy_node_count == 0 and cluster.status == "critical"
+    assert cluster.egress_capacity_mbps == 4000 and cluster.cluster_type == "shared" and cluster.peer_count == 0
+    assert (round(cluster.latitude, 2), round(cluster.longitude, 2)) == (50.11, 8.68)
+    assert [(n.name, n.status) for n in status.nodes] == [("edge-fra-1", "offline")]
+    assert NODE not in [n.node_id for n in status.nodes], "a tenant's own node is not public"
+    assert (status.total_nodes, status.healthy_nodes) == (1, 0) and status.peer_connections == []
+
+
 done("clusters")

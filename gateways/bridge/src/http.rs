@@ -25,7 +25,13 @@ use crate::graphql::{self, BridgeSchema};
 use crate::state::BridgeState;
 
 /// Root fields anonymous callers may query.
-const PUBLIC_FIELDS: [&str; 4] = ["serverInfo", "__typename", "__schema", "__type"];
+const PUBLIC_FIELDS: [&str; 5] = [
+    "serverInfo",
+    "networkStatus",
+    "__typename",
+    "__schema",
+    "__type",
+];
 
 #[derive(Clone)]
 struct App {

@@ -5,6 +5,7 @@
 //! - [`developer_tokens`]: API tokens;
 //! - [`signing_keys`]: playback signing keys;
 //! - [`clusters`]: clusters, their nodes and enrolment tokens;
+//! - [`network_status`]: the public map of the shared clusters;
 //! - [`live`]: subscriptions fed from Kafka;
 //! - [`tenant_events`]: `tenantEvents`, the tenant's public events;
 //! - [`connection`], [`errors`], [`ids`], [`scalars`]: the contract's
@@ -19,6 +20,7 @@ pub mod developer_tokens;
 pub mod errors;
 pub mod ids;
 pub mod live;
+pub mod network_status;
 pub mod scalars;
 pub mod server_info;
 pub mod signing_keys;
@@ -45,6 +47,7 @@ pub struct Query(
     developer_tokens::DeveloperTokenQuery,
     signing_keys::SigningKeyQuery,
     clusters::ClusterQuery,
+    network_status::NetworkStatusQuery,
 );
 
 #[derive(Debug, Default, MergedObject)]

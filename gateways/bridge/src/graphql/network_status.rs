@@ -1,0 +1,230 @@
+//! `networkStatus`: the platform's public map, open to anonymous callers.
+//! It shows the shared clusters and their nodes only, never a tenant's own
+//! infrastructure. Load and health come from the Redis live state.
+
+use async_graphql::{Context, Object, SimpleObject};
+use chrono::Utc;
+use uuid::Uuid;
+
+use super::errors::internal;
+use super::scalars::Time;
+use super::state;
+
+#[derive(Debug, Clone, SimpleObject)]
+pub struct NetworkStatus {
+    pub clusters: Vec<NetworkCluster>,
+    /// Federation links between clusters; this platform has none yet.
+    pub peer_connections: Vec<NetworkPeerConnection>,
+    pub nodes: Vec<NetworkNode>,
+    /// Registered service instances; this platform has no registry yet.
+    pub service_instances: Vec<NetworkServiceInstance>,
+    pub total_nodes: i32,
+    pub healthy_nodes: i32,
+    pub updated_at: Time,
+}
+
+/// A shared cluster with at least one node (its position is their mean).
+#[derive(Debug, Clone, SimpleObject)]
+pub struct NetworkCluster {
+    pub cluster_id: String,
+    pub name: String,
+    pub region: String,
+    pub latitude: f64,
+    pub longitude: f64,
+    pub node_count: i32,
+    pub healthy_node_count: i32,
+    pub peer_count: i32,
+    /// `healthy`, `degraded` or `critical`, as for `Cluster.healthStatus`.
+    pub status: String,
+    pub cluster_type: String,
+    pub short_description: Option<String>,
+    pub current_streams: i32,
+    pub current_viewers: i32,
+    pub egress_mbps: i32,
+    pub egress_capacity_mbps: i32,
+    pub ingress_mbps: i32,
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Clone, SimpleObject)]
+pub struct NetworkPeerConnection {
+    pub source_cluster: String,
+    pub target_cluster: String,
+    pub connected: bool,
+    pub connection_type: String,
+}
+
+#[derive(Debug, Clone, SimpleObject)]
+pub struct NetworkNode {
+    pub node_id: String,
+    pub name: String,
+    pub node_type: String,
+    pub latitude: f64,
+    pub longitude: f64,
+    /// `healthy`, `degraded` or `offline`.
+    pub status: String,
+    pub cluster_id: String,
+}
+
+#[derive(Debug, Clone, SimpleObject)]
+pub struct NetworkServiceInstance {
+    pub instance_id: String,
+    pub service_id: String,
+    pub cluster_id: String,
+    pub node_id: Option<String>,
+    pub status: String,
+    pub health_status: String,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct Row {
+    cluster_id: Uuid,
+    cluster_name: String,
+    region: String,
+    max_bandwidth_mbps: i32,
+    node_id: Uuid,
+    hostname: String,
+    latitude: f64,
+    longitude: f64,
+}
+
+#[derive(Debug, Default)]
+pub struct NetworkStatusQuery;
+
+#[Object]
+impl NetworkStatusQuery {
+    /// Public network status: the shared clusters, their nodes and load.
+    /// No tenant data; readable without signing in.
+    async fn network_status(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<NetworkStatus>> {
+        let state = state(ctx)?;
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT c.id AS cluster_id, c.name AS cluster_name, c.region, c.max_bandwidth_mbps,
+                    n.id AS node_id, n.hostname, n.latitude, n.longitude
+             FROM read_models.rm_clusters c
+             JOIN read_models.rm_nodes n ON n.cluster_id = c.id AND n.decommissioned_at IS NULL
+             WHERE c.shared
+             ORDER BY c.name, c.id, n.hostname",
+        )
+        .fetch_all(&state.pool)
+        .await
+        .map_err(|e| internal(&e))?;
+        // One sample per node, grouped by cluster in the query's order.
+        let mut groups: Vec<(Row, Vec<Sample>)> = Vec::new();
+        for row in rows {
+            let id = row.node_id.to_string();
+            let fields = state.live.node(&id).await.map_err(|e| internal(&e))?;
+            let viewers = state
+                .live
+                .node_viewers(&id)
+                .await
+                .map_err(|e| internal(&e))?;
+            let number = |name: &str| {
+                fields
+                    .get(name)
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .unwrap_or(0.0)
+            };
+            let live = !fields.is_empty();
+            let sample = Sample {
+                live,
+                healthy: live && fields.get("mist_healthy").is_none_or(|h| h == "true"),
+                streams: number("active_streams"),
+                viewers: viewers as f64,
+                up_bps: number("bandwidth_up_bps"),
+                down_bps: number("bandwidth_down_bps"),
+                node: NetworkNode {
+                    node_id: id,
+                    name: row.hostname.clone(),
+                    node_type: "edge".into(),
+                    latitude: row.latitude,
+                    longitude: row.longitude,
+                    status: String::new(),
+                    cluster_id: row.cluster_id.to_string(),
+                },
+            };
+            match groups.last_mut() {
+                Some((first, samples)) if first.cluster_id == row.cluster_id => {
+                    samples.push(sample)
+                }
+                _ => groups.push((row, vec![sample])),
+            }
+        }
+        let mut clusters = Vec::with_capacity(groups.len());
+        let mut nodes = Vec::new();
+        for (row, samples) in groups {
+            clusters.push(network_cluster(&row, &samples));
+            nodes.extend(samples.into_iter().map(|sample| {
+                let status = match (sample.live, sample.healthy) {
+                    (false, _) => "offline",
+                    (true, true) => "healthy",
+                    (true, false) => "degraded",
+                };
+                NetworkNode {
+                    status: status.into(),
+                    ..sample.node
+                }
+            }));
+        }
+        let total = i32::try_from(nodes.len()).unwrap_or(i32::MAX);
+        let healthy = i32::try_from(nodes.iter().filter(|n| n.status == "healthy").count())
+            .unwrap_or(i32::MAX);
+        Ok(Some(NetworkStatus {
+            clusters,
+            peer_connections: Vec::new(),
+            nodes,
+            service_instances: Vec::new(),
+            total_nodes: total,
+            healthy_nodes: healthy,
+            updated_at: Time(Utc::now()),
+        }))
+    }
+}
+
+/// What the live state says about one node.
+#[derive(Debug)]
+struct Sample {
+    live: bool,
+    healthy: bool,
+    streams: f64,
+    viewers: f64,
+    up_bps: f64,
+    down_bps: f64,
+    node: NetworkNode,
+}
+
+/// A cluster's figures from its nodes' samples (never empty: the query
+/// lists clusters through their nodes).
+fn network_cluster(row: &Row, samples: &[Sample]) -> NetworkCluster {
+    let count = samples.len() as f64;
+    let sum = |f: fn(&Sample) -> f64| samples.iter().map(f).sum::<f64>();
+    let live = samples.iter().filter(|s| s.live).count();
+    let healthy = samples.iter().filter(|s| s.healthy).count();
+    let whole = |x: f64| x.round() as i32;
+    NetworkCluster {
+        cluster_id: row.cluster_id.to_string(),
+        name: row.cluster_name.clone(),
+        region: row.region.clone(),
+        latitude: sum(|s| s.node.latitude) / count,
+        longitude: sum(|s| s.node.longitude) / count,
+        node_count: i32::try_from(samples.len()).unwrap_or(i32::MAX),
+        healthy_node_count: i32::try_from(healthy).unwrap_or(i32::MAX),
+        peer_count: 0,
+        status: match (live, healthy) {
+            (0, _) => "critical",
+            (live, healthy) if live == healthy => "healthy",
+            _ => "degraded",
+        }
+        .into(),
+        cluster_type: "shared".into(),
+        short_description: None,
+        current_streams: whole(sum(|s| s.streams)),
+        current_viewers: whole(sum(|s| s.viewers)),
+        egress_mbps: whole(sum(|s| s.up_bps) / 1_000_000.0),
+        egress_capacity_mbps: row.max_bandwidth_mbps,
+        ingress_mbps: whole(sum(|s| s.down_bps) / 1_000_000.0),
+        services: vec!["edge".into()],
+    }
+}
