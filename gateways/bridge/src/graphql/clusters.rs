@@ -15,7 +15,7 @@ use frameworks_events::AggregateType;
 use sqlx::FromRow;
 use uuid::Uuid;
 
-use super::connection::{ConnectionInput, Page, Position, connection};
+use super::connection::{ConnectionInput, Listing, Page, Position, connection};
 use super::errors::{AuthError, Refusal, ValidationError, forbidden_resource, internal, null_with};
 use super::ids;
 use super::scalars::Time;
@@ -545,27 +545,18 @@ async fn list(
             query.push(" WHERE shared");
         }
     };
-    let mut count = sqlx::QueryBuilder::new("SELECT count(*) FROM read_models.rm_clusters");
-    filter(&mut count);
-    let total: i64 = count
-        .build_query_scalar()
-        .fetch_one(&state.pool)
-        .await
-        .map_err(|e| internal(&e))?;
-    let mut select = sqlx::QueryBuilder::new(format!(
-        "SELECT {CLUSTER_COLUMNS} FROM read_models.rm_clusters"
-    ));
-    filter(&mut select);
-    page.push_sql(&mut select, "created_at", "id");
-    let rows: Vec<ClusterRow> = select
-        .build_query_as()
-        .fetch_all(&state.pool)
-        .await
-        .map_err(|e| internal(&e))?;
-    let (edges, info) = page.finish(rows, |row| Position {
-        created_at: row.created_at,
-        id: row.id.to_string(),
-    });
+    let listing = Listing {
+        from: "read_models.rm_clusters",
+        columns: CLUSTER_COLUMNS,
+        created_at: "created_at",
+        id: "id",
+    };
+    let (edges, info, total) = page
+        .fetch(&state.pool, listing, filter, |row: &ClusterRow| Position {
+            created_at: row.created_at,
+            id: row.id.to_string(),
+        })
+        .await?;
     Ok((edges, info, total))
 }
 

@@ -6,9 +6,10 @@ use async_graphql::{InputObject, SimpleObject};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
-use sqlx::{Postgres, QueryBuilder};
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Postgres, QueryBuilder};
 
-use super::errors::bad_input;
+use super::errors::{bad_input, internal};
 
 pub const DEFAULT_PAGE: i32 = 50;
 pub const MAX_PAGE: i32 = 500;
@@ -194,6 +195,50 @@ impl Page {
             },
         };
         (edges, info)
+    }
+}
+
+/// What one listing selects, from where, and the columns it pages on.
+#[derive(Debug, Clone, Copy)]
+pub struct Listing<'a> {
+    /// A table, or a join, to select from.
+    pub from: &'a str,
+    pub columns: &'a str,
+    pub created_at: &'a str,
+    pub id: &'a str,
+}
+
+impl Page {
+    /// Counts the rows `filter` admits (its `WHERE ...`) and fetches this
+    /// page of them, in display order, with the page info and the total.
+    pub async fn fetch<R>(
+        &self,
+        pool: &PgPool,
+        listing: Listing<'_>,
+        filter: impl Fn(&mut QueryBuilder<Postgres>),
+        position: impl Fn(&R) -> Position,
+    ) -> async_graphql::Result<(Vec<(String, R)>, PageInfo, i64)>
+    where
+        R: for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin,
+    {
+        let mut count = QueryBuilder::new(format!("SELECT count(*) FROM {}", listing.from));
+        filter(&mut count);
+        let total: i64 = count
+            .build_query_scalar()
+            .fetch_one(pool)
+            .await
+            .map_err(|e| internal(&e))?;
+        let mut select =
+            QueryBuilder::new(format!("SELECT {} FROM {}", listing.columns, listing.from));
+        filter(&mut select);
+        self.push_sql(&mut select, listing.created_at, listing.id);
+        let rows: Vec<R> = select
+            .build_query_as()
+            .fetch_all(pool)
+            .await
+            .map_err(|e| internal(&e))?;
+        let (edges, info) = self.finish(rows, position);
+        Ok((edges, info, total))
     }
 }
 

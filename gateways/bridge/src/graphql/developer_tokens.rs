@@ -6,10 +6,10 @@ use async_graphql::{Context, ID, InputObject, Object, SimpleObject, Union};
 use chrono::{DateTime, Duration, Utc};
 use frameworks_commands::aggregates::api_token::{ApiToken, ApiTokenCommand, ApiTokenOutcome};
 use frameworks_events::AggregateType;
-use sqlx::{FromRow, QueryBuilder};
+use sqlx::{FromRow, Postgres, QueryBuilder};
 use uuid::Uuid;
 
-use super::connection::{ConnectionInput, Page, Position, connection};
+use super::connection::{ConnectionInput, Listing, Page, Position, connection};
 use super::errors::{
     AuthError, DeleteSuccess, NotFoundError, RateLimitError, Refusal, ValidationError, internal,
 };
@@ -115,26 +115,23 @@ impl DeveloperTokenQuery {
         let principal = require(ctx, Scope::DeveloperWrite)?;
         let page = Page::from_input(page.as_ref())?;
         let state = state(ctx)?;
-        let total: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM read_models.rm_api_tokens WHERE tenant_id = $1",
-        )
-        .bind(principal.tenant_id())
-        .fetch_one(&state.pool)
-        .await
-        .map_err(|e| internal(&e))?;
-        let mut select =
-            QueryBuilder::new(format!("SELECT {COLUMNS} FROM {FROM} WHERE t.tenant_id = "));
-        select.push_bind(principal.tenant_id());
-        page.push_sql(&mut select, "t.created_at", "t.id");
-        let rows: Vec<TokenRow> = select
-            .build_query_as()
-            .fetch_all(&state.pool)
-            .await
-            .map_err(|e| internal(&e))?;
-        let (edges, info) = page.finish(rows, |row| Position {
-            created_at: row.created_at,
-            id: row.id.to_string(),
-        });
+        let listing = Listing {
+            from: FROM,
+            columns: COLUMNS,
+            created_at: "t.created_at",
+            id: "t.id",
+        };
+        let filter = |query: &mut QueryBuilder<Postgres>| {
+            query
+                .push(" WHERE t.tenant_id = ")
+                .push_bind(principal.tenant_id());
+        };
+        let (edges, info, total) = page
+            .fetch(&state.pool, listing, filter, |row: &TokenRow| Position {
+                created_at: row.created_at,
+                id: row.id.to_string(),
+            })
+            .await?;
         let edges = edges.into_iter().map(|(c, row)| (c, row.into())).collect();
         Ok(DeveloperTokensConnection::new(edges, info, total))
     }

@@ -10,7 +10,7 @@ use frameworks_commands::aggregates::tenant::{Tenant, TenantCommand, TenantOutco
 use frameworks_events::AggregateType;
 use sqlx::{FromRow, QueryBuilder};
 
-use super::connection::{ConnectionInput, Page, Position, connection};
+use super::connection::{ConnectionInput, Listing, Page, Position, connection};
 use super::errors::{
     AuthError, NotFoundError, RateLimitError, Refusal, ValidationError, bad_input, internal,
 };
@@ -173,26 +173,18 @@ impl SigningKeyQuery {
                 None => query,
             };
         };
-        let mut count = QueryBuilder::new("SELECT count(*) FROM read_models.rm_signing_keys");
-        filter(&mut count);
-        let total: i64 = count
-            .build_query_scalar()
-            .fetch_one(&state.pool)
-            .await
-            .map_err(|e| internal(&e))?;
-        let mut select =
-            QueryBuilder::new(format!("SELECT {COLUMNS} FROM read_models.rm_signing_keys"));
-        filter(&mut select);
-        page.push_sql(&mut select, "created_at", "kid");
-        let rows: Vec<KeyRow> = select
-            .build_query_as()
-            .fetch_all(&state.pool)
-            .await
-            .map_err(|e| internal(&e))?;
-        let (edges, info) = page.finish(rows, |row| Position {
-            created_at: row.created_at,
-            id: row.kid.clone(),
-        });
+        let listing = Listing {
+            from: "read_models.rm_signing_keys",
+            columns: COLUMNS,
+            created_at: "created_at",
+            id: "kid",
+        };
+        let (edges, info, total) = page
+            .fetch(&state.pool, listing, filter, |row: &KeyRow| Position {
+                created_at: row.created_at,
+                id: row.kid.clone(),
+            })
+            .await?;
         let edges = edges
             .into_iter()
             .map(|(c, row)| Ok((c, row.into_key()?)))

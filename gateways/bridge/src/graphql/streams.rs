@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use sqlx::{FromRow, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
-use super::connection::{ConnectionInput, Page, Position, connection};
+use super::connection::{ConnectionInput, Listing, Page, Position, connection};
 use super::errors::{
     AuthError, DeleteSuccess, NotFoundError, Refusal, ValidationError, deny_field, internal,
 };
@@ -607,27 +607,18 @@ impl StreamQuery {
                 query.push(" AND name ILIKE ").push_bind(pattern.clone());
             }
         };
-        let mut count = QueryBuilder::new("SELECT count(*) FROM read_models.rm_streams");
-        filter(&mut count);
-        let total: i64 = count
-            .build_query_scalar()
-            .fetch_one(&state.pool)
-            .await
-            .map_err(|e| internal(&e))?;
-        let mut select = QueryBuilder::new(format!(
-            "SELECT {STREAM_COLUMNS} FROM read_models.rm_streams"
-        ));
-        filter(&mut select);
-        page.push_sql(&mut select, "created_at", "id");
-        let rows: Vec<StreamRow> = select
-            .build_query_as()
-            .fetch_all(&state.pool)
-            .await
-            .map_err(|e| internal(&e))?;
-        let (edges, info) = page.finish(rows, |row| Position {
-            created_at: row.created_at,
-            id: row.id.to_string(),
-        });
+        let listing = Listing {
+            from: "read_models.rm_streams",
+            columns: STREAM_COLUMNS,
+            created_at: "created_at",
+            id: "id",
+        };
+        let (edges, info, total) = page
+            .fetch(&state.pool, listing, filter, |row: &StreamRow| Position {
+                created_at: row.created_at,
+                id: row.id.to_string(),
+            })
+            .await?;
         let edges = edges.into_iter().map(|(c, row)| (c, Stream(row))).collect();
         Ok(StreamsConnection::new(edges, info, total))
     }
@@ -661,27 +652,23 @@ impl StreamQuery {
                     .extend_with(|_, e| e.set("code", "NOT_FOUND")),
             );
         };
-        let total: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM read_models.rm_stream_keys WHERE stream_id = $1",
-        )
-        .bind(stream.id)
-        .fetch_one(&state.pool)
-        .await
-        .map_err(|e| internal(&e))?;
-        let mut select = QueryBuilder::new(
-            "SELECT key_id, stream_id, label, sealed_key, created_at FROM read_models.rm_stream_keys WHERE stream_id = ",
-        );
-        select.push_bind(stream.id);
-        page.push_sql(&mut select, "created_at", "key_id");
-        let rows: Vec<StreamKeyRow> = select
-            .build_query_as()
-            .fetch_all(&state.pool)
-            .await
-            .map_err(|e| internal(&e))?;
-        let (edges, info) = page.finish(rows, |row| Position {
-            created_at: row.created_at,
-            id: row.key_id.clone(),
-        });
+        let listing = Listing {
+            from: "read_models.rm_stream_keys",
+            columns: "key_id, stream_id, label, sealed_key, created_at",
+            created_at: "created_at",
+            id: "key_id",
+        };
+        let filter = |query: &mut QueryBuilder<Postgres>| {
+            query.push(" WHERE stream_id = ").push_bind(stream.id);
+        };
+        let (edges, info, total) = page
+            .fetch(&state.pool, listing, filter, |row: &StreamKeyRow| {
+                Position {
+                    created_at: row.created_at,
+                    id: row.key_id.clone(),
+                }
+            })
+            .await?;
         let edges = edges
             .into_iter()
             .map(|(c, row)| Ok((c, row.into_key(state)?)))
