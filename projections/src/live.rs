@@ -349,6 +349,33 @@ impl LiveState {
         self.redis.clone().scard(keys.node_viewers(node)).await
     }
 
+    /// For each node: its fields and its viewer count (empty and 0 for a node
+    /// that has fallen silent), in one round trip for them all.
+    pub async fn node_loads(
+        &self,
+        nodes: &[String],
+    ) -> Result<Vec<(BTreeMap<String, String>, usize)>, redis::RedisError> {
+        if nodes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = self.keys().await?;
+        let mut pipe = redis::pipe();
+        for node in nodes {
+            pipe.hgetall(keys.node(node)).scard(keys.node_viewers(node));
+        }
+        let replies: Vec<redis::Value> = pipe.query_async(&mut self.redis.clone()).await?;
+        let mut replies = replies.into_iter();
+        let mut loads = Vec::with_capacity(nodes.len());
+        // Two replies per node, in the order the commands were queued.
+        while let (Some(fields), Some(viewers)) = (replies.next(), replies.next()) {
+            loads.push((
+                redis::from_redis_value(fields)?,
+                redis::from_redis_value(viewers)?,
+            ));
+        }
+        Ok(loads)
+    }
+
     pub async fn node(&self, node: &str) -> Result<BTreeMap<String, String>, redis::RedisError> {
         let keys = self.keys().await?;
         self.redis.clone().hgetall(keys.node(node)).await

@@ -124,37 +124,29 @@ async fn execute(app: &App, peer: SocketAddr, headers: &HeaderMap, body: &[u8]) 
             );
         }
     };
-    let public = is_public(&request);
-    let principal = match headers.get(header::AUTHORIZATION).map(HeaderValue::to_str) {
-        None => None,
-        Some(Ok(value)) => match app.state.auth.authenticate(value).await {
-            Ok(principal) => Some(principal),
-            // A public request ignores a bad credential.
-            Err(_) if public => None,
-            Err(error) => {
-                return error_response(
-                    StatusCode::UNAUTHORIZED,
-                    "UNAUTHORIZED",
-                    &error.to_string(),
-                );
-            }
-        },
-        Some(Err(_)) if public => None,
-        Some(Err(_)) => {
-            return error_response(
-                StatusCode::UNAUTHORIZED,
-                "UNAUTHORIZED",
-                "the Authorization header is not valid text",
-            );
+    // Authenticate first: the document is parsed a second time, to see
+    // whether it is public, only for requests without a valid credential.
+    let credential = headers.get(header::AUTHORIZATION).map(HeaderValue::to_str);
+    let principal = match credential {
+        Some(Ok(value)) => app
+            .state
+            .auth
+            .authenticate(value)
+            .await
+            .map_err(|e| e.to_string()),
+        Some(Err(_)) => Err("the Authorization header is not valid text".to_owned()),
+        None => Err(
+            "authentication required: send Authorization: Bearer <session or API token>".to_owned(),
+        ),
+    };
+    let principal = match principal {
+        Ok(principal) => Some(principal),
+        // A public request ignores a missing or bad credential.
+        Err(_) if is_public(&request) => None,
+        Err(message) => {
+            return error_response(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", &message);
         }
     };
-    if principal.is_none() && !public {
-        return error_response(
-            StatusCode::UNAUTHORIZED,
-            "UNAUTHORIZED",
-            "authentication required: send Authorization: Bearer <session or API token>",
-        );
-    }
     let caller = principal.as_ref().map_or_else(
         || format!("anonymous:{}", peer.ip()),
         |p| match p {

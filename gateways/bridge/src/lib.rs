@@ -9,6 +9,7 @@
 //!   mutations run commands and answer once the read model holds them.
 
 pub mod auth;
+mod cache;
 pub mod feed;
 pub mod graphql;
 pub mod http;

@@ -3,8 +3,6 @@
 //! nodes of its own clusters only. Node load and health come from the
 //! live state in Redis.
 
-use std::collections::BTreeMap;
-
 use async_graphql::{ComplexObject, Context, Enum, ID, Json, Object, SimpleObject, Union};
 use chrono::{DateTime, Utc};
 use frameworks_commands::aggregates::infrastructure::{
@@ -18,6 +16,7 @@ use uuid::Uuid;
 use super::connection::{ConnectionInput, Listing, Page, Position, connection};
 use super::errors::{AuthError, Refusal, ValidationError, forbidden_resource, internal, null_with};
 use super::ids;
+use super::node_load::{NodeLoad, cluster_health, node_loads};
 use super::scalars::Time;
 use super::{require, require_for_mutation, state};
 use crate::auth::{Principal, Scope};
@@ -601,21 +600,9 @@ async fn cluster(
     .fetch_all(&state.pool)
     .await
     .map_err(|e| internal(&e))?;
-    let mut live = 0;
-    let mut healthy = 0;
-    for node in node_ids {
-        let fields = state
-            .live
-            .node(&node.to_string())
-            .await
-            .map_err(|e| internal(&e))?;
-        if !fields.is_empty() {
-            live += 1;
-            if fields.get("mist_healthy").is_none_or(|h| h == "true") {
-                healthy += 1;
-            }
-        }
-    }
+    let loads = node_loads(state, &node_ids).await?;
+    let live = loads.iter().filter(|load| load.live()).count();
+    let healthy = loads.iter().filter(|load| load.healthy()).count();
     let owned = row.tenant_id == Some(principal.tenant_id());
     Ok(Cluster {
         id: ids::global(CLUSTER_TYPE, &row.id.to_string()),
@@ -630,12 +617,7 @@ async fn cluster(
         max_concurrent_streams: row.max_concurrent_streams,
         max_concurrent_viewers: row.max_concurrent_viewers,
         max_bandwidth_mbps: row.max_bandwidth_mbps,
-        health_status: match (live, healthy) {
-            (0, _) => "critical",
-            (live, healthy) if live == healthy => "healthy",
-            _ => "degraded",
-        }
-        .into(),
+        health_status: cluster_health(live, healthy).into(),
         is_active: live > 0,
         is_default_cluster: false,
         is_platform_official: row.shared,
@@ -685,19 +667,11 @@ async fn nodes(
     .await
     .map_err(|e| internal(&e))?;
     // Health lives in Redis, so the status filter and the count are applied here.
+    let ids: Vec<Uuid> = rows.iter().map(|row| row.id).collect();
+    let loads = node_loads(state, &ids).await?;
     let mut described = Vec::with_capacity(rows.len());
-    for row in rows {
-        let fields = state
-            .live
-            .node(&row.id.to_string())
-            .await
-            .map_err(|e| internal(&e))?;
-        let viewers = state
-            .live
-            .node_viewers(&row.id.to_string())
-            .await
-            .map_err(|e| internal(&e))?;
-        let node = node(principal, row, &fields, viewers);
+    for (row, load) in rows.into_iter().zip(&loads) {
+        let node = node(principal, row, load);
         let health = match &node.live_state {
             None => NodeStatus::Unhealthy,
             Some(live) if live.is_healthy => NodeStatus::Healthy,
@@ -717,34 +691,22 @@ async fn nodes(
     Ok(InfrastructureNodesConnection::new(edges, info, total))
 }
 
-fn number(fields: &BTreeMap<String, String>, name: &str) -> f64 {
-    fields.get(name).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-}
-
-fn node(
-    principal: &Principal,
-    row: NodeRow,
-    fields: &BTreeMap<String, String>,
-    viewers: usize,
-) -> InfrastructureNode {
+fn node(principal: &Principal, row: NodeRow, load: &NodeLoad) -> InfrastructureNode {
     const MIB: f64 = 1_048_576.0;
-    let last_seen = fields
-        .get("last_seen_ms")
-        .and_then(|ms| ms.parse::<i64>().ok())
-        .and_then(DateTime::from_timestamp_millis);
-    let active_streams = number(fields, "active_streams") as i32;
+    let last_seen = load.last_seen();
+    let active_streams = load.number("active_streams") as i32;
     let live_state = last_seen.map(|seen| NodeLiveState {
         node_id: row.id.to_string(),
         tenant_id: row.tenant_id.unwrap_or(principal.tenant_id()).to_string(),
-        cpu_percent: number(fields, "cpu_percent"),
-        ram_used_bytes: number(fields, "memory_used_bytes") / MIB,
-        ram_total_bytes: number(fields, "memory_total_bytes") / MIB,
-        disk_used_bytes: number(fields, "disk_used_bytes"),
-        disk_total_bytes: number(fields, "disk_total_bytes"),
-        up_speed: number(fields, "bandwidth_up_bps"),
-        down_speed: number(fields, "bandwidth_down_bps"),
+        cpu_percent: load.number("cpu_percent"),
+        ram_used_bytes: load.number("memory_used_bytes") / MIB,
+        ram_total_bytes: load.number("memory_total_bytes") / MIB,
+        disk_used_bytes: load.number("disk_used_bytes"),
+        disk_total_bytes: load.number("disk_total_bytes"),
+        up_speed: load.number("bandwidth_up_bps"),
+        down_speed: load.number("bandwidth_down_bps"),
         active_streams,
-        is_healthy: fields.get("mist_healthy").is_none_or(|h| h == "true"),
+        is_healthy: load.healthy(),
         latitude: row.latitude,
         longitude: row.longitude,
         location: row.region.clone(),
@@ -781,7 +743,7 @@ fn node(
             } else {
                 0
             },
-            active_viewers: i32::try_from(viewers).unwrap_or(i32::MAX),
+            active_viewers: i32::try_from(load.viewers).unwrap_or(i32::MAX),
         },
     }
 }

@@ -558,26 +558,27 @@ mod origins {
     //! Which cluster and region a node belongs to, cached briefly: every
     //! event of a busy stream would otherwise ask the database.
 
-    use std::collections::HashMap;
-    use std::sync::{Arc, Mutex};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use sqlx::PgPool;
     use uuid::Uuid;
 
     use super::Origin;
+    use crate::cache::TtlCache;
 
-    const TTL: Duration = Duration::from_secs(30);
+    #[derive(Debug, Clone)]
+    pub struct Origins(TtlCache<String, Origin>);
 
-    #[derive(Debug, Clone, Default)]
-    pub struct Origins(Arc<Mutex<HashMap<String, (Instant, Origin)>>>);
+    impl Default for Origins {
+        fn default() -> Self {
+            Self(TtlCache::new(Duration::from_secs(30)))
+        }
+    }
 
     impl Origins {
         pub(super) async fn of(&self, pool: &PgPool, node: &str) -> Origin {
-            if let Some((at, origin)) = self.lock().get(node)
-                && at.elapsed() < TTL
-            {
-                return origin.clone();
+            if let Some(origin) = self.0.get(&node.to_owned()) {
+                return origin;
             }
             let found: Option<(Uuid, String)> = match node.parse::<Uuid>() {
                 Ok(id) => match sqlx::query_as(
@@ -601,15 +602,8 @@ mod origins {
                 cluster_id: cluster.to_string(),
                 region,
             });
-            self.lock()
-                .insert(node.to_owned(), (Instant::now(), origin.clone()));
+            self.0.insert(node.to_owned(), origin.clone());
             origin
-        }
-
-        fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, Origin)>> {
-            self.0
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
         }
     }
 }

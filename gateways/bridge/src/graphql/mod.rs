@@ -21,6 +21,7 @@ pub mod errors;
 pub mod ids;
 pub mod live;
 pub mod network_status;
+mod node_load;
 pub mod scalars;
 pub mod server_info;
 pub mod signing_keys;

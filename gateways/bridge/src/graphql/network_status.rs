@@ -7,6 +7,7 @@ use chrono::Utc;
 use uuid::Uuid;
 
 use super::errors::internal;
+use super::node_load::{NodeLoad, cluster_health, node_loads};
 use super::scalars::Time;
 use super::state;
 
@@ -111,32 +112,15 @@ impl NetworkStatusQuery {
         .fetch_all(&state.pool)
         .await
         .map_err(|e| internal(&e))?;
+        let ids: Vec<Uuid> = rows.iter().map(|row| row.node_id).collect();
+        let loads = node_loads(state, &ids).await?;
         // One sample per node, grouped by cluster in the query's order.
         let mut groups: Vec<(Row, Vec<Sample>)> = Vec::new();
-        for row in rows {
-            let id = row.node_id.to_string();
-            let fields = state.live.node(&id).await.map_err(|e| internal(&e))?;
-            let viewers = state
-                .live
-                .node_viewers(&id)
-                .await
-                .map_err(|e| internal(&e))?;
-            let number = |name: &str| {
-                fields
-                    .get(name)
-                    .and_then(|v| v.parse::<f64>().ok())
-                    .unwrap_or(0.0)
-            };
-            let live = !fields.is_empty();
+        for (row, load) in rows.into_iter().zip(loads) {
             let sample = Sample {
-                live,
-                healthy: live && fields.get("mist_healthy").is_none_or(|h| h == "true"),
-                streams: number("active_streams"),
-                viewers: viewers as f64,
-                up_bps: number("bandwidth_up_bps"),
-                down_bps: number("bandwidth_down_bps"),
+                load,
                 node: NetworkNode {
-                    node_id: id,
+                    node_id: row.node_id.to_string(),
                     name: row.hostname.clone(),
                     node_type: "edge".into(),
                     latitude: row.latitude,
@@ -157,7 +141,7 @@ impl NetworkStatusQuery {
         for (row, samples) in groups {
             clusters.push(network_cluster(&row, &samples));
             nodes.extend(samples.into_iter().map(|sample| {
-                let status = match (sample.live, sample.healthy) {
+                let status = match (sample.load.live(), sample.load.healthy()) {
                     (false, _) => "offline",
                     (true, true) => "healthy",
                     (true, false) => "degraded",
@@ -183,15 +167,10 @@ impl NetworkStatusQuery {
     }
 }
 
-/// What the live state says about one node.
+/// One node: its load, and its entry on the map.
 #[derive(Debug)]
 struct Sample {
-    live: bool,
-    healthy: bool,
-    streams: f64,
-    viewers: f64,
-    up_bps: f64,
-    down_bps: f64,
+    load: NodeLoad,
     node: NetworkNode,
 }
 
@@ -200,8 +179,8 @@ struct Sample {
 fn network_cluster(row: &Row, samples: &[Sample]) -> NetworkCluster {
     let count = samples.len() as f64;
     let sum = |f: fn(&Sample) -> f64| samples.iter().map(f).sum::<f64>();
-    let live = samples.iter().filter(|s| s.live).count();
-    let healthy = samples.iter().filter(|s| s.healthy).count();
+    let live = samples.iter().filter(|s| s.load.live()).count();
+    let healthy = samples.iter().filter(|s| s.load.healthy()).count();
     let whole = |x: f64| x.round() as i32;
     NetworkCluster {
         cluster_id: row.cluster_id.to_string(),
@@ -212,19 +191,14 @@ fn network_cluster(row: &Row, samples: &[Sample]) -> NetworkCluster {
         node_count: i32::try_from(samples.len()).unwrap_or(i32::MAX),
         healthy_node_count: i32::try_from(healthy).unwrap_or(i32::MAX),
         peer_count: 0,
-        status: match (live, healthy) {
-            (0, _) => "critical",
-            (live, healthy) if live == healthy => "healthy",
-            _ => "degraded",
-        }
-        .into(),
+        status: cluster_health(live, healthy).into(),
         cluster_type: "shared".into(),
         short_description: None,
-        current_streams: whole(sum(|s| s.streams)),
-        current_viewers: whole(sum(|s| s.viewers)),
-        egress_mbps: whole(sum(|s| s.up_bps) / 1_000_000.0),
+        current_streams: whole(sum(|s| s.load.number("active_streams"))),
+        current_viewers: whole(sum(|s| s.load.viewers as f64)),
+        egress_mbps: whole(sum(|s| s.load.number("bandwidth_up_bps")) / 1_000_000.0),
         egress_capacity_mbps: row.max_bandwidth_mbps,
-        ingress_mbps: whole(sum(|s| s.down_bps) / 1_000_000.0),
+        ingress_mbps: whole(sum(|s| s.load.number("bandwidth_down_bps")) / 1_000_000.0),
         services: vec!["edge".into()],
     }
 }

@@ -15,9 +15,7 @@ use frameworks_commands::validate;
 use frameworks_events::AggregateType;
 use frameworks_events::proto::v1::common::SealedSecret;
 use prost::Message;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sqlx::{FromRow, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
@@ -30,6 +28,7 @@ use super::ids;
 use super::scalars::Time;
 use super::{principal, require, require_for_mutation, state};
 use crate::auth::{Principal, Scope};
+use crate::cache::TtlCache;
 use crate::state::BridgeState;
 
 const STREAM_TYPE: &str = "Stream";
@@ -949,15 +948,16 @@ async fn load_stream_row(
 
 /// Streams as events refer to them, cached for a second: a thousand
 /// subscribers to one busy stream ask the database once.
-#[derive(Debug, Clone, Default)]
-pub struct StreamCache(Arc<Mutex<CachedStreams>>);
+#[derive(Debug, Clone)]
+pub struct StreamCache(TtlCache<(Uuid, Uuid), Option<StreamRow>>);
 
-/// (tenant, stream) to when it was read and what was found.
-type CachedStreams = HashMap<(Uuid, Uuid), (Instant, Option<StreamRow>)>;
+impl Default for StreamCache {
+    fn default() -> Self {
+        Self(TtlCache::new(Duration::from_secs(1)))
+    }
+}
 
 impl StreamCache {
-    const TTL: Duration = Duration::from_secs(1);
-
     pub async fn get(
         &self,
         pool: &PgPool,
@@ -965,24 +965,12 @@ impl StreamCache {
         id: Uuid,
     ) -> async_graphql::Result<Option<Stream>> {
         let key = (principal.tenant_id(), id);
-        if let Some((at, row)) = self.lock().get(&key)
-            && at.elapsed() < Self::TTL
-        {
-            return Ok(row.clone().map(Stream));
+        if let Some(row) = self.0.get(&key) {
+            return Ok(row.map(Stream));
         }
         let row = load_stream_row(pool, principal.tenant_id(), id).await?;
-        let mut cache = self.lock();
-        if cache.len() > 10_000 {
-            cache.retain(|_, (at, _)| at.elapsed() < Self::TTL);
-        }
-        cache.insert(key, (Instant::now(), row.clone()));
+        self.0.insert(key, row.clone());
         Ok(row.map(Stream))
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, CachedStreams> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
