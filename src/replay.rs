@@ -40,6 +40,11 @@ pub struct ReplayCommand {
     #[arg(long)]
     restart: bool,
 
+    /// Only rebuild when the live generation's tables are older than this
+    /// build's definitions (after an upgrade); otherwise do nothing.
+    #[arg(long)]
+    if_outdated: bool,
+
     /// Retired generations to keep after the switch (for going back by hand).
     #[arg(long, env = "FRAMEWORKS_REPLAY_KEEP_RETIRED", default_value_t = 1)]
     keep_retired: usize,
@@ -78,6 +83,7 @@ impl ReplayCommand {
         let options = ReplayOptions {
             kafka: &self.kafka,
             restart: self.restart,
+            if_outdated: self.if_outdated,
             keep_retired: self.keep_retired,
             report_every: Duration::from_secs(self.report_seconds),
         };
@@ -146,6 +152,7 @@ impl ReplayCommand {
 struct ReplayOptions<'a> {
     kafka: &'a KafkaSettings,
     restart: bool,
+    if_outdated: bool,
     keep_retired: usize,
     report_every: Duration,
 }
@@ -162,11 +169,29 @@ where
     Fut: Future<Output = anyhow::Result<()>>,
 {
     let name = generations.projection();
+    if options.if_outdated {
+        match generations.live().await? {
+            None => {
+                eprintln!("{name}: no live generation yet; the projector role builds the first");
+                return Ok(ExitCode::SUCCESS);
+            }
+            Some(live) if generations.schema_current(live).await? => {
+                eprintln!("{name}: generation {live} is up to date");
+                return Ok(ExitCode::SUCCESS);
+            }
+            Some(live) => {
+                eprintln!("{name}: generation {live} has outdated tables; rebuilding");
+            }
+        }
+    }
     let mut building = generations.building().await?;
-    if let (true, Some(abandoned)) = (options.restart, building) {
-        generations.discard(abandoned).await?;
-        eprintln!("{name}: discarded generation {abandoned}, which was building");
-        building = None;
+    if let Some(stale) = building {
+        // A replay begun by an older build would finish with the old tables.
+        if options.restart || !generations.schema_current(stale).await? {
+            generations.discard(stale).await?;
+            eprintln!("{name}: discarded generation {stale}, which was building");
+            building = None;
+        }
     }
     let generation = match building {
         Some(generation) => {

@@ -483,7 +483,12 @@ async fn the_published_client_drives_every_operation_it_has_here() {
         },
     )
     .await;
-    for script in ["streams.py", "tokens_and_keys.py", "clusters.py"] {
+    for script in [
+        "streams.py",
+        "tokens_and_keys.py",
+        "clusters.py",
+        "marketplace.py",
+    ] {
         let script = repo_root().join("tests/conformance").join(script);
         let (python, email, read_token) = (python.clone(), email.clone(), read_token.clone());
         let infrastructure = infrastructure.clone();

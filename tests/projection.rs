@@ -15,6 +15,9 @@ use frameworks_commands::aggregates::infrastructure::{
     Cluster, ClusterCapacity, ClusterCommand, ClusterOutcome, Node, NodeCommand, NodeIdentity,
     enrol_node,
 };
+use frameworks_commands::aggregates::marketplace::{
+    AccessLevel, MarketplaceCommand, PricingModel, ResourceLimits, Visibility,
+};
 use frameworks_commands::aggregates::stream::{Ingest, Stream, StreamCommand, StreamOutcome};
 use frameworks_commands::aggregates::tenant::{Tenant, TenantCommand};
 use frameworks_commands::aggregates::user::{Role, User, UserCommand};
@@ -219,6 +222,114 @@ async fn workload(bus: &CommandBus, tenants: usize) {
             )
             .await
             .unwrap();
+        }
+    }
+    marketplace(bus).await;
+}
+
+/// A tenant's cluster offered to others: subscriptions approved, rejected
+/// and cancelled, invites accepted and revoked.
+async fn marketplace(bus: &CommandBus) {
+    let owner = CommandContext::for_tenant(Uuid::now_v7(), "user:owner");
+    let cluster = Uuid::now_v7().to_string();
+    let create = ClusterCommand::Create {
+        name: "own".into(),
+        region: "eu-west".into(),
+        base_url: "https://own.example.net".into(),
+        shared: false,
+        capacity: ClusterCapacity {
+            max_concurrent_streams: 10,
+            max_concurrent_viewers: 100,
+            max_bandwidth_mbps: 1_000,
+        },
+    };
+    let run = |command: MarketplaceCommand, ctx: CommandContext| {
+        let cluster = cluster.clone();
+        async move {
+            bus.execute::<Cluster>(&cluster, &ClusterCommand::Marketplace(command), &ctx, None)
+                .await
+                .unwrap()
+        }
+    };
+    bus.execute::<Cluster>(&cluster, &create, &owner, None)
+        .await
+        .unwrap();
+    run(
+        MarketplaceCommand::Update {
+            visibility: Some(Visibility::Public),
+            pricing_model: Some(PricingModel::Monthly),
+            monthly_price_cents: Some(900),
+            requires_approval: Some(true),
+            short_description: Some("offered".into()),
+        },
+        owner.clone(),
+    )
+    .await;
+    for (i, decision) in ["approve", "reject", "cancel", "wait"]
+        .into_iter()
+        .enumerate()
+    {
+        let subscriber = CommandContext::for_tenant(Uuid::now_v7(), format!("user:s{i}"));
+        let ClusterOutcome::Subscription { subscription_id } = run(
+            MarketplaceCommand::RequestSubscription { invite_token: None },
+            subscriber.clone(),
+        )
+        .await
+        else {
+            panic!("expected a subscription")
+        };
+        match decision {
+            "approve" => {
+                run(
+                    MarketplaceCommand::ApproveSubscription { subscription_id },
+                    owner.clone(),
+                )
+                .await;
+            }
+            "reject" => {
+                let reason = "full".into();
+                run(
+                    MarketplaceCommand::RejectSubscription {
+                        subscription_id,
+                        reason,
+                    },
+                    owner.clone(),
+                )
+                .await;
+            }
+            "cancel" => {
+                run(MarketplaceCommand::CancelSubscription, subscriber).await;
+            }
+            _ => {}
+        }
+    }
+    for accept in [true, false] {
+        let invited = CommandContext::for_tenant(Uuid::now_v7(), "user:invited");
+        let invite = MarketplaceCommand::CreateInvite {
+            invited_tenant_id: invited.tenant_id.unwrap(),
+            access_level: AccessLevel::Read,
+            resource_limits: ResourceLimits {
+                max_concurrent_viewers: Some(5),
+                ..ResourceLimits::default()
+            },
+            expires_in_days: 3,
+        };
+        let ClusterOutcome::Invite { invite_id, token } = run(invite, owner.clone()).await else {
+            panic!("expected an invite")
+        };
+        if accept {
+            let invite_token = Some(token);
+            run(
+                MarketplaceCommand::RequestSubscription { invite_token },
+                invited,
+            )
+            .await;
+        } else {
+            run(
+                MarketplaceCommand::RevokeInvite { invite_id },
+                owner.clone(),
+            )
+            .await;
         }
     }
 }

@@ -232,6 +232,36 @@ async fn a_control_plane_replay_is_resumable_switches_atomically_and_the_role_fo
     )
     .await;
 
+    // After an upgrade: --if-outdated rebuilds only a generation whose
+    // tables predate this build's definitions.
+    let current = replay("control-plane", &kafka, &db_env(&db, &group))
+        .arg("--if-outdated")
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&current);
+    assert!(current.status.success(), "{stderr}");
+    assert!(stderr.contains("generation 2 is up to date"), "{stderr}");
+    assert_eq!(generations.building().await.unwrap(), None);
+    sqlx::query(
+        "UPDATE projection_generations SET schema_digest = 'an older build' WHERE generation = 2",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let upgraded = replay("control-plane", &kafka, &db_env(&db, &group))
+        .arg("--if-outdated")
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&upgraded);
+    assert!(upgraded.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("generation 2 has outdated tables"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("generation 3 is live"), "{stderr}");
+    assert!(generations.schema_current(3).await.unwrap());
+    assert_eq!(stream_count(&pool).await.unwrap(), streams as i64 + 1);
+
     drop(role);
     drop_topics(&kafka).await;
     db.drop_now().await;

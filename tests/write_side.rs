@@ -11,6 +11,9 @@ use frameworks_commands::aggregates::infrastructure::{
     Cluster, ClusterCapacity, ClusterCommand, ClusterOutcome, Node, NodeCommand, NodeIdentity,
     enrol_node, node_by_fingerprint,
 };
+use frameworks_commands::aggregates::marketplace::{
+    AccessLevel, MarketplaceCommand, ResourceLimits, Visibility, cluster_of_invite_token,
+};
 use frameworks_commands::aggregates::stream::{Ingest, Stream, StreamCommand, StreamOutcome};
 use frameworks_commands::aggregates::tenant::{Tenant, TenantCommand, TenantOutcome};
 use frameworks_commands::aggregates::user::{Role, User, UserCommand, UserOutcome};
@@ -742,5 +745,226 @@ async fn enrolment_tokens_are_single_use_and_expire() {
     enrol_node(&bus, &short, &identity(&fingerprint), &operator)
         .await
         .unwrap();
+    db.drop_now().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_subscriptions_follow_visibility_approval_and_invites() {
+    let (db, bus) = setup().await;
+    let (owner, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let as_owner = CommandContext::for_tenant(owner, "user:owner");
+    let as_b = CommandContext::for_tenant(b, "user:b");
+    let as_c = CommandContext::for_tenant(c, "user:c");
+    let cluster = Uuid::now_v7().to_string();
+    let capacity = ClusterCapacity {
+        max_concurrent_streams: 10,
+        max_concurrent_viewers: 100,
+        max_bandwidth_mbps: 1000,
+    };
+    let create = |shared| ClusterCommand::Create {
+        name: "Own edge".into(),
+        region: "eu-west".into(),
+        base_url: "https://own.example.net".into(),
+        shared,
+        capacity,
+    };
+    bus.execute::<Cluster>(&cluster, &create(false), &as_owner, None)
+        .await
+        .unwrap();
+    let market = |command| ClusterCommand::Marketplace(command);
+    let request = |token: Option<&str>| {
+        market(MarketplaceCommand::RequestSubscription {
+            invite_token: token.map(str::to_owned),
+        })
+    };
+    let subscribed = |outcome: ClusterOutcome| match outcome {
+        ClusterOutcome::Subscription { subscription_id } => subscription_id,
+        other => panic!("expected a subscription, got {other:?}"),
+    };
+
+    // A new tenant cluster is private: to others it does not exist.
+    let hidden = rejection(
+        bus.execute::<Cluster>(&cluster, &request(None), &as_b, None)
+            .await,
+    );
+    assert!(
+        matches!(hidden, CommandError::NotFound { .. }),
+        "{hidden:?}"
+    );
+    // Only its owner changes the offer.
+    let offer = market(MarketplaceCommand::Update {
+        visibility: Some(Visibility::Unlisted),
+        pricing_model: None,
+        monthly_price_cents: None,
+        requires_approval: Some(true),
+        short_description: Some("Low-latency edge in Amsterdam".into()),
+    });
+    let foreign = rejection(bus.execute::<Cluster>(&cluster, &offer, &as_b, None).await);
+    assert!(matches!(foreign, CommandError::NotFound { .. }));
+    bus.execute::<Cluster>(&cluster, &offer, &as_owner, None)
+        .await
+        .unwrap();
+
+    // Unlisted with approval: B waits, asks twice in vain, is approved.
+    let pending = subscribed(
+        bus.execute::<Cluster>(&cluster, &request(None), &as_b, None)
+            .await
+            .unwrap(),
+    );
+    let twice = rejection(
+        bus.execute::<Cluster>(&cluster, &request(None), &as_b, None)
+            .await,
+    );
+    assert!(matches!(twice, CommandError::Conflict(_)), "{twice:?}");
+    let approve = market(MarketplaceCommand::ApproveSubscription {
+        subscription_id: pending.clone(),
+    });
+    let not_owner = rejection(
+        bus.execute::<Cluster>(&cluster, &approve, &as_b, None)
+            .await,
+    );
+    assert!(matches!(not_owner, CommandError::NotFound { .. }));
+    bus.execute::<Cluster>(&cluster, &approve, &as_owner, None)
+        .await
+        .unwrap();
+    let again = rejection(
+        bus.execute::<Cluster>(&cluster, &approve, &as_owner, None)
+            .await,
+    );
+    assert!(matches!(again, CommandError::Conflict(_)));
+    let own = rejection(
+        bus.execute::<Cluster>(&cluster, &request(None), &as_owner, None)
+            .await,
+    );
+    assert_eq!(field_of(&own), "clusterId");
+
+    // An invite admits C at once, with the invite's access and limits.
+    let invite = |days| {
+        market(MarketplaceCommand::CreateInvite {
+            invited_tenant_id: c,
+            access_level: AccessLevel::Read,
+            resource_limits: ResourceLimits {
+                max_concurrent_streams: Some(2),
+                ..ResourceLimits::default()
+            },
+            expires_in_days: days,
+        })
+    };
+    let too_long = rejection(
+        bus.execute::<Cluster>(&cluster, &invite(400), &as_owner, None)
+            .await,
+    );
+    assert_eq!(field_of(&too_long), "input.expiresInDays");
+    let ClusterOutcome::Invite { token, .. } = bus
+        .execute::<Cluster>(&cluster, &invite(7), &as_owner, None)
+        .await
+        .unwrap()
+    else {
+        panic!("expected an invite");
+    };
+    assert_eq!(
+        cluster_of_invite_token(&bus, &token)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(cluster.as_str())
+    );
+    // The token is no use to another tenant.
+    let stolen = rejection(
+        bus.execute::<Cluster>(&cluster, &request(Some(&token)), &as_b, None)
+            .await,
+    );
+    assert_eq!(field_of(&stolen), "inviteToken");
+    let mut late = as_c.clone();
+    late.now = Utc::now() + chrono::Duration::days(8);
+    let expired = rejection(
+        bus.execute::<Cluster>(&cluster, &request(Some(&token)), &late, None)
+            .await,
+    );
+    assert_eq!(field_of(&expired), "inviteToken");
+    bus.execute::<Cluster>(&cluster, &request(Some(&token)), &as_c, None)
+        .await
+        .unwrap();
+    let reused = rejection(
+        bus.execute::<Cluster>(&cluster, &request(Some(&token)), &as_c, None)
+            .await,
+    );
+    assert_eq!(field_of(&reused), "inviteToken");
+
+    // A revoked invite admits nobody; a cancelled subscription can be asked again.
+    bus.execute::<Cluster>(
+        &cluster,
+        &market(MarketplaceCommand::CancelSubscription),
+        &as_b,
+        None,
+    )
+    .await
+    .unwrap();
+    let ClusterOutcome::Invite {
+        invite_id,
+        token: revoked,
+    } = bus
+        .execute::<Cluster>(
+            &cluster,
+            &market(MarketplaceCommand::CreateInvite {
+                invited_tenant_id: b,
+                access_level: AccessLevel::Write,
+                resource_limits: ResourceLimits::default(),
+                expires_in_days: 1,
+            }),
+            &as_owner,
+            None,
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("expected an invite");
+    };
+    bus.execute::<Cluster>(
+        &cluster,
+        &market(MarketplaceCommand::RevokeInvite { invite_id }),
+        &as_owner,
+        None,
+    )
+    .await
+    .unwrap();
+    let dead = rejection(
+        bus.execute::<Cluster>(&cluster, &request(Some(&revoked)), &as_b, None)
+            .await,
+    );
+    assert_eq!(field_of(&dead), "inviteToken");
+    let second = subscribed(
+        bus.execute::<Cluster>(&cluster, &request(None), &as_b, None)
+            .await
+            .unwrap(),
+    );
+    assert_ne!(second, pending);
+    bus.execute::<Cluster>(
+        &cluster,
+        &market(MarketplaceCommand::RejectSubscription {
+            subscription_id: second,
+            reason: "capacity is reserved".into(),
+        }),
+        &as_owner,
+        None,
+    )
+    .await
+    .unwrap();
+
+    // The platform's shared clusters need no subscription.
+    let shared = Uuid::now_v7().to_string();
+    bus.execute::<Cluster>(
+        &shared,
+        &create(true),
+        &CommandContext::operator("operator:ops"),
+        None,
+    )
+    .await
+    .unwrap();
+    let needless = rejection(
+        bus.execute::<Cluster>(&shared, &request(None), &as_b, None)
+            .await,
+    );
+    assert_eq!(field_of(&needless), "clusterId");
     db.drop_now().await;
 }

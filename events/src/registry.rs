@@ -173,6 +173,22 @@ event_registry! {
         = "cluster.enrolment_token_issued", Cluster, Infrastructure, 1;
     NodeEnrolmentTokenConsumed(infrastructure::NodeEnrolmentTokenConsumed)
         = "cluster.enrolment_token_consumed", Cluster, Infrastructure, 1;
+    ClusterMarketplaceUpdated(infrastructure::ClusterMarketplaceUpdated)
+        = "cluster.marketplace_updated", Cluster, Infrastructure, 1;
+    ClusterSubscriptionRequested(infrastructure::ClusterSubscriptionRequested)
+        = "cluster.subscription_requested", Cluster, Infrastructure, 1;
+    ClusterSubscriptionApproved(infrastructure::ClusterSubscriptionApproved)
+        = "cluster.subscription_approved", Cluster, Infrastructure, 1;
+    ClusterSubscriptionRejected(infrastructure::ClusterSubscriptionRejected)
+        = "cluster.subscription_rejected", Cluster, Infrastructure, 1;
+    ClusterSubscriptionCancelled(infrastructure::ClusterSubscriptionCancelled)
+        = "cluster.subscription_cancelled", Cluster, Infrastructure, 1;
+    ClusterInviteCreated(infrastructure::ClusterInviteCreated)
+        = "cluster.invite_created", Cluster, Infrastructure, 1;
+    ClusterInviteRevoked(infrastructure::ClusterInviteRevoked)
+        = "cluster.invite_revoked", Cluster, Infrastructure, 1;
+    ClusterInviteAccepted(infrastructure::ClusterInviteAccepted)
+        = "cluster.invite_accepted", Cluster, Infrastructure, 1;
     NodeEnrolled(infrastructure::NodeEnrolled) = "node.enrolled", Node, Infrastructure, 1;
     NodeReenrolled(infrastructure::NodeReenrolled) = "node.reenrolled", Node, Infrastructure, 1;
     NodeDecommissioned(infrastructure::NodeDecommissioned)

@@ -10,6 +10,7 @@
 
 use chrono::{DateTime, Utc};
 use frameworks_events::proto::v1::common::SealedSecret;
+use frameworks_events::proto::v1::infrastructure::{ClusterPricingModel, ClusterVisibility};
 use frameworks_events::proto::v1::stream::IngestMode;
 use frameworks_events::proto::v1::user::UserRole;
 use frameworks_events::{Event, EventPayload, Topic};
@@ -25,7 +26,7 @@ pub const NAME: &str = "control-plane";
 pub const TOPICS: [Topic; 3] = [Topic::Tenants, Topic::Streams, Topic::Infrastructure];
 
 /// Every read-model table, for rebuilds and comparisons.
-pub const TABLES: [&str; 9] = [
+pub const TABLES: [&str; 11] = [
     "rm_tenants",
     "rm_users",
     "rm_api_tokens",
@@ -33,6 +34,8 @@ pub const TABLES: [&str; 9] = [
     "rm_stream_keys",
     "rm_signing_keys",
     "rm_clusters",
+    "rm_cluster_subscriptions",
+    "rm_cluster_invites",
     "rm_enrolment_tokens",
     "rm_nodes",
 ];
@@ -73,6 +76,30 @@ fn uuid_of(event: &Event, what: &str) -> Result<Uuid, ApplyError> {
         event_type: event.event_type().name(),
         problem: format!("{what} id {:?} is not a UUID", event.aggregate_id),
     })
+}
+
+/// A UUID carried in an event's payload.
+fn field_uuid(event: &Event, what: &str, value: &str) -> Result<Uuid, ApplyError> {
+    Uuid::parse_str(value).map_err(|_| invalid(event, format!("{what} id {value:?} is not a UUID")))
+}
+
+fn invalid(event: &Event, problem: String) -> ApplyError {
+    ApplyError::Invalid {
+        event_type: event.event_type().name(),
+        problem,
+    }
+}
+
+/// The API's name of a protobuf enum value: its name without the type prefix.
+fn enum_name(
+    name: Result<&'static str, prost::UnknownEnumValue>,
+    prefix: &str,
+) -> Result<&'static str, String> {
+    match name {
+        Ok(name) if !name.ends_with("_UNSPECIFIED") => Ok(name.trim_start_matches(prefix)),
+        Ok(name) => Err(format!("{name} is not a value")),
+        Err(unknown) => Err(format!("{} is not a known value", unknown.0)),
+    }
 }
 
 /// A count for an `integer` column (events carry u32).
@@ -346,8 +373,9 @@ async fn apply_change(conn: &mut PgConnection, event: &Event) -> Result<(), Appl
         EventPayload::ClusterCreated(e) => {
             sqlx::query(
                 "INSERT INTO rm_clusters (id, tenant_id, name, region, base_url, shared,
-                    max_concurrent_streams, max_concurrent_viewers, max_bandwidth_mbps, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+                    max_concurrent_streams, max_concurrent_viewers, max_bandwidth_mbps,
+                    visibility, pricing_model, requires_approval, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)",
             )
             .bind(uuid_of(event, "cluster")?)
             .bind(tenant)
@@ -358,9 +386,173 @@ async fn apply_change(conn: &mut PgConnection, event: &Event) -> Result<(), Appl
             .bind(count(e.max_concurrent_streams))
             .bind(count(e.max_concurrent_viewers))
             .bind(count(e.max_bandwidth_mbps))
+            // The offer every new cluster starts with (see commands' marketplace).
+            .bind(if e.shared { "PUBLIC" } else { "PRIVATE" })
+            .bind(if e.shared {
+                "TIER_INHERIT"
+            } else {
+                "FREE_UNMETERED"
+            })
+            .bind(!e.shared)
             .bind(at)
             .execute(&mut *conn)
             .await?;
+        }
+        EventPayload::ClusterMarketplaceUpdated(e) => {
+            let visibility = e.visibility.map(|v| {
+                enum_name(
+                    ClusterVisibility::try_from(v).map(|v| v.as_str_name()),
+                    "CLUSTER_VISIBILITY_",
+                )
+            });
+            let pricing = e.pricing_model.map(|p| {
+                enum_name(
+                    ClusterPricingModel::try_from(p).map(|p| p.as_str_name()),
+                    "CLUSTER_PRICING_MODEL_",
+                )
+            });
+            let rows = sqlx::query(
+                "UPDATE rm_clusters SET visibility = COALESCE($2, visibility),
+                    pricing_model = COALESCE($3, pricing_model),
+                    monthly_price_cents = COALESCE($4, monthly_price_cents),
+                    requires_approval = COALESCE($5, requires_approval),
+                    short_description = COALESCE($6, short_description), updated_at = $7
+                 WHERE id = $1",
+            )
+            .bind(uuid_of(event, "cluster")?)
+            .bind(
+                visibility
+                    .transpose()
+                    .map_err(|problem| invalid(event, problem))?,
+            )
+            .bind(
+                pricing
+                    .transpose()
+                    .map_err(|problem| invalid(event, problem))?,
+            )
+            .bind(e.monthly_price_cents.map(count))
+            .bind(e.requires_approval)
+            .bind(&e.short_description)
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
+            touched(rows.rows_affected(), event, "cluster", &event.aggregate_id)?;
+        }
+        EventPayload::ClusterSubscriptionRequested(e) => {
+            let cluster = uuid_of(event, "cluster")?;
+            require_row(conn, event, "rm_clusters", "cluster", cluster).await?;
+            sqlx::query(
+                "INSERT INTO rm_cluster_subscriptions (id, cluster_id, tenant_id, access_level, status,
+                    resource_limits, invite_id, requested_by, requested_at, approved_at, approved_by, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11, $9)",
+            )
+            .bind(field_uuid(event, "subscription", &e.subscription_id)?)
+            .bind(cluster)
+            .bind(field_uuid(event, "subscriber tenant", &e.subscriber_tenant_id)?)
+            .bind(&e.access_level)
+            .bind(if e.active { "ACTIVE" } else { "PENDING_APPROVAL" })
+            .bind(Some(&e.resource_limits_json).filter(|j| !j.is_empty()))
+            .bind(
+                Some(&e.invite_id)
+                    .filter(|i| !i.is_empty())
+                    .map(|i| field_uuid(event, "invite", i))
+                    .transpose()?,
+            )
+            .bind(&e.requested_by)
+            .bind(at)
+            .bind(e.active.then_some(at))
+            .bind(e.active.then(|| e.requested_by.clone()))
+            .execute(&mut *conn)
+            .await?;
+        }
+        EventPayload::ClusterSubscriptionApproved(e) => {
+            let rows = sqlx::query(
+                "UPDATE rm_cluster_subscriptions SET status = 'ACTIVE', approved_at = $2, approved_by = $3, updated_at = $2
+                 WHERE id = $1",
+            )
+            .bind(field_uuid(event, "subscription", &e.subscription_id)?)
+            .bind(at)
+            .bind(&e.approved_by)
+            .execute(&mut *conn)
+            .await?;
+            touched(
+                rows.rows_affected(),
+                event,
+                "subscription",
+                &e.subscription_id,
+            )?;
+        }
+        EventPayload::ClusterSubscriptionRejected(e) => {
+            let rows = sqlx::query(
+                "UPDATE rm_cluster_subscriptions SET status = 'REJECTED', rejection_reason = $2, updated_at = $3
+                 WHERE id = $1",
+            )
+            .bind(field_uuid(event, "subscription", &e.subscription_id)?)
+            .bind(&e.reason)
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
+            touched(
+                rows.rows_affected(),
+                event,
+                "subscription",
+                &e.subscription_id,
+            )?;
+        }
+        EventPayload::ClusterSubscriptionCancelled(e) => {
+            let rows = sqlx::query(
+                "UPDATE rm_cluster_subscriptions SET status = 'CANCELLED', updated_at = $2 WHERE id = $1",
+            )
+            .bind(field_uuid(event, "subscription", &e.subscription_id)?)
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
+            touched(
+                rows.rows_affected(),
+                event,
+                "subscription",
+                &e.subscription_id,
+            )?;
+        }
+        EventPayload::ClusterInviteCreated(e) => {
+            let cluster = uuid_of(event, "cluster")?;
+            require_row(conn, event, "rm_clusters", "cluster", cluster).await?;
+            sqlx::query(
+                "INSERT INTO rm_cluster_invites (id, cluster_id, invited_tenant_id, invite_token, access_level,
+                    resource_limits, status, created_by, created_at, expires_at)
+                 VALUES ($1, $2, $3, $4, $5, $6::jsonb, 'pending', $7, $8, $9)",
+            )
+            .bind(field_uuid(event, "invite", &e.invite_id)?)
+            .bind(cluster)
+            .bind(field_uuid(event, "invited tenant", &e.invited_tenant_id)?)
+            .bind(&e.invite_token)
+            .bind(&e.access_level)
+            .bind(Some(&e.resource_limits_json).filter(|j| !j.is_empty()))
+            .bind(&e.created_by)
+            .bind(at)
+            .bind(unix(e.expires_at_unix).unwrap_or(at))
+            .execute(&mut *conn)
+            .await?;
+        }
+        EventPayload::ClusterInviteRevoked(e) => {
+            let rows = sqlx::query(
+                "UPDATE rm_cluster_invites SET status = 'revoked', revoked_at = $2 WHERE id = $1",
+            )
+            .bind(field_uuid(event, "invite", &e.invite_id)?)
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
+            touched(rows.rows_affected(), event, "invite", &e.invite_id)?;
+        }
+        EventPayload::ClusterInviteAccepted(e) => {
+            let rows = sqlx::query(
+                "UPDATE rm_cluster_invites SET status = 'accepted', accepted_at = $2 WHERE id = $1",
+            )
+            .bind(field_uuid(event, "invite", &e.invite_id)?)
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
+            touched(rows.rows_affected(), event, "invite", &e.invite_id)?;
         }
         EventPayload::ClusterUpdated(e) => {
             let rows = sqlx::query(

@@ -20,6 +20,9 @@ SUCCESS = (
     "CreateSigningKeySuccess",
     "SigningKey",
     "CreateEnrollmentTokenResponse",
+    "ClusterSubscription",
+    "ClusterInvite",
+    "Cluster",
 )
 
 

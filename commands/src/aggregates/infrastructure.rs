@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use crate::aggregate::{Aggregate, CommandContext, Decision, HandleEnv};
 use crate::aggregates::claims;
+use crate::aggregates::marketplace::{Marketplace, MarketplaceCommand};
 use crate::bus::{CommandBus, build_events};
 use crate::error::{CommandError, ExecuteError};
 use crate::secrets::{new_token, sha256, sha256_hex};
@@ -41,8 +42,10 @@ struct EnrolmentToken {
 pub struct Cluster {
     exists: bool,
     owner: Option<Uuid>,
+    shared: bool,
     /// Keyed by the token's SHA-256 (hex).
     tokens: HashMap<String, EnrolmentToken>,
+    marketplace: Marketplace,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -66,6 +69,8 @@ pub enum ClusterCommand {
         /// A label for operators (may be empty).
         name: String,
     },
+    /// The offer, subscriptions and invites (see [`crate::aggregates::marketplace`]).
+    Marketplace(MarketplaceCommand),
 }
 
 /// What a cluster can carry; the balancer places streams and viewers within it.
@@ -99,6 +104,14 @@ pub enum ClusterOutcome {
         token_id: String,
         token: String,
         expires_at: DateTime<Utc>,
+    },
+    Subscription {
+        subscription_id: String,
+    },
+    /// The invite's token in clear, for its creator to pass on.
+    Invite {
+        invite_id: String,
+        token: String,
     },
 }
 
@@ -147,9 +160,16 @@ impl Aggregate for Cluster {
 
     fn apply(&mut self, event: &Event) {
         match &event.payload {
-            EventPayload::ClusterCreated(_) => {
+            EventPayload::ClusterCreated(created) => {
                 self.exists = true;
                 self.owner = event.tenant_id;
+                self.shared = created.shared;
+                self.marketplace = Marketplace::for_cluster(created.shared);
+            }
+            EventPayload::ClusterUpdated(updated) => {
+                if let Some(shared) = updated.shared {
+                    self.shared = shared;
+                }
             }
             EventPayload::NodeEnrolmentTokenIssued(issued) => {
                 let expires_at =
@@ -169,7 +189,7 @@ impl Aggregate for Cluster {
                     token.consumed = true;
                 }
             }
-            _ => {}
+            _ => self.marketplace.apply(event),
         }
     }
 
@@ -214,13 +234,21 @@ impl Aggregate for Cluster {
         if !self.exists {
             return Err(CommandError::not_found(Self::RESOURCE, id));
         }
+        if let ClusterCommand::Marketplace(command) = command {
+            // Subscribers act here too, so the marketplace checks who may do what.
+            return self
+                .marketplace
+                .decide(command, self.owner, self.shared, env);
+        }
         if self.owner.is_some() {
             env.ctx.ensure_owner(self.owner, Self::RESOURCE, id)?;
         } else {
             env.ctx.require_operator()?;
         }
         match command {
-            ClusterCommand::Create { .. } => unreachable!("handled above"),
+            ClusterCommand::Create { .. } | ClusterCommand::Marketplace(_) => {
+                unreachable!("handled above")
+            }
             ClusterCommand::Update {
                 name,
                 region,

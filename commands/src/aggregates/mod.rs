@@ -2,6 +2,7 @@
 
 pub mod api_token;
 pub mod infrastructure;
+pub mod marketplace;
 pub mod stream;
 pub mod tenant;
 pub mod user;
@@ -20,4 +21,6 @@ pub mod claims {
     pub const ENROLMENT_TOKEN_HASH: &str = "enrolment-token-hash";
     /// Hardware fingerprint -> node id.
     pub const NODE_FINGERPRINT: &str = "node-fingerprint";
+    /// SHA-256 (hex) of a cluster invite token -> cluster id.
+    pub const CLUSTER_INVITE_TOKEN_HASH: &str = "cluster-invite-token-hash";
 }

@@ -51,6 +51,12 @@ pub trait Generations {
     /// Per partition, the next offset the generation will apply.
     async fn applied(&self, generation: u32) -> Result<Vec<(String, i32, i64)>, Self::Error>;
 
+    /// Whether `generation` was built with the table definitions of this
+    /// build. Stores without a schema always answer yes.
+    async fn schema_current(&self, _generation: u32) -> Result<bool, Self::Error> {
+        Ok(true)
+    }
+
     /// The live generation, creating and switching to generation 1 on a
     /// fresh installation (which the projector then fills from the log).
     async fn ensure_live(&self) -> Result<u32, Self::Error> {

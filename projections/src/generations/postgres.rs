@@ -9,6 +9,12 @@ use crate::control_plane;
 /// The generation DDL: unqualified names, run inside the generation's schema.
 pub const DDL: &str = include_str!("../../../schemas/sql/read_models/control_plane.sql");
 
+/// Identifies [`DDL`]: a generation built from other definitions is outdated.
+pub fn ddl_digest() -> String {
+    use sha2::Digest;
+    data_encoding::HEXLOWER.encode(&sha2::Sha256::digest(DDL.as_bytes()))
+}
+
 /// Serialises changes to the register (any projection), across processes.
 const REGISTER_LOCK: i64 = 0x6677_6765_6e73; // "fwgens"
 
@@ -123,10 +129,12 @@ impl PostgresGenerations {
             .execute(&mut *conn)
             .await?;
         sqlx::query(
-            "INSERT INTO projection_generations (projection, generation, state) VALUES ($1, $2, 'building')",
+            "INSERT INTO projection_generations (projection, generation, state, schema_digest)
+             VALUES ($1, $2, 'building', $3)",
         )
         .bind(control_plane::NAME)
         .bind(next)
+        .bind(ddl_digest())
         .execute(&mut *conn)
         .await?;
         Ok(generation)
@@ -238,6 +246,17 @@ impl Generations for PostgresGenerations {
             .await?;
         }
         tx.commit().await
+    }
+
+    async fn schema_current(&self, generation: u32) -> Result<bool, sqlx::Error> {
+        let digest: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT schema_digest FROM projection_generations WHERE projection = $1 AND generation = $2",
+        )
+        .bind(control_plane::NAME)
+        .bind(i64::from(generation))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(digest.flatten().as_deref() == Some(ddl_digest().as_str()))
     }
 
     async fn applied(&self, generation: u32) -> Result<Vec<(String, i32, i64)>, sqlx::Error> {

@@ -120,9 +120,54 @@ CREATE TABLE rm_clusters (
     max_concurrent_streams integer NOT NULL,
     max_concurrent_viewers integer NOT NULL,
     max_bandwidth_mbps     integer NOT NULL,
+    -- The marketplace offer: PUBLIC, UNLISTED or PRIVATE; a pricing model as
+    -- in the API (TIER_INHERIT, FREE_UNMETERED, ...).
+    visibility        text    NOT NULL,
+    pricing_model     text    NOT NULL,
+    monthly_price_cents integer,
+    requires_approval boolean NOT NULL,
+    short_description text,
     created_at timestamptz NOT NULL,
     updated_at timestamptz NOT NULL
 );
+
+-- A tenant's use of another tenant's cluster. status: PENDING_APPROVAL,
+-- ACTIVE, REJECTED or CANCELLED.
+CREATE TABLE rm_cluster_subscriptions (
+    id               uuid PRIMARY KEY,
+    cluster_id       uuid        NOT NULL REFERENCES rm_clusters (id),
+    tenant_id        uuid        NOT NULL,
+    access_level     text        NOT NULL,
+    status           text        NOT NULL,
+    resource_limits  jsonb,
+    invite_id        uuid,
+    requested_by     text        NOT NULL,
+    requested_at     timestamptz NOT NULL,
+    approved_at      timestamptz,
+    approved_by      text,
+    rejection_reason text,
+    updated_at       timestamptz NOT NULL
+);
+CREATE INDEX rm_cluster_subscriptions_tenant ON rm_cluster_subscriptions (tenant_id, status);
+CREATE INDEX rm_cluster_subscriptions_cluster ON rm_cluster_subscriptions (cluster_id, status);
+
+-- status: pending, accepted or revoked (expiry is read from expires_at).
+CREATE TABLE rm_cluster_invites (
+    id                uuid PRIMARY KEY,
+    cluster_id        uuid        NOT NULL REFERENCES rm_clusters (id),
+    invited_tenant_id uuid        NOT NULL,
+    invite_token      text        NOT NULL,
+    access_level      text        NOT NULL,
+    resource_limits   jsonb,
+    status            text        NOT NULL,
+    created_by        text        NOT NULL,
+    created_at        timestamptz NOT NULL,
+    expires_at        timestamptz NOT NULL,
+    accepted_at       timestamptz,
+    revoked_at        timestamptz
+);
+CREATE INDEX rm_cluster_invites_cluster ON rm_cluster_invites (cluster_id);
+CREATE INDEX rm_cluster_invites_tenant ON rm_cluster_invites (invited_tenant_id);
 
 CREATE TABLE rm_enrolment_tokens (
     token_id     text PRIMARY KEY,

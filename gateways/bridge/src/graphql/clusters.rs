@@ -22,9 +22,13 @@ use super::{require, require_for_mutation, state};
 use crate::auth::{Principal, Scope};
 use crate::state::BridgeState;
 
-const CLUSTER_TYPE: &str = "Cluster";
+pub(super) const CLUSTER_TYPE: &str = "Cluster";
 const NODE_TYPE: &str = "InfrastructureNode";
-const CLUSTER_COLUMNS: &str = "id, tenant_id, name, region, base_url, shared, max_concurrent_streams, max_concurrent_viewers, max_bandwidth_mbps, created_at, updated_at";
+pub(super) const CLUSTER_COLUMNS: &str = "id, tenant_id, name, region, base_url, shared, max_concurrent_streams, max_concurrent_viewers, max_bandwidth_mbps, visibility, pricing_model, monthly_price_cents, requires_approval, short_description, created_at, updated_at";
+/// The clusters a tenant may place streams on: the platform's shared ones,
+/// its own, and those it holds an active subscription to. `$T` stands for the
+/// tenant's query parameter.
+const USABLE: &str = "(shared OR tenant_id = $T OR id IN (SELECT cluster_id FROM read_models.rm_cluster_subscriptions WHERE tenant_id = $T AND status = 'ACTIVE'))";
 /// Most nodes listed at once; a filtered list is paged in memory.
 const NODE_SCAN_LIMIT: i64 = 10_000;
 
@@ -35,6 +39,17 @@ pub enum ClusterVisibility {
     Private,
 }
 
+impl ClusterVisibility {
+    /// The read model's spelling (the API's name).
+    pub(super) fn from_column(value: &str) -> Self {
+        match value {
+            "PUBLIC" => Self::Public,
+            "UNLISTED" => Self::Unlisted,
+            _ => Self::Private,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
 pub enum ClusterPricingModel {
     FreeUnmetered,
@@ -42,6 +57,19 @@ pub enum ClusterPricingModel {
     Monthly,
     TierInherit,
     Custom,
+}
+
+impl ClusterPricingModel {
+    /// The read model's spelling (the API's name).
+    pub(super) fn from_column(value: &str) -> Self {
+        match value {
+            "METERED" => Self::Metered,
+            "MONTHLY" => Self::Monthly,
+            "TIER_INHERIT" => Self::TierInherit,
+            "CUSTOM" => Self::Custom,
+            _ => Self::FreeUnmetered,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
@@ -59,17 +87,22 @@ pub enum NodeOperationalMode {
 }
 
 #[derive(Debug, Clone, FromRow)]
-struct ClusterRow {
-    id: Uuid,
-    tenant_id: Option<Uuid>,
-    name: String,
+pub(super) struct ClusterRow {
+    pub id: Uuid,
+    pub tenant_id: Option<Uuid>,
+    pub name: String,
     region: String,
     base_url: String,
-    shared: bool,
-    max_concurrent_streams: i32,
-    max_concurrent_viewers: i32,
+    pub shared: bool,
+    pub max_concurrent_streams: i32,
+    pub max_concurrent_viewers: i32,
     max_bandwidth_mbps: i32,
-    created_at: DateTime<Utc>,
+    pub visibility: String,
+    pub pricing_model: String,
+    pub monthly_price_cents: Option<i32>,
+    pub requires_approval: bool,
+    pub short_description: Option<String>,
+    pub created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
 
@@ -100,7 +133,8 @@ pub struct Cluster {
     pub is_default_cluster: bool,
     pub is_platform_official: bool,
     pub region_id: Option<String>,
-    /// Whether the tenant may place streams on it (shared or its own).
+    /// Whether the tenant may place streams on it: shared, its own, or
+    /// subscribed to and approved.
     pub is_subscribed: bool,
     pub created_at: Option<Time>,
     pub updated_at: Option<Time>,
@@ -293,9 +327,9 @@ impl ClusterQuery {
             return Ok(None);
         };
         let state = state(ctx)?;
+        let usable = USABLE.replace("$T", "$2");
         let row: Option<ClusterRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {CLUSTER_COLUMNS} FROM read_models.rm_clusters
-             WHERE id = $1 AND (shared OR tenant_id = $2)"
+            "SELECT {CLUSTER_COLUMNS} FROM read_models.rm_clusters WHERE id = $1 AND {usable}"
         )))
         .bind(uuid)
         .bind(principal.tenant_id())
@@ -308,7 +342,8 @@ impl ClusterQuery {
         }
     }
 
-    /// The clusters the tenant may use: the platform's shared ones and its own.
+    /// The clusters the tenant may use: the platform's shared ones, its own
+    /// and those it is subscribed to.
     async fn clusters_connection(
         &self,
         ctx: &Context<'_>,
@@ -341,8 +376,10 @@ impl ClusterQuery {
                     cluster_name: row.name,
                     access_level: if row.tenant_id == Some(principal.tenant_id()) {
                         "owner"
-                    } else {
+                    } else if row.shared {
                         "shared"
+                    } else {
+                        "subscriber"
                     }
                     .into(),
                     resource_limits: Some(Json(serde_json::json!({
@@ -518,30 +555,44 @@ impl ClusterMutation {
 
 /// Which clusters a listing shows.
 #[derive(Debug, Clone, Copy)]
-enum Visible {
-    /// The platform's shared clusters and the tenant's own.
+pub(super) enum Visible {
+    /// The platform's shared clusters, the tenant's own and its subscriptions.
     Usable,
     /// The platform's shared clusters.
     Shared,
+    /// Other tenants' clusters the tenant holds an active subscription to.
+    Subscribed,
 }
 
 /// A page of clusters, newest first, with the total.
-async fn list(
+pub(super) async fn list(
     state: &BridgeState,
     principal: &Principal,
     visible: Visible,
     page: Option<&ConnectionInput>,
 ) -> async_graphql::Result<(Vec<(String, ClusterRow)>, super::connection::PageInfo, i64)> {
     let page = Page::from_input(page)?;
+    let subscribed = |query: &mut sqlx::QueryBuilder<sqlx::Postgres>| {
+        query
+            .push("id IN (SELECT cluster_id FROM read_models.rm_cluster_subscriptions WHERE status = 'ACTIVE' AND tenant_id = ")
+            .push_bind(principal.tenant_id())
+            .push(")");
+    };
     let filter = |query: &mut sqlx::QueryBuilder<sqlx::Postgres>| match visible {
         Visible::Usable => {
             query
                 .push(" WHERE (shared OR tenant_id = ")
                 .push_bind(principal.tenant_id())
-                .push(")");
+                .push(" OR ");
+            subscribed(query);
+            query.push(")");
         }
         Visible::Shared => {
             query.push(" WHERE shared");
+        }
+        Visible::Subscribed => {
+            query.push(" WHERE ");
+            subscribed(query);
         }
     };
     let listing = Listing {
@@ -588,7 +639,7 @@ fn parse_duration(text: &str) -> Result<i64, String> {
 }
 
 /// A cluster as the caller sees it, with its health from the live state.
-async fn cluster(
+pub(super) async fn cluster(
     state: &BridgeState,
     principal: &Principal,
     row: ClusterRow,
@@ -604,6 +655,17 @@ async fn cluster(
     let live = loads.iter().filter(|load| load.live()).count();
     let healthy = loads.iter().filter(|load| load.healthy()).count();
     let owned = row.tenant_id == Some(principal.tenant_id());
+    let subscribed = row.shared
+        || owned
+        || sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM read_models.rm_cluster_subscriptions
+                            WHERE cluster_id = $1 AND tenant_id = $2 AND status = 'ACTIVE')",
+        )
+        .bind(row.id)
+        .bind(principal.tenant_id())
+        .fetch_one(&state.pool)
+        .await
+        .map_err(|e| internal(&e))?;
     Ok(Cluster {
         id: ids::global(CLUSTER_TYPE, &row.id.to_string()),
         cluster_id: row.id.to_string(),
@@ -622,23 +684,15 @@ async fn cluster(
         is_default_cluster: false,
         is_platform_official: row.shared,
         region_id: Some(row.region),
-        is_subscribed: true,
+        is_subscribed: subscribed,
         created_at: Some(Time(row.created_at)),
         updated_at: Some(Time(row.updated_at)),
         owner_tenant_id: row.tenant_id.map(|t| t.to_string()),
-        visibility: if row.shared {
-            ClusterVisibility::Public
-        } else {
-            ClusterVisibility::Private
-        },
-        pricing_model: if row.shared {
-            ClusterPricingModel::TierInherit
-        } else {
-            ClusterPricingModel::FreeUnmetered
-        },
-        monthly_price_cents: None,
-        requires_approval: false,
-        short_description: None,
+        visibility: ClusterVisibility::from_column(&row.visibility),
+        pricing_model: ClusterPricingModel::from_column(&row.pricing_model),
+        monthly_price_cents: row.monthly_price_cents,
+        requires_approval: row.requires_approval,
+        short_description: row.short_description,
         uuid: row.id,
         owned,
     })

@@ -158,6 +158,28 @@ impl Refusal {
     }
 }
 
+/// A command's refusal as a top-level error, for mutations that answer a
+/// plain value instead of a result union.
+pub fn rejected(refusal: &CommandError) -> async_graphql::Error {
+    let code = match refusal {
+        CommandError::Validation { .. } => "BAD_USER_INPUT",
+        CommandError::NotFound { .. } => "NOT_FOUND",
+        CommandError::Conflict(_) | CommandError::IdempotencyMismatch { .. } => "CONFLICT",
+        CommandError::Forbidden(_) => "FORBIDDEN",
+        CommandError::Unauthenticated(_) => "UNAUTHORIZED",
+    };
+    let field = match refusal {
+        CommandError::Validation { field, .. } => Some(field.clone()),
+        _ => None,
+    };
+    async_graphql::Error::new(refusal.to_string()).extend_with(move |_, e| {
+        e.set("code", code);
+        if let Some(field) = &field {
+            e.set("field", field.as_str());
+        }
+    })
+}
+
 /// A top-level error for bad query arguments.
 pub fn bad_input(field: &str, message: &str) -> async_graphql::Error {
     async_graphql::Error::new(format!("{field}: {message}")).extend_with(|_, e| {

@@ -5,6 +5,7 @@
 //! - [`developer_tokens`]: API tokens;
 //! - [`signing_keys`]: playback signing keys;
 //! - [`clusters`]: clusters, their nodes and enrolment tokens;
+//! - [`marketplace`]: cluster offers, subscriptions and invites;
 //! - [`network_status`]: the public map of the shared clusters;
 //! - [`live`]: subscriptions fed from Kafka;
 //! - [`tenant_events`]: `tenantEvents`, the tenant's public events;
@@ -20,6 +21,7 @@ pub mod developer_tokens;
 pub mod errors;
 pub mod ids;
 pub mod live;
+pub mod marketplace;
 pub mod network_status;
 mod node_load;
 pub mod scalars;
@@ -48,6 +50,7 @@ pub struct Query(
     developer_tokens::DeveloperTokenQuery,
     signing_keys::SigningKeyQuery,
     clusters::ClusterQuery,
+    marketplace::MarketplaceQuery,
     network_status::NetworkStatusQuery,
 );
 
@@ -57,6 +60,7 @@ pub struct Mutation(
     developer_tokens::DeveloperTokenMutation,
     signing_keys::SigningKeyMutation,
     clusters::ClusterMutation,
+    marketplace::MarketplaceMutation,
 );
 
 #[derive(Debug, Default, MergedSubscription)]
