@@ -488,6 +488,7 @@ async fn the_published_client_drives_every_operation_it_has_here() {
         "tokens_and_keys.py",
         "clusters.py",
         "marketplace.py",
+        "edges.py",
     ] {
         let script = repo_root().join("tests/conformance").join(script);
         let (python, email, read_token) = (python.clone(), email.clone(), read_token.clone());

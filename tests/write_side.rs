@@ -9,7 +9,7 @@ use chrono::Utc;
 use frameworks_commands::aggregates::api_token::{ApiToken, ApiTokenCommand, ApiTokenOutcome};
 use frameworks_commands::aggregates::infrastructure::{
     Cluster, ClusterCapacity, ClusterCommand, ClusterOutcome, Node, NodeCommand, NodeIdentity,
-    enrol_node, node_by_fingerprint,
+    enrol_node, node_by_fingerprint, pre_register_edge,
 };
 use frameworks_commands::aggregates::marketplace::{
     AccessLevel, MarketplaceCommand, ResourceLimits, Visibility, cluster_of_invite_token,
@@ -698,6 +698,43 @@ async fn enrolment_tokens_are_single_use_and_expire() {
     assert!(matches!(error, CommandError::Unauthenticated(_)));
 
     // An unknown token, an expired one, a taken fingerprint: typed errors, no node.
+    // A bootstrapped edge reserves its node id with a token it does not spend;
+    // enrolling later spends it as that node.
+    let ClusterOutcome::EnrolmentToken {
+        token: reserved, ..
+    } = bus
+        .execute::<Cluster>(&cluster, &issue, &operator, None)
+        .await
+        .unwrap()
+    else {
+        panic!("expected a token");
+    };
+    let edge = CommandContext::anonymous("edge:bootstrap");
+    let wanted = Uuid::now_v7();
+    let (on, node_id) = pre_register_edge(&bus, &reserved, Some(wanted), None, &edge)
+        .await
+        .unwrap();
+    assert_eq!(
+        (on.as_str(), node_id.clone()),
+        (cluster.as_str(), wanted.to_string())
+    );
+    let again = pre_register_edge(&bus, &reserved, None, Some("198.51.100.4".into()), &edge)
+        .await
+        .unwrap();
+    assert_eq!(again.1, node_id, "a retried bootstrap gets the same node");
+    let taken = pre_register_edge(&bus, &token, Some(wanted), None, &edge).await;
+    assert!(
+        matches!(
+            taken,
+            Err(ExecuteError::Rejected(CommandError::Unauthenticated(_)))
+        ),
+        "a spent token reserves nothing"
+    );
+    let joined = enrol_node(&bus, &reserved, &identity("fp-reserved"), &operator)
+        .await
+        .unwrap();
+    assert_eq!(joined.node_id, node_id);
+
     let unknown = enrol_node(&bus, "fwe_nope", &identity("fp-new"), &operator).await;
     assert!(matches!(
         unknown,

@@ -50,6 +50,20 @@ impl CommandContext {
         }
     }
 
+    /// A caller with neither a tenant nor operator rights, whose credential
+    /// travels in the command itself (an edge's enrolment token).
+    pub fn anonymous(actor: impl Into<String>) -> Self {
+        let command_id = Uuid::now_v7();
+        Self {
+            tenant_id: None,
+            operator: false,
+            actor: actor.into(),
+            command_id,
+            correlation_id: command_id,
+            now: Utc::now(),
+        }
+    }
+
     /// Refuses access to an aggregate owned by `owner` unless the caller acts
     /// for that tenant or is an operator. Another tenant's aggregate reads as
     /// missing, so its existence does not leak.

@@ -189,6 +189,8 @@ event_registry! {
         = "cluster.invite_revoked", Cluster, Infrastructure, 1;
     ClusterInviteAccepted(infrastructure::ClusterInviteAccepted)
         = "cluster.invite_accepted", Cluster, Infrastructure, 1;
+    EdgePreRegistered(infrastructure::EdgePreRegistered)
+        = "cluster.edge_pre_registered", Cluster, Infrastructure, 1;
     NodeEnrolled(infrastructure::NodeEnrolled) = "node.enrolled", Node, Infrastructure, 1;
     NodeReenrolled(infrastructure::NodeReenrolled) = "node.reenrolled", Node, Infrastructure, 1;
     NodeDecommissioned(infrastructure::NodeDecommissioned)

@@ -592,6 +592,17 @@ async fn apply_change(conn: &mut PgConnection, event: &Event) -> Result<(), Appl
             .execute(&mut *conn)
             .await?;
         }
+        EventPayload::EdgePreRegistered(e) => {
+            let rows = sqlx::query(
+                "UPDATE rm_enrolment_tokens SET reserved_node = $2, reserved_ip = NULLIF($3, '') WHERE token_id = $1",
+            )
+            .bind(&e.token_id)
+            .bind(&e.node_id)
+            .bind(&e.external_ip)
+            .execute(&mut *conn)
+            .await?;
+            touched(rows.rows_affected(), event, "enrolment token", &e.token_id)?;
+        }
         EventPayload::NodeEnrolmentTokenConsumed(e) => {
             let rows = sqlx::query(
                 "UPDATE rm_enrolment_tokens SET consumed_by_node = $2 WHERE token_id = $1",

@@ -23,6 +23,8 @@ SUCCESS = (
     "ClusterSubscription",
     "ClusterInvite",
     "Cluster",
+    "CreateEdgeClusterResponse",
+    "BootstrapEdgeResponse",
 )
 
 

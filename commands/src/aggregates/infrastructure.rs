@@ -10,8 +10,8 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use frameworks_events::proto::v1::infrastructure::{
-    ClusterCreated, ClusterUpdated, NodeDecommissioned, NodeEnrolled, NodeEnrolmentTokenConsumed,
-    NodeEnrolmentTokenIssued, NodeReenrolled,
+    ClusterCreated, ClusterUpdated, EdgePreRegistered, NodeDecommissioned, NodeEnrolled,
+    NodeEnrolmentTokenConsumed, NodeEnrolmentTokenIssued, NodeReenrolled,
 };
 use frameworks_events::{AggregateType, Event, EventPayload};
 use serde::{Deserialize, Serialize};
@@ -36,6 +36,8 @@ struct EnrolmentToken {
     id: String,
     expires_at: DateTime<Utc>,
     consumed: bool,
+    /// The node id an edge reserved with this token before enrolling.
+    reserved_node: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -71,6 +73,14 @@ pub enum ClusterCommand {
     },
     /// The offer, subscriptions and invites (see [`crate::aggregates::marketplace`]).
     Marketplace(MarketplaceCommand),
+    /// An edge holding an enrolment token reserves the node id it will enrol
+    /// as; the token itself is the credential, and stays unspent.
+    PreRegisterEdge {
+        token: String,
+        /// The edge's own choice of node id, honoured when free.
+        preferred_node_id: Option<Uuid>,
+        external_ip: Option<String>,
+    },
 }
 
 /// What a cluster can carry; the balancer places streams and viewers within it.
@@ -113,6 +123,10 @@ pub enum ClusterOutcome {
         invite_id: String,
         token: String,
     },
+    /// The node id reserved for the edge holding the token.
+    EdgeReserved {
+        node_id: String,
+    },
 }
 
 fn base_url(field: &str, value: &str) -> Result<String, CommandError> {
@@ -134,6 +148,14 @@ impl Cluster {
         token_hash: &str,
         now: DateTime<Utc>,
     ) -> Result<String, CommandError> {
+        self.spendable(token_hash, now).map(|t| t.id.clone())
+    }
+
+    fn spendable(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<&EnrolmentToken, CommandError> {
         let token = self
             .tokens
             .get(token_hash)
@@ -148,7 +170,7 @@ impl Cluster {
                 "this enrolment token has expired".into(),
             ));
         }
-        Ok(token.id.clone())
+        Ok(token)
     }
 }
 
@@ -181,8 +203,18 @@ impl Aggregate for Cluster {
                         id: issued.token_id.clone(),
                         expires_at,
                         consumed: false,
+                        reserved_node: None,
                     },
                 );
+            }
+            EventPayload::EdgePreRegistered(registered) => {
+                if let Some(token) = self
+                    .tokens
+                    .values_mut()
+                    .find(|t| t.id == registered.token_id)
+                {
+                    token.reserved_node = Some(registered.node_id.clone());
+                }
             }
             EventPayload::NodeEnrolmentTokenConsumed(consumed) => {
                 if let Some(token) = self.tokens.values_mut().find(|t| t.id == consumed.token_id) {
@@ -234,6 +266,36 @@ impl Aggregate for Cluster {
         if !self.exists {
             return Err(CommandError::not_found(Self::RESOURCE, id));
         }
+        if let ClusterCommand::PreRegisterEdge {
+            token,
+            preferred_node_id,
+            external_ip,
+        } = command
+        {
+            let token = self.spendable(&sha256_hex(token.as_bytes()), env.ctx.now)?;
+            if let Some(node_id) = &token.reserved_node {
+                // Asked again (a retried bootstrap): the same answer, nothing new.
+                return Ok(Decision::new(ClusterOutcome::EdgeReserved {
+                    node_id: node_id.clone(),
+                }));
+            }
+            let external_ip = match external_ip.as_deref().map(str::trim) {
+                None | Some("") => String::new(),
+                Some(ip) => ip
+                    .parse::<std::net::IpAddr>()
+                    .map_err(|_| CommandError::invalid("input.externalIp", "is not an IP address"))?
+                    .to_string(),
+            };
+            let node_id = preferred_node_id.unwrap_or_else(Uuid::now_v7).to_string();
+            return Ok(Decision::new(ClusterOutcome::EdgeReserved {
+                node_id: node_id.clone(),
+            })
+            .event(EdgePreRegistered {
+                token_id: token.id.clone(),
+                node_id,
+                external_ip,
+            }));
+        }
         if let ClusterCommand::Marketplace(command) = command {
             // Subscribers act here too, so the marketplace checks who may do what.
             return self
@@ -246,7 +308,9 @@ impl Aggregate for Cluster {
             env.ctx.require_operator()?;
         }
         match command {
-            ClusterCommand::Create { .. } | ClusterCommand::Marketplace(_) => {
+            ClusterCommand::Create { .. }
+            | ClusterCommand::Marketplace(_)
+            | ClusterCommand::PreRegisterEdge { .. } => {
                 unreachable!("handled above")
             }
             ClusterCommand::Update {
@@ -467,8 +531,12 @@ pub async fn enrol_node(
     };
     for _ in 0..crate::bus::DEFAULT_MAX_ATTEMPTS {
         let (cluster, cluster_version) = bus.load::<Cluster>(&cluster_id).await?;
-        let token_id = cluster.spendable_token(&token_hash, ctx.now)?;
-        let node_id = Uuid::now_v7().to_string();
+        let token = cluster.spendable(&token_hash, ctx.now)?;
+        let token_id = token.id.clone();
+        let node_id = token
+            .reserved_node
+            .clone()
+            .unwrap_or_else(|| Uuid::now_v7().to_string());
         let tenant = cluster.owner(&cluster_id);
         let cluster_batch = Batch {
             aggregate_type: AggregateType::Cluster,
@@ -542,6 +610,49 @@ pub async fn enrol_node(
         }
     }
     Err(ExecuteError::Contended(crate::bus::DEFAULT_MAX_ATTEMPTS))
+}
+
+/// Reserves a node id for the edge holding `token` (see
+/// [`ClusterCommand::PreRegisterEdge`]): `(cluster id, node id)`.
+pub async fn pre_register_edge(
+    bus: &CommandBus,
+    token: &str,
+    preferred_node_id: Option<Uuid>,
+    external_ip: Option<String>,
+    ctx: &CommandContext,
+) -> Result<(String, String), ExecuteError> {
+    let Some(cluster_id) = bus
+        .store()
+        .find_claim(claims::ENROLMENT_TOKEN_HASH, &sha256_hex(token.as_bytes()))
+        .await?
+    else {
+        return Err(CommandError::Unauthenticated("unknown enrolment token".into()).into());
+    };
+    // A preference naming an existing node is ignored, as the API allows.
+    let preferred_node_id = match preferred_node_id {
+        Some(id)
+            if bus
+                .store()
+                .version(AggregateType::Node, &id.to_string())
+                .await?
+                == 0 =>
+        {
+            Some(id)
+        }
+        _ => None,
+    };
+    let command = ClusterCommand::PreRegisterEdge {
+        token: token.to_owned(),
+        preferred_node_id,
+        external_ip,
+    };
+    match bus
+        .execute::<Cluster>(&cluster_id, &command, ctx, None)
+        .await?
+    {
+        ClusterOutcome::EdgeReserved { node_id } => Ok((cluster_id, node_id)),
+        other => unreachable!("pre-registration answered {other:?}"),
+    }
 }
 
 /// The node enrolled with this hardware fingerprint, if any.

@@ -24,14 +24,18 @@ use crate::auth::{Principal, rest};
 use crate::graphql::{self, BridgeSchema};
 use crate::state::BridgeState;
 
-/// Root fields anonymous callers may query.
-const PUBLIC_FIELDS: [&str; 5] = [
+/// Root query fields anonymous callers may use.
+const PUBLIC_QUERY_FIELDS: [&str; 5] = [
     "serverInfo",
     "networkStatus",
     "__typename",
     "__schema",
     "__type",
 ];
+
+/// Root mutation fields anonymous callers may use: each carries its own
+/// credential in its input (bootstrapEdge: an enrolment token).
+const PUBLIC_MUTATION_FIELDS: [&str; 2] = ["bootstrapEdge", "__typename"];
 
 #[derive(Clone)]
 struct App {
@@ -239,7 +243,7 @@ async fn serve_ws(app: App, socket: WebSocket) {
     }
 }
 
-/// Whether the request's operation is a query touching public root fields only.
+/// Whether the request's operation touches public root fields only.
 fn is_public(request: &async_graphql::Request) -> bool {
     let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
         return false;
@@ -255,17 +259,21 @@ fn is_public(request: &async_graphql::Request) -> bool {
     let Some(operation) = operation else {
         return false;
     };
-    operation.ty == OperationType::Query
-        && operation
-            .selection_set
-            .node
-            .items
-            .iter()
-            .all(|item| match &item.node {
-                Selection::Field(field) => PUBLIC_FIELDS.contains(&field.node.name.node.as_str()),
-                // Spreads at the root could hide anything: not public.
-                _ => false,
-            })
+    let public: &[&str] = match operation.ty {
+        OperationType::Query => &PUBLIC_QUERY_FIELDS,
+        OperationType::Mutation => &PUBLIC_MUTATION_FIELDS,
+        OperationType::Subscription => return false,
+    };
+    operation
+        .selection_set
+        .node
+        .items
+        .iter()
+        .all(|item| match &item.node {
+            Selection::Field(field) => public.contains(&field.node.name.node.as_str()),
+            // Spreads at the root could hide anything: not public.
+            _ => false,
+        })
 }
 
 #[cfg(test)]
@@ -287,6 +295,15 @@ mod tests {
             None
         ));
         assert!(public("{ __typename }", None));
+        assert!(public(
+            "mutation B($i: BootstrapEdgeInput!) { bootstrapEdge(input: $i) { __typename } }",
+            None
+        ));
+        assert!(!public(
+            "mutation { bootstrapEdge(input: {token: \"t\"}) { __typename } createStream(input: {name: \"x\"}) { __typename } }",
+            None
+        ));
+        assert!(!public("query { bootstrapEdge }", None));
         assert!(!public(
             "{ serverInfo { version } streamsConnection { totalCount } }",
             None

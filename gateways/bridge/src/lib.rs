@@ -57,6 +57,7 @@ pub fn state(
         live,
         origins: Default::default(),
         stream_cache: Default::default(),
+        edges: settings.edges.clone(),
         pool,
     }))
 }

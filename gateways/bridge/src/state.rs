@@ -14,6 +14,7 @@ use crate::feed::EventFeed;
 use crate::graphql::live::Origins;
 use crate::graphql::streams::StreamCache;
 use crate::rate_limit::RateLimiter;
+use crate::settings::EdgeSettings;
 
 #[derive(Debug)]
 pub struct BridgeState {
@@ -31,6 +32,8 @@ pub struct BridgeState {
     /// Live state in Redis: node load and health.
     pub live: LiveState,
     pub stream_cache: StreamCache,
+    /// What new edge clusters and bootstrapping edges are told.
+    pub edges: EdgeSettings,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -176,6 +176,10 @@ CREATE TABLE rm_enrolment_tokens (
     expires_at   timestamptz NOT NULL,
     issued_by    text        NOT NULL,
     consumed_by_node text,
+    -- The node id an edge reserved with the token (bootstrapEdge), and the
+    -- address it reported.
+    reserved_node text,
+    reserved_ip   text,
     created_at   timestamptz NOT NULL
 );
 

@@ -522,35 +522,44 @@ impl ClusterMutation {
             .wait_until_projected(AggregateType::Cluster, &uuid.to_string())
             .await
             .map_err(|e| internal(&e))?;
-        let row: (String, Uuid, DateTime<Utc>, String, DateTime<Utc>) = sqlx::query_as(
-            "SELECT name, cluster_id, expires_at, issued_by, created_at
-             FROM read_models.rm_enrolment_tokens WHERE token_id = $1",
-        )
-        .bind(&token_id)
-        .fetch_one(&state.pool)
-        .await
-        .map_err(|e| internal(&e))?;
-        let (name, cluster, expires_at, issued_by, created_at) = row;
         Ok(CreateEnrollmentTokenResult::CreateEnrollmentTokenResponse(
             CreateEnrollmentTokenResponse {
-                bootstrap_token: BootstrapToken {
-                    id: ID(token_id),
-                    name,
-                    token: Some(token),
-                    kind: "edge_node".into(),
-                    cluster_id: Some(cluster.to_string()),
-                    expected_ip: None,
-                    metadata: None,
-                    usage_limit: Some(1),
-                    usage_count: 0,
-                    expires_at: Some(Time(expires_at)),
-                    used_at: None,
-                    created_by: Some(issued_by),
-                    created_at: Time(created_at),
-                },
+                bootstrap_token: bootstrap_token(state, &token_id, token).await?,
             },
         ))
     }
+}
+
+/// A just-issued enrolment token as the read model has it, with its secret.
+pub(super) async fn bootstrap_token(
+    state: &BridgeState,
+    token_id: &str,
+    token: String,
+) -> async_graphql::Result<BootstrapToken> {
+    let row: (String, Uuid, DateTime<Utc>, String, DateTime<Utc>) = sqlx::query_as(
+        "SELECT name, cluster_id, expires_at, issued_by, created_at
+         FROM read_models.rm_enrolment_tokens WHERE token_id = $1",
+    )
+    .bind(token_id)
+    .fetch_one(&state.pool)
+    .await
+    .map_err(|e| internal(&e))?;
+    let (name, cluster, expires_at, issued_by, created_at) = row;
+    Ok(BootstrapToken {
+        id: ID(token_id.to_owned()),
+        name,
+        token: Some(token),
+        kind: "edge_node".into(),
+        cluster_id: Some(cluster.to_string()),
+        expected_ip: None,
+        metadata: None,
+        usage_limit: Some(1),
+        usage_count: 0,
+        expires_at: Some(Time(expires_at)),
+        used_at: None,
+        created_by: Some(issued_by),
+        created_at: Time(created_at),
+    })
 }
 
 /// Which clusters a listing shows.
@@ -611,7 +620,7 @@ pub(super) async fn list(
 }
 
 /// A duration of hours, minutes and seconds (`1h30m`, `90s`), in seconds.
-fn parse_duration(text: &str) -> Result<i64, String> {
+pub(super) fn parse_duration(text: &str) -> Result<i64, String> {
     let invalid = || format!("{text:?} is not a duration like 30m, 24h or 1h30m");
     let mut total: i64 = 0;
     let mut digits = String::new();

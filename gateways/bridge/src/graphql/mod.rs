@@ -6,6 +6,7 @@
 //! - [`signing_keys`]: playback signing keys;
 //! - [`clusters`]: clusters, their nodes and enrolment tokens;
 //! - [`marketplace`]: cluster offers, subscriptions and invites;
+//! - [`edge_bootstrap`]: createEdgeCluster and bootstrapEdge (public);
 //! - [`network_status`]: the public map of the shared clusters;
 //! - [`live`]: subscriptions fed from Kafka;
 //! - [`tenant_events`]: `tenantEvents`, the tenant's public events;
@@ -18,6 +19,7 @@
 pub mod clusters;
 pub mod connection;
 pub mod developer_tokens;
+pub mod edge_bootstrap;
 pub mod errors;
 pub mod ids;
 pub mod live;
@@ -61,6 +63,7 @@ pub struct Mutation(
     signing_keys::SigningKeyMutation,
     clusters::ClusterMutation,
     marketplace::MarketplaceMutation,
+    edge_bootstrap::EdgeBootstrapMutation,
 );
 
 #[derive(Debug, Default, MergedSubscription)]
