@@ -350,13 +350,7 @@ impl ClusterQuery {
         page: Option<ConnectionInput>,
     ) -> async_graphql::Result<ClustersConnection> {
         let principal = require(ctx, Scope::InfrastructureRead)?;
-        let state = state(ctx)?;
-        let (rows, info, total) = list(state, principal, Visible::Usable, page.as_ref()).await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for (cursor, row) in rows {
-            out.push((cursor, cluster(state, principal, row).await?));
-        }
-        Ok(ClustersConnection::new(out, info, total))
+        clusters_page(state(ctx)?, principal, Visible::Usable, page.as_ref()).await
     }
 
     /// What the tenant may do on each cluster it may use.
@@ -574,7 +568,7 @@ pub(super) enum Visible {
 }
 
 /// A page of clusters, newest first, with the total.
-pub(super) async fn list(
+async fn list(
     state: &BridgeState,
     principal: &Principal,
     visible: Visible,
@@ -617,6 +611,21 @@ pub(super) async fn list(
         })
         .await?;
     Ok((edges, info, total))
+}
+
+/// A page of clusters as the caller sees them.
+pub(super) async fn clusters_page(
+    state: &BridgeState,
+    principal: &Principal,
+    visible: Visible,
+    page: Option<&ConnectionInput>,
+) -> async_graphql::Result<ClustersConnection> {
+    let (rows, info, total) = list(state, principal, visible, page).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (cursor, row) in rows {
+        out.push((cursor, cluster(state, principal, row).await?));
+    }
+    Ok(ClustersConnection::new(out, info, total))
 }
 
 /// A duration of hours, minutes and seconds (`1h30m`, `90s`), in seconds.

@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::clusters::{
     CLUSTER_COLUMNS, CLUSTER_TYPE, Cluster, ClusterPricingModel, ClusterRow, ClusterVisibility,
-    ClustersConnection, Visible, cluster, list,
+    ClustersConnection, Visible, cluster, clusters_page,
 };
 use super::connection::{ConnectionInput, Listing, Page, Position, connection};
 use super::errors::{AuthError, DeleteSuccess, NotFoundError, Refusal, ValidationError, internal};
@@ -267,14 +267,7 @@ impl MarketplaceQuery {
         page: Option<ConnectionInput>,
     ) -> async_graphql::Result<ClustersConnection> {
         let principal = require(ctx, Scope::InfrastructureRead)?;
-        let state = state(ctx)?;
-        let (rows, info, total) =
-            list(state, principal, Visible::Subscribed, page.as_ref()).await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for (cursor, row) in rows {
-            out.push((cursor, cluster(state, principal, row).await?));
-        }
-        Ok(ClustersConnection::new(out, info, total))
+        clusters_page(state(ctx)?, principal, Visible::Subscribed, page.as_ref()).await
     }
 
     /// Requests waiting for approval on one of the tenant's own clusters
