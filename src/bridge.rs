@@ -8,6 +8,8 @@ use frameworks_bridge::BridgeSettings;
 use frameworks_bridge::feed::EventFeed;
 use frameworks_commands::{DatabaseSettings, EventStore};
 use frameworks_events::kafka::KafkaSettings;
+use frameworks_projections::analytics::ClickHouseSettings;
+use frameworks_projections::analytics::reader::AnalyticsReader;
 use frameworks_projections::live::{LiveState, LiveStateSettings};
 use frameworks_projections::read_your_writes::ProjectionWatcher;
 use metrics_exporter_prometheus::PrometheusBuilder;
@@ -31,6 +33,9 @@ pub struct BridgeCommand {
     live: LiveStateSettings,
 
     #[command(flatten)]
+    clickhouse: ClickHouseSettings,
+
+    #[command(flatten)]
     bridge: BridgeSettings,
 }
 
@@ -52,8 +57,12 @@ impl BridgeCommand {
         let live = LiveState::connect(&self.live.redis_url, &self.live.key_prefix)
             .await
             .context("connecting to Redis (FRAMEWORKS_REDIS_URL)")?;
-        let state = frameworks_bridge::state(&store, &self.bridge, feed, projections, live)
-            .context("reading the data-key ring (FRAMEWORKS_DATA_KEYS)")?;
+        let analytics = AnalyticsReader::open(&self.clickhouse)
+            .await
+            .context("connecting to ClickHouse (FRAMEWORKS_CLICKHOUSE_URL)")?;
+        let state =
+            frameworks_bridge::state(&store, &self.bridge, feed, projections, live, analytics)
+                .context("reading the data-key ring (FRAMEWORKS_DATA_KEYS)")?;
         let router = frameworks_bridge::http::router(
             state,
             metrics,

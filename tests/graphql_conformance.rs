@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, DurationRound, Utc};
 use frameworks_commands::telemetry::{TelemetryCommand, TelemetryPublisher};
 use frameworks_events::EventPayload;
 use frameworks_events::kafka::EventPublisher;
@@ -34,6 +34,7 @@ use frameworks_commands::aggregates::user::{Role, User, UserCommand};
 use frameworks_commands::{CommandBus, CommandContext, SecretBox};
 use frameworks_events::AggregateType;
 use frameworks_events::kafka::KafkaSettings;
+use frameworks_projections::analytics::ClickHouseSettings;
 use frameworks_projections::control_plane;
 use frameworks_projections::live::LiveState;
 use frameworks_projections::read_your_writes::wait_for;
@@ -86,6 +87,7 @@ fn spawn_bridge(
     data_keys: &str,
     session_secret: &str,
     live_prefix: &str,
+    clickhouse_base: &str,
     rate_limit: u32,
 ) -> (RoleProcess, u16) {
     let port = free_port();
@@ -99,6 +101,7 @@ fn spawn_bridge(
             ("FRAMEWORKS_BRIDGE_LISTEN", format!("127.0.0.1:{port}")),
             ("FRAMEWORKS_REDIS_URL", redis_url()),
             ("FRAMEWORKS_LIVE_KEY_PREFIX", live_prefix.to_owned()),
+            ("FRAMEWORKS_CLICKHOUSE_DATABASE", clickhouse_base.to_owned()),
             (
                 "FRAMEWORKS_BRIDGE_RATE_LIMIT_PER_MINUTE",
                 rate_limit.to_string(),
@@ -297,18 +300,48 @@ async fn infrastructure(bus: &CommandBus, tenant: Uuid) -> Infrastructure {
     }
 }
 
-/// The node's heartbeat and load, through Kafka into the live state.
-async fn report_node_load(kafka: &KafkaSettings, tenant: Uuid, node: &str) {
+/// A load sample as the edge daemon reports it, 10 s long: `cpu` percent,
+/// 2 of 8 GiB of memory, 250 Mbit/s out and 20 Mbit/s in.
+fn load_sample(cpu_percent: f64, network_rx_bytes: u64) -> NodeMetrics {
+    NodeMetrics {
+        cpu_percent,
+        memory_used_bytes: 2 * 1024 * 1024 * 1024,
+        memory_total_bytes: 8 * 1024 * 1024 * 1024,
+        bandwidth_up_bps: 250_000_000,
+        bandwidth_down_bps: 20_000_000,
+        bandwidth_limit_bps: 1_000_000_000,
+        disk_used_bytes: 10_000_000_000,
+        disk_total_bytes: 100_000_000_000,
+        shm_used_bytes: 512 * 1024 * 1024,
+        shm_total_bytes: 2 * 1024 * 1024 * 1024,
+        network_rx_bytes,
+        network_tx_bytes: network_rx_bytes * 12,
+        active_streams: 3,
+        active_viewers: 0,
+        window_ms: 10_000,
+    }
+}
+
+/// The node's heartbeat and load, through Kafka into the live state and the
+/// analytics: three samples in the hour starting at `hour` (the second one
+/// overloaded), one in the next hour, and the current one.
+async fn report_node_load(kafka: &KafkaSettings, tenant: Uuid, node: &str, hour: DateTime<Utc>) {
     let publisher = TelemetryPublisher::new(EventPublisher::new(kafka, "test-edge").unwrap());
-    let fact = |payload: EventPayload| TelemetryCommand {
+    let fact = |occurred_at: DateTime<Utc>, payload: EventPayload| TelemetryCommand {
         subject_id: node.to_owned(),
         tenant_id: Some(tenant),
-        occurred_at: Utc::now(),
+        occurred_at,
         payload,
         correlation_id: Uuid::now_v7(),
     };
+    let minutes = |m: i64| hour + chrono::Duration::minutes(m);
     let facts = [
+        fact(minutes(10), load_sample(20.0, 1_000).into()),
+        fact(minutes(20), load_sample(95.0, 2_000).into()),
+        fact(minutes(30), load_sample(40.0, 3_000).into()),
+        fact(minutes(65), load_sample(30.0, 4_000).into()),
         fact(
+            Utc::now(),
             NodeHeartbeat {
                 edge_version: "0.3.11".into(),
                 mist_version: "3.6".into(),
@@ -317,22 +350,7 @@ async fn report_node_load(kafka: &KafkaSettings, tenant: Uuid, node: &str) {
             }
             .into(),
         ),
-        fact(
-            NodeMetrics {
-                cpu_percent: 42.5,
-                memory_used_bytes: 2 * 1024 * 1024 * 1024,
-                memory_total_bytes: 8 * 1024 * 1024 * 1024,
-                bandwidth_up_bps: 250_000_000,
-                bandwidth_down_bps: 20_000_000,
-                bandwidth_limit_bps: 1_000_000_000,
-                disk_used_bytes: 10_000_000_000,
-                disk_total_bytes: 100_000_000_000,
-                active_streams: 3,
-                active_viewers: 0,
-                window_ms: 10_000,
-            }
-            .into(),
-        ),
+        fact(Utc::now(), load_sample(42.5, 5_000).into()),
     ];
     for verdict in publisher.publish_batch(&facts).await {
         verdict.unwrap();
@@ -358,7 +376,20 @@ async fn the_published_client_drives_every_operation_it_has_here() {
     let (secrets, data_keys) = SecretBox::generate("conformance");
     let session_secret = Uuid::now_v7().simple().to_string().repeat(2);
     let live_prefix = format!("test-{}", Uuid::now_v7().simple());
+    let clickhouse_base = format!("test_{}", &Uuid::now_v7().simple().to_string()[20..]);
     let roles = [
+        spawn_role(
+            "analytics",
+            &kafka,
+            &[
+                ("FRAMEWORKS_CLICKHOUSE_DATABASE", clickhouse_base.clone()),
+                (
+                    "FRAMEWORKS_ANALYTICS_GROUP",
+                    format!("{live_prefix}-analytics"),
+                ),
+                ("FRAMEWORKS_ANALYTICS_METRICS_LISTEN", "127.0.0.1:0".into()),
+            ],
+        ),
         spawn_role(
             "live-state",
             &kafka,
@@ -457,10 +488,18 @@ async fn the_published_client_drives_every_operation_it_has_here() {
         &data_keys,
         &session_secret,
         &live_prefix,
+        &clickhouse_base,
         100_000,
     );
-    let (limited, limited_port) =
-        spawn_bridge(&db, &kafka, &data_keys, &session_secret, &live_prefix, 5);
+    let (limited, limited_port) = spawn_bridge(
+        &db,
+        &kafka,
+        &data_keys,
+        &session_secret,
+        &live_prefix,
+        &clickhouse_base,
+        5,
+    );
     tokio::task::spawn_blocking(move || {
         wait_listening(port);
         wait_listening(limited_port);
@@ -468,8 +507,13 @@ async fn the_published_client_drives_every_operation_it_has_here() {
     .await
     .unwrap();
 
-    // The node reports its load, so the live state has something to show.
-    report_node_load(&kafka, tenant, &infrastructure.node).await;
+    // The node reports its load, so the live state and the analytics have
+    // something to show.
+    let three_hours_ago = Utc::now() - chrono::Duration::hours(3);
+    let metrics_hour = three_hours_ago
+        .duration_trunc(chrono::Duration::hours(1))
+        .unwrap();
+    report_node_load(&kafka, tenant, &infrastructure.node, metrics_hour).await;
     let live = LiveState::connect(&redis_url(), &live_prefix)
         .await
         .unwrap();
@@ -478,6 +522,32 @@ async fn the_published_client_drives_every_operation_it_has_here() {
         "the node's load in the live state",
         async {
             while live.node(&infrastructure.node).await.unwrap().is_empty() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        },
+    )
+    .await;
+    let clickhouse = ClickHouseSettings {
+        url: std::env::var("FRAMEWORKS_CLICKHOUSE_URL")
+            .unwrap_or_else(|_| "http://127.0.0.1:8123".into()),
+        user: "default".into(),
+        password: String::new(),
+        database: clickhouse_base.clone(),
+    };
+    let analytics = clickhouse
+        .client()
+        .with_database(format!("{clickhouse_base}_g1"));
+    within(
+        Duration::from_secs(60),
+        "the node's samples in the analytics",
+        async {
+            while analytics
+                .query("SELECT count() FROM node_metrics")
+                .fetch_one::<u64>()
+                .await
+                .unwrap_or(0)
+                < 5
+            {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         },
@@ -508,6 +578,7 @@ async fn the_published_client_drives_every_operation_it_has_here() {
                 .env("FW_CLUSTER_SHARED", &infrastructure.shared)
                 .env("FW_CLUSTER_B", &infrastructure.foreign)
                 .env("FW_NODE_A", &infrastructure.node)
+                .env("FW_METRICS_HOUR", metrics_hour.to_rfc3339())
                 .output()
                 .unwrap()
         })
@@ -571,4 +642,12 @@ async fn the_published_client_drives_every_operation_it_has_here() {
     drop((bridge, limited, roles));
     drop_topics(&kafka).await;
     db.drop_now().await;
+    for database in [format!("{clickhouse_base}_g1"), clickhouse_base] {
+        clickhouse
+            .client()
+            .query(&format!("DROP DATABASE IF EXISTS {database}"))
+            .execute()
+            .await
+            .unwrap();
+    }
 }

@@ -9,13 +9,15 @@ use chrono::Utc;
 use frameworks_commands::aggregates::api_token::{ApiToken, ApiTokenCommand, ApiTokenOutcome};
 use frameworks_commands::aggregates::infrastructure::{
     Cluster, ClusterCapacity, ClusterCommand, ClusterOutcome, Node, NodeCommand, NodeIdentity,
-    enrol_node, node_by_fingerprint, pre_register_edge,
+    NodeMode, enrol_node, node_by_fingerprint, pre_register_edge,
 };
 use frameworks_commands::aggregates::marketplace::{
     AccessLevel, MarketplaceCommand, ResourceLimits, Visibility, cluster_of_invite_token,
 };
 use frameworks_commands::aggregates::stream::{Ingest, Stream, StreamCommand, StreamOutcome};
-use frameworks_commands::aggregates::tenant::{Tenant, TenantCommand, TenantOutcome};
+use frameworks_commands::aggregates::tenant::{
+    Tenant, TenantCommand, TenantOutcome, set_preferred_cluster,
+};
 use frameworks_commands::aggregates::user::{Role, User, UserCommand, UserOutcome};
 use frameworks_commands::{
     CommandBus, CommandContext, CommandError, ExecuteError, Idempotency, SecretBox,
@@ -768,6 +770,28 @@ async fn enrolment_tokens_are_single_use_and_expire() {
         "input.hardwareFingerprint"
     );
 
+    // A platform node's mode is the operators' call, and the same mode twice
+    // is recorded once.
+    let drain = NodeCommand::SetMode {
+        mode: NodeMode::Draining,
+        reason: "kernel upgrade".into(),
+    };
+    bus.execute::<Node>(&node.node_id, &drain, &operator, None)
+        .await
+        .unwrap();
+    let node_version = || bus.store().version(AggregateType::Node, &node.node_id);
+    let drained = node_version().await.unwrap();
+    bus.execute::<Node>(&node.node_id, &drain, &operator, None)
+        .await
+        .unwrap();
+    assert_eq!(node_version().await.unwrap(), drained);
+    let stranger = CommandContext::for_tenant(Uuid::now_v7(), "user:stranger");
+    let refused = rejection(
+        bus.execute::<Node>(&node.node_id, &drain, &stranger, None)
+            .await,
+    );
+    assert!(matches!(refused, CommandError::Forbidden(_)), "{refused:?}");
+
     // Decommissioning frees the fingerprint for a new enrolment.
     bus.execute::<Node>(
         &node.node_id,
@@ -864,6 +888,37 @@ async fn cluster_subscriptions_follow_visibility_approval_and_invites() {
     bus.execute::<Cluster>(&cluster, &approve, &as_owner, None)
         .await
         .unwrap();
+
+    // Subscribed, B may prefer the cluster (once is enough); C may not yet.
+    let cluster_uuid: Uuid = cluster.parse().unwrap();
+    bus.execute::<Tenant>(
+        &b.to_string(),
+        &TenantCommand::Create {
+            name: "b".into(),
+            tier: "pro".into(),
+            region: "eu-west".into(),
+        },
+        &as_b,
+        None,
+    )
+    .await
+    .unwrap();
+    set_preferred_cluster(&bus, b, cluster_uuid, &as_b)
+        .await
+        .unwrap();
+    let b_id = b.to_string();
+    let tenant_version = || bus.store().version(AggregateType::Tenant, &b_id);
+    let preferred = tenant_version().await.unwrap();
+    set_preferred_cluster(&bus, b, cluster_uuid, &as_b)
+        .await
+        .unwrap();
+    assert_eq!(tenant_version().await.unwrap(), preferred);
+    let unsubscribed = rejection(set_preferred_cluster(&bus, c, cluster_uuid, &as_c).await);
+    assert!(
+        matches!(unsubscribed, CommandError::NotFound { .. }),
+        "{unsubscribed:?}"
+    );
+
     let again = rejection(
         bus.execute::<Cluster>(&cluster, &approve, &as_owner, None)
             .await,
@@ -937,6 +992,8 @@ async fn cluster_subscriptions_follow_visibility_approval_and_invites() {
     )
     .await
     .unwrap();
+    let cancelled = rejection(set_preferred_cluster(&bus, b, cluster_uuid, &as_b).await);
+    assert!(matches!(cancelled, CommandError::NotFound { .. }));
     let ClusterOutcome::Invite {
         invite_id,
         token: revoked,

@@ -151,6 +151,8 @@ event_registry! {
         = "tenant.signing_key_created", Tenant, Tenants, 1;
     SigningKeyRevoked(tenant::SigningKeyRevoked)
         = "tenant.signing_key_revoked", Tenant, Tenants, 1;
+    TenantPreferredClusterSet(tenant::TenantPreferredClusterSet)
+        = "tenant.preferred_cluster_set", Tenant, Tenants, 1;
 
     UserRegistered(user::UserRegistered) = "user.registered", User, Tenants, 1;
     UserPasswordChanged(user::UserPasswordChanged) = "user.password_changed", User, Tenants, 1;
@@ -195,6 +197,8 @@ event_registry! {
     NodeReenrolled(infrastructure::NodeReenrolled) = "node.reenrolled", Node, Infrastructure, 1;
     NodeDecommissioned(infrastructure::NodeDecommissioned)
         = "node.decommissioned", Node, Infrastructure, 1;
+    NodeModeChanged(infrastructure::NodeModeChanged)
+        = "node.mode_changed", Node, Infrastructure, 1;
 
     NodeHeartbeat(telemetry::NodeHeartbeat) = "node.heartbeat", Node, NodeTelemetry, 1;
     NodeMetrics(telemetry::NodeMetrics) = "node.metrics", Node, NodeTelemetry, 1;

@@ -10,7 +10,9 @@
 
 use chrono::{DateTime, Utc};
 use frameworks_events::proto::v1::common::SealedSecret;
-use frameworks_events::proto::v1::infrastructure::{ClusterPricingModel, ClusterVisibility};
+use frameworks_events::proto::v1::infrastructure::{
+    ClusterPricingModel, ClusterVisibility, NodeOperationalMode,
+};
 use frameworks_events::proto::v1::stream::IngestMode;
 use frameworks_events::proto::v1::user::UserRole;
 use frameworks_events::{Event, EventPayload, Topic};
@@ -162,6 +164,17 @@ async fn apply_change(conn: &mut PgConnection, event: &Event) -> Result<(), Appl
                 .bind(at)
                 .execute(&mut *conn)
                 .await?;
+            touched(rows.rows_affected(), event, "tenant", &event.aggregate_id)?;
+        }
+        EventPayload::TenantPreferredClusterSet(e) => {
+            let rows = sqlx::query(
+                "UPDATE rm_tenants SET preferred_cluster_id = $2, updated_at = $3 WHERE id = $1",
+            )
+            .bind(uuid_of(event, "tenant")?)
+            .bind(field_uuid(event, "cluster", &e.cluster_id)?)
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
             touched(rows.rows_affected(), event, "tenant", &event.aggregate_id)?;
         }
         EventPayload::SigningKeyCreated(e) => {
@@ -658,6 +671,23 @@ async fn apply_change(conn: &mut PgConnection, event: &Event) -> Result<(), Appl
                 .bind(&e.reason)
                 .execute(&mut *conn)
                 .await?;
+            touched(rows.rows_affected(), event, "node", &event.aggregate_id)?;
+        }
+        EventPayload::NodeModeChanged(e) => {
+            let mode = enum_name(
+                NodeOperationalMode::try_from(e.mode).map(|m| m.as_str_name()),
+                "NODE_OPERATIONAL_MODE_",
+            )
+            .map_err(|problem| invalid(event, format!("mode: {problem}")))?;
+            let rows = sqlx::query(
+                "UPDATE rm_nodes SET operational_mode = $2, mode_reason = $3, mode_changed_at = $4 WHERE id = $1",
+            )
+            .bind(uuid_of(event, "node")?)
+            .bind(mode)
+            .bind(&e.reason)
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
             touched(rows.rows_affected(), event, "node", &event.aggregate_id)?;
         }
         // Telemetry lives on other topics and in other projections.

@@ -112,7 +112,14 @@ CREATE TABLE IF NOT EXISTS node_metrics (
     disk_used_bytes     UInt64,
     disk_total_bytes    UInt64,
     active_streams      UInt32,
-    active_viewers      UInt32
+    active_viewers      UInt32,
+    -- Cumulative since the node booted; they reset when it restarts.
+    network_rx_bytes    UInt64,
+    network_tx_bytes    UInt64,
+    shm_used_bytes      UInt64,
+    shm_total_bytes     UInt64,
+    -- The sampling window, so that rate times window gives bytes moved.
+    window_ms           UInt32
 ) ENGINE = ReplacingMergeTree()
 PARTITION BY toYYYYMM(occurred_at)
 ORDER BY (node_id, occurred_at, event_id);

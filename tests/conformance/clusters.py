@@ -6,13 +6,17 @@ tenant's cluster. Run by tests/graphql_conformance.rs."""
 import os
 from datetime import datetime, timedelta, timezone
 
-from common import URL, check, done, raises, refused, session
+from common import URL, check, done, post, raises, refused, session
 from livepeer_frameworks import FrameWorksClient, GraphQLError, expect_result
-from livepeer_frameworks.graphql import NodeStatus
+from livepeer_frameworks.graphql import ConnectionInput, NodeOperationalMode, NodeStatus, SetNodeModeInput, TimeRangeInput
 
 OWN, SHARED, FOREIGN, NODE = (os.environ[k] for k in ("FW_CLUSTER_A", "FW_CLUSTER_SHARED", "FW_CLUSTER_B", "FW_NODE_A"))
+# The node reported three samples in this hour (CPU 20, 95 and 40 percent),
+# one at 30 percent five minutes into the next, and one now at 42.5.
+HOUR = datetime.fromisoformat(os.environ["FW_METRICS_HOUR"])
 partial = []
-fw = FrameWorksClient(URL, token=session(os.environ["FW_EMAIL_A"], os.environ["FW_PASSWORD_A"]), on_partial_errors=partial.append)
+fw_token = session(os.environ["FW_EMAIL_A"], os.environ["FW_PASSWORD_A"])
+fw = FrameWorksClient(URL, token=fw_token, on_partial_errors=partial.append)
 reader = FrameWorksClient(URL, token=os.environ["FW_READ_TOKEN"])
 
 
@@ -105,6 +109,71 @@ def _():
     assert [(n.name, n.status) for n in status.nodes] == [("edge-fra-1", "offline")]
     assert NODE not in [n.node_id for n in status.nodes], "a tenant's own node is not public"
     assert (status.total_nodes, status.healthy_nodes) == (1, 0) and status.peer_connections == []
+
+
+@check("node(id) pages the node's load samples from the analytics, newest first")
+def _():
+    node = fw.get_infrastructure_node_metrics_connection(NODE, page=ConnectionInput(first=2)).node
+    assert node.typename__ == "InfrastructureNode"
+    first = node.metrics_connection
+    assert first.total_count == 5 and first.page_info.has_next_page and not first.page_info.has_previous_page
+    assert [e.node.cpu_usage for e in first.edges] == [42.5, 30.0]
+    sample = first.edges[1].node
+    assert sample.timestamp == HOUR + timedelta(minutes=65) and sample.node_id == NODE and sample.cluster_id == OWN
+    assert (sample.memory_total, sample.memory_used) == (8192, 2048) and sample.shm_total == 2 * 1024**3
+    assert (sample.network_rx, sample.network_tx) == (4_000, 48_000) and sample.up_speed == 250_000_000 / 8
+    assert sample.stream_count == 3 and sample.status == "healthy" and sample.is_healthy
+    assert (round(sample.latitude, 2), round(sample.longitude, 2)) == (52.37, 4.9)
+    after = first.page_info.end_cursor
+    second = fw.get_infrastructure_node_metrics_connection(NODE, page=ConnectionInput(first=2, after=after)).node.metrics_connection
+    assert [e.node.cpu_usage for e in second.edges] == [40.0, 95.0] and second.page_info.has_previous_page
+    assert second.edges[1].node.status == "overloaded" and second.edges[1].node.is_healthy is False
+    window = TimeRangeInput(start=HOUR, end=HOUR + timedelta(minutes=25))
+    ranged = fw.get_infrastructure_node_metrics_connection(NODE, time_range=window).node.metrics_connection
+    assert ranged.total_count == 2 and [e.node.cpu_usage for e in ranged.edges] == [95.0, 20.0]
+
+
+@check("metrics1hConnection sums the node's load up by hour")
+def _():
+    hours = fw.get_infrastructure_node_metrics_1_h_connection(NODE).node.metrics_1_h_connection
+    assert hours.total_count == 3
+    by_hour = {e.node.timestamp: e.node for e in hours.edges}
+    first, second = by_hour[HOUR], by_hour[HOUR + timedelta(hours=1)]
+    assert round(first.avg_cpu, 3) == round((20 + 95 + 40) / 3, 3) and first.peak_cpu == 95 and not first.was_healthy
+    assert first.avg_memory == 25 and first.peak_disk == 10 and first.avg_shm == 25
+    # 20 Mbit/s in and 250 Mbit/s out for three 10 s windows.
+    assert (first.total_bandwidth_in, first.total_bandwidth_out) == (75_000_000, 937_500_000)
+    assert second.avg_cpu == 30 and second.was_healthy and second.total_bandwidth_in == 25_000_000
+    empty = {"start": HOUR.isoformat(), "end": HOUR.isoformat()}
+    query = "query($id: ID!, $r: TimeRangeInput) { node(id: $id) { ... on InfrastructureNode { metrics1hConnection(timeRange: $r) { totalCount } } } }"
+    answer = post({"query": query, "variables": {"id": NODE, "r": empty}}, token=fw_token).json()
+    (error,) = answer["errors"]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT" and error["extensions"]["field"] == "timeRange", error
+    assert error["path"] == ["node", "metrics1hConnection"]
+    assert fw.get_infrastructure_node_metrics_connection(SHARED).node.typename__ == "Cluster", "a cluster id names the cluster"
+    assert fw.get_infrastructure_node_metrics_connection(FOREIGN).node is None
+
+
+@check("setNodeMode drains a node and puts it back; other tenants' nodes do not exist")
+def _():
+    drained = expect_result(fw.set_node_mode(SetNodeModeInput(nodeId=NODE, mode=NodeOperationalMode.DRAINING, reason="kernel upgrade")).set_node_mode, "InfrastructureNode")
+    assert drained.node_id == NODE and drained.effective_mode == "DRAINING"
+    assert fw.get_nodes_connection().nodes_connection.edges[0].node.effective_mode == "DRAINING"
+    back = expect_result(fw.set_node_mode(SetNodeModeInput(nodeId=drained.id, mode=NodeOperationalMode.NORMAL)).set_node_mode, "InfrastructureNode")
+    assert back.effective_mode == "NORMAL"
+    refused(lambda: fw.set_node_mode(SetNodeModeInput(nodeId=FOREIGN, mode=NodeOperationalMode.MAINTENANCE)).set_node_mode, "NotFoundError")
+    refused(lambda: reader.set_node_mode(SetNodeModeInput(nodeId=NODE, mode=NodeOperationalMode.MAINTENANCE)).set_node_mode, "AuthError", code="FORBIDDEN")
+
+
+@check("setPreferredCluster takes a usable cluster and marks it the default")
+def _():
+    chosen = expect_result(fw.set_preferred_cluster(SHARED).set_preferred_cluster, "Cluster")
+    assert chosen.cluster_id == SHARED and chosen.is_default_cluster
+    assert not fw.get_cluster(OWN).cluster.is_default_cluster
+    chosen = expect_result(fw.set_preferred_cluster(OWN).set_preferred_cluster, "Cluster")
+    assert chosen.is_default_cluster and not fw.get_cluster(SHARED).cluster.is_default_cluster
+    refused(lambda: fw.set_preferred_cluster(FOREIGN).set_preferred_cluster, "NotFoundError")
+    assert fw.get_cluster(OWN).cluster.is_default_cluster, "a refused choice changes nothing"
 
 
 done("clusters")

@@ -25,6 +25,7 @@ SUCCESS = (
     "Cluster",
     "CreateEdgeClusterResponse",
     "BootstrapEdgeResponse",
+    "InfrastructureNode",
 )
 
 

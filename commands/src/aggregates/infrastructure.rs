@@ -11,7 +11,8 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use frameworks_events::proto::v1::infrastructure::{
     ClusterCreated, ClusterUpdated, EdgePreRegistered, NodeDecommissioned, NodeEnrolled,
-    NodeEnrolmentTokenConsumed, NodeEnrolmentTokenIssued, NodeReenrolled,
+    NodeEnrolmentTokenConsumed, NodeEnrolmentTokenIssued, NodeModeChanged,
+    NodeOperationalMode as NodeModeProto, NodeReenrolled,
 };
 use frameworks_events::{AggregateType, Event, EventPayload};
 use serde::{Deserialize, Serialize};
@@ -142,6 +143,13 @@ fn base_url(field: &str, value: &str) -> Result<String, CommandError> {
 }
 
 impl Cluster {
+    /// Whether `tenant` may place streams on this cluster: the platform's
+    /// shared clusters, its own, and those it holds an active subscription to.
+    pub fn usable_by(&self, tenant: Uuid) -> bool {
+        self.exists
+            && (self.shared || self.owner == Some(tenant) || self.marketplace.is_subscribed(tenant))
+    }
+
     /// The id of the token with this hash, if it may still enrol a node.
     pub fn spendable_token(
         &self,
@@ -388,6 +396,46 @@ pub struct Node {
     owner: Option<Uuid>,
     fingerprint: String,
     decommissioned: bool,
+    mode: NodeMode,
+}
+
+/// Whether the balancer may send new work to a node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NodeMode {
+    #[default]
+    Normal,
+    /// Keeps what it serves; nothing new is placed on it.
+    Draining,
+    /// Out of routing altogether.
+    Maintenance,
+}
+
+impl NodeMode {
+    pub fn to_proto(self) -> NodeModeProto {
+        match self {
+            Self::Normal => NodeModeProto::Normal,
+            Self::Draining => NodeModeProto::Draining,
+            Self::Maintenance => NodeModeProto::Maintenance,
+        }
+    }
+
+    pub fn from_proto(value: i32) -> Option<Self> {
+        match NodeModeProto::try_from(value).ok()? {
+            NodeModeProto::Normal => Some(Self::Normal),
+            NodeModeProto::Draining => Some(Self::Draining),
+            NodeModeProto::Maintenance => Some(Self::Maintenance),
+            NodeModeProto::Unspecified => None,
+        }
+    }
+
+    /// The read model's and the API's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Normal => "NORMAL",
+            Self::Draining => "DRAINING",
+            Self::Maintenance => "MAINTENANCE",
+        }
+    }
 }
 
 /// What a node reports about itself when it (re-)joins.
@@ -437,7 +485,15 @@ impl NodeIdentity {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum NodeCommand {
     Reenrol(NodeIdentity),
-    Decommission { reason: String },
+    Decommission {
+        reason: String,
+    },
+    /// Drain a node, take it out for maintenance, or put it back; setting
+    /// the mode it already has records nothing.
+    SetMode {
+        mode: NodeMode,
+        reason: String,
+    },
 }
 
 impl Aggregate for Node {
@@ -454,6 +510,9 @@ impl Aggregate for Node {
                 self.fingerprint = enrolled.hardware_fingerprint.clone();
             }
             EventPayload::NodeDecommissioned(_) => self.decommissioned = true,
+            EventPayload::NodeModeChanged(changed) => {
+                self.mode = NodeMode::from_proto(changed.mode).unwrap_or_default();
+            }
             _ => {}
         }
     }
@@ -487,11 +546,7 @@ impl Aggregate for Node {
                 }))
             }
             NodeCommand::Decommission { reason } => {
-                if self.owner.is_some() {
-                    env.ctx.ensure_owner(self.owner, Self::RESOURCE, id)?;
-                } else {
-                    env.ctx.require_operator()?;
-                }
+                self.ensure_manager(env)?;
                 let reason = validate::text("input.reason", reason, 1000)?;
                 Ok(Decision::new(())
                     .event(NodeDecommissioned { reason })
@@ -500,6 +555,30 @@ impl Aggregate for Node {
                         self.fingerprint.clone(),
                     )))
             }
+            NodeCommand::SetMode { mode, reason } => {
+                self.ensure_manager(env)?;
+                let reason = validate::text("input.reason", reason, 1000)?;
+                if *mode == self.mode {
+                    return Ok(Decision::new(()));
+                }
+                Ok(Decision::new(()).event(NodeModeChanged {
+                    mode: mode.to_proto().into(),
+                    previous: self.mode.to_proto().into(),
+                    reason,
+                }))
+            }
+        }
+    }
+}
+
+impl Node {
+    /// The owner of a tenant's node, or an operator for the platform's.
+    fn ensure_manager(&self, env: &HandleEnv<'_>) -> Result<(), CommandError> {
+        if self.owner.is_some() {
+            env.ctx
+                .ensure_owner(self.owner, Node::RESOURCE, env.aggregate_id)
+        } else {
+            env.ctx.require_operator()
         }
     }
 }

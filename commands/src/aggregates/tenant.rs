@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 
 use frameworks_events::proto::v1::tenant::{
-    SigningKeyCreated, SigningKeyRevoked, TenantCreated, TenantReactivated, TenantSuspended,
+    SigningKeyCreated, SigningKeyRevoked, TenantCreated, TenantPreferredClusterSet,
+    TenantReactivated, TenantSuspended,
 };
 use frameworks_events::{AggregateType, Event, EventPayload};
 use p256::ecdsa::SigningKey;
@@ -11,8 +12,10 @@ use p256::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::aggregate::{Aggregate, Decision, HandleEnv};
-use crate::error::CommandError;
+use crate::aggregate::{Aggregate, CommandContext, Decision, HandleEnv};
+use crate::aggregates::infrastructure::Cluster;
+use crate::bus::CommandBus;
+use crate::error::{CommandError, ExecuteError};
 use crate::secrets::{random_bytes, random_id};
 use crate::validate;
 
@@ -26,6 +29,7 @@ pub struct Tenant {
     suspended: bool,
     /// kid -> still active.
     signing_keys: BTreeMap<String, bool>,
+    preferred_cluster: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -48,6 +52,11 @@ pub enum TenantCommand {
     RevokeSigningKey {
         kid: String,
         reason: String,
+    },
+    /// Use [`set_preferred_cluster`], which checks that the tenant may use
+    /// the cluster before it gets here.
+    SetPreferredCluster {
+        cluster_id: Uuid,
     },
 }
 
@@ -78,6 +87,9 @@ impl Aggregate for Tenant {
             }
             EventPayload::SigningKeyRevoked(key) => {
                 self.signing_keys.insert(key.kid.clone(), false);
+            }
+            EventPayload::TenantPreferredClusterSet(set) => {
+                self.preferred_cluster = Some(set.cluster_id.clone());
             }
             _ => {}
         }
@@ -189,6 +201,14 @@ impl Aggregate for Tenant {
                     public_key_spki,
                 }))
             }
+            TenantCommand::SetPreferredCluster { cluster_id } => {
+                let cluster_id = cluster_id.to_string();
+                if self.preferred_cluster.as_ref() == Some(&cluster_id) {
+                    return Ok(Decision::new(TenantOutcome::Done));
+                }
+                Ok(Decision::new(TenantOutcome::Done)
+                    .event(TenantPreferredClusterSet { cluster_id }))
+            }
             TenantCommand::RevokeSigningKey { kid, reason } => match self.signing_keys.get(kid) {
                 None => Err(CommandError::not_found("signing key", kid.clone())),
                 Some(false) => Err(CommandError::Conflict(format!(
@@ -204,4 +224,27 @@ impl Aggregate for Tenant {
             },
         }
     }
+}
+
+/// Makes `cluster_id` the tenant's preferred cluster, if the tenant may use
+/// it: the platform's shared clusters, its own, and those it holds an active
+/// subscription to. Any other cluster reads as not found.
+pub async fn set_preferred_cluster(
+    bus: &CommandBus,
+    tenant_id: Uuid,
+    cluster_id: Uuid,
+    ctx: &CommandContext,
+) -> Result<(), ExecuteError> {
+    let (cluster, _) = bus.load::<Cluster>(&cluster_id.to_string()).await?;
+    if !cluster.usable_by(tenant_id) {
+        return Err(CommandError::not_found(Cluster::RESOURCE, cluster_id.to_string()).into());
+    }
+    bus.execute::<Tenant>(
+        &tenant_id.to_string(),
+        &TenantCommand::SetPreferredCluster { cluster_id },
+        ctx,
+        None,
+    )
+    .await?;
+    Ok(())
 }

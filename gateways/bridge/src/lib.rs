@@ -28,18 +28,20 @@ use frameworks_commands::{CommandBus, EventStore, SecretBox};
 use crate::auth::{Authenticator, SessionKeys};
 use crate::feed::EventFeed;
 use crate::rate_limit::RateLimiter;
+use frameworks_projections::analytics::reader::AnalyticsReader;
 use frameworks_projections::live::LiveState;
 use frameworks_projections::read_your_writes::ProjectionWatcher;
 
 /// The shared state of a bridge over `store`, configured by `settings`,
-/// with subscriptions fed by `subscription_feed` and mutations waiting on
-/// `projections`.
+/// with subscriptions fed by `subscription_feed`, mutations waiting on
+/// `projections`, and live state and analytics read from `live` and `analytics`.
 pub fn state(
     store: &EventStore,
     settings: &BridgeSettings,
     subscription_feed: EventFeed,
     projections: ProjectionWatcher,
     live: LiveState,
+    analytics: AnalyticsReader,
 ) -> Result<Arc<BridgeState>, frameworks_commands::secrets::KeyRingError> {
     let secrets = SecretBox::from_spec(&settings.data_keys)?;
     let pool = store.pool().clone();
@@ -55,6 +57,7 @@ pub fn state(
         feed: subscription_feed,
         projections,
         live,
+        analytics,
         origins: Default::default(),
         stream_cache: Default::default(),
         edges: settings.edges.clone(),

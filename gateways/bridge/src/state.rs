@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use frameworks_commands::{CommandBus, SecretBox};
 use frameworks_events::AggregateType;
+use frameworks_projections::analytics::reader::AnalyticsReader;
 use frameworks_projections::control_plane;
 use frameworks_projections::live::LiveState;
 use frameworks_projections::read_your_writes::{ProjectionWatcher, WaitError};
@@ -31,6 +32,8 @@ pub struct BridgeState {
     pub origins: Origins,
     /// Live state in Redis: node load and health.
     pub live: LiveState,
+    /// The analytics in ClickHouse: node metrics.
+    pub analytics: AnalyticsReader,
     pub stream_cache: StreamCache,
     /// What new edge clusters and bootstrapping edges are told.
     pub edges: EdgeSettings,

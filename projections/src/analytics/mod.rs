@@ -20,6 +20,7 @@
 //! a restart or rebalance. The raw tables are still ReplacingMergeTree on the
 //! event id, as a second line of defence for anything read with FINAL.
 
+pub mod reader;
 pub mod rows;
 pub mod schema;
 pub mod usage;

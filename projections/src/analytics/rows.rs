@@ -104,6 +104,11 @@ pub struct NodeMetricsRow {
     pub disk_total_bytes: u64,
     pub active_streams: u32,
     pub active_viewers: u32,
+    pub network_rx_bytes: u64,
+    pub network_tx_bytes: u64,
+    pub shm_used_bytes: u64,
+    pub shm_total_bytes: u64,
+    pub window_ms: u32,
 }
 
 /// The row an event becomes, by table.
@@ -246,6 +251,11 @@ pub fn row_for(event: &Event) -> Result<Option<AnalyticsRow>, ApplyError> {
             disk_total_bytes: p.disk_total_bytes,
             active_streams: p.active_streams,
             active_viewers: p.active_viewers,
+            network_rx_bytes: p.network_rx_bytes,
+            network_tx_bytes: p.network_tx_bytes,
+            shm_used_bytes: p.shm_used_bytes,
+            shm_total_bytes: p.shm_total_bytes,
+            window_ms: p.window_ms,
         }),
         _ => return Ok(None),
     };

@@ -92,6 +92,33 @@ impl ClickHouseGenerations {
             .collect())
     }
 
+    /// Every table's columns and types in `database`, in a stable order.
+    async fn columns(
+        &self,
+        database: &str,
+    ) -> Result<Vec<(String, String, String)>, clickhouse::error::Error> {
+        #[derive(Debug, Row, Deserialize)]
+        struct Column {
+            table: String,
+            name: String,
+            #[serde(rename = "type")]
+            kind: String,
+        }
+        let columns: Vec<Column> = self
+            .client
+            .query(
+                "SELECT table, name, type FROM system.columns WHERE database = ?
+                 ORDER BY table, name",
+            )
+            .bind(database)
+            .fetch_all()
+            .await?;
+        Ok(columns
+            .into_iter()
+            .map(|c| (c.table, c.name, c.kind))
+            .collect())
+    }
+
     /// Writes new states in one block: readers see all of them or none.
     async fn record(&self, changes: &[(u32, &str)]) -> Result<(), clickhouse::error::Error> {
         let seq: u64 = self
@@ -181,6 +208,27 @@ impl Generations for ClickHouseGenerations {
             .collect();
         changes.push((generation, "live"));
         self.record(&changes).await
+    }
+
+    /// Compares the generation's tables and columns with those this build's
+    /// DDL creates, in a scratch database: ClickHouse keeps no record of the
+    /// DDL a database was made with, but its catalogue says what it holds.
+    async fn schema_current(&self, generation: u32) -> Result<bool, Self::Error> {
+        let probe = format!("{}_schema_probe", self.base);
+        self.client
+            .query(&format!("DROP DATABASE IF EXISTS {probe}"))
+            .execute()
+            .await?;
+        schema::create(&self.client, &probe).await?;
+        let expected = self.columns(&probe).await;
+        self.client
+            .query(&format!("DROP DATABASE IF EXISTS {probe}"))
+            .execute()
+            .await?;
+        let actual = self
+            .columns(&Self::database(&self.base, generation))
+            .await?;
+        Ok(expected? == actual)
     }
 
     async fn discard(&self, generation: u32) -> Result<(), Self::Error> {

@@ -33,6 +33,8 @@ CREATE TABLE rm_tenants (
     region       text        NOT NULL,
     suspended    boolean     NOT NULL DEFAULT false,
     suspended_reason text,
+    -- Chosen with setPreferredCluster; it counts only while the tenant may use it.
+    preferred_cluster_id uuid,
     created_at   timestamptz NOT NULL,
     updated_at   timestamptz NOT NULL
 );
@@ -198,6 +200,10 @@ CREATE TABLE rm_nodes (
     enrolled_at          timestamptz NOT NULL,
     reenrolled_at        timestamptz,
     decommissioned_at    timestamptz,
-    decommission_reason  text
+    decommission_reason  text,
+    -- NORMAL, DRAINING or MAINTENANCE (setNodeMode), with the operator's reason.
+    operational_mode     text        NOT NULL DEFAULT 'NORMAL',
+    mode_reason          text,
+    mode_changed_at      timestamptz
 );
 CREATE INDEX rm_nodes_cluster ON rm_nodes (cluster_id);

@@ -3,32 +3,36 @@
 //! nodes of its own clusters only. Node load and health come from the
 //! live state in Redis.
 
-use async_graphql::{ComplexObject, Context, Enum, ID, Json, Object, SimpleObject, Union};
+use std::collections::HashSet;
+
+use async_graphql::{
+    ComplexObject, Context, Enum, ID, InputObject, Json, Object, SimpleObject, Union,
+};
 use chrono::{DateTime, Utc};
 use frameworks_commands::aggregates::infrastructure::{
-    Cluster as ClusterAggregate, ClusterCommand, ClusterOutcome,
+    Cluster as ClusterAggregate, ClusterCommand, ClusterOutcome, Node as NodeAggregate,
+    NodeCommand, NodeMode,
 };
-use frameworks_commands::aggregates::tenant::TIERS;
+use frameworks_commands::aggregates::tenant::{TIERS, set_preferred_cluster};
 use frameworks_events::AggregateType;
-use sqlx::FromRow;
+use sqlx::{FromRow, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::connection::{ConnectionInput, Listing, Page, Position, connection};
-use super::errors::{AuthError, Refusal, ValidationError, forbidden_resource, internal, null_with};
+use super::errors::{
+    AuthError, NotFoundError, Refusal, ValidationError, forbidden_resource, internal, null_with,
+    refused,
+};
 use super::ids;
-use super::node_load::{NodeLoad, cluster_health, node_loads};
+use super::node_load::{NodeLoad, cluster_health, cluster_loads, node_loads};
 use super::scalars::Time;
 use super::{require, require_for_mutation, state};
 use crate::auth::{Principal, Scope};
 use crate::state::BridgeState;
 
 pub(super) const CLUSTER_TYPE: &str = "Cluster";
-const NODE_TYPE: &str = "InfrastructureNode";
+pub(super) const NODE_TYPE: &str = "InfrastructureNode";
 pub(super) const CLUSTER_COLUMNS: &str = "id, tenant_id, name, region, base_url, shared, max_concurrent_streams, max_concurrent_viewers, max_bandwidth_mbps, visibility, pricing_model, monthly_price_cents, requires_approval, short_description, created_at, updated_at";
-/// The clusters a tenant may place streams on: the platform's shared ones,
-/// its own, and those it holds an active subscription to. `$T` stands for the
-/// tenant's query parameter.
-const USABLE: &str = "(shared OR tenant_id = $T OR id IN (SELECT cluster_id FROM read_models.rm_cluster_subscriptions WHERE tenant_id = $T AND status = 'ACTIVE'))";
 /// Most nodes listed at once; a filtered list is paged in memory.
 const NODE_SCAN_LIMIT: i64 = 10_000;
 
@@ -86,6 +90,27 @@ pub enum NodeOperationalMode {
     Maintenance,
 }
 
+impl NodeOperationalMode {
+    /// The read model's spelling (the API's name).
+    fn from_column(value: &str) -> Self {
+        match value {
+            "DRAINING" => Self::Draining,
+            "MAINTENANCE" => Self::Maintenance,
+            _ => Self::Normal,
+        }
+    }
+}
+
+impl From<NodeOperationalMode> for NodeMode {
+    fn from(mode: NodeOperationalMode) -> Self {
+        match mode {
+            NodeOperationalMode::Normal => Self::Normal,
+            NodeOperationalMode::Draining => Self::Draining,
+            NodeOperationalMode::Maintenance => Self::Maintenance,
+        }
+    }
+}
+
 #[derive(Debug, Clone, FromRow)]
 pub(super) struct ClusterRow {
     pub id: Uuid,
@@ -110,6 +135,8 @@ pub(super) struct ClusterRow {
 #[derive(Debug, Clone, SimpleObject)]
 #[graphql(complex)]
 pub struct Cluster {
+    /// Global unique identifier for Relay compatibility (see the `id` resolver).
+    #[graphql(skip)]
     pub id: ID,
     pub cluster_id: String,
     pub cluster_name: String,
@@ -152,6 +179,11 @@ pub struct Cluster {
 
 #[ComplexObject]
 impl Cluster {
+    /// Global unique identifier for Relay compatibility.
+    pub async fn id(&self) -> ID {
+        self.id.clone()
+    }
+
     /// The cluster's nodes; only the owner of a cluster sees them (null
     /// with a FORBIDDEN error for the platform's shared clusters).
     async fn nodes_connection(
@@ -181,12 +213,23 @@ struct NodeRow {
     longitude: f64,
     enrolled_at: DateTime<Utc>,
     reenrolled_at: Option<DateTime<Utc>>,
+    operational_mode: String,
     region: String,
 }
 
+/// Nodes with their cluster's region; the caller adds its conditions.
+const NODE_SELECT: &str =
+    "SELECT n.id, n.cluster_id, n.tenant_id, n.hostname, n.public_host, n.latitude, n.longitude,
+        n.enrolled_at, n.reenrolled_at, n.operational_mode, c.region
+ FROM read_models.rm_nodes n JOIN read_models.rm_clusters c ON c.id = n.cluster_id
+ WHERE c.tenant_id = $1 AND n.decommissioned_at IS NULL";
+
 /// An edge server of a cluster.
 #[derive(Debug, Clone, SimpleObject)]
+#[graphql(complex)]
 pub struct InfrastructureNode {
+    /// Global unique identifier for Relay compatibility (see the `id` resolver).
+    #[graphql(skip)]
     pub id: ID,
     pub node_id: String,
     pub cluster_id: String,
@@ -210,7 +253,7 @@ pub struct InfrastructureNode {
     pub updated_at: Option<Time>,
     /// The node's load, while it reports (null when it has fallen silent).
     pub live_state: Option<NodeLiveState>,
-    /// Draining and maintenance do not exist on this platform yet.
+    /// What the balancer may send it (setNodeMode).
     pub effective_mode: NodeOperationalMode,
     pub routing_impact_preview: RoutingImpactPreview,
 }
@@ -323,23 +366,7 @@ impl ClusterQuery {
     /// One cluster the tenant may use, by global or raw id.
     async fn cluster(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Cluster>> {
         let principal = require(ctx, Scope::InfrastructureRead)?;
-        let Ok(Ok(uuid)) = ids::raw(CLUSTER_TYPE, &id.0).map(|raw| raw.parse::<Uuid>()) else {
-            return Ok(None);
-        };
-        let state = state(ctx)?;
-        let usable = USABLE.replace("$T", "$2");
-        let row: Option<ClusterRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {CLUSTER_COLUMNS} FROM read_models.rm_clusters WHERE id = $1 AND {usable}"
-        )))
-        .bind(uuid)
-        .bind(principal.tenant_id())
-        .fetch_optional(&state.pool)
-        .await
-        .map_err(|e| internal(&e))?;
-        match row {
-            Some(row) => Ok(Some(cluster(state, principal, row).await?)),
-            None => Ok(None),
-        }
+        usable_cluster(state(ctx)?, principal, &id.0).await
     }
 
     /// The clusters the tenant may use: the platform's shared ones, its own
@@ -435,13 +462,38 @@ impl ClusterQuery {
         }
         let cluster = match cluster_id {
             None => None,
-            Some(id) => match ids::raw(CLUSTER_TYPE, &id).map(|raw| raw.parse::<Uuid>()) {
-                Ok(Ok(uuid)) => Some(uuid),
-                _ => return Err(super::errors::bad_input("clusterId", "is not a cluster id")),
+            Some(id) => match cluster_uuid(&id) {
+                Some(uuid) => Some(uuid),
+                None => return Err(super::errors::bad_input("clusterId", "is not a cluster id")),
             },
         };
         nodes(state, principal, cluster, status, page.as_ref()).await
     }
+}
+
+#[derive(Debug, Clone, InputObject)]
+pub struct SetNodeModeInput {
+    /// The node's global id or its raw UUID.
+    pub node_id: String,
+    pub mode: NodeOperationalMode,
+    /// Recorded with the change; defaults to who made it.
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Union)]
+pub enum SetNodeModeResult {
+    InfrastructureNode(Box<InfrastructureNode>),
+    ValidationError(ValidationError),
+    NotFoundError(NotFoundError),
+    AuthError(AuthError),
+}
+
+#[derive(Debug, Clone, Union)]
+pub enum SetPreferredClusterResult {
+    Cluster(Box<Cluster>),
+    ValidationError(ValidationError),
+    NotFoundError(NotFoundError),
+    AuthError(AuthError),
 }
 
 #[derive(Debug, Default)]
@@ -477,8 +529,7 @@ impl ClusterMutation {
                 Some("not_found"),
             ))
         };
-        let Ok(Ok(uuid)) = ids::raw(CLUSTER_TYPE, &cluster_id.0).map(|raw| raw.parse::<Uuid>())
-        else {
+        let Some(uuid) = cluster_uuid(&cluster_id.0) else {
             return Ok(not_found());
         };
         let state = state(ctx)?;
@@ -521,6 +572,97 @@ impl ClusterMutation {
                 bootstrap_token: bootstrap_token(state, &token_id, token).await?,
             },
         ))
+    }
+
+    /// Drains a node of the tenant's own clusters (nothing new is placed on
+    /// it), takes it out for maintenance, or puts it back (NORMAL).
+    async fn set_node_mode(
+        &self,
+        ctx: &Context<'_>,
+        input: SetNodeModeInput,
+    ) -> async_graphql::Result<SetNodeModeResult> {
+        let principal = match require_for_mutation(ctx, Scope::InfrastructureWrite) {
+            Ok(p) => p,
+            Err(refusal) => return Ok(SetNodeModeResult::AuthError(refusal)),
+        };
+        let state = state(ctx)?;
+        let missing = || match Refusal::not_found("node", &input.node_id) {
+            Refusal::NotFound(e) => SetNodeModeResult::NotFoundError(e),
+            _ => unreachable!("Refusal::not_found makes a NotFound"),
+        };
+        // Only the nodes of the caller's own clusters exist for it.
+        let Some(id) = node_uuid(&input.node_id) else {
+            return Ok(missing());
+        };
+        if node_by_id(state, principal, id).await?.is_none() {
+            return Ok(missing());
+        }
+        let context = principal.command_context();
+        let command = NodeCommand::SetMode {
+            mode: input.mode.into(),
+            reason: input
+                .reason
+                .clone()
+                .unwrap_or_else(|| context.actor.clone()),
+        };
+        let node_id = id.to_string();
+        if let Err(error) = state
+            .bus
+            .execute::<NodeAggregate>(&node_id, &command, &context, None)
+            .await
+        {
+            return Ok(refused!(SetNodeModeResult, error));
+        }
+        state
+            .wait_until_projected(AggregateType::Node, &node_id)
+            .await
+            .map_err(|e| internal(&e))?;
+        match node_by_id(state, principal, id).await? {
+            Some(node) => Ok(SetNodeModeResult::InfrastructureNode(Box::new(node))),
+            None => Ok(missing()),
+        }
+    }
+
+    /// The cluster the tenant prefers for its streams: one it may use (the
+    /// platform's shared clusters, its own, or one it is subscribed to).
+    async fn set_preferred_cluster(
+        &self,
+        ctx: &Context<'_>,
+        cluster_id: ID,
+    ) -> async_graphql::Result<SetPreferredClusterResult> {
+        let principal = match require_for_mutation(ctx, Scope::InfrastructureWrite) {
+            Ok(p) => p,
+            Err(refusal) => return Ok(SetPreferredClusterResult::AuthError(refusal)),
+        };
+        let missing = || match Refusal::not_found("cluster", &cluster_id.0) {
+            Refusal::NotFound(e) => SetPreferredClusterResult::NotFoundError(e),
+            _ => unreachable!("Refusal::not_found makes a NotFound"),
+        };
+        let Some(uuid) = cluster_uuid(&cluster_id.0) else {
+            return Ok(missing());
+        };
+        let state = state(ctx)?;
+        let tenant = principal.tenant_id();
+        let context = principal.command_context();
+        if let Err(error) = set_preferred_cluster(&state.bus, tenant, uuid, &context).await {
+            return Ok(refused!(SetPreferredClusterResult, error));
+        }
+        state
+            .wait_until_projected(AggregateType::Tenant, &tenant.to_string())
+            .await
+            .map_err(|e| internal(&e))?;
+        let mut query = QueryBuilder::new(format!(
+            "SELECT {CLUSTER_COLUMNS} FROM read_models.rm_clusters WHERE id = "
+        ));
+        query.push_bind(uuid);
+        let row: ClusterRow = query
+            .build_query_as()
+            .fetch_one(&state.pool)
+            .await
+            .map_err(|e| internal(&e))?;
+        Ok(SetPreferredClusterResult::Cluster(Box::new(
+            cluster(state, principal, row).await?,
+        )))
     }
 }
 
@@ -567,6 +709,55 @@ pub(super) enum Visible {
     Subscribed,
 }
 
+/// One cluster the caller may use, by global or raw id.
+pub(super) async fn usable_cluster(
+    state: &BridgeState,
+    principal: &Principal,
+    id: &str,
+) -> async_graphql::Result<Option<Cluster>> {
+    let Some(uuid) = cluster_uuid(id) else {
+        return Ok(None);
+    };
+    let mut query = QueryBuilder::new(format!(
+        "SELECT {CLUSTER_COLUMNS} FROM read_models.rm_clusters WHERE id = "
+    ));
+    query.push_bind(uuid).push(" AND ");
+    push_usable(&mut query, principal.tenant_id());
+    let row: Option<ClusterRow> = query
+        .build_query_as()
+        .fetch_optional(&state.pool)
+        .await
+        .map_err(|e| internal(&e))?;
+    match row {
+        Some(row) => Ok(Some(cluster(state, principal, row).await?)),
+        None => Ok(None),
+    }
+}
+
+/// A cluster's UUID from its global or raw id.
+pub(super) fn cluster_uuid(id: &str) -> Option<Uuid> {
+    ids::raw(CLUSTER_TYPE, id).ok()?.parse().ok()
+}
+
+/// Restricts a query to the clusters `tenant` may place streams on: the
+/// platform's shared ones, its own, and those it holds an active
+/// subscription to.
+fn push_usable(query: &mut QueryBuilder<Postgres>, tenant: Uuid) {
+    query
+        .push("(shared OR tenant_id = ")
+        .push_bind(tenant)
+        .push(" OR ");
+    push_subscribed(query, tenant);
+    query.push(")");
+}
+
+fn push_subscribed(query: &mut QueryBuilder<Postgres>, tenant: Uuid) {
+    query
+        .push("id IN (SELECT cluster_id FROM read_models.rm_cluster_subscriptions WHERE status = 'ACTIVE' AND tenant_id = ")
+        .push_bind(tenant)
+        .push(")");
+}
+
 /// A page of clusters, newest first, with the total.
 async fn list(
     state: &BridgeState,
@@ -575,27 +766,18 @@ async fn list(
     page: Option<&ConnectionInput>,
 ) -> async_graphql::Result<(Vec<(String, ClusterRow)>, super::connection::PageInfo, i64)> {
     let page = Page::from_input(page)?;
-    let subscribed = |query: &mut sqlx::QueryBuilder<sqlx::Postgres>| {
-        query
-            .push("id IN (SELECT cluster_id FROM read_models.rm_cluster_subscriptions WHERE status = 'ACTIVE' AND tenant_id = ")
-            .push_bind(principal.tenant_id())
-            .push(")");
-    };
-    let filter = |query: &mut sqlx::QueryBuilder<sqlx::Postgres>| match visible {
+    let tenant = principal.tenant_id();
+    let filter = |query: &mut QueryBuilder<Postgres>| match visible {
         Visible::Usable => {
-            query
-                .push(" WHERE (shared OR tenant_id = ")
-                .push_bind(principal.tenant_id())
-                .push(" OR ");
-            subscribed(query);
-            query.push(")");
+            query.push(" WHERE ");
+            push_usable(query, tenant);
         }
         Visible::Shared => {
             query.push(" WHERE shared");
         }
         Visible::Subscribed => {
             query.push(" WHERE ");
-            subscribed(query);
+            push_subscribed(query, tenant);
         }
     };
     let listing = Listing {
@@ -621,11 +803,13 @@ pub(super) async fn clusters_page(
     page: Option<&ConnectionInput>,
 ) -> async_graphql::Result<ClustersConnection> {
     let (rows, info, total) = list(state, principal, visible, page).await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for (cursor, row) in rows {
-        out.push((cursor, cluster(state, principal, row).await?));
-    }
-    Ok(ClustersConnection::new(out, info, total))
+    let (cursors, rows): (Vec<_>, Vec<_>) = rows.into_iter().unzip();
+    let clusters = describe(state, principal, rows).await?;
+    Ok(ClustersConnection::new(
+        cursors.into_iter().zip(clusters).collect(),
+        info,
+        total,
+    ))
 }
 
 /// A duration of hours, minutes and seconds (`1h30m`, `90s`), in seconds.
@@ -662,58 +846,88 @@ pub(super) async fn cluster(
     principal: &Principal,
     row: ClusterRow,
 ) -> async_graphql::Result<Cluster> {
-    let node_ids: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT id FROM read_models.rm_nodes WHERE cluster_id = $1 AND decommissioned_at IS NULL",
+    let mut described = describe(state, principal, vec![row]).await?;
+    Ok(described.remove(0))
+}
+
+/// Clusters as the caller sees them, in their order: three reads for the
+/// lot (subscriptions, preference, node loads), whatever their number.
+pub(super) async fn describe(
+    state: &BridgeState,
+    principal: &Principal,
+    rows: Vec<ClusterRow>,
+) -> async_graphql::Result<Vec<Cluster>> {
+    let tenant = principal.tenant_id();
+    let ids: Vec<Uuid> = rows.iter().map(|row| row.id).collect();
+    let subscribed: HashSet<Uuid> = sqlx::query_scalar(
+        "SELECT cluster_id FROM read_models.rm_cluster_subscriptions
+         WHERE cluster_id = ANY($1) AND tenant_id = $2 AND status = 'ACTIVE'",
     )
-    .bind(row.id)
+    .bind(&ids)
+    .bind(tenant)
     .fetch_all(&state.pool)
     .await
-    .map_err(|e| internal(&e))?;
-    let loads = node_loads(state, &node_ids).await?;
-    let live = loads.iter().filter(|load| load.live()).count();
-    let healthy = loads.iter().filter(|load| load.healthy()).count();
-    let owned = row.tenant_id == Some(principal.tenant_id());
-    let subscribed = row.shared
-        || owned
-        || sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM read_models.rm_cluster_subscriptions
-                            WHERE cluster_id = $1 AND tenant_id = $2 AND status = 'ACTIVE')",
-        )
-        .bind(row.id)
-        .bind(principal.tenant_id())
-        .fetch_one(&state.pool)
-        .await
-        .map_err(|e| internal(&e))?;
-    Ok(Cluster {
-        id: ids::global(CLUSTER_TYPE, &row.id.to_string()),
-        cluster_id: row.id.to_string(),
-        cluster_name: row.name,
-        cluster_type: if row.shared { "shared" } else { "dedicated" }.into(),
-        deployment_model: if row.shared { "platform" } else { "private" }.into(),
-        base_url: row.base_url,
-        database_url: None,
-        periscope_url: None,
-        kafka_brokers: None,
-        max_concurrent_streams: row.max_concurrent_streams,
-        max_concurrent_viewers: row.max_concurrent_viewers,
-        max_bandwidth_mbps: row.max_bandwidth_mbps,
-        health_status: cluster_health(live, healthy).into(),
-        is_active: live > 0,
-        is_default_cluster: false,
-        is_platform_official: row.shared,
-        region_id: Some(row.region),
-        is_subscribed: subscribed,
-        created_at: Some(Time(row.created_at)),
-        updated_at: Some(Time(row.updated_at)),
-        owner_tenant_id: row.tenant_id.map(|t| t.to_string()),
-        visibility: ClusterVisibility::from_column(&row.visibility),
-        pricing_model: ClusterPricingModel::from_column(&row.pricing_model),
-        monthly_price_cents: row.monthly_price_cents,
-        requires_approval: row.requires_approval,
-        short_description: row.short_description,
-        uuid: row.id,
-        owned,
-    })
+    .map_err(|e| internal(&e))?
+    .into_iter()
+    .collect();
+    let preferred = preferred_cluster(state, tenant).await?;
+    let mut loads = cluster_loads(state, &ids).await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let loads = loads.remove(&row.id).unwrap_or_default();
+            let live = loads.iter().filter(|load| load.live()).count();
+            let healthy = loads.iter().filter(|load| load.healthy()).count();
+            let owned = row.tenant_id == Some(tenant);
+            let usable = row.shared || owned || subscribed.contains(&row.id);
+            Cluster {
+                id: ids::global(CLUSTER_TYPE, &row.id.to_string()),
+                cluster_id: row.id.to_string(),
+                cluster_name: row.name,
+                cluster_type: if row.shared { "shared" } else { "dedicated" }.into(),
+                deployment_model: if row.shared { "platform" } else { "private" }.into(),
+                base_url: row.base_url,
+                database_url: None,
+                periscope_url: None,
+                kafka_brokers: None,
+                max_concurrent_streams: row.max_concurrent_streams,
+                max_concurrent_viewers: row.max_concurrent_viewers,
+                max_bandwidth_mbps: row.max_bandwidth_mbps,
+                health_status: cluster_health(live, healthy).into(),
+                is_active: live > 0,
+                // A preference outlives a cancelled subscription; it counts
+                // only while the cluster is usable.
+                is_default_cluster: usable && preferred == Some(row.id),
+                is_platform_official: row.shared,
+                region_id: Some(row.region),
+                is_subscribed: usable,
+                created_at: Some(Time(row.created_at)),
+                updated_at: Some(Time(row.updated_at)),
+                owner_tenant_id: row.tenant_id.map(|t| t.to_string()),
+                visibility: ClusterVisibility::from_column(&row.visibility),
+                pricing_model: ClusterPricingModel::from_column(&row.pricing_model),
+                monthly_price_cents: row.monthly_price_cents,
+                requires_approval: row.requires_approval,
+                short_description: row.short_description,
+                uuid: row.id,
+                owned,
+            }
+        })
+        .collect())
+}
+
+/// The cluster the tenant chose with setPreferredCluster, if any.
+async fn preferred_cluster(
+    state: &BridgeState,
+    tenant: Uuid,
+) -> async_graphql::Result<Option<Uuid>> {
+    let preferred: Option<Option<Uuid>> =
+        sqlx::query_scalar("SELECT preferred_cluster_id FROM read_models.rm_tenants WHERE id = $1")
+            .bind(tenant)
+            .fetch_optional(&state.pool)
+            .await
+            .map_err(|e| internal(&e))?;
+    Ok(preferred.flatten())
 }
 
 /// The nodes of the caller's own clusters, filtered and paged.
@@ -725,13 +939,10 @@ async fn nodes(
     page: Option<&ConnectionInput>,
 ) -> async_graphql::Result<InfrastructureNodesConnection> {
     let page = Page::from_input(page)?;
-    let rows: Vec<NodeRow> = sqlx::query_as(
-        "SELECT n.id, n.cluster_id, n.tenant_id, n.hostname, n.public_host, n.latitude, n.longitude,
-                n.enrolled_at, n.reenrolled_at, c.region
-         FROM read_models.rm_nodes n JOIN read_models.rm_clusters c ON c.id = n.cluster_id
-         WHERE c.tenant_id = $1 AND n.decommissioned_at IS NULL AND ($2::uuid IS NULL OR n.cluster_id = $2)
-         ORDER BY n.enrolled_at DESC, n.id::text DESC LIMIT $3",
-    )
+    let rows: Vec<NodeRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{NODE_SELECT} AND ($2::uuid IS NULL OR n.cluster_id = $2)
+         ORDER BY n.enrolled_at DESC, n.id::text DESC LIMIT $3"
+    )))
     .bind(principal.tenant_id())
     .bind(cluster)
     .bind(NODE_SCAN_LIMIT)
@@ -761,6 +972,31 @@ async fn nodes(
     let selected = page.select(described, position);
     let (edges, info) = page.finish(selected, position);
     Ok(InfrastructureNodesConnection::new(edges, info, total))
+}
+
+/// One node of the caller's own clusters, by its UUID.
+pub(super) async fn node_by_id(
+    state: &BridgeState,
+    principal: &Principal,
+    id: Uuid,
+) -> async_graphql::Result<Option<InfrastructureNode>> {
+    let row: Option<NodeRow> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("{NODE_SELECT} AND n.id = $2")))
+            .bind(principal.tenant_id())
+            .bind(id)
+            .fetch_optional(&state.pool)
+            .await
+            .map_err(|e| internal(&e))?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let load = node_loads(state, &[id]).await?.pop().unwrap_or_default();
+    Ok(Some(node(principal, row, &load)))
+}
+
+/// A node's UUID from its global or raw id.
+pub(super) fn node_uuid(id: &str) -> Option<Uuid> {
+    ids::raw(NODE_TYPE, id).ok()?.parse().ok()
 }
 
 fn node(principal: &Principal, row: NodeRow, load: &NodeLoad) -> InfrastructureNode {
@@ -808,7 +1044,7 @@ fn node(principal: &Principal, row: NodeRow, load: &NodeLoad) -> InfrastructureN
         created_at: Some(Time(row.enrolled_at)),
         updated_at: Some(Time(row.reenrolled_at.unwrap_or(row.enrolled_at))),
         live_state,
-        effective_mode: NodeOperationalMode::Normal,
+        effective_mode: NodeOperationalMode::from_column(&row.operational_mode),
         routing_impact_preview: RoutingImpactPreview {
             active_streams: if last_seen.is_some() {
                 active_streams

@@ -121,6 +121,21 @@ impl Page {
         })
     }
 
+    /// Where the page starts (exclusive), if a cursor was given.
+    pub fn anchor(&self) -> Option<&Position> {
+        self.anchor.as_ref()
+    }
+
+    /// Whether the page runs towards newer rows (`last`/`before`).
+    pub fn backward(&self) -> bool {
+        self.backward
+    }
+
+    /// Rows to fetch: one more than the page, to learn whether there are more.
+    pub fn fetch_limit(&self) -> i64 {
+        self.limit + 1
+    }
+
     /// Appends the keyset condition (after the caller's own `WHERE`), the
     /// order and the limit, on the columns `created_at` and `id` (the tie-break).
     pub fn push_sql(&self, query: &mut QueryBuilder<Postgres>, created_at: &str, id: &str) {

@@ -14,10 +14,10 @@ use frameworks_events::AggregateType;
 use uuid::Uuid;
 
 use super::clusters::{
-    BootstrapToken, CLUSTER_COLUMNS, CLUSTER_TYPE, Cluster, ClusterRow, bootstrap_token, cluster,
+    BootstrapToken, CLUSTER_COLUMNS, Cluster, ClusterRow, bootstrap_token, cluster, cluster_uuid,
 };
 use super::errors::{AuthError, Refusal, ValidationError, internal};
-use super::{ids, require_for_mutation, state};
+use super::{require_for_mutation, state};
 use crate::auth::Scope;
 use crate::state::BridgeState;
 
@@ -275,7 +275,7 @@ impl EdgeBootstrapMutation {
 
 /// The region of a platform cluster named as an edge cluster's control cell.
 async fn control_region(state: &BridgeState, id: &ID) -> async_graphql::Result<Option<String>> {
-    let Ok(Ok(uuid)) = ids::raw(CLUSTER_TYPE, &id.0).map(|raw| raw.parse::<Uuid>()) else {
+    let Some(uuid) = cluster_uuid(&id.0) else {
         return Ok(None);
     };
     sqlx::query_scalar("SELECT region FROM read_models.rm_clusters WHERE id = $1 AND shared")

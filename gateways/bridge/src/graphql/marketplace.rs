@@ -3,6 +3,8 @@
 //! The rules live in `frameworks_commands::aggregates::marketplace`; this
 //! module speaks the client's operations.
 
+use std::collections::{HashMap, HashSet};
+
 use async_graphql::{Context, Enum, ID, InputObject, Json, Object, SimpleObject, Union};
 use chrono::{DateTime, Utc};
 use frameworks_commands::aggregates::infrastructure::{
@@ -18,13 +20,15 @@ use sqlx::{FromRow, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::clusters::{
-    CLUSTER_COLUMNS, CLUSTER_TYPE, Cluster, ClusterPricingModel, ClusterRow, ClusterVisibility,
-    ClustersConnection, Visible, cluster, clusters_page,
+    CLUSTER_COLUMNS, Cluster, ClusterPricingModel, ClusterRow, ClusterVisibility,
+    ClustersConnection, Visible, cluster, cluster_uuid, clusters_page,
 };
 use super::connection::{ConnectionInput, Listing, Page, Position, connection};
-use super::errors::{AuthError, DeleteSuccess, NotFoundError, Refusal, ValidationError, internal};
+use super::errors::{
+    AuthError, DeleteSuccess, NotFoundError, Refusal, ValidationError, internal, refused,
+};
 use super::ids;
-use super::node_load::node_loads;
+use super::node_load::{NodeLoad, cluster_loads};
 use super::scalars::Time;
 use super::{require, require_for_mutation, state};
 use crate::auth::{Principal, Scope};
@@ -181,16 +185,6 @@ pub enum UpdateClusterMarketplaceResult {
     AuthError(AuthError),
 }
 
-macro_rules! refused {
-    ($result:ident, $error:expr) => {
-        match Refusal::of($error)? {
-            Refusal::Validation(e) => $result::ValidationError(e),
-            Refusal::NotFound(e) => $result::NotFoundError(e),
-            Refusal::Auth(e) => $result::AuthError(e),
-        }
-    };
-}
-
 #[derive(Debug, Default)]
 pub struct MarketplaceQuery;
 
@@ -222,7 +216,7 @@ impl MarketplaceQuery {
         .await
         .map_err(|e| internal(&e))?;
         match row {
-            Some(row) => Ok(Some(offer(state, principal, row).await?)),
+            Some(row) => Ok(offers(state, principal, vec![row]).await?.pop()),
             None => Ok(None),
         }
     }
@@ -253,11 +247,13 @@ impl MarketplaceQuery {
                 id: row.cluster.id.to_string(),
             })
             .await?;
-        let mut edges = Vec::with_capacity(rows.len());
-        for (cursor, row) in rows {
-            edges.push((cursor, offer(state, principal, row).await?));
-        }
-        Ok(MarketplaceClustersConnection::new(edges, info, total))
+        let (cursors, rows): (Vec<_>, Vec<_>) = rows.into_iter().unzip();
+        let offers = offers(state, principal, rows).await?;
+        Ok(MarketplaceClustersConnection::new(
+            cursors.into_iter().zip(offers).collect(),
+            info,
+            total,
+        ))
     }
 
     /// Other tenants' clusters this tenant holds an active subscription to.
@@ -646,10 +642,6 @@ impl MarketplaceMutation {
     }
 }
 
-fn cluster_uuid(id: &str) -> Option<Uuid> {
-    ids::raw(CLUSTER_TYPE, id).ok()?.parse().ok()
-}
-
 fn not_found(resource: &str, id: &str) -> NotFoundError {
     match Refusal::not_found(resource, id) {
         Refusal::NotFound(e) => e,
@@ -781,52 +773,69 @@ struct OfferRow {
     owner_name: Option<String>,
 }
 
-/// A cluster's offer as this tenant sees it.
-async fn offer(
+/// Clusters' offers as this tenant sees them, in their order: three reads
+/// for the lot (subscriptions, invites, node loads), whatever their number.
+async fn offers(
     state: &BridgeState,
     principal: &Principal,
+    rows: Vec<OfferRow>,
+) -> async_graphql::Result<Vec<MarketplaceCluster>> {
+    let tenant = principal.tenant_id();
+    let ids: Vec<Uuid> = rows.iter().map(|row| row.cluster.id).collect();
+    let statuses: HashMap<Uuid, String> = sqlx::query_as(
+        "SELECT DISTINCT ON (cluster_id) cluster_id, status FROM read_models.rm_cluster_subscriptions
+         WHERE cluster_id = ANY($1) AND tenant_id = $2 AND status IN ('PENDING_APPROVAL', 'ACTIVE')
+         ORDER BY cluster_id, requested_at DESC",
+    )
+    .bind(&ids)
+    .bind(tenant)
+    .fetch_all(&state.pool)
+    .await
+    .map_err(|e| internal(&e))?
+    .into_iter()
+    .collect();
+    let invited: HashSet<Uuid> = sqlx::query_scalar(
+        "SELECT DISTINCT cluster_id FROM read_models.rm_cluster_invites
+         WHERE cluster_id = ANY($1) AND invited_tenant_id = $2 AND status = 'pending' AND expires_at > now()",
+    )
+    .bind(&ids)
+    .bind(tenant)
+    .fetch_all(&state.pool)
+    .await
+    .map_err(|e| internal(&e))?
+    .into_iter()
+    .collect();
+    let mut loads = cluster_loads(state, &ids).await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let loads = loads.remove(&row.cluster.id).unwrap_or_default();
+            let subscription_status = statuses
+                .get(&row.cluster.id)
+                .and_then(|status| ClusterSubscriptionStatus::from_column(status));
+            let invited = invited.contains(&row.cluster.id);
+            offer(tenant, row, &loads, subscription_status, invited)
+        })
+        .collect())
+}
+
+/// One cluster's offer, from what [`offers`] gathered.
+fn offer(
+    tenant: Uuid,
     row: OfferRow,
-) -> async_graphql::Result<MarketplaceCluster> {
+    loads: &[NodeLoad],
+    subscription_status: Option<ClusterSubscriptionStatus>,
+    invited: bool,
+) -> MarketplaceCluster {
     let OfferRow {
         cluster,
         owner_name,
     } = row;
-    let tenant = principal.tenant_id();
-    let status: Option<String> = sqlx::query_scalar(
-        "SELECT status FROM read_models.rm_cluster_subscriptions
-         WHERE cluster_id = $1 AND tenant_id = $2 AND status IN ('PENDING_APPROVAL', 'ACTIVE')
-         ORDER BY requested_at DESC LIMIT 1",
-    )
-    .bind(cluster.id)
-    .bind(tenant)
-    .fetch_optional(&state.pool)
-    .await
-    .map_err(|e| internal(&e))?;
-    let invited: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM read_models.rm_cluster_invites
-                        WHERE cluster_id = $1 AND invited_tenant_id = $2 AND status = 'pending' AND expires_at > now())",
-    )
-    .bind(cluster.id)
-    .bind(tenant)
-    .fetch_one(&state.pool)
-    .await
-    .map_err(|e| internal(&e))?;
-    let node_ids: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT id FROM read_models.rm_nodes WHERE cluster_id = $1 AND decommissioned_at IS NULL",
-    )
-    .bind(cluster.id)
-    .fetch_all(&state.pool)
-    .await
-    .map_err(|e| internal(&e))?;
-    let loads = node_loads(state, &node_ids).await?;
     let reporting: Vec<_> = loads.iter().filter(|load| load.live()).collect();
     let current_utilization = (!reporting.is_empty()).then(|| {
         let streams: f64 = reporting.iter().map(|l| l.number("active_streams")).sum();
         (streams / f64::from(cluster.max_concurrent_streams.max(1))).min(1.0)
     });
-    let subscription_status = status
-        .as_deref()
-        .and_then(ClusterSubscriptionStatus::from_column);
     let owned = cluster.tenant_id == Some(tenant);
     let visibility = ClusterVisibility::from_column(&cluster.visibility);
     let denial_reason = if cluster.shared {
@@ -840,7 +849,7 @@ async fn offer(
     } else {
         None
     };
-    Ok(MarketplaceCluster {
+    MarketplaceCluster {
         cluster_id: cluster.id.to_string(),
         cluster_name: cluster.name,
         short_description: cluster.short_description,
@@ -862,7 +871,7 @@ async fn offer(
         subscription_status,
         is_eligible: denial_reason.is_none(),
         denial_reason: denial_reason.map(str::to_owned),
-    })
+    }
 }
 
 #[derive(Debug, FromRow)]

@@ -4,7 +4,10 @@
 //! - [`streams`]: streams and stream keys;
 //! - [`developer_tokens`]: API tokens;
 //! - [`signing_keys`]: playback signing keys;
-//! - [`clusters`]: clusters, their nodes and enrolment tokens;
+//! - [`clusters`]: clusters, their nodes (with their modes), enrolment
+//!   tokens and the tenant's preferred cluster;
+//! - [`node_metrics`]: a node's load samples and hourly summaries (ClickHouse);
+//! - [`global_node`]: Relay's `node(id)`;
 //! - [`marketplace`]: cluster offers, subscriptions and invites;
 //! - [`edge_bootstrap`]: createEdgeCluster and bootstrapEdge (public);
 //! - [`network_status`]: the public map of the shared clusters;
@@ -21,11 +24,13 @@ pub mod connection;
 pub mod developer_tokens;
 pub mod edge_bootstrap;
 pub mod errors;
+pub mod global_node;
 pub mod ids;
 pub mod live;
 pub mod marketplace;
 pub mod network_status;
 mod node_load;
+pub mod node_metrics;
 pub mod scalars;
 pub mod server_info;
 pub mod signing_keys;
@@ -54,6 +59,7 @@ pub struct Query(
     clusters::ClusterQuery,
     marketplace::MarketplaceQuery,
     network_status::NetworkStatusQuery,
+    global_node::NodeQuery,
 );
 
 #[derive(Debug, Default, MergedObject)]

@@ -1,7 +1,7 @@
 //! What the Redis live state says about edge nodes, for the cluster and
 //! network views: one batched read, and one reading of health.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -58,6 +58,28 @@ pub async fn node_loads(
         .into_iter()
         .map(|(fields, viewers)| NodeLoad { fields, viewers })
         .collect())
+}
+
+/// The loads of each cluster's enrolled nodes: one query and one Redis
+/// round trip for all the clusters.
+pub async fn cluster_loads(
+    state: &BridgeState,
+    clusters: &[Uuid],
+) -> async_graphql::Result<HashMap<Uuid, Vec<NodeLoad>>> {
+    let nodes: Vec<(Uuid, Uuid)> = sqlx::query_as(
+        "SELECT cluster_id, id FROM read_models.rm_nodes
+         WHERE cluster_id = ANY($1) AND decommissioned_at IS NULL",
+    )
+    .bind(clusters)
+    .fetch_all(&state.pool)
+    .await
+    .map_err(|e| internal(&e))?;
+    let ids: Vec<Uuid> = nodes.iter().map(|(_, node)| *node).collect();
+    let mut by_cluster: HashMap<Uuid, Vec<NodeLoad>> = HashMap::new();
+    for ((cluster, _), load) in nodes.iter().zip(node_loads(state, &ids).await?) {
+        by_cluster.entry(*cluster).or_default().push(load);
+    }
+    Ok(by_cluster)
 }
 
 /// A cluster's health from its nodes: `healthy` (every live node healthy),

@@ -151,7 +151,7 @@ pub struct Stream(StreamRow);
 #[Object]
 impl Stream {
     /// Global unique identifier for Relay compatibility.
-    async fn id(&self) -> ID {
+    pub async fn id(&self) -> ID {
         ids::global(STREAM_TYPE, &self.0.id.to_string())
     }
 
@@ -625,10 +625,7 @@ impl StreamQuery {
     /// One stream of the tenant, by global or raw id.
     async fn stream(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Stream>> {
         let principal = require(ctx, Scope::StreamsRead)?;
-        let Ok(Some(id)) = stream_uuid(&id) else {
-            return Ok(None);
-        };
-        Ok(load_stream(state(ctx)?, principal, id).await?.map(Stream))
+        stream_by_id(state(ctx)?, principal, &id).await
     }
 
     /// The stream's keys; they are publishing secrets, so this needs streams:write.
@@ -915,6 +912,18 @@ impl StreamMutation {
             Err(refusal) => Ok(DeleteStreamKeyResult::refused(refusal, &key_id.0)),
         }
     }
+}
+
+/// One of the caller's streams, by global or raw id.
+pub(super) async fn stream_by_id(
+    state: &BridgeState,
+    principal: &Principal,
+    id: &ID,
+) -> async_graphql::Result<Option<Stream>> {
+    let Ok(Some(id)) = stream_uuid(id) else {
+        return Ok(None);
+    };
+    Ok(load_stream(state, principal, id).await?.map(Stream))
 }
 
 /// The stream UUID behind an id argument: `Ok(None)` if it is no UUID at all.
