@@ -25,18 +25,8 @@ use frameworks_projections::analytics::{
 use frameworks_projections::generations::Generations;
 use frameworks_projections::generations::clickhouse::ClickHouseGenerations;
 use frameworks_projections::status::offset_ranges;
-use support::{drop_topics, kafka_with_topics, random_below, spawn_role, within};
+use support::{clickhouse, drop_topics, kafka_with_topics, random_below, spawn_role, within};
 use uuid::Uuid;
-
-pub fn clickhouse(base: &str) -> ClickHouseSettings {
-    ClickHouseSettings {
-        url: std::env::var("FRAMEWORKS_CLICKHOUSE_URL")
-            .unwrap_or_else(|_| "http://127.0.0.1:8123".into()),
-        user: "default".into(),
-        password: String::new(),
-        database: base.into(),
-    }
-}
 
 fn scratch_base() -> String {
     format!("test_{}", &Uuid::now_v7().simple().to_string()[20..])

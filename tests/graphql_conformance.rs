@@ -27,14 +27,14 @@ use frameworks_events::proto::v1::telemetry::{
 
 use frameworks_commands::aggregates::api_token::{ApiToken, ApiTokenCommand, ApiTokenOutcome};
 use frameworks_commands::aggregates::infrastructure::{
-    Cluster, ClusterCapacity, ClusterCommand, ClusterOutcome, NodeIdentity, enrol_node,
+    Cluster, ClusterCapacity, ClusterCommand, ClusterOutcome, Node, NodeCommand, NodeIdentity,
+    ServiceReport, enrol_node,
 };
 use frameworks_commands::aggregates::tenant::{Tenant, TenantCommand};
 use frameworks_commands::aggregates::user::{Role, User, UserCommand};
 use frameworks_commands::{CommandBus, CommandContext, SecretBox};
 use frameworks_events::AggregateType;
 use frameworks_events::kafka::KafkaSettings;
-use frameworks_projections::analytics::ClickHouseSettings;
 use frameworks_projections::control_plane;
 use frameworks_projections::live::LiveState;
 use frameworks_projections::read_your_writes::wait_for;
@@ -243,6 +243,31 @@ async fn infrastructure(bus: &CommandBus, tenant: Uuid) -> Infrastructure {
         .await
         .unwrap()
         .node_id;
+    // What its edge daemon reports running.
+    let started_at = Utc::now() - chrono::Duration::minutes(30);
+    let services = NodeCommand::ReportServices(vec![
+        ServiceReport {
+            service_id: "edge".into(),
+            version: "0.3.11".into(),
+            protocol: "http".into(),
+            port: 18007,
+            health_endpoint: "/health".into(),
+            process_id: 4100,
+            started_at,
+        },
+        ServiceReport {
+            service_id: "mistserver".into(),
+            version: "fw-51c613a4".into(),
+            protocol: "http".into(),
+            port: 8080,
+            health_endpoint: String::new(),
+            process_id: 4101,
+            started_at: started_at + chrono::Duration::seconds(1),
+        },
+    ]);
+    bus.execute::<Node>(&node, &services, &owner, None)
+        .await
+        .unwrap();
     // The platform's cluster gets a node too (that never reports: offline).
     let ClusterOutcome::EnrolmentToken { token, .. } = bus
         .execute::<Cluster>(&shared, &issue, &operator, None)
@@ -286,7 +311,10 @@ async fn infrastructure(bus: &CommandBus, tenant: Uuid) -> Infrastructure {
             control_plane::NAME,
             AggregateType::Node,
             node,
-            1,
+            bus.store()
+                .version(AggregateType::Node, node)
+                .await
+                .unwrap(),
             Duration::from_secs(60),
         )
         .await
@@ -527,13 +555,7 @@ async fn the_published_client_drives_every_operation_it_has_here() {
         },
     )
     .await;
-    let clickhouse = ClickHouseSettings {
-        url: std::env::var("FRAMEWORKS_CLICKHOUSE_URL")
-            .unwrap_or_else(|_| "http://127.0.0.1:8123".into()),
-        user: "default".into(),
-        password: String::new(),
-        database: clickhouse_base.clone(),
-    };
+    let clickhouse = support::clickhouse(&clickhouse_base);
     let analytics = clickhouse
         .client()
         .with_database(format!("{clickhouse_base}_g1"));

@@ -10,16 +10,18 @@ mod support;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use chrono::Utc;
+
 use frameworks_commands::aggregates::api_token::{ApiToken, ApiTokenCommand};
 use frameworks_commands::aggregates::infrastructure::{
     Cluster, ClusterCapacity, ClusterCommand, ClusterOutcome, Node, NodeCommand, NodeIdentity,
-    enrol_node,
+    NodeMode, ServiceReport, enrol_node,
 };
 use frameworks_commands::aggregates::marketplace::{
     AccessLevel, MarketplaceCommand, PricingModel, ResourceLimits, Visibility,
 };
 use frameworks_commands::aggregates::stream::{Ingest, Stream, StreamCommand, StreamOutcome};
-use frameworks_commands::aggregates::tenant::{Tenant, TenantCommand};
+use frameworks_commands::aggregates::tenant::{Tenant, TenantCommand, set_preferred_cluster};
 use frameworks_commands::aggregates::user::{Role, User, UserCommand};
 use frameworks_commands::relay::{OutboxRelay, RelaySettings};
 use frameworks_commands::{CommandBus, CommandContext, EventStore, SecretBox};
@@ -178,6 +180,24 @@ async fn workload(bus: &CommandBus, tenants: usize) {
     bus.execute::<Cluster>(&cluster, &create, &operator, None)
         .await
         .unwrap();
+    // A tenant that prefers the shared cluster.
+    let chooser = Uuid::now_v7();
+    let as_chooser = CommandContext::for_tenant(chooser, "user:chooser");
+    bus.execute::<Tenant>(
+        &chooser.to_string(),
+        &TenantCommand::Create {
+            name: "chooser".into(),
+            tier: "free".into(),
+            region: "eu-west".into(),
+        },
+        &as_chooser,
+        None,
+    )
+    .await
+    .unwrap();
+    set_preferred_cluster(bus, chooser, cluster.parse().unwrap(), &as_chooser)
+        .await
+        .unwrap();
     for n in 0..3 {
         let ClusterOutcome::EnrolmentToken { token, .. } = bus
             .execute::<Cluster>(
@@ -206,6 +226,41 @@ async fn workload(bus: &CommandBus, tenants: usize) {
         bus.execute::<Node>(
             &node.node_id,
             &NodeCommand::Reenrol(identity),
+            &operator,
+            None,
+        )
+        .await
+        .unwrap();
+        // Its services (reported twice, the second time without MistServer)
+        // and a drain.
+        let service = |service_id: &str, port: u16| ServiceReport {
+            service_id: service_id.into(),
+            version: "1.0".into(),
+            protocol: "http".into(),
+            port,
+            health_endpoint: String::new(),
+            process_id: 10,
+            started_at: Utc::now(),
+        };
+        for services in [
+            vec![service("edge", 18007), service("mistserver", 8080)],
+            vec![service("edge", 18007)],
+        ] {
+            bus.execute::<Node>(
+                &node.node_id,
+                &NodeCommand::ReportServices(services),
+                &operator,
+                None,
+            )
+            .await
+            .unwrap();
+        }
+        bus.execute::<Node>(
+            &node.node_id,
+            &NodeCommand::SetMode {
+                mode: NodeMode::Draining,
+                reason: "upgrade".into(),
+            },
             &operator,
             None,
         )

@@ -20,7 +20,6 @@ use frameworks_commands::telemetry::{TelemetryCommand, TelemetryPublisher};
 use frameworks_commands::{CommandBus, CommandContext, EventStore, SecretBox};
 use frameworks_events::kafka::{EventPublisher, KafkaSettings};
 use frameworks_events::proto::v1::telemetry::{ViewerSessionEnded, ViewerSessionStarted};
-use frameworks_projections::analytics::ClickHouseSettings;
 use frameworks_projections::control_plane::TABLES;
 use frameworks_projections::generations::Generations;
 use frameworks_projections::generations::clickhouse::ClickHouseGenerations;
@@ -86,6 +85,17 @@ async fn snapshot(pool: &PgPool) -> Vec<Vec<String>> {
         );
     }
     tables
+}
+
+/// Runs `replay <projection> --if-outdated` to success; its report.
+fn replay_if_outdated(projection: &str, kafka: &KafkaSettings, env: &[(&str, String)]) -> String {
+    let output = replay(projection, kafka, env)
+        .arg("--if-outdated")
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&output);
+    assert!(output.status.success(), "{stderr}");
+    stderr
 }
 
 fn replay(projection: &str, kafka: &KafkaSettings, env: &[(&str, String)]) -> Command {
@@ -234,12 +244,7 @@ async fn a_control_plane_replay_is_resumable_switches_atomically_and_the_role_fo
 
     // After an upgrade: --if-outdated rebuilds only a generation whose
     // tables predate this build's definitions.
-    let current = replay("control-plane", &kafka, &db_env(&db, &group))
-        .arg("--if-outdated")
-        .output()
-        .unwrap();
-    let stderr = stderr_of(&current);
-    assert!(current.status.success(), "{stderr}");
+    let stderr = replay_if_outdated("control-plane", &kafka, &db_env(&db, &group));
     assert!(stderr.contains("generation 2 is up to date"), "{stderr}");
     assert_eq!(generations.building().await.unwrap(), None);
     sqlx::query(
@@ -248,12 +253,7 @@ async fn a_control_plane_replay_is_resumable_switches_atomically_and_the_role_fo
     .execute(&pool)
     .await
     .unwrap();
-    let upgraded = replay("control-plane", &kafka, &db_env(&db, &group))
-        .arg("--if-outdated")
-        .output()
-        .unwrap();
-    let stderr = stderr_of(&upgraded);
-    assert!(upgraded.status.success(), "{stderr}");
+    let stderr = replay_if_outdated("control-plane", &kafka, &db_env(&db, &group));
     assert!(
         stderr.contains("generation 2 has outdated tables"),
         "{stderr}"
@@ -361,13 +361,7 @@ async fn live_state_and_analytics_replays_rebuild_the_same_state() {
     );
 
     // Analytics: the same through ClickHouse, from no live generation at all.
-    let clickhouse = ClickHouseSettings {
-        url: std::env::var("FRAMEWORKS_CLICKHOUSE_URL")
-            .unwrap_or_else(|_| "http://127.0.0.1:8123".into()),
-        user: "default".into(),
-        password: String::new(),
-        database: base.clone(),
-    };
+    let clickhouse = support::clickhouse(&base);
     let role = spawn_role(
         "analytics",
         &kafka,
@@ -405,12 +399,7 @@ async fn live_state_and_analytics_replays_rebuild_the_same_state() {
     // compares the catalogue with this build's tables. One column short (a
     // generation built before it was added) is outdated.
     assert!(generations.schema_current(2).await.unwrap());
-    let current = replay("analytics", &kafka, &env)
-        .arg("--if-outdated")
-        .output()
-        .unwrap();
-    let stderr = stderr_of(&current);
-    assert!(current.status.success(), "{stderr}");
+    let stderr = replay_if_outdated("analytics", &kafka, &env);
     assert!(stderr.contains("generation 2 is up to date"), "{stderr}");
     clickhouse
         .client()
@@ -420,12 +409,7 @@ async fn live_state_and_analytics_replays_rebuild_the_same_state() {
         .await
         .unwrap();
     assert!(!generations.schema_current(2).await.unwrap());
-    let upgraded = replay("analytics", &kafka, &env)
-        .arg("--if-outdated")
-        .output()
-        .unwrap();
-    let stderr = stderr_of(&upgraded);
-    assert!(upgraded.status.success(), "{stderr}");
+    let stderr = replay_if_outdated("analytics", &kafka, &env);
     assert!(
         stderr.contains("generation 2 has outdated tables"),
         "{stderr}"

@@ -9,7 +9,7 @@ use chrono::Utc;
 use frameworks_commands::aggregates::api_token::{ApiToken, ApiTokenCommand, ApiTokenOutcome};
 use frameworks_commands::aggregates::infrastructure::{
     Cluster, ClusterCapacity, ClusterCommand, ClusterOutcome, Node, NodeCommand, NodeIdentity,
-    NodeMode, enrol_node, node_by_fingerprint, pre_register_edge,
+    NodeMode, ServiceReport, enrol_node, node_by_fingerprint, pre_register_edge,
 };
 use frameworks_commands::aggregates::marketplace::{
     AccessLevel, MarketplaceCommand, ResourceLimits, Visibility, cluster_of_invite_token,
@@ -791,6 +791,47 @@ async fn enrolment_tokens_are_single_use_and_expire() {
             .await,
     );
     assert!(matches!(refused, CommandError::Forbidden(_)), "{refused:?}");
+
+    // The services it runs: each field checked, the same set recorded once.
+    let service = |service_id: &str, port: u16| ServiceReport {
+        service_id: service_id.into(),
+        version: "0.3.11".into(),
+        protocol: "http".into(),
+        port,
+        health_endpoint: "/health".into(),
+        process_id: 7,
+        started_at: Utc::now(),
+    };
+    let report = |services| NodeCommand::ReportServices(services);
+    let bad_port = rejection(
+        bus.execute::<Node>(
+            &node.node_id,
+            &report(vec![service("edge", 0)]),
+            &operator,
+            None,
+        )
+        .await,
+    );
+    assert_eq!(field_of(&bad_port), "input.services[0].port");
+    let twice = rejection(
+        bus.execute::<Node>(
+            &node.node_id,
+            &report(vec![service("edge", 1), service("edge", 2)]),
+            &operator,
+            None,
+        )
+        .await,
+    );
+    assert_eq!(field_of(&twice), "input.services");
+    let running = report(vec![service("edge", 18007), service("mistserver", 8080)]);
+    bus.execute::<Node>(&node.node_id, &running, &operator, None)
+        .await
+        .unwrap();
+    let reported = node_version().await.unwrap();
+    bus.execute::<Node>(&node.node_id, &running, &operator, None)
+        .await
+        .unwrap();
+    assert_eq!(node_version().await.unwrap(), reported);
 
     // Decommissioning frees the fingerprint for a new enrolment.
     bus.execute::<Node>(

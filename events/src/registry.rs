@@ -199,6 +199,8 @@ event_registry! {
         = "node.decommissioned", Node, Infrastructure, 1;
     NodeModeChanged(infrastructure::NodeModeChanged)
         = "node.mode_changed", Node, Infrastructure, 1;
+    NodeServicesReported(infrastructure::NodeServicesReported)
+        = "node.services_reported", Node, Infrastructure, 1;
 
     NodeHeartbeat(telemetry::NodeHeartbeat) = "node.heartbeat", Node, NodeTelemetry, 1;
     NodeMetrics(telemetry::NodeMetrics) = "node.metrics", Node, NodeTelemetry, 1;

@@ -28,7 +28,7 @@ pub const NAME: &str = "control-plane";
 pub const TOPICS: [Topic; 3] = [Topic::Tenants, Topic::Streams, Topic::Infrastructure];
 
 /// Every read-model table, for rebuilds and comparisons.
-pub const TABLES: [&str; 11] = [
+pub const TABLES: [&str; 12] = [
     "rm_tenants",
     "rm_users",
     "rm_api_tokens",
@@ -40,6 +40,7 @@ pub const TABLES: [&str; 11] = [
     "rm_cluster_invites",
     "rm_enrolment_tokens",
     "rm_nodes",
+    "rm_node_services",
 ];
 
 /// Whether the event was applied or was a duplicate of one already applied.
@@ -665,13 +666,61 @@ async fn apply_change(conn: &mut PgConnection, event: &Event) -> Result<(), Appl
             touched(rows.rows_affected(), event, "node", &event.aggregate_id)?;
         }
         EventPayload::NodeDecommissioned(e) => {
+            let node = uuid_of(event, "node")?;
             let rows = sqlx::query("UPDATE rm_nodes SET decommissioned_at = $2, decommission_reason = $3 WHERE id = $1")
-                .bind(uuid_of(event, "node")?)
+                .bind(node)
                 .bind(at)
                 .bind(&e.reason)
                 .execute(&mut *conn)
                 .await?;
             touched(rows.rows_affected(), event, "node", &event.aggregate_id)?;
+            sqlx::query("UPDATE rm_node_services SET stopped_at = $2 WHERE node_id = $1 AND stopped_at IS NULL")
+                .bind(node)
+                .bind(at)
+                .execute(&mut *conn)
+                .await?;
+        }
+        EventPayload::NodeServicesReported(e) => {
+            let node = uuid_of(event, "node")?;
+            let ids: Vec<&str> = e.services.iter().map(|s| s.service_id.as_str()).collect();
+            sqlx::query(
+                "UPDATE rm_node_services SET stopped_at = $3
+                 WHERE node_id = $1 AND stopped_at IS NULL AND NOT (service_id = ANY($2))",
+            )
+            .bind(node)
+            .bind(&ids)
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
+            for service in &e.services {
+                let started_at =
+                    DateTime::from_timestamp(service.started_at_unix, 0).ok_or_else(|| {
+                        invalid(
+                            event,
+                            format!("started_at {} is out of range", service.started_at_unix),
+                        )
+                    })?;
+                sqlx::query(
+                    "INSERT INTO rm_node_services (node_id, service_id, version, protocol, port, health_endpoint,
+                                                   process_id, started_at, reported_at, stopped_at)
+                     VALUES ($1, $2, $3, $4, $5, NULLIF($6, ''), $7, $8, $9, NULL)
+                     ON CONFLICT (node_id, service_id) DO UPDATE SET
+                       version = EXCLUDED.version, protocol = EXCLUDED.protocol, port = EXCLUDED.port,
+                       health_endpoint = EXCLUDED.health_endpoint, process_id = EXCLUDED.process_id,
+                       started_at = EXCLUDED.started_at, reported_at = EXCLUDED.reported_at, stopped_at = NULL",
+                )
+                .bind(node)
+                .bind(&service.service_id)
+                .bind(&service.version)
+                .bind(&service.protocol)
+                .bind(i32::try_from(service.port).unwrap_or(i32::MAX))
+                .bind(&service.health_endpoint)
+                .bind(i64::from(service.process_id))
+                .bind(started_at)
+                .bind(at)
+                .execute(&mut *conn)
+                .await?;
+            }
         }
         EventPayload::NodeModeChanged(e) => {
             let mode = enum_name(

@@ -176,4 +176,31 @@ def _():
     assert fw.get_cluster(OWN).cluster.is_default_cluster, "a refused choice changes nothing"
 
 
+@check("discoverServicesConnection finds the services the tenant's nodes run, with live health")
+def _():
+    found = fw.get_discover_services_connection("mistserver").discover_services_connection
+    assert found.total_count == 1
+    (mist,) = (e.node for e in found.edges)
+    assert mist.instance_id == f"{NODE}/mistserver" and mist.node_id == NODE and mist.cluster_id == OWN
+    assert mist.service_id == "mistserver" and mist.version == "fw-51c613a4" and (mist.port, mist.process_id) == (8080, 4101)
+    assert mist.status == "RUNNING" and mist.health_status == "HEALTHY" and mist.stopped_at is None
+    assert mist.last_health_check is not None and mist.started_at < datetime.now(timezone.utc) - timedelta(minutes=29)
+    both = fw.get_discover_services_connection("edge", cluster_id=OWN).discover_services_connection
+    assert [e.node.port for e in both.edges] == [18007]
+    assert fw.get_discover_services_connection("edge", cluster_id=SHARED).discover_services_connection.total_count == 0
+    raises(lambda: reader.get_discover_services_connection("edge"), GraphQLError, code="FORBIDDEN")
+
+
+@check("serviceInstancesHealth says how each service is reached and whether it answers")
+def _():
+    health = {h.service_id: h for h in fw.get_service_instances_health().service_instances_health}
+    assert set(health) == {"edge", "mistserver"}
+    edge = health["edge"]
+    assert (edge.protocol, edge.host, edge.port, edge.health_endpoint) == ("http", "edge-ams-1.example.net", 18007, "/health")
+    assert edge.status == "healthy" and edge.cluster_id == OWN and edge.last_health_check is not None
+    assert health["mistserver"].health_endpoint is None
+    only = fw.get_service_instances_health(service_id="edge").service_instances_health
+    assert [h.instance_id for h in only] == [f"{NODE}/edge"]
+
+
 done("clusters")

@@ -133,3 +133,15 @@ pub fn random_below(limit: u64) -> u64 {
 pub fn redis_url() -> String {
     std::env::var("FRAMEWORKS_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
+
+/// The ClickHouse the scripts run (or FRAMEWORKS_CLICKHOUSE_URL), with the
+/// analytics databases under `base`.
+pub fn clickhouse(base: &str) -> frameworks_projections::analytics::ClickHouseSettings {
+    frameworks_projections::analytics::ClickHouseSettings {
+        url: std::env::var("FRAMEWORKS_CLICKHOUSE_URL")
+            .unwrap_or_else(|_| "http://127.0.0.1:8123".into()),
+        user: "default".into(),
+        password: String::new(),
+        database: base.into(),
+    }
+}

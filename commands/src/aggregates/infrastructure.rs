@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use frameworks_events::proto::v1::infrastructure::{
     ClusterCreated, ClusterUpdated, EdgePreRegistered, NodeDecommissioned, NodeEnrolled,
     NodeEnrolmentTokenConsumed, NodeEnrolmentTokenIssued, NodeModeChanged,
-    NodeOperationalMode as NodeModeProto, NodeReenrolled,
+    NodeOperationalMode as NodeModeProto, NodeReenrolled, NodeService, NodeServicesReported,
 };
 use frameworks_events::{AggregateType, Event, EventPayload};
 use serde::{Deserialize, Serialize};
@@ -31,6 +31,8 @@ use crate::validate;
 pub const ENROLMENT_TOKEN_PREFIX: &str = "fwe_";
 pub const MIN_TOKEN_TTL_SECONDS: i64 = 60;
 pub const MAX_TOKEN_TTL_SECONDS: i64 = 30 * 24 * 3600;
+/// Most services one node reports.
+pub const MAX_NODE_SERVICES: usize = 32;
 
 #[derive(Debug, Clone)]
 struct EnrolmentToken {
@@ -397,6 +399,7 @@ pub struct Node {
     fingerprint: String,
     decommissioned: bool,
     mode: NodeMode,
+    services: Vec<NodeService>,
 }
 
 /// Whether the balancer may send new work to a node.
@@ -494,6 +497,47 @@ pub enum NodeCommand {
         mode: NodeMode,
         reason: String,
     },
+    /// The services the node runs now (its edge daemon's report); the same
+    /// set again records nothing.
+    ReportServices(Vec<ServiceReport>),
+}
+
+/// One service a node runs, as reported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceReport {
+    pub service_id: String,
+    pub version: String,
+    pub protocol: String,
+    pub port: u16,
+    /// A path such as `/health`, or empty.
+    pub health_endpoint: String,
+    pub process_id: u32,
+    pub started_at: DateTime<Utc>,
+}
+
+impl ServiceReport {
+    fn validate(&self, index: usize) -> Result<NodeService, CommandError> {
+        let field = |name: &str| format!("input.services[{index}].{name}");
+        if self.port == 0 {
+            return Err(CommandError::invalid(field("port"), "must be 1 to 65535"));
+        }
+        let health_endpoint = validate::text(&field("healthEndpoint"), &self.health_endpoint, 200)?;
+        if !(health_endpoint.is_empty() || health_endpoint.starts_with('/')) {
+            return Err(CommandError::invalid(
+                field("healthEndpoint"),
+                "must be a path starting with '/'",
+            ));
+        }
+        Ok(NodeService {
+            service_id: validate::slug(&field("serviceId"), &self.service_id, 32)?,
+            version: validate::text(&field("version"), &self.version, 64)?,
+            protocol: validate::slug(&field("protocol"), &self.protocol, 16)?,
+            port: u32::from(self.port),
+            health_endpoint,
+            process_id: self.process_id,
+            started_at_unix: self.started_at.timestamp(),
+        })
+    }
 }
 
 impl Aggregate for Node {
@@ -512,6 +556,9 @@ impl Aggregate for Node {
             EventPayload::NodeDecommissioned(_) => self.decommissioned = true,
             EventPayload::NodeModeChanged(changed) => {
                 self.mode = NodeMode::from_proto(changed.mode).unwrap_or_default();
+            }
+            EventPayload::NodeServicesReported(reported) => {
+                self.services = reported.services.clone();
             }
             _ => {}
         }
@@ -566,6 +613,32 @@ impl Aggregate for Node {
                     previous: self.mode.to_proto().into(),
                     reason,
                 }))
+            }
+            NodeCommand::ReportServices(reports) => {
+                self.ensure_manager(env)?;
+                if reports.len() > MAX_NODE_SERVICES {
+                    return Err(CommandError::invalid(
+                        "input.services",
+                        format!("a node reports at most {MAX_NODE_SERVICES} services"),
+                    ));
+                }
+                let services = reports
+                    .iter()
+                    .enumerate()
+                    .map(|(i, report)| report.validate(i))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let mut ids: Vec<&str> = services.iter().map(|s| s.service_id.as_str()).collect();
+                ids.sort_unstable();
+                if ids.windows(2).any(|pair| pair[0] == pair[1]) {
+                    return Err(CommandError::invalid(
+                        "input.services",
+                        "names a service twice",
+                    ));
+                }
+                if services == self.services {
+                    return Ok(Decision::new(()));
+                }
+                Ok(Decision::new(()).event(NodeServicesReported { services }))
             }
         }
     }

@@ -206,4 +206,21 @@ CREATE TABLE rm_nodes (
     mode_reason          text,
     mode_changed_at      timestamptz
 );
+
+-- The services each node runs, as its edge daemon last reported them; a
+-- service left out of a later report, or on a decommissioned node, is stopped.
+CREATE TABLE rm_node_services (
+    node_id         uuid        NOT NULL,
+    service_id      text        NOT NULL,
+    version         text        NOT NULL,
+    protocol        text        NOT NULL,
+    port            integer     NOT NULL,
+    health_endpoint text,
+    process_id      bigint      NOT NULL,
+    started_at      timestamptz NOT NULL,
+    reported_at     timestamptz NOT NULL,
+    stopped_at      timestamptz,
+    PRIMARY KEY (node_id, service_id)
+);
+CREATE INDEX rm_node_services_by_service ON rm_node_services (service_id, started_at DESC);
 CREATE INDEX rm_nodes_cluster ON rm_nodes (cluster_id);

@@ -8,6 +8,7 @@
 //!   tokens and the tenant's preferred cluster;
 //! - [`node_metrics`]: a node's load samples and hourly summaries (ClickHouse);
 //! - [`global_node`]: Relay's `node(id)`;
+//! - [`services`]: the services the tenant's nodes run (discovery, health);
 //! - [`marketplace`]: cluster offers, subscriptions and invites;
 //! - [`edge_bootstrap`]: createEdgeCluster and bootstrapEdge (public);
 //! - [`network_status`]: the public map of the shared clusters;
@@ -33,6 +34,7 @@ mod node_load;
 pub mod node_metrics;
 pub mod scalars;
 pub mod server_info;
+pub mod services;
 pub mod signing_keys;
 pub mod streams;
 pub mod tenant_events;
@@ -60,6 +62,7 @@ pub struct Query(
     marketplace::MarketplaceQuery,
     network_status::NetworkStatusQuery,
     global_node::NodeQuery,
+    services::ServiceQuery,
 );
 
 #[derive(Debug, Default, MergedObject)]
