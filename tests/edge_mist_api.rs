@@ -1,0 +1,223 @@
+//! The edge's Mist API client against the simulator: loopback trust, the
+//! MD5 challenge login, a wrong password, a Mist that never answers, and
+//! every typed command the platform uses.
+
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use frameworks_edge::mist::{MistClient, MistError, MistSettings, TriggerSet};
+use frameworks_edge::triggers::TriggerKind;
+use frameworks_mist_simulator::api::{ActiveStream, Client};
+use frameworks_mist_simulator::{MistApi, serve};
+use serde_json::{Map, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const TIMEOUT: Duration = Duration::from_secs(2);
+
+async fn simulator(api: &MistApi) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(serve(listener, api.clone()));
+    address
+}
+
+fn client(address: SocketAddr, password: &str) -> MistClient {
+    MistClient::new(MistSettings {
+        address: address.to_string(),
+        username: "admin".into(),
+        password: password.into(),
+        timeout: TIMEOUT,
+    })
+}
+
+#[tokio::test]
+async fn loopback_is_trusted_and_others_log_in_by_challenge() {
+    // Mist's own behaviour: a local caller needs no account.
+    let trusting = MistApi::new(Some(("admin", "secret")), true);
+    let local = client(simulator(&trusting).await, "not the password");
+    assert_eq!(
+        local.capabilities().await.unwrap()["triggers"]["USER_NEW"]["response"],
+        "always"
+    );
+
+    // Treated as remote: the first call meets the challenge and answers it.
+    let strict = MistApi::new(Some(("admin", "secret")), false);
+    let address = simulator(&strict).await;
+    let remote = client(address, "secret");
+    remote.save().await.unwrap();
+    remote.save().await.unwrap();
+    assert_eq!(strict.state().saves, 2);
+
+    let wrong = client(address, "guess");
+    let started = Instant::now();
+    assert!(matches!(wrong.save().await, Err(MistError::Unauthorized)));
+    assert!(
+        started.elapsed() < TIMEOUT,
+        "refused at once, not by the timeout"
+    );
+    assert_eq!(strict.state().saves, 2, "nothing ran for the wrong login");
+
+    let empty = MistApi::new(None, false);
+    assert!(matches!(
+        client(simulator(&empty).await, "x").save().await,
+        Err(MistError::NoAccount)
+    ));
+}
+
+#[tokio::test]
+async fn a_wrong_authorization_header_hangs_like_mist_and_a_silent_mist_times_out() {
+    let strict = MistApi::new(Some(("admin", "secret")), false);
+    let address = simulator(&strict).await;
+    // The simulator's 403: no Content-Length, and the connection stays open.
+    let mut raw = TcpStream::connect(address).await.unwrap();
+    let body = "{\"version\":true}";
+    raw.write_all(
+        format!(
+            "POST /api2 HTTP/1.1\r\nHost: {address}\r\nAuthorization: json {{\"username\":\"admin\",\"password\":\"x\"}}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut head = vec![0; 512];
+    let read = raw.read(&mut head).await.unwrap();
+    let head = String::from_utf8_lossy(&head[..read]).to_lowercase();
+    assert!(head.starts_with("http/1.1 403"), "{head}");
+    assert!(!head.contains("content-length"), "{head}");
+    assert!(head.contains("www-authenticate: json"), "{head}");
+    let more = tokio::time::timeout(Duration::from_millis(300), raw.read(&mut [0; 64])).await;
+    assert!(
+        more.is_err() || more.is_ok_and(|r| r.is_ok_and(|n| n > 0)),
+        "the connection stays open"
+    );
+
+    // A Mist that accepts and never answers: the call ends at its timeout.
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_address = silent.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let mut settings = MistSettings {
+        address: silent_address.to_string(),
+        username: "admin".into(),
+        password: "secret".into(),
+        timeout: Duration::from_millis(300),
+    };
+    let started = Instant::now();
+    let result = MistClient::new(settings.clone()).save().await;
+    assert!(matches!(result, Err(MistError::Timeout(_))), "{result:?}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // Nobody listening: a connection error naming the address.
+    drop(TcpListener::bind("127.0.0.1:0").await.map(|l| {
+        settings.address = l.local_addr().unwrap().to_string();
+    }));
+    let refused = MistClient::new(settings).save().await;
+    assert!(
+        matches!(refused, Err(MistError::Connect { .. })),
+        "{refused:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_typed_commands_do_what_mist_does() {
+    let api = MistApi::new(Some(("admin", "secret")), true);
+    let mist = client(simulator(&api).await, "secret");
+
+    // The trigger set replaces Mist's whole config.triggers.
+    let mut triggers = TriggerSet::new();
+    for kind in [TriggerKind::UserNew, TriggerKind::StreamEnd] {
+        triggers.insert(
+            kind.name().into(),
+            vec![kind.handler("http://127.0.0.1:18007", "true")],
+        );
+    }
+    mist.set_triggers("edge-1", &triggers).await.unwrap();
+    let (server_id, read_back) = mist.config().await.unwrap();
+    assert_eq!(server_id.as_deref(), Some("edge-1"));
+    assert_eq!(read_back, triggers);
+    assert!(read_back["USER_NEW"][0].sync && !read_back["STREAM_END"][0].sync);
+    assert_eq!(
+        read_back["USER_NEW"][0].handler,
+        "http://127.0.0.1:18007/trigger/USER_NEW"
+    );
+
+    let mut options = Map::new();
+    options.insert("DVR".into(), json!(30_000));
+    mist.add_stream("live+abc", "push://", options)
+        .await
+        .unwrap();
+    assert_eq!(api.state().streams["live+abc"]["DVR"], 30_000);
+    mist.delete_stream("live+abc").await.unwrap();
+    assert!(api.state().streams.is_empty());
+
+    api.state().active.insert(
+        "live+abc".into(),
+        ActiveStream {
+            status: "Online".into(),
+            viewers: 3,
+            inputs: 1,
+            up_bytes: 10,
+            down_bytes: 20,
+            viewer_seconds: 42,
+            last_ms: 12_343,
+            ..Default::default()
+        },
+    );
+    let active = mist.active_streams().await.unwrap();
+    assert_eq!(active.len(), 1);
+    assert_eq!(
+        (
+            active[0].name.as_str(),
+            active[0].status.as_str(),
+            active[0].viewers,
+            active[0].viewer_seconds
+        ),
+        ("live+abc", "Online", 3, 42)
+    );
+    api.state().clients.push(Client {
+        host: "203.0.113.9".into(),
+        stream: "live+abc".into(),
+        protocol: "HLS".into(),
+        connected_seconds: 2,
+        up_bytes: 104_823,
+        session_id: "90ce7bbc".into(),
+        ..Default::default()
+    });
+    let clients = mist.clients().await.unwrap();
+    assert_eq!(clients[0].protocol, "HLS");
+    assert_eq!(
+        (clients[0].up_bytes, clients[0].session_id.as_str()),
+        (104_823, "90ce7bbc")
+    );
+
+    mist.push_start("live+abc", "rtmp://example.net/live/x")
+        .await
+        .unwrap();
+    let pushes = mist.push_list().await.unwrap();
+    assert_eq!(pushes.len(), 1);
+    assert_eq!(pushes[0].target, "rtmp://example.net/live/x");
+    mist.push_stop(&[pushes[0].id]).await.unwrap();
+    assert!(mist.push_list().await.unwrap().is_empty());
+    let rule = mist
+        .push_auto_add("live+abc", "/rec/$stream.ts")
+        .await
+        .unwrap();
+    assert!(api.state().auto_pushes.contains_key(&rule));
+    mist.push_auto_remove(&rule).await.unwrap();
+    assert!(api.state().auto_pushes.is_empty());
+
+    mist.invalidate_sessions("live+abc").await.unwrap();
+    mist.stop_sessions("live+abc").await.unwrap();
+    mist.nuke_stream("live+abc").await.unwrap();
+    let state = api.state();
+    assert_eq!(state.invalidated, vec!["live+abc"]);
+    assert!(state.clients.is_empty() && state.active.is_empty());
+    assert_eq!(state.nuked, vec!["live+abc"]);
+}
