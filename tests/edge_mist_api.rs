@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use frameworks_edge::config_sync;
 use frameworks_edge::mist::{MistClient, MistError, MistSettings, TriggerSet};
 use frameworks_edge::triggers::TriggerKind;
 use frameworks_mist_simulator::api::{ActiveStream, Client};
@@ -220,4 +221,45 @@ async fn the_typed_commands_do_what_mist_does() {
     assert_eq!(state.invalidated, vec!["live+abc"]);
     assert!(state.clients.is_empty() && state.active.is_empty());
     assert_eq!(state.nuked, vec!["live+abc"]);
+}
+
+#[tokio::test]
+async fn the_trigger_set_is_registered_and_drift_is_put_back() {
+    let api = MistApi::new(Some(("admin", "secret")), true);
+    let mist = client(simulator(&api).await, "secret");
+    let desired = config_sync::desired("http://127.0.0.1:18007");
+    assert!(
+        config_sync::sync_once(&mist, "node-1", &desired)
+            .await
+            .unwrap()
+    );
+    {
+        let state = api.state();
+        assert_eq!(state.server_id.as_deref(), Some("node-1"));
+        assert_eq!(state.triggers.len(), config_sync::REGISTERED.len());
+        assert_eq!(state.triggers["PUSH_REWRITE"][0]["sync"], true);
+        assert_eq!(state.triggers["PUSH_REWRITE"][0]["default"], "");
+        assert_eq!(state.triggers["USER_END"][0]["sync"], false);
+        assert_eq!(state.saves, 1, "the config is written to disk");
+    }
+    assert!(
+        !config_sync::sync_once(&mist, "node-1", &desired)
+            .await
+            .unwrap(),
+        "in sync: nothing sent"
+    );
+
+    // An operator replaces the trigger set: the next check puts it back.
+    let mut drifted = TriggerSet::new();
+    drifted.insert(
+        "USER_NEW".into(),
+        vec![TriggerKind::UserNew.handler("http://elsewhere:1", "true")],
+    );
+    mist.set_triggers("node-1", &drifted).await.unwrap();
+    assert!(
+        config_sync::sync_once(&mist, "node-1", &desired)
+            .await
+            .unwrap()
+    );
+    assert_eq!(mist.config().await.unwrap().1, desired);
 }

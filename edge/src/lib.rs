@@ -2,8 +2,18 @@
 //! edge node.
 //!
 //! - [`triggers`]: Mist's trigger requests, parsed into typed values;
+//! - [`server`]: the endpoint Mist posts triggers to;
+//! - [`answers`]: answers to the blocking triggers, from what the balancer
+//!   pushed, within a budget;
+//! - [`config_sync`]: the trigger set registered in Mist, drift repaired;
+//! - [`journal`]: the durable log of accounting triggers, kept until the
+//!   balancer acknowledges them;
 //! - [`mist`]: a client for Mist's HTTP API (`/api2`, with its MD5
 //!   challenge login and a timeout on every call).
 
+pub mod answers;
+pub mod config_sync;
+pub mod journal;
 pub mod mist;
+pub mod server;
 pub mod triggers;

@@ -1,0 +1,321 @@
+//! Answers to Mist's blocking triggers, from what the balancer pushed to
+//! this edge: which stream key publishes to which stream, which playback
+//! id plays which stream under which policy, where pull streams pull from,
+//! and which push targets are allowed.
+//!
+//! A miss asks the balancer ([`Resolver`]), within what is left of the
+//! trigger's budget; whatever happens, Mist has its answer within the
+//! budget, falling back to the configured default.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use metrics::{counter, histogram};
+
+use crate::triggers::{Trigger, TriggerKind};
+
+/// How Mist should take an answer (`X-Mist-Trigger-Action`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Use the body as the answer.
+    Value,
+    /// Refuse the push, the viewer, the output.
+    Deny,
+    /// Keep what Mist had (no rewrite).
+    Keep,
+}
+
+impl Action {
+    pub fn header(self) -> &'static str {
+        match self {
+            Self::Value => "value",
+            Self::Deny => "deny",
+            Self::Keep => "keep",
+        }
+    }
+}
+
+/// What the edge answers a blocking trigger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub body: String,
+    pub action: Action,
+    /// Why, for Mist's log (`X-Mist-Trigger-Reason`).
+    pub reason: Option<String>,
+}
+
+impl Answer {
+    pub fn value(body: impl Into<String>) -> Self {
+        Self {
+            body: body.into(),
+            action: Action::Value,
+            reason: None,
+        }
+    }
+
+    pub fn deny(reason: impl Into<String>) -> Self {
+        Self {
+            body: String::new(),
+            action: Action::Deny,
+            reason: Some(reason.into()),
+        }
+    }
+
+    pub fn keep() -> Self {
+        Self {
+            body: String::new(),
+            action: Action::Keep,
+            reason: None,
+        }
+    }
+}
+
+/// Who may watch a stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlaybackPolicy {
+    Public,
+    /// Viewers are refused (a stream not published for playback).
+    Denied,
+}
+
+/// A playback id's stream and policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Playback {
+    /// Mist's internal stream name.
+    pub stream: String,
+    pub policy: PlaybackPolicy,
+}
+
+/// What the balancer told this edge; looked up on every blocking trigger.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Routes {
+    /// Stream key -> Mist's internal stream name; `None` is a known refusal.
+    pub ingest: HashMap<String, Option<String>>,
+    /// Playback id -> its stream and policy; `None` is a known unknown.
+    pub playback: HashMap<String, Option<Playback>>,
+    /// Internal stream name -> the URI a pull stream pulls from.
+    pub sources: HashMap<String, String>,
+    /// (internal stream name, target) pairs the platform started.
+    pub push_targets: HashSet<(String, String)>,
+}
+
+/// One fact the balancer answered on a miss.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolved {
+    Ingest {
+        key: String,
+        stream: Option<String>,
+    },
+    Playback {
+        id: String,
+        playback: Option<Playback>,
+    },
+}
+
+/// Asks the balancer what the edge does not know yet.
+pub trait Resolver: Send + Sync + 'static {
+    fn resolve(
+        &self,
+        kind: TriggerKind,
+        key: &str,
+    ) -> impl std::future::Future<Output = Option<Resolved>> + Send;
+}
+
+/// A resolver for an edge on its own: nothing to ask.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoResolver;
+
+impl Resolver for NoResolver {
+    async fn resolve(&self, _: TriggerKind, _: &str) -> Option<Resolved> {
+        None
+    }
+}
+
+/// The answers' settings.
+#[derive(Debug, Clone)]
+pub struct AnswerSettings {
+    /// How long Mist may wait for any blocking answer.
+    pub budget: Duration,
+    /// Viewers of unknown playback ids are let in (`true`) or refused.
+    pub admit_unknown_viewers: bool,
+}
+
+/// The blocking answers, shared by every request.
+#[derive(Debug)]
+pub struct Answers<R> {
+    routes: RwLock<Routes>,
+    resolver: R,
+    settings: AnswerSettings,
+}
+
+/// The last path segment of a push URL: the stream key in
+/// `rtmp://host/live/<key>` (query and `+` suffixes removed).
+fn stream_key(url: &str) -> &str {
+    let path = url.split(['?', '#']).next().unwrap_or_default();
+    path.rsplit('/').next().unwrap_or_default()
+}
+
+impl<R: Resolver> Answers<R> {
+    pub fn new(resolver: R, settings: AnswerSettings) -> Arc<Self> {
+        Arc::new(Self {
+            routes: RwLock::default(),
+            resolver,
+            settings,
+        })
+    }
+
+    /// Replaces everything the edge knows (a config seed after a reconnect).
+    pub fn replace(&self, routes: Routes) {
+        *self.routes.write().unwrap_or_else(|e| e.into_inner()) = routes;
+    }
+
+    /// Changes what the edge knows in place.
+    pub fn update(&self, change: impl FnOnce(&mut Routes)) {
+        change(&mut self.routes.write().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    fn read<T>(&self, look: impl FnOnce(&Routes) -> T) -> T {
+        look(&self.routes.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The answer to a blocking trigger, within the budget.
+    pub async fn answer(&self, kind: TriggerKind, trigger: &Trigger) -> Answer {
+        let started = Instant::now();
+        let answer = match tokio::time::timeout(self.settings.budget, self.decide(kind, trigger))
+            .await
+        {
+            Ok(answer) => answer,
+            Err(_) => {
+                counter!("frameworks_edge_trigger_answers_defaulted_total", "trigger" => kind.name())
+                    .increment(1);
+                self.fallback(kind)
+            }
+        };
+        histogram!("frameworks_edge_trigger_answer_seconds", "trigger" => kind.name())
+            .record(started.elapsed().as_secs_f64());
+        answer
+    }
+
+    /// What Mist gets when the answer cannot be known in time.
+    fn fallback(&self, kind: TriggerKind) -> Answer {
+        match kind {
+            // Publishing is never let through unchecked.
+            TriggerKind::PushRewrite | TriggerKind::PushOutStart => {
+                Answer::deny("the platform did not answer in time")
+            }
+            TriggerKind::UserNew if !self.settings.admit_unknown_viewers => Answer::value("false"),
+            TriggerKind::UserNew => Answer::value("true"),
+            _ => Answer::keep(),
+        }
+    }
+
+    async fn decide(&self, kind: TriggerKind, trigger: &Trigger) -> Answer {
+        match trigger {
+            Trigger::PushRewrite { url, stream, .. } => {
+                // Mist parsed the stream name from the URL; the key is that, or the URL's tail.
+                let key = if stream.is_empty() {
+                    stream_key(url)
+                } else {
+                    stream
+                };
+                match self.ingest(kind, key).await {
+                    Some(Some(internal)) => Answer::value(internal),
+                    Some(None) => Answer::deny("unknown or refused stream key"),
+                    None => self.fallback(kind),
+                }
+            }
+            Trigger::PlayRewrite(connection) => {
+                match self.playback(kind, &connection.stream).await {
+                    Some(Some(playback)) => Answer::value(playback.stream),
+                    // Not a playback id: Mist goes on with the name as it is.
+                    _ => Answer::keep(),
+                }
+            }
+            Trigger::UserNew { stream, .. } => {
+                let known = self.read(|routes| {
+                    routes
+                        .playback
+                        .values()
+                        .flatten()
+                        .find(|p| &p.stream == stream)
+                        .cloned()
+                });
+                match known {
+                    Some(Playback {
+                        policy: PlaybackPolicy::Public,
+                        ..
+                    }) => Answer::value("true"),
+                    Some(Playback {
+                        policy: PlaybackPolicy::Denied,
+                        ..
+                    }) => Answer::value("false"),
+                    None => self.fallback(kind),
+                }
+            }
+            Trigger::StreamSource { stream } => match self.read(|r| r.sources.get(stream).cloned())
+            {
+                Some(source) => Answer::value(source),
+                None => Answer::keep(),
+            },
+            Trigger::PushOutStart { stream, target } => {
+                let allowed =
+                    self.read(|r| r.push_targets.contains(&(stream.clone(), target.clone())));
+                if allowed {
+                    Answer::value(target.clone())
+                } else {
+                    Answer::deny("the platform did not start this push")
+                }
+            }
+            // RTMP_PUSH_REWRITE and DEFAULT_STREAM: nothing to change.
+            _ => Answer::keep(),
+        }
+    }
+
+    /// The stream a key publishes to: known (refused or not), or unknown.
+    async fn ingest(&self, kind: TriggerKind, key: &str) -> Option<Option<String>> {
+        if let Some(known) = self.read(|r| r.ingest.get(key).cloned()) {
+            return Some(known);
+        }
+        counter!("frameworks_edge_trigger_answer_misses_total", "trigger" => kind.name())
+            .increment(1);
+        match self.resolver.resolve(kind, key).await? {
+            Resolved::Ingest { key, stream } => {
+                self.update(|r| {
+                    r.ingest.insert(key, stream.clone());
+                });
+                Some(stream)
+            }
+            Resolved::Playback { .. } => None,
+        }
+    }
+
+    async fn playback(&self, kind: TriggerKind, id: &str) -> Option<Option<Playback>> {
+        if let Some(known) = self.read(|r| r.playback.get(id).cloned()) {
+            return Some(known);
+        }
+        counter!("frameworks_edge_trigger_answer_misses_total", "trigger" => kind.name())
+            .increment(1);
+        match self.resolver.resolve(kind, id).await? {
+            Resolved::Playback { id, playback } => {
+                self.update(|r| {
+                    r.playback.insert(id, playback.clone());
+                });
+                Some(playback)
+            }
+            Resolved::Ingest { .. } => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_is_the_push_urls_last_segment() {
+        assert_eq!(stream_key("rtmp://127.0.0.1:1935/live/abc123"), "abc123");
+        assert_eq!(stream_key("srt://h:9000/live/k?streamid=x"), "k");
+        assert_eq!(stream_key(""), "");
+    }
+}

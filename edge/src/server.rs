@@ -1,0 +1,108 @@
+//! The HTTP endpoint Mist posts its triggers to (`POST /trigger/<NAME>`).
+//!
+//! Every request is parsed whole first; a malformed one gets a 400 naming
+//! the problem (413 when oversize) and is counted. An accounting trigger is
+//! written to the durable [`Journal`] before Mist is answered; if that
+//! fails Mist gets a 503 and retries. A blocking trigger is answered from
+//! [`Answers`] within its budget. Every accepted trigger is handed to the
+//! forwarder, which sends it to the balancer's ingress.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use metrics::counter;
+use tokio::sync::mpsc;
+use tracing::{error, warn};
+
+use crate::answers::{Answers, Resolver};
+use crate::journal::{Journal, JournalEntry};
+use crate::triggers::{MAX_BODY_BYTES, TriggerError, TriggerRequest};
+
+/// What the trigger endpoint needs.
+#[derive(Debug)]
+pub struct TriggerEndpoint<R> {
+    pub answers: Arc<Answers<R>>,
+    pub journal: Journal,
+    /// Accepted triggers, on their way to the ingress.
+    pub forward: mpsc::Sender<JournalEntry>,
+}
+
+impl<R: Resolver> TriggerEndpoint<R> {
+    pub fn router(self: Arc<Self>) -> Router {
+        Router::new()
+            .route("/trigger/{name}", post(receive::<R>))
+            // The limit is applied while reading, so that oversize bodies are counted.
+            .layer(DefaultBodyLimit::disable())
+            .with_state(self)
+    }
+}
+
+fn refuse(error: &TriggerError) -> Response {
+    counter!("frameworks_edge_triggers_rejected_total", "reason" => error.label()).increment(1);
+    warn!(%error, "refused a trigger request");
+    let status = if *error == TriggerError::TooLarge {
+        StatusCode::PAYLOAD_TOO_LARGE
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    (status, format!("{error}\n")).into_response()
+}
+
+async fn receive<R: Resolver>(
+    State(endpoint): State<Arc<TriggerEndpoint<R>>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Ok(body) = to_bytes(body, MAX_BODY_BYTES).await else {
+        return refuse(&TriggerError::TooLarge);
+    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let request = match TriggerRequest::parse(header, &body) {
+        Ok(request) => request,
+        Err(error) => return refuse(&error),
+    };
+    let kind = request.meta.kind;
+    counter!("frameworks_edge_triggers_total", "trigger" => kind.name()).increment(1);
+    let entry = JournalEntry::new(&request.meta, &String::from_utf8_lossy(&body));
+    if kind.accounting() {
+        let journal = endpoint.journal.clone();
+        let durable = entry.clone();
+        let written = tokio::task::spawn_blocking(move || journal.append(&durable)).await;
+        match written {
+            Ok(Ok(_)) => {}
+            Ok(Err(failure)) => {
+                error!(error = %failure, trigger = %kind, "could not journal an accounting trigger");
+                return (StatusCode::SERVICE_UNAVAILABLE, "journal unavailable\n").into_response();
+            }
+            Err(panicked) => {
+                error!(error = %panicked, trigger = %kind, "journal writer failed");
+                return (StatusCode::SERVICE_UNAVAILABLE, "journal unavailable\n").into_response();
+            }
+        }
+    }
+    // Accounting triggers are safe in the journal: the forwarder sends
+    // whatever it still holds. Others are dropped, counted, under overload.
+    if endpoint.forward.try_send(entry).is_err() {
+        counter!("frameworks_edge_triggers_unforwarded_total", "trigger" => kind.name())
+            .increment(1);
+    }
+    if !kind.blocking() {
+        return (StatusCode::OK, "true").into_response();
+    }
+    let answer = endpoint.answers.answer(kind, &request.trigger).await;
+    let mut response = (StatusCode::OK, answer.body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        "X-Mist-Trigger-Action",
+        HeaderValue::from_static(answer.action.header()),
+    );
+    if let Some(reason) = answer.reason.and_then(|r| HeaderValue::from_str(&r).ok()) {
+        headers.insert("X-Mist-Trigger-Reason", reason);
+    }
+    response
+}

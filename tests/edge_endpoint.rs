@@ -1,0 +1,317 @@
+//! The edge daemon's trigger endpoint, fed by the Mist simulator in Mist's
+//! exact wire format: every captured trigger accepted, accounting ones
+//! journaled once (across Mist's retries and restarts), blocking ones
+//! answered from the balancer's routes within the budget, bad ones refused
+//! with the reason.
+
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use frameworks_edge::answers::{
+    AnswerSettings, Answers, NoResolver, Playback, PlaybackPolicy, Resolved, Resolver, Routes,
+};
+use frameworks_edge::journal::{Journal, JournalEntry};
+use frameworks_edge::server::TriggerEndpoint;
+use frameworks_edge::triggers::TriggerKind;
+use frameworks_mist_simulator::captures;
+use frameworks_mist_simulator::sender::Firing;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+struct Edge {
+    address: SocketAddr,
+    journal: Journal,
+    forwarded: mpsc::Receiver<JournalEntry>,
+    _dir: TempDir,
+}
+
+/// A scratch directory removed when dropped.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        let path = std::env::temp_dir().join(format!("fw-edge-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&path).unwrap();
+        Self(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn routes() -> Routes {
+    let mut routes = Routes::default();
+    routes
+        .ingest
+        .insert("test".into(), Some("live+stream-1".into()));
+    routes.ingest.insert("revoked".into(), None);
+    routes.playback.insert(
+        "test".into(),
+        Some(Playback {
+            stream: "test".into(),
+            policy: PlaybackPolicy::Public,
+        }),
+    );
+    routes
+        .push_targets
+        .insert(("test".into(), "/var/lib/mist/rec/test.ts".into()));
+    routes
+}
+
+async fn edge<R: Resolver>(resolver: R, budget: Duration) -> Edge {
+    let dir = TempDir::new();
+    let journal = Journal::open(&dir.0.join("journal.redb")).unwrap();
+    let answers = Answers::new(
+        resolver,
+        AnswerSettings {
+            budget,
+            admit_unknown_viewers: false,
+        },
+    );
+    answers.replace(routes());
+    let (forward, forwarded) = mpsc::channel(1024);
+    let endpoint = Arc::new(TriggerEndpoint {
+        answers,
+        journal: journal.clone(),
+        forward,
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, endpoint.router()).await });
+    Edge {
+        address,
+        journal,
+        forwarded,
+        _dir: dir,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_captured_trigger_is_accepted_and_accounting_ones_are_journaled_once() {
+    let mut edge = edge(NoResolver, Duration::from_millis(200)).await;
+    let mut accounting = Vec::new();
+    for capture in captures::triggers() {
+        let firing = Firing::from_capture(capture, "/trigger");
+        let reply = firing.send(edge.address, WAIT).await.unwrap();
+        assert_eq!(reply.status, 200, "{}: {}", capture.trigger(), reply.body);
+        let kind: TriggerKind = capture.trigger().parse().unwrap();
+        if kind.accounting() {
+            accounting.push(firing.uuid().unwrap().to_owned());
+            // Mist retries: the same UUID again is logged once.
+            let again = firing.clone().with_header("X-Attempt", "2");
+            assert_eq!(again.send(edge.address, WAIT).await.unwrap().status, 200);
+        }
+    }
+    let pending: Vec<String> = edge
+        .journal
+        .pending()
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(accounting.len(), 25);
+    let mut expected = accounting.clone();
+    expected.sort();
+    let mut got = pending.clone();
+    got.sort();
+    assert_eq!(got, expected);
+    let mut forwarded = 0;
+    while edge.forwarded.try_recv().is_ok() {
+        forwarded += 1;
+    }
+    assert_eq!(
+        forwarded,
+        248 + 25,
+        "every request is handed on; the ingress dedups by id"
+    );
+}
+
+#[tokio::test]
+async fn the_journal_outlives_its_process_and_forgets_what_was_acknowledged() {
+    let dir = TempDir::new();
+    let path = dir.0.join("journal.redb");
+    let capture = captures::of("USER_END").next().unwrap();
+    let firing = Firing::from_capture(capture, "/trigger");
+    let meta = frameworks_edge::triggers::TriggerMeta::from_headers(|n| {
+        firing
+            .headers
+            .iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| v.as_str())
+    })
+    .unwrap();
+    {
+        let journal = Journal::open(&path).unwrap();
+        let entry = JournalEntry::new(&meta, &firing.body);
+        assert!(journal.append(&entry).unwrap());
+        assert!(
+            !journal.append(&entry).unwrap(),
+            "a retry is not a second entry"
+        );
+    }
+    let journal = Journal::open(&path).unwrap();
+    let pending = journal.pending().unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].kind(), Some(TriggerKind::UserEnd));
+    assert_eq!(pending[0].fields, capture.body_lines);
+    journal.acknowledge([pending[0].id.as_str()]).unwrap();
+    assert!(journal.is_empty().unwrap());
+}
+
+#[tokio::test]
+async fn blocking_triggers_are_answered_from_the_routes() {
+    let edge = edge(NoResolver, Duration::from_millis(200)).await;
+    let send = |firing: Firing| async move { firing.send(edge.address, WAIT).await.unwrap() };
+    let push = Firing::from_capture(captures::of("PUSH_REWRITE").next().unwrap(), "/trigger");
+    let reply = send(push.clone()).await;
+    assert_eq!(
+        (reply.body.as_str(), reply.header("X-Mist-Trigger-Action")),
+        ("live+stream-1", Some("value"))
+    );
+    let revoked = send(
+        push.clone()
+            .with_body("rtmp://127.0.0.1:1935/live/revoked\n127.0.0.1\nrevoked"),
+    )
+    .await;
+    assert_eq!(revoked.header("X-Mist-Trigger-Action"), Some("deny"));
+    assert_eq!(revoked.body, "");
+    let unknown = send(push.with_body("rtmp://127.0.0.1:1935/live/nope\n127.0.0.1\nnope")).await;
+    assert_eq!(
+        unknown.header("X-Mist-Trigger-Action"),
+        Some("deny"),
+        "an unknown key never publishes"
+    );
+
+    let user = send(Firing::from_capture(
+        captures::of("USER_NEW").next().unwrap(),
+        "/trigger",
+    ))
+    .await;
+    assert_eq!(user.body, "true");
+    let play = send(Firing::from_capture(
+        captures::of("PLAY_REWRITE").next().unwrap(),
+        "/trigger",
+    ))
+    .await;
+    assert_eq!(play.body, "test");
+    let out = send(Firing::from_capture(
+        captures::of("PUSH_OUT_START").next().unwrap(),
+        "/trigger",
+    ))
+    .await;
+    assert_eq!(
+        (out.body.as_str(), out.header("X-Mist-Trigger-Action")),
+        ("/var/lib/mist/rec/test.ts", Some("value"))
+    );
+    let source = send(Firing::from_capture(
+        captures::of("STREAM_SOURCE").next().unwrap(),
+        "/trigger",
+    ))
+    .await;
+    assert_eq!(
+        source.header("X-Mist-Trigger-Action"),
+        Some("keep"),
+        "not a pull stream"
+    );
+}
+
+/// A balancer that takes longer than any budget.
+struct SlowBalancer;
+
+impl Resolver for SlowBalancer {
+    async fn resolve(&self, _: TriggerKind, key: &str) -> Option<Resolved> {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        Some(Resolved::Ingest {
+            key: key.to_owned(),
+            stream: Some("late".into()),
+        })
+    }
+}
+
+/// A balancer that knows every key.
+struct KnowingBalancer;
+
+impl Resolver for KnowingBalancer {
+    async fn resolve(&self, _: TriggerKind, key: &str) -> Option<Resolved> {
+        Some(Resolved::Ingest {
+            key: key.to_owned(),
+            stream: Some(format!("live+{key}")),
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_miss_asks_the_balancer_but_never_past_the_budget() {
+    let push = Firing::from_capture(captures::of("PUSH_REWRITE").next().unwrap(), "/trigger")
+        .with_body("rtmp://127.0.0.1:1935/live/fresh\n127.0.0.1\nfresh");
+    let budget = Duration::from_millis(150);
+    let slow = edge(SlowBalancer, budget).await;
+    let started = Instant::now();
+    let reply = push.send(slow.address, WAIT).await.unwrap();
+    assert!(
+        started.elapsed() < budget + Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        reply.header("X-Mist-Trigger-Action"),
+        Some("deny"),
+        "the default: no unchecked publishing"
+    );
+
+    let knowing = edge(KnowingBalancer, budget).await;
+    let reply = push.send(knowing.address, WAIT).await.unwrap();
+    assert_eq!(reply.body, "live+fresh");
+}
+
+#[tokio::test]
+async fn malformed_requests_get_a_400_naming_the_problem() {
+    let edge = edge(NoResolver, Duration::from_millis(100)).await;
+    let end = Firing::from_capture(captures::of("STREAM_END").next().unwrap(), "/trigger");
+    let short = end
+        .clone()
+        .with_body("test\n1")
+        .send(edge.address, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(short.status, 400);
+    assert_eq!(short.body.trim(), "STREAM_END carries 2 fields; expected 7");
+    let unknown = end
+        .clone()
+        .with_header("X-Trigger", "MADE_UP")
+        .send(edge.address, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(
+        (unknown.status, unknown.body.trim()),
+        (400, "unknown trigger \"MADE_UP\"")
+    );
+    let no_uuid = end
+        .clone()
+        .without_header("X-Trigger-UUID")
+        .send(edge.address, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(
+        (no_uuid.status, no_uuid.body.trim()),
+        (400, "missing header X-Trigger-UUID")
+    );
+    let huge = end
+        .with_body("x".repeat(300 * 1024))
+        .send(edge.address, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(huge.status, 413);
+    assert!(
+        edge.journal.is_empty().unwrap(),
+        "nothing refused is journaled"
+    );
+}
