@@ -160,6 +160,9 @@ stop_component() {
 # Cargo's build output is shared by every clone on this machine, so a fresh
 # clone (and CI) reuses what an earlier run compiled.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$FRAMEWORKS_CACHE_DIR/target}"
+# Incremental caches grow with every version of the sources ever compiled
+# and do little for clean clones; set CARGO_INCREMENTAL=1 to keep them.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 FRAMEWORKS_BIN="$CARGO_TARGET_DIR/debug/frameworks"
 
 ensure_rust() {

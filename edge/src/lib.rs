@@ -13,6 +13,7 @@
 
 pub mod answers;
 pub mod config_sync;
+pub mod control;
 pub mod journal;
 pub mod mist;
 pub mod server;

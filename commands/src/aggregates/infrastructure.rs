@@ -400,6 +400,7 @@ pub struct Node {
     decommissioned: bool,
     mode: NodeMode,
     services: Vec<NodeService>,
+    cluster_id: String,
 }
 
 /// Whether the balancer may send new work to a node.
@@ -552,6 +553,7 @@ impl Aggregate for Node {
                 self.exists = true;
                 self.owner = event.tenant_id;
                 self.fingerprint = enrolled.hardware_fingerprint.clone();
+                self.cluster_id = enrolled.cluster_id.clone();
             }
             EventPayload::NodeDecommissioned(_) => self.decommissioned = true,
             EventPayload::NodeModeChanged(changed) => {
@@ -645,6 +647,21 @@ impl Aggregate for Node {
 }
 
 impl Node {
+    /// Whether the node is enrolled and not decommissioned.
+    pub fn active(&self) -> bool {
+        self.exists && !self.decommissioned
+    }
+
+    /// The cluster it enrolled into.
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster_id
+    }
+
+    /// The tenant that owns it (None for the platform's).
+    pub fn tenant(&self) -> Option<Uuid> {
+        self.owner
+    }
+
     /// The owner of a tenant's node, or an operator for the platform's.
     fn ensure_manager(&self, env: &HandleEnv<'_>) -> Result<(), CommandError> {
         if self.owner.is_some() {

@@ -1,0 +1,389 @@
+//! The edge control server: one bidirectional stream per connected edge
+//! daemon (`frameworks.edge.v1.EdgeControl/Open`).
+//!
+//! The first message registers the daemon: a new node with a single-use
+//! enrolment token (spent through the write side, so `node.enrolled` is
+//! recorded), a known one by its node id or hardware fingerprint (the
+//! fingerprint must match: `node.reenrolled`). The balancer answers with
+//! the node's config seed. Heartbeats then become node telemetry in Kafka,
+//! and commands for the node go down the same stream, each answered by a
+//! result the caller awaits.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use frameworks_commands::aggregates::infrastructure::{
+    Node, NodeCommand, NodeIdentity, enrol_node, node_by_fingerprint,
+};
+use frameworks_commands::telemetry::{TelemetryCommand, TelemetryPublisher};
+use frameworks_commands::{CommandBus, CommandContext, CommandError, ExecuteError};
+use frameworks_edge::control::proto::edge_control_server::EdgeControl;
+use frameworks_edge::control::proto::{
+    BalancerMessage, CommandResult, ConfigSeed, EdgeCommand, EdgeMessage, Heartbeat, Register,
+    balancer_message, edge_command, edge_message, register,
+};
+use frameworks_events::EventPayload;
+use frameworks_events::proto::v1::telemetry::{NodeHeartbeat, NodeMetrics};
+use metrics::{counter, gauge};
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{info, warn};
+use uuid::Uuid;
+
+/// How long a daemon has to register after opening its stream.
+const REGISTER_WITHIN: Duration = Duration::from_secs(10);
+/// Messages queued for one edge before a sender waits.
+const OUTBOX: usize = 64;
+
+/// The control server's settings.
+#[derive(Debug, Clone)]
+pub struct ControlSettings {
+    /// Seconds between heartbeats edges are told to send.
+    pub heartbeat_seconds: u32,
+    /// How long a command waits for the edge's result.
+    pub command_timeout: Duration,
+}
+
+/// A connected edge.
+#[derive(Debug)]
+struct Session {
+    /// Distinguishes this stream from a later one of the same node.
+    stream: Uuid,
+    tenant: Option<Uuid>,
+    outbox: mpsc::Sender<Result<BalancerMessage, Status>>,
+    last_heartbeat: Instant,
+}
+
+type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<CommandResult>>>>;
+
+/// The edge control service; clone it into the gRPC server.
+#[derive(Clone)]
+pub struct EdgeControlService {
+    bus: CommandBus,
+    telemetry: Arc<TelemetryPublisher>,
+    settings: ControlSettings,
+    sessions: Arc<Mutex<HashMap<String, Session>>>,
+    pending: Pending,
+}
+
+impl std::fmt::Debug for EdgeControlService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EdgeControlService")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a command did not reach its end.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CommandFailure {
+    #[error("node {0} is not connected")]
+    NotConnected(String),
+    #[error("the edge did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the edge's stream closed before it answered")]
+    Dropped,
+    #[error("the edge could not do it: {0}")]
+    Failed(String),
+}
+
+fn refusal(error: ExecuteError) -> Status {
+    match error {
+        ExecuteError::Rejected(CommandError::Unauthenticated(message)) => {
+            Status::unauthenticated(message)
+        }
+        ExecuteError::Rejected(CommandError::Validation { field, message }) => {
+            Status::invalid_argument(format!("{field}: {message}"))
+        }
+        ExecuteError::Rejected(CommandError::NotFound { resource, id }) => {
+            Status::not_found(format!("{resource} {id} not found"))
+        }
+        ExecuteError::Rejected(CommandError::Conflict(message)) => Status::already_exists(message),
+        ExecuteError::Rejected(other) => Status::permission_denied(other.to_string()),
+        other => {
+            warn!(error = %other, "enrolment failed");
+            Status::unavailable("the platform could not record the enrolment; retry")
+        }
+    }
+}
+
+impl EdgeControlService {
+    pub fn new(bus: CommandBus, telemetry: TelemetryPublisher, settings: ControlSettings) -> Self {
+        Self {
+            bus,
+            telemetry: Arc::new(telemetry),
+            settings,
+            sessions: Arc::default(),
+            pending: Arc::default(),
+        }
+    }
+
+    /// Node ids of the edges connected now.
+    pub fn connected(&self) -> Vec<String> {
+        let mut nodes: Vec<String> = self.lock().keys().cloned().collect();
+        nodes.sort();
+        nodes
+    }
+
+    /// When each connected edge last sent a heartbeat.
+    pub fn last_heartbeat(&self, node: &str) -> Option<Instant> {
+        self.lock().get(node).map(|s| s.last_heartbeat)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
+        self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sends `action` to the node's edge and waits for its result.
+    pub async fn command(
+        &self,
+        node: &str,
+        action: edge_command::Action,
+    ) -> Result<(), CommandFailure> {
+        let outbox = self
+            .lock()
+            .get(node)
+            .map(|s| s.outbox.clone())
+            .ok_or_else(|| CommandFailure::NotConnected(node.to_owned()))?;
+        let command_id = Uuid::now_v7().to_string();
+        let (done, result) = oneshot::channel();
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(command_id.clone(), done);
+        let message = BalancerMessage {
+            kind: Some(balancer_message::Kind::Command(EdgeCommand {
+                command_id: command_id.clone(),
+                action: Some(action),
+            })),
+        };
+        let forget = || {
+            self.pending
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&command_id);
+        };
+        if outbox.send(Ok(message)).await.is_err() {
+            forget();
+            return Err(CommandFailure::NotConnected(node.to_owned()));
+        }
+        let timeout = self.settings.command_timeout;
+        match tokio::time::timeout(timeout, result).await {
+            Ok(Ok(result)) if result.ok => Ok(()),
+            Ok(Ok(result)) => Err(CommandFailure::Failed(result.error)),
+            Ok(Err(_)) => Err(CommandFailure::Dropped),
+            Err(_) => {
+                forget();
+                Err(CommandFailure::Timeout(timeout))
+            }
+        }
+    }
+
+    /// Enrols or re-enrols the registering node; its id, cluster and tenant.
+    async fn register(&self, register: Register) -> Result<(String, String, Option<Uuid>), Status> {
+        let identity = NodeIdentity {
+            hardware_fingerprint: register.hardware_fingerprint,
+            hostname: register.hostname,
+            edge_version: register.edge_version,
+            public_host: register.public_host,
+            latitude: register.latitude,
+            longitude: register.longitude,
+        };
+        let ctx = CommandContext::anonymous(format!("edge:{}", identity.hardware_fingerprint));
+        let node_id = match register.credential {
+            Some(register::Credential::EnrolmentToken(token)) => {
+                let enrolled = enrol_node(&self.bus, &token, &identity, &ctx)
+                    .await
+                    .map_err(refusal)?;
+                counter!("frameworks_balancer_enrolments_total", "kind" => "token").increment(1);
+                info!(node = %enrolled.node_id, cluster = %enrolled.cluster_id, "node enrolled");
+                enrolled.node_id
+            }
+            Some(register::Credential::NodeId(node_id)) => {
+                self.reenrol(&node_id, identity, &ctx).await?;
+                node_id
+            }
+            None => {
+                let known = node_by_fingerprint(&self.bus, &identity.hardware_fingerprint)
+                    .await
+                    .map_err(refusal)?
+                    .ok_or_else(|| {
+                        Status::unauthenticated(
+                            "unknown machine: register with an enrolment token first",
+                        )
+                    })?;
+                self.reenrol(&known, identity, &ctx).await?;
+                known
+            }
+        };
+        let (node, _) = self
+            .bus
+            .load::<Node>(&node_id)
+            .await
+            .map_err(|e| refusal(e.into()))?;
+        Ok((node_id, node.cluster_id().to_owned(), node.tenant()))
+    }
+
+    async fn reenrol(
+        &self,
+        node_id: &str,
+        identity: NodeIdentity,
+        ctx: &CommandContext,
+    ) -> Result<(), Status> {
+        self.bus
+            .execute::<Node>(node_id, &NodeCommand::Reenrol(identity), ctx, None)
+            .await
+            .map_err(refusal)?;
+        counter!("frameworks_balancer_enrolments_total", "kind" => "known").increment(1);
+        Ok(())
+    }
+
+    /// Node telemetry from a heartbeat, into Kafka.
+    async fn heartbeat(&self, node: &str, tenant: Option<Uuid>, beat: Heartbeat) {
+        let fact = |payload: EventPayload| TelemetryCommand {
+            subject_id: node.to_owned(),
+            tenant_id: tenant,
+            occurred_at: Utc::now(),
+            payload,
+            correlation_id: Uuid::now_v7(),
+        };
+        let facts = [
+            fact(
+                NodeHeartbeat {
+                    edge_version: String::new(),
+                    mist_version: beat.mist_version.clone(),
+                    uptime_seconds: beat.uptime_seconds,
+                    mist_healthy: beat.mist_healthy,
+                }
+                .into(),
+            ),
+            fact(
+                NodeMetrics {
+                    cpu_percent: beat.cpu_percent,
+                    memory_used_bytes: beat.memory_used_bytes,
+                    memory_total_bytes: beat.memory_total_bytes,
+                    bandwidth_up_bps: beat.bandwidth_up_bps,
+                    bandwidth_down_bps: beat.bandwidth_down_bps,
+                    bandwidth_limit_bps: beat.bandwidth_limit_bps,
+                    disk_used_bytes: beat.disk_used_bytes,
+                    disk_total_bytes: beat.disk_total_bytes,
+                    active_streams: beat.active_streams,
+                    active_viewers: beat.active_viewers,
+                    window_ms: beat.window_ms,
+                    network_rx_bytes: beat.network_rx_bytes,
+                    network_tx_bytes: beat.network_tx_bytes,
+                    shm_used_bytes: beat.shm_used_bytes,
+                    shm_total_bytes: beat.shm_total_bytes,
+                }
+                .into(),
+            ),
+        ];
+        for verdict in self.telemetry.publish_batch(&facts).await {
+            if let Err(error) = verdict {
+                counter!("frameworks_balancer_telemetry_errors_total").increment(1);
+                warn!(%error, node, "a heartbeat could not be published");
+            }
+        }
+        if let Some(session) = self.lock().get_mut(node) {
+            session.last_heartbeat = Instant::now();
+        }
+    }
+
+    /// Reads one edge's messages until its stream ends.
+    async fn follow(self, node: String, stream: Uuid, mut inbound: Streaming<EdgeMessage>) {
+        loop {
+            let message = match inbound.message().await {
+                Ok(Some(message)) => message,
+                Ok(None) => break,
+                Err(status) => {
+                    warn!(node, %status, "edge stream failed");
+                    break;
+                }
+            };
+            match message.kind {
+                Some(edge_message::Kind::Heartbeat(beat)) => {
+                    let tenant = self.lock().get(&node).and_then(|s| s.tenant);
+                    self.heartbeat(&node, tenant, beat).await;
+                }
+                Some(edge_message::Kind::Result(result)) => {
+                    let waiting = self
+                        .pending
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .remove(&result.command_id);
+                    if let Some(waiting) = waiting {
+                        let _ = waiting.send(result);
+                    }
+                }
+                Some(edge_message::Kind::Register(_)) | None => {
+                    counter!("frameworks_balancer_protocol_errors_total").increment(1);
+                    warn!(node, "unexpected message on an edge stream; ignored");
+                }
+            }
+        }
+        // A newer stream of the same node may have replaced this one.
+        let mut sessions = self.lock();
+        if sessions.get(&node).is_some_and(|s| s.stream == stream) {
+            sessions.remove(&node);
+        }
+        gauge!("frameworks_balancer_edges_connected").set(sessions.len() as f64);
+        info!(node, "edge disconnected");
+    }
+}
+
+#[tonic::async_trait]
+impl EdgeControl for EdgeControlService {
+    type OpenStream = Pin<Box<dyn Stream<Item = Result<BalancerMessage, Status>> + Send>>;
+
+    async fn open(
+        &self,
+        request: Request<Streaming<EdgeMessage>>,
+    ) -> Result<Response<Self::OpenStream>, Status> {
+        let mut inbound = request.into_inner();
+        let first = tokio::time::timeout(REGISTER_WITHIN, inbound.message())
+            .await
+            .map_err(|_| Status::deadline_exceeded("register first, within 10 s"))??;
+        let Some(EdgeMessage {
+            kind: Some(edge_message::Kind::Register(register)),
+        }) = first
+        else {
+            return Err(Status::invalid_argument(
+                "the first message must be register",
+            ));
+        };
+        let (node_id, cluster_id, tenant) = self.register(register).await?;
+        let (outbox, messages) = mpsc::channel(OUTBOX);
+        let seed = BalancerMessage {
+            kind: Some(balancer_message::Kind::Seed(ConfigSeed {
+                node_id: node_id.clone(),
+                cluster_id,
+                heartbeat_seconds: self.settings.heartbeat_seconds,
+            })),
+        };
+        outbox
+            .send(Ok(seed))
+            .await
+            .map_err(|_| Status::internal("the stream closed at once"))?;
+        let stream = Uuid::now_v7();
+        {
+            let mut sessions = self.lock();
+            sessions.insert(
+                node_id.clone(),
+                Session {
+                    stream,
+                    tenant,
+                    outbox,
+                    last_heartbeat: Instant::now(),
+                },
+            );
+            gauge!("frameworks_balancer_edges_connected").set(sessions.len() as f64);
+        }
+        tokio::spawn(self.clone().follow(node_id, stream, inbound));
+        Ok(Response::new(Box::pin(ReceiverStream::new(messages))))
+    }
+}
