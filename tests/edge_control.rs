@@ -25,6 +25,7 @@ use frameworks_edge::control::proto::{
 };
 use frameworks_edge::mist::{MistClient, MistSettings};
 use frameworks_events::kafka::{EventConsumer, EventPublisher, KafkaSettings};
+use frameworks_events::proto::v1::telemetry::{NodeHeartbeat, NodeMetrics};
 use frameworks_events::{AggregateType, EventPayload, Topic};
 use frameworks_mist_simulator::{MistApi, serve};
 use support::{drop_topics, fresh_database, kafka_with_topics, within};
@@ -41,15 +42,20 @@ struct SimulatedEdge {
 impl EdgeHost for SimulatedEdge {
     async fn heartbeat(&self) -> Heartbeat {
         Heartbeat {
-            mist_version: "fw-51c613a4".into(),
-            mist_healthy: true,
-            uptime_seconds: 60,
-            cpu_percent: 12.5,
-            memory_used_bytes: 1 << 30,
-            memory_total_bytes: 8 << 30,
-            network_rx_bytes: 1_000,
-            window_ms: 1_000,
-            ..Default::default()
+            node: Some(NodeHeartbeat {
+                edge_version: "0.3.11".into(),
+                mist_version: "fw-51c613a4".into(),
+                uptime_seconds: 60,
+                mist_healthy: true,
+            }),
+            metrics: Some(NodeMetrics {
+                cpu_percent: 12.5,
+                memory_used_bytes: 1 << 30,
+                memory_total_bytes: 8 << 30,
+                network_rx_bytes: 1_000,
+                window_ms: 1_000,
+                ..Default::default()
+            }),
         }
     }
 

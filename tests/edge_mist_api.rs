@@ -263,3 +263,51 @@ async fn the_trigger_set_is_registered_and_drift_is_put_back() {
     );
     assert_eq!(mist.config().await.unwrap().1, desired);
 }
+
+#[tokio::test]
+async fn heartbeats_carry_the_machine_and_mistservers_streams() {
+    use frameworks_edge::control::client::EdgeHost;
+    use frameworks_edge::host::MistHost;
+    use frameworks_edge::machine::MachineProbe;
+
+    let api = MistApi::new(Some(("admin", "secret")), true);
+    for (name, viewers) in [("live+a", 3), ("live+b", 4)] {
+        api.state().active.insert(
+            name.into(),
+            ActiveStream {
+                status: "Online".into(),
+                viewers,
+                ..Default::default()
+            },
+        );
+    }
+    let host = MistHost::new(
+        client(simulator(&api).await, "secret"),
+        MachineProbe::default(),
+        1_000_000_000,
+    );
+    let beat = host.heartbeat().await;
+    let (node, metrics) = (beat.node.unwrap(), beat.metrics.unwrap());
+    assert!(node.mist_healthy);
+    assert_eq!(node.mist_version, "fw-51c613a4");
+    assert_eq!((metrics.active_streams, metrics.active_viewers), (2, 7));
+    assert!(metrics.memory_total_bytes > 0 && metrics.disk_total_bytes > 0);
+    assert_eq!(metrics.bandwidth_limit_bps, 1_000_000_000);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let later = host.heartbeat().await.metrics.unwrap();
+    assert!(
+        later.window_ms > 0,
+        "rates cover the time since the last heartbeat"
+    );
+
+    // MistServer gone: the heartbeat says so, at once.
+    let gone = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = gone.local_addr().unwrap();
+    drop(gone);
+    let host = MistHost::new(client(address, "secret"), MachineProbe::default(), 0);
+    let started = Instant::now();
+    let beat = host.heartbeat().await;
+    let (node, metrics) = (beat.node.unwrap(), beat.metrics.unwrap());
+    assert!(!node.mist_healthy && metrics.active_streams == 0 && node.mist_version.is_empty());
+    assert!(started.elapsed() < TIMEOUT);
+}

@@ -8,13 +8,17 @@
 //! - [`config_sync`]: the trigger set registered in Mist, drift repaired;
 //! - [`journal`]: the durable log of accounting triggers, kept until the
 //!   balancer acknowledges them;
+//! - [`host`]: the node as the control stream sees it (load, and Mist as its hands);
+//! - [`machine`]: the node's own load (/proc, statvfs) for heartbeats;
 //! - [`mist`]: a client for Mist's HTTP API (`/api2`, with its MD5
 //!   challenge login and a timeout on every call).
 
 pub mod answers;
 pub mod config_sync;
 pub mod control;
+pub mod host;
 pub mod journal;
+pub mod machine;
 pub mod mist;
 pub mod server;
 pub mod triggers;

@@ -328,6 +328,15 @@ impl MistClient {
         self.one("capabilities", json!(true)).await
     }
 
+    /// MistServer's version string.
+    pub async fn version(&self) -> Result<String, MistError> {
+        let version = self.one("version", json!(true)).await?;
+        version
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| bad("version", "not a string"))
+    }
+
     /// Writes Mist's config to disk now.
     pub async fn save(&self) -> Result<(), MistError> {
         self.one("save", json!(true)).await.map(drop)

@@ -26,7 +26,6 @@ use frameworks_edge::control::proto::{
     balancer_message, edge_command, edge_message, register,
 };
 use frameworks_events::EventPayload;
-use frameworks_events::proto::v1::telemetry::{NodeHeartbeat, NodeMetrics};
 use metrics::{counter, gauge};
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::Stream;
@@ -252,37 +251,18 @@ impl EdgeControlService {
             payload,
             correlation_id: Uuid::now_v7(),
         };
-        let facts = [
-            fact(
-                NodeHeartbeat {
-                    edge_version: String::new(),
-                    mist_version: beat.mist_version.clone(),
-                    uptime_seconds: beat.uptime_seconds,
-                    mist_healthy: beat.mist_healthy,
-                }
-                .into(),
-            ),
-            fact(
-                NodeMetrics {
-                    cpu_percent: beat.cpu_percent,
-                    memory_used_bytes: beat.memory_used_bytes,
-                    memory_total_bytes: beat.memory_total_bytes,
-                    bandwidth_up_bps: beat.bandwidth_up_bps,
-                    bandwidth_down_bps: beat.bandwidth_down_bps,
-                    bandwidth_limit_bps: beat.bandwidth_limit_bps,
-                    disk_used_bytes: beat.disk_used_bytes,
-                    disk_total_bytes: beat.disk_total_bytes,
-                    active_streams: beat.active_streams,
-                    active_viewers: beat.active_viewers,
-                    window_ms: beat.window_ms,
-                    network_rx_bytes: beat.network_rx_bytes,
-                    network_tx_bytes: beat.network_tx_bytes,
-                    shm_used_bytes: beat.shm_used_bytes,
-                    shm_total_bytes: beat.shm_total_bytes,
-                }
-                .into(),
-            ),
-        ];
+        let facts: Vec<TelemetryCommand> = [
+            beat.node.map(EventPayload::from),
+            beat.metrics.map(EventPayload::from),
+        ]
+        .into_iter()
+        .flatten()
+        .map(fact)
+        .collect();
+        if facts.is_empty() {
+            counter!("frameworks_balancer_protocol_errors_total").increment(1);
+            warn!(node, "an empty heartbeat; ignored");
+        }
         for verdict in self.telemetry.publish_batch(&facts).await {
             if let Err(error) = verdict {
                 counter!("frameworks_balancer_telemetry_errors_total").increment(1);
