@@ -20,13 +20,20 @@ use frameworks_commands::{CommandBus, CommandContext, SecretBox};
 use frameworks_edge::control::client::{self, ClientSettings, EdgeHost, Identity};
 use frameworks_edge::control::proto::edge_control_client::EdgeControlClient;
 use frameworks_edge::control::proto::edge_control_server::EdgeControlServer;
+use frameworks_edge::control::proto::ingress_client::IngressClient;
+use frameworks_edge::control::proto::ingress_server::IngressServer;
 use frameworks_edge::control::proto::{
     EdgeMessage, Heartbeat, Register, StartPush, edge_command, edge_message, register,
 };
+use frameworks_edge::forwarder;
+use frameworks_edge::journal::{Journal, JournalEntry};
 use frameworks_edge::mist::{MistClient, MistSettings};
+use frameworks_edge::triggers::TriggerMeta;
 use frameworks_events::kafka::{EventConsumer, EventPublisher, KafkaSettings};
 use frameworks_events::proto::v1::telemetry::{NodeHeartbeat, NodeMetrics};
 use frameworks_events::{AggregateType, EventPayload, Topic};
+use frameworks_mist_simulator::captures;
+use frameworks_mist_simulator::sender::Firing;
 use frameworks_mist_simulator::{MistApi, serve};
 use support::{drop_topics, fresh_database, kafka_with_topics, within};
 use tokio::net::TcpListener;
@@ -66,7 +73,8 @@ impl EdgeHost for SimulatedEdge {
 
 async fn balancer(service: EdgeControlService, listener: TcpListener) {
     tonic::transport::Server::builder()
-        .add_service(EdgeControlServer::new(service))
+        .add_service(EdgeControlServer::new(service.clone()))
+        .add_service(IngressServer::new(service))
         .serve_with_incoming(TcpListenerStream::new(listener))
         .await
         .unwrap();
@@ -314,6 +322,100 @@ async fn an_edge_enrols_heartbeats_obeys_commands_and_comes_back_after_a_reconne
 
     // Heartbeats become node telemetry in Kafka.
     assert_eq!(node_telemetry(&kafka, &node_id).await, (true, true));
+
+    // Journaled triggers go to the ingress and are forgotten once in Kafka.
+    let journal_path = std::env::temp_dir().join(format!("fw-journal-{}", Uuid::now_v7().simple()));
+    let journal = Journal::open(&journal_path).unwrap();
+    let mut sent = Vec::new();
+    for capture in captures::of("USER_END").chain(captures::of("STREAM_END")) {
+        let firing = Firing::from_capture(capture, "/trigger");
+        let meta = TriggerMeta::from_headers(|name| {
+            firing
+                .headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        })
+        .unwrap();
+        let entry = JournalEntry::new(&meta, &firing.body);
+        journal.append(&entry).unwrap();
+        sent.push(entry);
+    }
+    let mut bogus = sent[0].clone();
+    bogus.id = Uuid::now_v7().to_string();
+    bogus.trigger = "NOT_A_TRIGGER".into();
+    journal.append(&bogus).unwrap();
+    let mut ingress = IngressClient::connect(format!("http://{address}"))
+        .await
+        .unwrap();
+    let pending = journal.pending().unwrap();
+    let stranger = forwarder::submit(&mut ingress, &journal, "not-connected", &pending).await;
+    assert_eq!(stranger.unwrap_err().code(), tonic::Code::Unauthenticated);
+    assert_eq!(
+        journal.len().unwrap(),
+        5,
+        "nothing forgotten for a refused sender"
+    );
+    let accepted = forwarder::submit(&mut ingress, &journal, &node_id, &pending)
+        .await
+        .unwrap();
+    assert_eq!(accepted, 4);
+    assert!(
+        journal.is_empty().unwrap(),
+        "accepted and refused-for-good ones are forgotten"
+    );
+    let consumer = EventConsumer::subscribe(
+        &kafka,
+        &format!("{}-ingress", kafka.catalogue.prefix),
+        &[Topic::NodeTelemetry],
+    )
+    .unwrap();
+    let mut in_kafka = std::collections::BTreeSet::new();
+    within(Duration::from_secs(60), "the triggers in Kafka", async {
+        while in_kafka.len() < sent.len() {
+            let received = consumer.next().await.unwrap();
+            if let EventPayload::MistTriggerReceived(trigger) = received.event.payload {
+                assert_eq!(received.event.aggregate_id, node_id);
+                assert_eq!(received.event.tenant_id, Some(tenant));
+                in_kafka.insert(trigger.trigger_id);
+            }
+        }
+    })
+    .await;
+    assert_eq!(in_kafka, sent.iter().map(|e| e.id.clone()).collect());
+    // The forwarding loop: live triggers at once, the journal every round.
+    let (live, live_rx) = tokio::sync::mpsc::channel(16);
+    let forwarding = tokio::spawn(forwarder::run(
+        ingress.clone(),
+        journal.clone(),
+        seen.clone(),
+        live_rx,
+        Duration::from_millis(100),
+    ));
+    let late = Firing::from_capture(captures::of("PUSH_END").next().unwrap(), "/trigger");
+    let meta = TriggerMeta::from_headers(|name| {
+        late.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    })
+    .unwrap();
+    let entry = JournalEntry::new(&meta, &late.body);
+    journal.append(&entry).unwrap();
+    live.send(entry).await.unwrap();
+    within(
+        Duration::from_secs(10),
+        "the journal drained by the loop",
+        async {
+            while !journal.is_empty().unwrap() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        },
+    )
+    .await;
+    forwarding.abort();
+    drop(journal);
+    let _ = std::fs::remove_file(&journal_path);
 
     // Commands are carried out on MistServer and answered.
     service

@@ -8,6 +8,8 @@
 //! - [`config_sync`]: the trigger set registered in Mist, drift repaired;
 //! - [`journal`]: the durable log of accounting triggers, kept until the
 //!   balancer acknowledges them;
+//! - [`forwarder`]: triggers to the balancer's ingress, journaled ones
+//!   until acknowledged;
 //! - [`host`]: the node as the control stream sees it (load, and Mist as its hands);
 //! - [`machine`]: the node's own load (/proc, statvfs) for heartbeats;
 //! - [`mist`]: a client for Mist's HTTP API (`/api2`, with its MD5
@@ -16,6 +18,7 @@
 pub mod answers;
 pub mod config_sync;
 pub mod control;
+pub mod forwarder;
 pub mod host;
 pub mod journal;
 pub mod machine;

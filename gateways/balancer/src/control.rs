@@ -18,12 +18,15 @@ use chrono::Utc;
 use frameworks_commands::aggregates::infrastructure::{
     Node, NodeCommand, NodeIdentity, enrol_node, node_by_fingerprint,
 };
+use frameworks_commands::telemetry::TelemetryError;
 use frameworks_commands::telemetry::{TelemetryCommand, TelemetryPublisher};
 use frameworks_commands::{CommandBus, CommandContext, CommandError, ExecuteError};
 use frameworks_edge::control::proto::edge_control_server::EdgeControl;
+use frameworks_edge::control::proto::ingress_server::Ingress;
 use frameworks_edge::control::proto::{
     BalancerMessage, CommandResult, ConfigSeed, EdgeCommand, EdgeMessage, Heartbeat, Register,
-    balancer_message, edge_command, edge_message, register,
+    RejectedTrigger, TriggerAck, TriggerBatch, balancer_message, edge_command, edge_message,
+    register,
 };
 use frameworks_events::EventPayload;
 use metrics::{counter, gauge};
@@ -365,5 +368,64 @@ impl EdgeControl for EdgeControlService {
         }
         tokio::spawn(self.clone().follow(node_id, stream, inbound));
         Ok(Response::new(Box::pin(ReceiverStream::new(messages))))
+    }
+}
+
+/// Most triggers in one submission.
+const MAX_BATCH: usize = 1_000;
+
+#[tonic::async_trait]
+impl Ingress for EdgeControlService {
+    /// Publishes an edge's triggers as `node.mist_trigger_received` and
+    /// answers which are in Kafka (acks=all) and which are refused for good.
+    async fn submit(&self, request: Request<TriggerBatch>) -> Result<Response<TriggerAck>, Status> {
+        let batch = request.into_inner();
+        // Only an edge with an open, registered control stream may submit.
+        let tenant = self
+            .lock()
+            .get(&batch.node_id)
+            .map(|s| s.tenant)
+            .ok_or_else(|| Status::unauthenticated("register on the control stream first"))?;
+        if batch.triggers.len() > MAX_BATCH {
+            return Err(Status::invalid_argument(format!(
+                "at most {MAX_BATCH} triggers a batch"
+            )));
+        }
+        let facts: Vec<TelemetryCommand> = batch
+            .triggers
+            .iter()
+            .map(|trigger| TelemetryCommand {
+                subject_id: batch.node_id.clone(),
+                tenant_id: tenant,
+                occurred_at: chrono::DateTime::from_timestamp_millis(trigger.fired_at_unix_ms)
+                    .unwrap_or_else(Utc::now),
+                payload: trigger.clone().into(),
+                correlation_id: Uuid::now_v7(),
+            })
+            .collect();
+        let mut ack = TriggerAck::default();
+        for (trigger, verdict) in batch
+            .triggers
+            .iter()
+            .zip(self.telemetry.publish_batch(&facts).await)
+        {
+            match verdict {
+                Ok(_) => ack.accepted.push(trigger.trigger_id.clone()),
+                Err(TelemetryError::Rejected(reason)) => {
+                    counter!("frameworks_balancer_triggers_rejected_total").increment(1);
+                    ack.rejected.push(RejectedTrigger {
+                        trigger_id: trigger.trigger_id.clone(),
+                        reason: reason.to_string(),
+                    });
+                }
+                // Not in Kafka: left out of the answer, so the edge sends it again.
+                Err(TelemetryError::Publish(error)) => {
+                    warn!(%error, "a trigger could not be published");
+                }
+            }
+        }
+        counter!("frameworks_balancer_triggers_accepted_total")
+            .increment(ack.accepted.len() as u64);
+        Ok(Response::new(ack))
     }
 }

@@ -1,0 +1,117 @@
+//! Sends accepted triggers to the balancer's ingress. Triggers arriving
+//! from Mist go at once; accounting triggers also wait in the journal and
+//! are sent again every round until the ingress acknowledges them (Kafka
+//! holds them) or refuses them for good, and only then are they deleted.
+
+use std::time::Duration;
+
+use frameworks_events::proto::v1::telemetry::MistTriggerReceived;
+use metrics::counter;
+use tokio::sync::{mpsc, watch};
+use tonic::transport::Channel;
+use tracing::warn;
+
+use crate::control::proto::ingress_client::IngressClient;
+use crate::control::proto::{ConfigSeed, TriggerAck, TriggerBatch};
+use crate::journal::{Journal, JournalEntry};
+use crate::triggers::TriggerKind;
+
+/// Most triggers sent at once.
+const BATCH: usize = 500;
+
+impl From<&JournalEntry> for MistTriggerReceived {
+    fn from(entry: &JournalEntry) -> Self {
+        Self {
+            trigger: entry.trigger.clone(),
+            trigger_id: entry.id.clone(),
+            fired_at_unix_ms: entry.fired_at_unix_ms,
+            fields: entry.fields.clone(),
+            blocking: entry.kind().is_some_and(TriggerKind::blocking),
+            answer: String::new(),
+        }
+    }
+}
+
+/// Submits `entries` for `node`; forgets the journaled ones the ingress
+/// accepted or refused for good. Answers how many were accepted.
+pub async fn submit(
+    client: &mut IngressClient<Channel>,
+    journal: &Journal,
+    node: &str,
+    entries: &[JournalEntry],
+) -> Result<usize, tonic::Status> {
+    let mut accepted = 0;
+    for chunk in entries.chunks(BATCH) {
+        let batch = TriggerBatch {
+            node_id: node.to_owned(),
+            triggers: chunk.iter().map(MistTriggerReceived::from).collect(),
+        };
+        let TriggerAck {
+            accepted: ids,
+            rejected,
+        } = client.submit(batch).await?.into_inner();
+        for refused in &rejected {
+            counter!("frameworks_edge_triggers_refused_by_ingress_total").increment(1);
+            warn!(trigger = %refused.trigger_id, reason = %refused.reason, "the ingress refused a trigger; dropped");
+        }
+        accepted += ids.len();
+        let done: Vec<&str> = ids
+            .iter()
+            .map(String::as_str)
+            .chain(rejected.iter().map(|r| r.trigger_id.as_str()))
+            .collect();
+        let journal = journal.clone();
+        let done: Vec<String> = done.into_iter().map(str::to_owned).collect();
+        tokio::task::spawn_blocking(move || journal.acknowledge(done.iter().map(String::as_str)))
+            .await
+            .map_err(|e| tonic::Status::internal(e.to_string()))?
+            .map_err(|e| tonic::Status::internal(e.to_string()))?;
+    }
+    counter!("frameworks_edge_triggers_forwarded_total").increment(accepted as u64);
+    Ok(accepted)
+}
+
+/// Forwards for as long as the task runs: live triggers as they come, the
+/// journal every `every`, whenever the control stream has a seed.
+pub async fn run(
+    mut client: IngressClient<Channel>,
+    journal: Journal,
+    seeds: watch::Receiver<Option<ConfigSeed>>,
+    mut live: mpsc::Receiver<JournalEntry>,
+    every: Duration,
+) {
+    let mut rounds = tokio::time::interval(every);
+    loop {
+        let entries = tokio::select! {
+            _ = rounds.tick() => {
+                let journal = journal.clone();
+                match tokio::task::spawn_blocking(move || journal.pending()).await {
+                    Ok(Ok(pending)) => pending,
+                    Ok(Err(error)) => {
+                        warn!(%error, "could not read the trigger journal");
+                        continue;
+                    }
+                    Err(error) => {
+                        warn!(%error, "journal reader failed");
+                        continue;
+                    }
+                }
+            }
+            entry = live.recv() => match entry {
+                Some(entry) => vec![entry],
+                None => return,
+            },
+        };
+        let Some(node) = seeds.borrow().as_ref().map(|seed| seed.node_id.clone()) else {
+            continue;
+        };
+        if entries.is_empty() {
+            continue;
+        }
+        if let Err(status) = submit(&mut client, &journal, &node, &entries).await {
+            counter!("frameworks_edge_ingress_errors_total").increment(1);
+            // Journaled (accounting) triggers go again next round; others are lost, counted.
+            warn!(%status, triggers = entries.len(), "the ingress did not take the triggers");
+        }
+    }
+}
