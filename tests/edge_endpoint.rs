@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use frameworks_edge::answers::{
-    AnswerSettings, Answers, NoResolver, Playback, PlaybackPolicy, Resolved, Resolver, Routes,
+    AnswerSettings, Answers, NoResolver, PlaybackPolicy, Resolved, Resolver, Routes,
 };
 use frameworks_edge::journal::{Journal, JournalEntry};
 use frameworks_edge::server::TriggerEndpoint;
@@ -53,13 +53,11 @@ fn routes() -> Routes {
         .ingest
         .insert("test".into(), Some("live+stream-1".into()));
     routes.ingest.insert("revoked".into(), None);
-    routes.playback.insert(
-        "test".into(),
-        Some(Playback {
-            stream: "test".into(),
-            policy: PlaybackPolicy::Public,
-        }),
-    );
+    routes.playback.insert("test".into(), Some("test".into()));
+    routes.viewers.insert("test".into(), PlaybackPolicy::Public);
+    routes
+        .viewers
+        .insert("private".into(), PlaybackPolicy::Denied);
     routes
         .push_targets
         .insert(("test".into(), "/var/lib/mist/rec/test.ts".into()));
@@ -196,6 +194,25 @@ async fn blocking_triggers_are_answered_from_the_routes() {
     ))
     .await;
     assert_eq!(user.body, "true");
+    let new_viewer = Firing::from_capture(captures::of("USER_NEW").next().unwrap(), "/trigger");
+    let body = new_viewer.body.replacen("test", "private", 1);
+    let refused = send(new_viewer.with_body(body)).await;
+    assert_eq!(refused.body, "false", "a stream not open to viewers");
+    let unknown_body =
+        captures::of("USER_NEW")
+            .next()
+            .unwrap()
+            .body
+            .replacen("test", "nobody-knows", 1);
+    let unknown = send(
+        Firing::from_capture(captures::of("USER_NEW").next().unwrap(), "/trigger")
+            .with_body(unknown_body),
+    )
+    .await;
+    assert_eq!(
+        unknown.body, "false",
+        "unknown viewers are refused unless configured otherwise"
+    );
     let play = send(Firing::from_capture(
         captures::of("PLAY_REWRITE").next().unwrap(),
         "/trigger",

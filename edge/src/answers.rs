@@ -79,21 +79,15 @@ pub enum PlaybackPolicy {
     Denied,
 }
 
-/// A playback id's stream and policy.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Playback {
-    /// Mist's internal stream name.
-    pub stream: String,
-    pub policy: PlaybackPolicy,
-}
-
 /// What the balancer told this edge; looked up on every blocking trigger.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Routes {
     /// Stream key -> Mist's internal stream name; `None` is a known refusal.
     pub ingest: HashMap<String, Option<String>>,
-    /// Playback id -> its stream and policy; `None` is a known unknown.
-    pub playback: HashMap<String, Option<Playback>>,
+    /// Playback id -> Mist's internal stream name; `None` is a known unknown.
+    pub playback: HashMap<String, Option<String>>,
+    /// Internal stream name -> who may watch it.
+    pub viewers: HashMap<String, PlaybackPolicy>,
     /// Internal stream name -> the URI a pull stream pulls from.
     pub sources: HashMap<String, String>,
     /// (internal stream name, target) pairs the platform started.
@@ -109,7 +103,8 @@ pub enum Resolved {
     },
     Playback {
         id: String,
-        playback: Option<Playback>,
+        /// The stream and who may watch it; `None` for an unknown id.
+        stream: Option<(String, PlaybackPolicy)>,
     },
 }
 
@@ -227,29 +222,15 @@ impl<R: Resolver> Answers<R> {
             }
             Trigger::PlayRewrite(connection) => {
                 match self.playback(kind, &connection.stream).await {
-                    Some(Some(playback)) => Answer::value(playback.stream),
+                    Some(Some(stream)) => Answer::value(stream),
                     // Not a playback id: Mist goes on with the name as it is.
                     _ => Answer::keep(),
                 }
             }
             Trigger::UserNew { stream, .. } => {
-                let known = self.read(|routes| {
-                    routes
-                        .playback
-                        .values()
-                        .flatten()
-                        .find(|p| &p.stream == stream)
-                        .cloned()
-                });
-                match known {
-                    Some(Playback {
-                        policy: PlaybackPolicy::Public,
-                        ..
-                    }) => Answer::value("true"),
-                    Some(Playback {
-                        policy: PlaybackPolicy::Denied,
-                        ..
-                    }) => Answer::value("false"),
+                match self.read(|r| r.viewers.get(stream).cloned()) {
+                    Some(PlaybackPolicy::Public) => Answer::value("true"),
+                    Some(PlaybackPolicy::Denied) => Answer::value("false"),
                     None => self.fallback(kind),
                 }
             }
@@ -290,18 +271,22 @@ impl<R: Resolver> Answers<R> {
         }
     }
 
-    async fn playback(&self, kind: TriggerKind, id: &str) -> Option<Option<Playback>> {
+    async fn playback(&self, kind: TriggerKind, id: &str) -> Option<Option<String>> {
         if let Some(known) = self.read(|r| r.playback.get(id).cloned()) {
             return Some(known);
         }
         counter!("frameworks_edge_trigger_answer_misses_total", "trigger" => kind.name())
             .increment(1);
         match self.resolver.resolve(kind, id).await? {
-            Resolved::Playback { id, playback } => {
+            Resolved::Playback { id, stream } => {
                 self.update(|r| {
-                    r.playback.insert(id, playback.clone());
+                    r.playback
+                        .insert(id, stream.as_ref().map(|(name, _)| name.clone()));
+                    if let Some((name, policy)) = &stream {
+                        r.viewers.insert(name.clone(), policy.clone());
+                    }
                 });
-                Some(playback)
+                Some(stream.map(|(name, _)| name))
             }
             Resolved::Ingest { .. } => None,
         }

@@ -11,9 +11,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use frameworks_edge::answers::{
-    AnswerSettings, Answers, NoResolver, Playback, PlaybackPolicy, Routes,
-};
+use frameworks_edge::answers::{AnswerSettings, Answers, NoResolver, PlaybackPolicy, Routes};
 use frameworks_edge::journal::Journal;
 use frameworks_edge::server::TriggerEndpoint;
 use frameworks_edge::triggers::{TriggerKind, TriggerRequest};
@@ -42,13 +40,8 @@ fn routes() -> Routes {
     routes
         .ingest
         .insert("test".into(), Some("live+stream-1".into()));
-    routes.playback.insert(
-        "test".into(),
-        Some(Playback {
-            stream: "test".into(),
-            policy: PlaybackPolicy::Public,
-        }),
-    );
+    routes.playback.insert("test".into(), Some("test".into()));
+    routes.viewers.insert("test".into(), PlaybackPolicy::Public);
     routes
         .sources
         .insert("test".into(), "rtmp://origin.example.net/live/test".into());

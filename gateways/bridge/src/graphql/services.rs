@@ -51,8 +51,8 @@ pub struct ServiceInstance {
     /// Services run on the node itself, not in containers: always null.
     pub container_id: Option<String>,
     /// RUNNING while its node reports (ERROR when MistServer stopped
-    /// answering), UNKNOWN when the node fell silent, STOPPED once it left
-    /// the node's report or the node was decommissioned.
+    /// answering), UNKNOWN when the node fell silent. Services that left
+    /// the node's report, or whose node was decommissioned, are not listed.
     pub status: InstanceStatus,
     pub health_status: NodeStatus,
     pub started_at: Option<Time>,
@@ -115,16 +115,15 @@ impl InstanceRow {
 
     fn instance(&self, load: &NodeLoad) -> ServiceInstance {
         let healthy = self.healthy(load);
-        let status = match (self.stopped_at, load.live(), healthy) {
-            (Some(_), _, _) => InstanceStatus::Stopped,
-            (None, false, _) => InstanceStatus::Unknown,
-            (None, true, true) => InstanceStatus::Running,
-            (None, true, false) => InstanceStatus::Error,
+        let status = match (load.live(), healthy) {
+            (false, _) => InstanceStatus::Unknown,
+            (true, true) => InstanceStatus::Running,
+            (true, false) => InstanceStatus::Error,
         };
         let health_status = match (load.live(), healthy) {
-            (_, true) if self.stopped_at.is_none() => NodeStatus::Healthy,
-            (true, _) if self.stopped_at.is_none() => NodeStatus::Degraded,
-            _ => NodeStatus::Unhealthy,
+            (_, true) => NodeStatus::Healthy,
+            (true, false) => NodeStatus::Degraded,
+            (false, false) => NodeStatus::Unhealthy,
         };
         let instance_id = self.instance_id();
         ServiceInstance {
