@@ -23,7 +23,7 @@ use frameworks_edge::control::proto::edge_control_server::EdgeControlServer;
 use frameworks_edge::control::proto::ingress_client::IngressClient;
 use frameworks_edge::control::proto::ingress_server::IngressServer;
 use frameworks_edge::control::proto::{
-    EdgeMessage, Heartbeat, Register, StartPush, edge_command, edge_message, register,
+    ConfigSeed, EdgeMessage, Heartbeat, Register, StartPush, edge_command, edge_message, register,
 };
 use frameworks_edge::forwarder;
 use frameworks_edge::journal::{Journal, JournalEntry};
@@ -349,14 +349,28 @@ async fn an_edge_enrols_heartbeats_obeys_commands_and_comes_back_after_a_reconne
         .await
         .unwrap();
     let pending = journal.pending().unwrap();
-    let stranger = forwarder::submit(&mut ingress, &journal, "not-connected", &pending).await;
-    assert_eq!(stranger.unwrap_err().code(), tonic::Code::Unauthenticated);
+    let stranger = ConfigSeed {
+        node_id: "not-connected".into(),
+        ..seed.clone()
+    };
+    let refused = forwarder::submit(&mut ingress, &journal, &stranger, &pending).await;
+    assert_eq!(refused.unwrap_err().code(), tonic::Code::Unauthenticated);
+    let forged = ConfigSeed {
+        session_token: "fws_guessed".into(),
+        ..seed.clone()
+    };
+    let refused = forwarder::submit(&mut ingress, &journal, &forged, &pending).await;
+    assert_eq!(
+        refused.unwrap_err().code(),
+        tonic::Code::Unauthenticated,
+        "the node id alone is no credential"
+    );
     assert_eq!(
         journal.len().unwrap(),
         5,
         "nothing forgotten for a refused sender"
     );
-    let accepted = forwarder::submit(&mut ingress, &journal, &node_id, &pending)
+    let accepted = forwarder::submit(&mut ingress, &journal, &seed, &pending)
         .await
         .unwrap();
     assert_eq!(accepted, 4);

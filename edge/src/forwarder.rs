@@ -32,19 +32,21 @@ impl From<&JournalEntry> for MistTriggerReceived {
     }
 }
 
-/// Submits `entries` for `node`; forgets the journaled ones the ingress
-/// accepted or refused for good. Answers how many were accepted.
+/// Submits `entries` as the node of `seed` (the current control stream's);
+/// forgets the journaled ones the ingress accepted or refused for good.
+/// Answers how many were accepted.
 pub async fn submit(
     client: &mut IngressClient<Channel>,
     journal: &Journal,
-    node: &str,
+    seed: &ConfigSeed,
     entries: &[JournalEntry],
 ) -> Result<usize, tonic::Status> {
     let mut accepted = 0;
     for chunk in entries.chunks(BATCH) {
         let batch = TriggerBatch {
-            node_id: node.to_owned(),
+            node_id: seed.node_id.clone(),
             triggers: chunk.iter().map(MistTriggerReceived::from).collect(),
+            session_token: seed.session_token.clone(),
         };
         let TriggerAck {
             accepted: ids,
@@ -102,13 +104,13 @@ pub async fn run(
                 None => return,
             },
         };
-        let Some(node) = seeds.borrow().as_ref().map(|seed| seed.node_id.clone()) else {
+        let Some(seed) = seeds.borrow().clone() else {
             continue;
         };
         if entries.is_empty() {
             continue;
         }
-        if let Err(status) = submit(&mut client, &journal, &node, &entries).await {
+        if let Err(status) = submit(&mut client, &journal, &seed, &entries).await {
             counter!("frameworks_edge_ingress_errors_total").increment(1);
             // Journaled (accounting) triggers go again next round; others are lost, counted.
             warn!(%status, triggers = entries.len(), "the ingress did not take the triggers");

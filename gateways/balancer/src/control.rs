@@ -18,6 +18,7 @@ use chrono::Utc;
 use frameworks_commands::aggregates::infrastructure::{
     Node, NodeCommand, NodeIdentity, enrol_node, node_by_fingerprint,
 };
+use frameworks_commands::secrets::{new_token, sha256};
 use frameworks_commands::telemetry::TelemetryError;
 use frameworks_commands::telemetry::{TelemetryCommand, TelemetryPublisher};
 use frameworks_commands::{CommandBus, CommandContext, CommandError, ExecuteError};
@@ -37,6 +38,8 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn};
 use uuid::Uuid;
 
+/// Session tokens: `fws_` and 32 random bytes.
+const SESSION_TOKEN_PREFIX: &str = "fws_";
 /// How long a daemon has to register after opening its stream.
 const REGISTER_WITHIN: Duration = Duration::from_secs(10);
 /// Messages queued for one edge before a sender waits.
@@ -57,6 +60,8 @@ struct Session {
     /// Distinguishes this stream from a later one of the same node.
     stream: Uuid,
     tenant: Option<Uuid>,
+    /// SHA-256 of the token ingress submissions must present.
+    token_hash: [u8; 32],
     outbox: mpsc::Sender<Result<BalancerMessage, Status>>,
     last_heartbeat: Instant,
 }
@@ -341,11 +346,14 @@ impl EdgeControl for EdgeControlService {
         };
         let (node_id, cluster_id, tenant) = self.register(register).await?;
         let (outbox, messages) = mpsc::channel(OUTBOX);
+        let session_token = new_token(SESSION_TOKEN_PREFIX);
+        let token_hash = sha256(session_token.as_bytes());
         let seed = BalancerMessage {
             kind: Some(balancer_message::Kind::Seed(ConfigSeed {
                 node_id: node_id.clone(),
                 cluster_id,
                 heartbeat_seconds: self.settings.heartbeat_seconds,
+                session_token,
             })),
         };
         outbox
@@ -360,6 +368,7 @@ impl EdgeControl for EdgeControlService {
                 Session {
                     stream,
                     tenant,
+                    token_hash,
                     outbox,
                     last_heartbeat: Instant::now(),
                 },
@@ -380,12 +389,19 @@ impl Ingress for EdgeControlService {
     /// answers which are in Kafka (acks=all) and which are refused for good.
     async fn submit(&self, request: Request<TriggerBatch>) -> Result<Response<TriggerAck>, Status> {
         let batch = request.into_inner();
-        // Only an edge with an open, registered control stream may submit.
+        // Only an edge with an open, registered control stream may submit,
+        // with the token that stream's seed carried.
+        let presented = sha256(batch.session_token.as_bytes());
         let tenant = self
             .lock()
             .get(&batch.node_id)
+            .filter(|s| s.token_hash == presented)
             .map(|s| s.tenant)
-            .ok_or_else(|| Status::unauthenticated("register on the control stream first"))?;
+            .ok_or_else(|| {
+                Status::unauthenticated(
+                    "register on the control stream and present its session token",
+                )
+            })?;
         if batch.triggers.len() > MAX_BATCH {
             return Err(Status::invalid_argument(format!(
                 "at most {MAX_BATCH} triggers a batch"
