@@ -329,14 +329,7 @@ async fn an_edge_enrols_heartbeats_obeys_commands_and_comes_back_after_a_reconne
     let mut sent = Vec::new();
     for capture in captures::of("USER_END").chain(captures::of("STREAM_END")) {
         let firing = Firing::from_capture(capture, "/trigger");
-        let meta = TriggerMeta::from_headers(|name| {
-            firing
-                .headers
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.as_str())
-        })
-        .unwrap();
+        let meta = TriggerMeta::from_headers(|name| firing.header(name)).unwrap();
         let entry = JournalEntry::new(&meta, &firing.body);
         journal.append(&entry).unwrap();
         sent.push(entry);
@@ -407,13 +400,7 @@ async fn an_edge_enrols_heartbeats_obeys_commands_and_comes_back_after_a_reconne
         Duration::from_millis(100),
     ));
     let late = Firing::from_capture(captures::of("PUSH_END").next().unwrap(), "/trigger");
-    let meta = TriggerMeta::from_headers(|name| {
-        late.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    })
-    .unwrap();
+    let meta = TriggerMeta::from_headers(|name| late.header(name)).unwrap();
     let entry = JournalEntry::new(&meta, &late.body);
     journal.append(&entry).unwrap();
     live.send(entry).await.unwrap();

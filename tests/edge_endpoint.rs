@@ -138,14 +138,7 @@ async fn the_journal_outlives_its_process_and_forgets_what_was_acknowledged() {
     let path = dir.0.join("journal.redb");
     let capture = captures::of("USER_END").next().unwrap();
     let firing = Firing::from_capture(capture, "/trigger");
-    let meta = frameworks_edge::triggers::TriggerMeta::from_headers(|n| {
-        firing
-            .headers
-            .iter()
-            .find(|(k, _)| k == n)
-            .map(|(_, v)| v.as_str())
-    })
-    .unwrap();
+    let meta = frameworks_edge::triggers::TriggerMeta::from_headers(|n| firing.header(n)).unwrap();
     {
         let journal = Journal::open(&path).unwrap();
         let entry = JournalEntry::new(&meta, &firing.body);

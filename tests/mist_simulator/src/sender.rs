@@ -89,11 +89,16 @@ impl Firing {
         self
     }
 
-    pub fn uuid(&self) -> Option<&str> {
+    /// A header as it will be sent (names compare case-insensitively).
+    pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
-            .find(|(n, _)| n == "X-Trigger-UUID")
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
+    }
+
+    pub fn uuid(&self) -> Option<&str> {
+        self.header("X-Trigger-UUID")
     }
 
     /// The request's bytes, as Mist writes them.

@@ -586,10 +586,8 @@ impl ClusterMutation {
             Err(refusal) => return Ok(SetNodeModeResult::AuthError(refusal)),
         };
         let state = state(ctx)?;
-        let missing = || match Refusal::not_found("node", &input.node_id) {
-            Refusal::NotFound(e) => SetNodeModeResult::NotFoundError(e),
-            _ => unreachable!("Refusal::not_found makes a NotFound"),
-        };
+        let missing =
+            || SetNodeModeResult::NotFoundError(NotFoundError::new("node", &input.node_id));
         // Only the nodes of the caller's own clusters exist for it.
         let Some(id) = node_uuid(&input.node_id) else {
             return Ok(missing());
@@ -634,9 +632,8 @@ impl ClusterMutation {
             Ok(p) => p,
             Err(refusal) => return Ok(SetPreferredClusterResult::AuthError(refusal)),
         };
-        let missing = || match Refusal::not_found("cluster", &cluster_id.0) {
-            Refusal::NotFound(e) => SetPreferredClusterResult::NotFoundError(e),
-            _ => unreachable!("Refusal::not_found makes a NotFound"),
+        let missing = || {
+            SetPreferredClusterResult::NotFoundError(NotFoundError::new("cluster", &cluster_id.0))
         };
         let Some(uuid) = cluster_uuid(&cluster_id.0) else {
             return Ok(missing());
@@ -651,17 +648,8 @@ impl ClusterMutation {
             .wait_until_projected(AggregateType::Tenant, &tenant.to_string())
             .await
             .map_err(|e| internal(&e))?;
-        let mut query = QueryBuilder::new(format!(
-            "SELECT {CLUSTER_COLUMNS} FROM read_models.rm_clusters WHERE id = "
-        ));
-        query.push_bind(uuid);
-        let row: ClusterRow = query
-            .build_query_as()
-            .fetch_one(&state.pool)
-            .await
-            .map_err(|e| internal(&e))?;
         Ok(SetPreferredClusterResult::Cluster(Box::new(
-            cluster(state, principal, row).await?,
+            cluster_by_id(state, principal, uuid).await?,
         )))
     }
 }
@@ -838,6 +826,22 @@ pub(super) fn parse_duration(text: &str) -> Result<i64, String> {
         return Err(invalid());
     }
     Ok(total)
+}
+
+/// A cluster just changed by the caller's command, from the read model.
+pub(super) async fn cluster_by_id(
+    state: &BridgeState,
+    principal: &Principal,
+    id: Uuid,
+) -> async_graphql::Result<Cluster> {
+    let row: ClusterRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {CLUSTER_COLUMNS} FROM read_models.rm_clusters WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_one(&state.pool)
+    .await
+    .map_err(|e| internal(&e))?;
+    cluster(state, principal, row).await
 }
 
 /// A cluster as the caller sees it, with its health from the live state.

@@ -13,9 +13,7 @@ use frameworks_commands::aggregates::marketplace::MarketplaceCommand;
 use frameworks_events::AggregateType;
 use uuid::Uuid;
 
-use super::clusters::{
-    BootstrapToken, CLUSTER_COLUMNS, Cluster, ClusterRow, bootstrap_token, cluster, cluster_uuid,
-};
+use super::clusters::{BootstrapToken, Cluster, bootstrap_token, cluster_by_id, cluster_uuid};
 use super::errors::{AuthError, Refusal, ValidationError, internal};
 use super::{require_for_mutation, state};
 use crate::auth::Scope;
@@ -194,16 +192,9 @@ impl EdgeBootstrapMutation {
             .wait_until_projected(AggregateType::Cluster, &id)
             .await
             .map_err(|e| internal(&e))?;
-        let row: ClusterRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {CLUSTER_COLUMNS} FROM read_models.rm_clusters WHERE id = $1"
-        )))
-        .bind(uuid)
-        .fetch_one(&state.pool)
-        .await
-        .map_err(|e| internal(&e))?;
         Ok(CreateEdgeClusterResult::CreateEdgeClusterResponse(
             Box::new(CreateEdgeClusterResponse {
-                cluster: cluster(state, principal, row).await?,
+                cluster: cluster_by_id(state, principal, uuid).await?,
                 bootstrap_token: bootstrap_token(state, &token_id, token).await?,
                 foghorn_addr: state.edges.balancer_grpc_addr.clone(),
             }),

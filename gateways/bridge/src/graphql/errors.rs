@@ -149,12 +149,18 @@ impl Refusal {
     }
 
     pub fn not_found(resource: &str, id: &str) -> Self {
-        Self::NotFound(NotFoundError {
+        Self::NotFound(NotFoundError::new(resource, id))
+    }
+}
+
+impl NotFoundError {
+    pub fn new(resource: &str, id: &str) -> Self {
+        Self {
             message: format!("{resource} {id} not found"),
             code: Some("NOT_FOUND".into()),
             resource_type: resource.to_owned(),
             resource_id: ID(id.to_owned()),
-        })
+        }
     }
 }
 

@@ -20,8 +20,8 @@ use sqlx::{FromRow, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::clusters::{
-    CLUSTER_COLUMNS, Cluster, ClusterPricingModel, ClusterRow, ClusterVisibility,
-    ClustersConnection, Visible, cluster, cluster_uuid, clusters_page,
+    Cluster, ClusterPricingModel, ClusterRow, ClusterVisibility, ClustersConnection, Visible,
+    cluster_by_id, cluster_uuid, clusters_page,
 };
 use super::connection::{ConnectionInput, Listing, Page, Position, connection};
 use super::errors::{
@@ -355,10 +355,9 @@ impl MarketplaceMutation {
             Err(refusal) => return Ok(ClusterSubscriptionResult::AuthError(refusal)),
         };
         let Some(cluster) = cluster_uuid(&cluster_id.0) else {
-            return Ok(ClusterSubscriptionResult::NotFoundError(not_found(
-                "cluster",
-                &cluster_id.0,
-            )));
+            return Ok(ClusterSubscriptionResult::NotFoundError(
+                NotFoundError::new("cluster", &cluster_id.0),
+            ));
         };
         let command = MarketplaceCommand::RequestSubscription { invite_token };
         subscription_result(state(ctx)?, principal, cluster, command).await
@@ -462,7 +461,7 @@ impl MarketplaceMutation {
             ClusterInviteResult::ValidationError(ValidationError::new(field, message, None))
         };
         let Some(cluster) = cluster_uuid(&input.cluster_id.0) else {
-            return Ok(ClusterInviteResult::NotFoundError(not_found(
+            return Ok(ClusterInviteResult::NotFoundError(NotFoundError::new(
                 "cluster",
                 &input.cluster_id.0,
             )));
@@ -546,8 +545,12 @@ impl MarketplaceMutation {
             Err(refusal) => return Ok(RevokeClusterInviteResult::AuthError(refusal)),
         };
         let state = state(ctx)?;
-        let missing =
-            || RevokeClusterInviteResult::NotFoundError(not_found("ClusterInvite", &invite_id.0));
+        let missing = || {
+            RevokeClusterInviteResult::NotFoundError(NotFoundError::new(
+                "ClusterInvite",
+                &invite_id.0,
+            ))
+        };
         let raw = ids::raw(INVITE_TYPE, &invite_id.0).ok();
         let Some(uuid) = raw.as_deref().and_then(|r| r.parse::<Uuid>().ok()) else {
             return Ok(missing());
@@ -595,10 +598,9 @@ impl MarketplaceMutation {
             Err(refusal) => return Ok(UpdateClusterMarketplaceResult::AuthError(refusal)),
         };
         let Some(uuid) = cluster_uuid(&cluster_id.0) else {
-            return Ok(UpdateClusterMarketplaceResult::NotFoundError(not_found(
-                "cluster",
-                &cluster_id.0,
-            )));
+            return Ok(UpdateClusterMarketplaceResult::NotFoundError(
+                NotFoundError::new("cluster", &cluster_id.0),
+            ));
         };
         let monthly_price_cents = match input.monthly_price_cents.map(u32::try_from).transpose() {
             Ok(price) => price,
@@ -629,23 +631,9 @@ impl MarketplaceMutation {
         if let Err(error) = execute(state, principal, uuid, &command).await? {
             return Ok(refused!(UpdateClusterMarketplaceResult, error));
         }
-        let row: ClusterRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {CLUSTER_COLUMNS} FROM read_models.rm_clusters WHERE id = $1"
-        )))
-        .bind(uuid)
-        .fetch_one(&state.pool)
-        .await
-        .map_err(|e| internal(&e))?;
         Ok(UpdateClusterMarketplaceResult::Cluster(Box::new(
-            cluster(state, principal, row).await?,
+            cluster_by_id(state, principal, uuid).await?,
         )))
-    }
-}
-
-fn not_found(resource: &str, id: &str) -> NotFoundError {
-    match Refusal::not_found(resource, id) {
-        Refusal::NotFound(e) => e,
-        _ => unreachable!("Refusal::not_found makes a NotFound"),
     }
 }
 
@@ -737,7 +725,7 @@ async fn decide_request(
     };
     let state = state(ctx)?;
     let missing = || {
-        ClusterSubscriptionResult::NotFoundError(not_found(
+        ClusterSubscriptionResult::NotFoundError(NotFoundError::new(
             "ClusterSubscription",
             &subscription_id.0,
         ))
