@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use frameworks_bridge::BridgeSettings;
-use frameworks_bridge::feed::EventFeed;
 use frameworks_commands::{DatabaseSettings, EventStore};
 use frameworks_events::kafka::KafkaSettings;
 use frameworks_projections::analytics::ClickHouseSettings;
@@ -49,7 +48,7 @@ impl BridgeCommand {
             .await
             .context("connecting to PostgreSQL (FRAMEWORKS_DATABASE_URL)")?;
         store.migrate().await.context("migrating the database")?;
-        let feed = EventFeed::start(&self.kafka, SUBSCRIPTION_BUFFER)
+        let feed = frameworks_bridge::feed::start(&self.kafka, SUBSCRIPTION_BUFFER)
             .context("reading Kafka for subscriptions (FRAMEWORKS_KAFKA_BROKERS)")?;
         let projections = ProjectionWatcher::start(store.pool().clone())
             .await
