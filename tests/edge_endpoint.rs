@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use frameworks_edge::answers::{
-    AnswerSettings, Answers, NoResolver, PlaybackPolicy, Resolved, Resolver, Routes,
+    AnswerSettings, Answers, NoResolver, PlaybackPolicy, Resolved, Resolver, Routes, key_sha256,
 };
 use frameworks_edge::journal::{Journal, JournalEntry};
 use frameworks_edge::server::TriggerEndpoint;
@@ -51,8 +51,8 @@ fn routes() -> Routes {
     let mut routes = Routes::default();
     routes
         .ingest
-        .insert("test".into(), Some("live+stream-1".into()));
-    routes.ingest.insert("revoked".into(), None);
+        .insert(key_sha256("test"), Some("live+stream-1".into()));
+    routes.ingest.insert(key_sha256("revoked"), None);
     routes.playback.insert("test".into(), Some("test".into()));
     routes.viewers.insert("test".into(), PlaybackPolicy::Public);
     routes
@@ -240,20 +240,20 @@ impl Resolver for SlowBalancer {
     async fn resolve(&self, _: TriggerKind, key: &str) -> Option<Resolved> {
         tokio::time::sleep(Duration::from_secs(5)).await;
         Some(Resolved::Ingest {
-            key: key.to_owned(),
+            key_sha256: key.to_owned(),
             stream: Some("late".into()),
         })
     }
 }
 
-/// A balancer that knows every key.
+/// A balancer that knows one key, "fresh", and is asked by its hash.
 struct KnowingBalancer;
 
 impl Resolver for KnowingBalancer {
-    async fn resolve(&self, _: TriggerKind, key: &str) -> Option<Resolved> {
-        Some(Resolved::Ingest {
-            key: key.to_owned(),
-            stream: Some(format!("live+{key}")),
+    async fn resolve(&self, _: TriggerKind, hash: &str) -> Option<Resolved> {
+        (hash == key_sha256("fresh")).then(|| Resolved::Ingest {
+            key_sha256: hash.to_owned(),
+            stream: Some("live+fresh".into()),
         })
     }
 }

@@ -1,7 +1,8 @@
 //! Answers to Mist's blocking triggers, from what the balancer pushed to
 //! this edge: which stream key publishes to which stream, which playback
 //! id plays which stream under which policy, where pull streams pull from,
-//! and which push targets are allowed.
+//! and which push targets are allowed. Stream keys are secrets: the edge
+//! knows them only by their SHA-256.
 //!
 //! A miss asks the balancer ([`Resolver`]), within what is left of the
 //! trigger's budget; whatever happens, Mist has its answer within the
@@ -12,7 +13,9 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use metrics::{counter, histogram};
+use sha2::{Digest, Sha256};
 
+use crate::control::proto::{self, route};
 use crate::triggers::{Trigger, TriggerKind};
 
 /// How Mist should take an answer (`X-Mist-Trigger-Action`).
@@ -79,10 +82,26 @@ pub enum PlaybackPolicy {
     Denied,
 }
 
+impl PlaybackPolicy {
+    fn from_proto(policy: i32) -> Self {
+        match proto::PlaybackPolicy::try_from(policy) {
+            Ok(proto::PlaybackPolicy::Public) => Self::Public,
+            // An unknown policy is a newer balancer's: refusing is the safe reading.
+            _ => Self::Denied,
+        }
+    }
+}
+
+/// Lower-case hex SHA-256 of a stream key: the only form the edge keeps.
+pub fn key_sha256(key: &str) -> String {
+    data_encoding::HEXLOWER.encode(&Sha256::digest(key.as_bytes()))
+}
+
 /// What the balancer told this edge; looked up on every blocking trigger.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Routes {
-    /// Stream key -> Mist's internal stream name; `None` is a known refusal.
+    /// SHA-256 of a stream key ([`key_sha256`]) -> Mist's internal stream
+    /// name; `None` is a known refusal.
     pub ingest: HashMap<String, Option<String>>,
     /// Playback id -> Mist's internal stream name; `None` is a known unknown.
     pub playback: HashMap<String, Option<String>>,
@@ -94,11 +113,61 @@ pub struct Routes {
     pub push_targets: HashSet<(String, String)>,
 }
 
+impl Routes {
+    /// Learns one route the balancer sent.
+    pub fn set(&mut self, route: &proto::Route) {
+        match &route.kind {
+            Some(route::Kind::Ingest(ingest)) => {
+                let stream = Some(ingest.internal_name.clone()).filter(|name| !name.is_empty());
+                self.ingest.insert(ingest.key_sha256.clone(), stream);
+            }
+            Some(route::Kind::Playback(playback)) => {
+                if playback.internal_name.is_empty() {
+                    self.playback.insert(playback.playback_id.clone(), None);
+                } else {
+                    self.playback.insert(
+                        playback.playback_id.clone(),
+                        Some(playback.internal_name.clone()),
+                    );
+                    self.viewers.insert(
+                        playback.internal_name.clone(),
+                        PlaybackPolicy::from_proto(playback.policy),
+                    );
+                }
+            }
+            None => {}
+        }
+    }
+
+    /// Applies a change the balancer pushed: forgets first, then learns.
+    pub fn apply(&mut self, update: &proto::RouteUpdate) {
+        for key in &update.forget_key_sha256 {
+            self.ingest.remove(key);
+        }
+        for id in &update.forget_playback_ids {
+            if let Some(Some(stream)) = self.playback.remove(id) {
+                self.viewers.remove(&stream);
+            }
+        }
+        for route in &update.set {
+            self.set(route);
+        }
+    }
+}
+
+/// Where the balancer's routes land on the edge: a config seed replaces
+/// what the edge knew, an update changes it.
+pub trait RouteTable: Send + Sync + 'static {
+    fn seed(&self, routes: &[proto::Route]);
+    fn apply(&self, update: &proto::RouteUpdate);
+}
+
 /// One fact the balancer answered on a miss.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolved {
     Ingest {
-        key: String,
+        /// SHA-256 of the key ([`key_sha256`]).
+        key_sha256: String,
         stream: Option<String>,
     },
     Playback {
@@ -108,7 +177,27 @@ pub enum Resolved {
     },
 }
 
-/// Asks the balancer what the edge does not know yet.
+impl Resolved {
+    /// The balancer's answer as the edge keeps it; `None` when it does not
+    /// answer the question asked.
+    pub fn from_route(route: proto::Route) -> Option<Self> {
+        match route.kind? {
+            route::Kind::Ingest(ingest) => Some(Self::Ingest {
+                key_sha256: ingest.key_sha256,
+                stream: Some(ingest.internal_name).filter(|name| !name.is_empty()),
+            }),
+            route::Kind::Playback(playback) => Some(Self::Playback {
+                stream: Some(playback.internal_name)
+                    .filter(|name| !name.is_empty())
+                    .map(|name| (name, PlaybackPolicy::from_proto(playback.policy))),
+                id: playback.playback_id,
+            }),
+        }
+    }
+}
+
+/// Asks the balancer what the edge does not know yet: for PUSH_REWRITE the
+/// key's SHA-256, for PLAY_REWRITE the playback id.
 pub trait Resolver: Send + Sync + 'static {
     fn resolve(
         &self,
@@ -255,19 +344,20 @@ impl<R: Resolver> Answers<R> {
 
     /// The stream a key publishes to: known (refused or not), or unknown.
     async fn ingest(&self, kind: TriggerKind, key: &str) -> Option<Option<String>> {
-        if let Some(known) = self.read(|r| r.ingest.get(key).cloned()) {
+        let hash = key_sha256(key);
+        if let Some(known) = self.read(|r| r.ingest.get(&hash).cloned()) {
             return Some(known);
         }
         counter!("frameworks_edge_trigger_answer_misses_total", "trigger" => kind.name())
             .increment(1);
-        match self.resolver.resolve(kind, key).await? {
-            Resolved::Ingest { key, stream } => {
+        match self.resolver.resolve(kind, &hash).await? {
+            Resolved::Ingest { key_sha256, stream } if key_sha256 == hash => {
                 self.update(|r| {
-                    r.ingest.insert(key, stream.clone());
+                    r.ingest.insert(key_sha256, stream.clone());
                 });
                 Some(stream)
             }
-            Resolved::Playback { .. } => None,
+            Resolved::Playback { .. } | Resolved::Ingest { .. } => None,
         }
     }
 
@@ -278,18 +368,40 @@ impl<R: Resolver> Answers<R> {
         counter!("frameworks_edge_trigger_answer_misses_total", "trigger" => kind.name())
             .increment(1);
         match self.resolver.resolve(kind, id).await? {
-            Resolved::Playback { id, stream } => {
+            Resolved::Playback {
+                id: answered,
+                stream,
+            } if answered == id => {
                 self.update(|r| {
                     r.playback
-                        .insert(id, stream.as_ref().map(|(name, _)| name.clone()));
+                        .insert(answered, stream.as_ref().map(|(name, _)| name.clone()));
                     if let Some((name, policy)) = &stream {
                         r.viewers.insert(name.clone(), policy.clone());
                     }
                 });
                 Some(stream.map(|(name, _)| name))
             }
-            Resolved::Ingest { .. } => None,
+            Resolved::Playback { .. } | Resolved::Ingest { .. } => None,
         }
+    }
+}
+
+impl<R: Resolver> RouteTable for Answers<R> {
+    fn seed(&self, routes: &[proto::Route]) {
+        let mut fresh = Routes::default();
+        // What the platform started on this edge is not the balancer's to seed.
+        self.update(|known| {
+            fresh.sources = std::mem::take(&mut known.sources);
+            fresh.push_targets = std::mem::take(&mut known.push_targets);
+        });
+        for route in routes {
+            fresh.set(route);
+        }
+        self.replace(fresh);
+    }
+
+    fn apply(&self, update: &proto::RouteUpdate) {
+        self.update(|known| known.apply(update));
     }
 }
 

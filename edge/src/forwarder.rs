@@ -27,7 +27,7 @@ impl From<&JournalEntry> for MistTriggerReceived {
             fired_at_unix_ms: entry.fired_at_unix_ms,
             fields: entry.fields.clone(),
             blocking: entry.kind().is_some_and(TriggerKind::blocking),
-            answer: String::new(),
+            answer: entry.answer.clone().unwrap_or_default(),
         }
     }
 }

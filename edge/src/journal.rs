@@ -31,6 +31,9 @@ pub struct JournalEntry {
     pub fields: Vec<String>,
     /// Mist's X-Name: which Mist (server id) fired it.
     pub server_name: Option<String>,
+    /// What the edge answered a blocking trigger (a value it let through).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
 }
 
 impl JournalEntry {
@@ -41,6 +44,7 @@ impl JournalEntry {
             fired_at_unix_ms: meta.unix_millis,
             fields: body.split('\n').map(str::to_owned).collect(),
             server_name: meta.server_name.clone(),
+            answer: None,
         }
     }
 

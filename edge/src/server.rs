@@ -19,9 +19,9 @@ use metrics::counter;
 use tokio::sync::mpsc;
 use tracing::{error, warn};
 
-use crate::answers::{Answers, Resolver};
+use crate::answers::{Action, Answers, Resolver};
 use crate::journal::{Journal, JournalEntry};
-use crate::triggers::{MAX_BODY_BYTES, TriggerError, TriggerRequest};
+use crate::triggers::{MAX_BODY_BYTES, TriggerError, TriggerKind, TriggerRequest};
 
 /// What the trigger endpoint needs.
 #[derive(Debug)]
@@ -53,6 +53,16 @@ fn refuse(error: &TriggerError) -> Response {
     (status, format!("{error}\n")).into_response()
 }
 
+/// Hands a trigger to the forwarder. Accounting triggers are safe in the
+/// journal (the forwarder sends whatever it still holds); others are
+/// dropped, counted, under overload.
+fn forward(forward: &mpsc::Sender<JournalEntry>, entry: JournalEntry) {
+    let trigger = entry.kind().map_or("unknown", TriggerKind::name);
+    if forward.try_send(entry).is_err() {
+        counter!("frameworks_edge_triggers_unforwarded_total", "trigger" => trigger).increment(1);
+    }
+}
+
 async fn receive<R: Resolver>(
     State(endpoint): State<Arc<TriggerEndpoint<R>>>,
     headers: HeaderMap,
@@ -68,7 +78,7 @@ async fn receive<R: Resolver>(
     };
     let kind = request.meta.kind;
     counter!("frameworks_edge_triggers_total", "trigger" => kind.name()).increment(1);
-    let entry = JournalEntry::new(&request.meta, &String::from_utf8_lossy(&body));
+    let mut entry = JournalEntry::new(&request.meta, &String::from_utf8_lossy(&body));
     if kind.accounting() {
         let journal = endpoint.journal.clone();
         let durable = entry.clone();
@@ -85,16 +95,16 @@ async fn receive<R: Resolver>(
             }
         }
     }
-    // Accounting triggers are safe in the journal: the forwarder sends
-    // whatever it still holds. Others are dropped, counted, under overload.
-    if endpoint.forward.try_send(entry).is_err() {
-        counter!("frameworks_edge_triggers_unforwarded_total", "trigger" => kind.name())
-            .increment(1);
-    }
     if !kind.blocking() {
+        forward(&endpoint.forward, entry);
         return (StatusCode::OK, "true").into_response();
     }
     let answer = endpoint.answers.answer(kind, &request.trigger).await;
+    // The platform learns what was let through (a push's stream, a viewer admitted).
+    if answer.action == Action::Value {
+        entry.answer = Some(answer.body.clone());
+    }
+    forward(&endpoint.forward, entry);
     let mut response = (StatusCode::OK, answer.body).into_response();
     let headers = response.headers_mut();
     headers.insert(

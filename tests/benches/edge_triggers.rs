@@ -11,7 +11,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use frameworks_edge::answers::{AnswerSettings, Answers, NoResolver, PlaybackPolicy, Routes};
+use frameworks_edge::answers::{
+    AnswerSettings, Answers, NoResolver, PlaybackPolicy, Routes, key_sha256,
+};
 use frameworks_edge::journal::Journal;
 use frameworks_edge::server::TriggerEndpoint;
 use frameworks_edge::triggers::{TriggerKind, TriggerRequest};
@@ -39,7 +41,7 @@ fn routes() -> Routes {
     let mut routes = Routes::default();
     routes
         .ingest
-        .insert("test".into(), Some("live+stream-1".into()));
+        .insert(key_sha256("test"), Some("live+stream-1".into()));
     routes.playback.insert("test".into(), Some("test".into()));
     routes.viewers.insert("test".into(), PlaybackPolicy::Public);
     routes

@@ -19,6 +19,7 @@ use super::proto::{
     CommandResult, ConfigSeed, EdgeMessage, Heartbeat, Register, balancer_message, edge_command,
     edge_message, register,
 };
+use crate::answers::RouteTable;
 use crate::mist::MistClient;
 
 /// Who this machine is, as it registers.
@@ -127,15 +128,17 @@ fn write_node_id(settings: &ClientSettings, node_id: &str) -> Result<(), Control
 }
 
 /// Keeps the control stream up for as long as the task runs; each seed the
-/// balancer sends is published on `seeds`.
+/// balancer sends is published on `seeds`, and its routes (and every route
+/// update after it) go to `routes`.
 pub async fn run<H: EdgeHost>(
     settings: ClientSettings,
     host: Arc<H>,
+    routes: Arc<dyn RouteTable>,
     seeds: watch::Sender<Option<ConfigSeed>>,
 ) {
     let mut backoff = settings.backoff_initial;
     loop {
-        match session(&settings, &host, &seeds).await {
+        match session(&settings, &host, routes.as_ref(), &seeds).await {
             Ok(()) => {}
             Err(error) => {
                 counter!("frameworks_edge_control_disconnects_total").increment(1);
@@ -155,6 +158,7 @@ pub async fn run<H: EdgeHost>(
 async fn session<H: EdgeHost>(
     settings: &ClientSettings,
     host: &Arc<H>,
+    routes: &dyn RouteTable,
     seeds: &watch::Sender<Option<ConfigSeed>>,
 ) -> Result<(), ControlError> {
     let channel = Endpoint::from_shared(settings.balancer.clone())?
@@ -199,6 +203,7 @@ async fn session<H: EdgeHost>(
     write_node_id(settings, &seed.node_id)?;
     info!(node = %seed.node_id, cluster = %seed.cluster_id, "registered with the balancer");
     let every = Duration::from_secs(u64::from(seed.heartbeat_seconds.max(1)));
+    routes.seed(&seed.routes);
     seeds.send_replace(Some(seed));
     let mut ticks = tokio::time::interval(every);
     loop {
@@ -214,8 +219,13 @@ async fn session<H: EdgeHost>(
                 let Some(message) = message? else {
                     return Err(ControlError::Closed);
                 };
-                let Some(balancer_message::Kind::Command(command)) = message.kind else {
-                    continue;
+                let command = match message.kind {
+                    Some(balancer_message::Kind::Command(command)) => command,
+                    Some(balancer_message::Kind::Routes(update)) => {
+                        routes.apply(&update);
+                        continue;
+                    }
+                    Some(balancer_message::Kind::Seed(_)) | None => continue,
                 };
                 let (host, outbox) = (Arc::clone(host), outbox.clone());
                 tokio::spawn(async move {
