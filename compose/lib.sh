@@ -181,13 +181,16 @@ build_frameworks() {
 
 # The platform's own long-running roles, in start order. Each serves
 # Prometheus metrics, which doubles as its health check.
-ROLES=(relay projector live-state analytics bridge)
+ROLES=(relay projector live-state analytics bridge balancer)
 FRAMEWORKS_RELAY_METRICS_LISTEN="${FRAMEWORKS_RELAY_METRICS_LISTEN:-127.0.0.1:18039}"
 FRAMEWORKS_PROJECTOR_METRICS_LISTEN="${FRAMEWORKS_PROJECTOR_METRICS_LISTEN:-127.0.0.1:18049}"
 FRAMEWORKS_LIVE_METRICS_LISTEN="${FRAMEWORKS_LIVE_METRICS_LISTEN:-127.0.0.1:18059}"
 FRAMEWORKS_ANALYTICS_METRICS_LISTEN="${FRAMEWORKS_ANALYTICS_METRICS_LISTEN:-127.0.0.1:18069}"
 # The bridge serves /metrics beside /graphql on its one port.
 FRAMEWORKS_BRIDGE_LISTEN="${FRAMEWORKS_BRIDGE_LISTEN:-127.0.0.1:18000}"
+FRAMEWORKS_BALANCER_METRICS_LISTEN="${FRAMEWORKS_BALANCER_METRICS_LISTEN:-127.0.0.1:18079}"
+FRAMEWORKS_BALANCER_GRPC_LISTEN="${FRAMEWORKS_BALANCER_GRPC_LISTEN:-127.0.0.1:18029}"
+FRAMEWORKS_BALANCER_HTTP_LISTEN="${FRAMEWORKS_BALANCER_HTTP_LISTEN:-127.0.0.1:18008}"
 
 role_metrics() {
     case "$1" in
@@ -196,6 +199,7 @@ role_metrics() {
     live-state) printf '%s\n' "$FRAMEWORKS_LIVE_METRICS_LISTEN" ;;
     analytics) printf '%s\n' "$FRAMEWORKS_ANALYTICS_METRICS_LISTEN" ;;
     bridge) printf '%s\n' "$FRAMEWORKS_BRIDGE_LISTEN" ;;
+    balancer) printf '%s\n' "$FRAMEWORKS_BALANCER_METRICS_LISTEN" ;;
     esac
 }
 
@@ -206,6 +210,7 @@ role_metrics_setting() {
     live-state) echo FRAMEWORKS_LIVE_METRICS_LISTEN ;;
     analytics) echo FRAMEWORKS_ANALYTICS_METRICS_LISTEN ;;
     bridge) echo FRAMEWORKS_BRIDGE_LISTEN ;;
+    balancer) echo FRAMEWORKS_BALANCER_METRICS_LISTEN ;;
     esac
 }
 

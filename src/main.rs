@@ -8,9 +8,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod analytics;
+mod balancer;
 mod bridge;
 mod db;
 mod dead_letters;
+mod edge;
 mod generations;
 mod live_state;
 mod logging;
@@ -38,6 +40,8 @@ enum Command {
     LiveState(live_state::LiveStateCommand),
     Analytics(analytics::AnalyticsCommand),
     Bridge(bridge::BridgeCommand),
+    Balancer(balancer::BalancerCommand),
+    Edge(edge::EdgeCommand),
     Replay(replay::ReplayCommand),
     Projections(projections::ProjectionsCommand),
     Topics(topics::TopicsCommand),
@@ -65,6 +69,8 @@ fn main() -> ExitCode {
             Command::LiveState(command) => command.run().await,
             Command::Analytics(command) => command.run().await,
             Command::Bridge(command) => command.run().await,
+            Command::Balancer(command) => command.run().await,
+            Command::Edge(command) => command.run().await,
             Command::Replay(command) => command.run().await,
             Command::Projections(command) => command.run().await,
             Command::Topics(command) => command.run().await,

@@ -17,6 +17,7 @@ use frameworks_commands::aggregates::infrastructure::{
 };
 use frameworks_commands::telemetry::TelemetryPublisher;
 use frameworks_commands::{CommandBus, CommandContext, SecretBox};
+use frameworks_edge::answers::{AnswerSettings, Answers, NoResolver};
 use frameworks_edge::control::client::{self, ClientSettings, EdgeHost, Identity};
 use frameworks_edge::control::proto::edge_control_client::EdgeControlClient;
 use frameworks_edge::control::proto::edge_control_server::EdgeControlServer;
@@ -208,9 +209,17 @@ async fn an_edge_enrols_heartbeats_obeys_commands_and_comes_back_after_a_reconne
     let bus = CommandBus::new(db.store.clone(), secrets);
     let tenant = Uuid::now_v7();
     let (cluster, token) = issue_token(&bus, tenant).await;
+    let (directory, shared, _) = support::balancer_state(
+        db.store.pool().clone(),
+        &kafka.catalogue.prefix,
+        Duration::from_secs(10),
+    )
+    .await;
     let service = EdgeControlService::new(
         bus.clone(),
         TelemetryPublisher::new(EventPublisher::new(&kafka, "test-balancer").unwrap()),
+        directory,
+        shared,
         ControlSettings {
             heartbeat_seconds: 1,
             command_timeout: Duration::from_secs(5),
@@ -276,7 +285,14 @@ async fn an_edge_enrols_heartbeats_obeys_commands_and_comes_back_after_a_reconne
         backoff_max: Duration::from_millis(500),
     };
     let (seeds, mut seen) = watch::channel(None);
-    let daemon = tokio::spawn(client::run(settings, host, seeds));
+    let answers = Answers::new(
+        NoResolver,
+        AnswerSettings {
+            budget: Duration::from_millis(100),
+            admit_unknown_viewers: false,
+        },
+    );
+    let daemon = tokio::spawn(client::run(settings, host, answers, seeds));
     let seed = within(Duration::from_secs(30), "the config seed", async {
         loop {
             if let Some(seed) = seen.borrow_and_update().clone() {

@@ -339,6 +339,35 @@ impl LiveState {
         Ok(streams)
     }
 
+    /// Every stream live at `now` (unix seconds) and the node it is on, in
+    /// two round trips however many there are.
+    pub async fn stream_nodes(&self, now: i64) -> Result<Vec<(String, String)>, redis::RedisError> {
+        let keys = self.keys().await?;
+        let mut redis = self.redis.clone();
+        let ids: Vec<String> = redis
+            .zrangebyscore(keys.live_streams(), now, "+inf")
+            .await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.hget(keys.stream(id), "node");
+        }
+        let nodes: Vec<Option<String>> = pipe.query_async(&mut redis).await?;
+        Ok(ids
+            .into_iter()
+            .zip(nodes)
+            .filter_map(|(id, node)| Some((id, node?)))
+            .collect())
+    }
+
+    /// One stream's live fields (node, protocol, ...); empty when it is not live.
+    pub async fn stream(&self, id: &str) -> Result<BTreeMap<String, String>, redis::RedisError> {
+        let keys = self.keys().await?;
+        self.redis.clone().hgetall(keys.stream(id)).await
+    }
+
     pub async fn viewers(&self, stream: &str) -> Result<usize, redis::RedisError> {
         let keys = self.keys().await?;
         self.redis.clone().scard(keys.stream_viewers(stream)).await

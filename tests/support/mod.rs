@@ -145,3 +145,30 @@ pub fn clickhouse(base: &str) -> frameworks_projections::analytics::ClickHouseSe
         database: base.into(),
     }
 }
+
+/// What an in-process balancer reads besides the write side: the stream
+/// directory (read models, live state) and the state instances share, all
+/// under the live-state key prefix `live_prefix`.
+pub async fn balancer_state(
+    pool: sqlx::PgPool,
+    live_prefix: &str,
+    directory_ttl: Duration,
+) -> (
+    frameworks_balancer::directory::Directory,
+    frameworks_balancer::fleet::SharedState,
+    frameworks_projections::live::LiveState,
+) {
+    let live = frameworks_projections::live::LiveState::connect(&redis_url(), live_prefix)
+        .await
+        .expect("Redis is up (compose/infra up)");
+    let redis = redis::Client::open(redis_url())
+        .expect("a Redis URL")
+        .get_connection_manager()
+        .await
+        .expect("Redis is up (compose/infra up)");
+    (
+        frameworks_balancer::directory::Directory::new(pool, live.clone(), directory_ttl),
+        frameworks_balancer::fleet::SharedState::new(redis, live_prefix),
+        live,
+    )
+}

@@ -5,9 +5,11 @@
 //! enrolment token (spent through the write side, so `node.enrolled` is
 //! recorded), a known one by its node id or hardware fingerprint (the
 //! fingerprint must match: `node.reenrolled`). The balancer answers with
-//! the node's config seed. Heartbeats then become node telemetry in Kafka,
-//! and commands for the node go down the same stream, each answered by a
-//! result the caller awaits.
+//! the node's config seed, with the routes its blocking answers need.
+//! Heartbeats then become node telemetry in Kafka, commands for the node go
+//! down the same stream (each answered by a result the caller awaits), and
+//! so do route changes: when an event changes what the directory answered,
+//! every edge is told to forget it.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -19,29 +21,33 @@ use frameworks_commands::aggregates::infrastructure::{
     Node, NodeCommand, NodeIdentity, enrol_node, node_by_fingerprint,
 };
 use frameworks_commands::secrets::{new_token, sha256};
-use frameworks_commands::telemetry::TelemetryError;
 use frameworks_commands::telemetry::{TelemetryCommand, TelemetryPublisher};
 use frameworks_commands::{CommandBus, CommandContext, CommandError, ExecuteError};
 use frameworks_edge::control::proto::edge_control_server::EdgeControl;
-use frameworks_edge::control::proto::ingress_server::Ingress;
 use frameworks_edge::control::proto::{
     BalancerMessage, CommandResult, ConfigSeed, EdgeCommand, EdgeMessage, Heartbeat, Register,
-    RejectedTrigger, TriggerAck, TriggerBatch, balancer_message, edge_command, edge_message,
-    register,
+    RouteUpdate, balancer_message, edge_command, edge_message, register,
 };
 use frameworks_events::EventPayload;
+use frameworks_events::kafka::EventFeed;
+use frameworks_projections::read_your_writes::ProjectionWatcher;
 use metrics::{counter, gauge};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn};
 use uuid::Uuid;
 
+use crate::directory::Directory;
+use crate::fleet::SharedState;
+
 /// Session tokens: `fws_` and 32 random bytes.
 const SESSION_TOKEN_PREFIX: &str = "fws_";
 /// How long a daemon has to register after opening its stream.
 const REGISTER_WITHIN: Duration = Duration::from_secs(10);
+/// How long an invalidation waits for the projection to hold its event.
+const SETTLE_WITHIN: Duration = Duration::from_secs(10);
 /// Messages queued for one edge before a sender waits.
 const OUTBOX: usize = 64;
 
@@ -72,7 +78,9 @@ type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<CommandResult>>>>;
 #[derive(Clone)]
 pub struct EdgeControlService {
     bus: CommandBus,
-    telemetry: Arc<TelemetryPublisher>,
+    pub(crate) telemetry: Arc<TelemetryPublisher>,
+    pub(crate) directory: Directory,
+    pub(crate) shared: SharedState,
     settings: ControlSettings,
     sessions: Arc<Mutex<HashMap<String, Session>>>,
     pending: Pending,
@@ -120,10 +128,18 @@ fn refusal(error: ExecuteError) -> Status {
 }
 
 impl EdgeControlService {
-    pub fn new(bus: CommandBus, telemetry: TelemetryPublisher, settings: ControlSettings) -> Self {
+    pub fn new(
+        bus: CommandBus,
+        telemetry: TelemetryPublisher,
+        directory: Directory,
+        shared: SharedState,
+        settings: ControlSettings,
+    ) -> Self {
         Self {
             bus,
             telemetry: Arc::new(telemetry),
+            directory,
+            shared,
             settings,
             sessions: Arc::default(),
             pending: Arc::default(),
@@ -144,6 +160,69 @@ impl EdgeControlService {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
         self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The tenant of a node that holds an open control stream and presents
+    /// that stream's session token; ingress calls need both.
+    pub(crate) fn authenticate(&self, node: &str, token: &str) -> Result<Option<Uuid>, Status> {
+        let presented = sha256(token.as_bytes());
+        self.lock()
+            .get(node)
+            .filter(|s| s.token_hash == presented)
+            .map(|s| s.tenant)
+            .ok_or_else(|| {
+                Status::unauthenticated(
+                    "register on the control stream and present its session token",
+                )
+            })
+    }
+
+    /// Sends a route change to every connected edge but `except`.
+    pub(crate) fn broadcast(&self, update: &RouteUpdate, except: Option<&str>) {
+        let message = BalancerMessage {
+            kind: Some(balancer_message::Kind::Routes(update.clone())),
+        };
+        for (node, session) in self.lock().iter() {
+            if except == Some(node.as_str()) {
+                continue;
+            }
+            // A full outbox is an edge far behind; it resyncs when it reconnects.
+            if session.outbox.try_send(Ok(message.clone())).is_err() {
+                counter!("frameworks_balancer_route_updates_dropped_total").increment(1);
+                warn!(node, "a route update could not be queued for an edge");
+            }
+        }
+    }
+
+    /// Follows the control-plane events for as long as the task runs: each
+    /// one that changes a cached answer is forgotten here and on every edge.
+    pub async fn push_invalidations(self, feed: EventFeed, watcher: ProjectionWatcher) {
+        let mut events = feed.subscribe();
+        loop {
+            match events.recv().await {
+                Ok(event) => {
+                    if !Directory::affects(&event) {
+                        continue;
+                    }
+                    // Forgotten too early, an answer would be read again from
+                    // the projection as it was, and cached.
+                    self.directory.settle(&watcher, &event, SETTLE_WITHIN).await;
+                    let forgotten = self.directory.forget(&event);
+                    if !forgotten.is_empty() {
+                        self.broadcast(&forgotten.into_update(), None);
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    // What was missed is unknown: forget everything, everywhere.
+                    warn!(
+                        missed,
+                        "fell behind the control-plane events; dropping every cached route"
+                    );
+                    self.broadcast(&self.directory.forget_all().into_update(), None);
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
     }
 
     /// Sends `action` to the node's edge and waits for its result.
@@ -280,6 +359,11 @@ impl EdgeControlService {
         if let Some(session) = self.lock().get_mut(node) {
             session.last_heartbeat = Instant::now();
         }
+        // Every balancer instance routes by when the node was last heard from.
+        if let Err(error) = self.shared.heard(node).await {
+            counter!("frameworks_balancer_liveness_errors_total").increment(1);
+            warn!(%error, node, "a heartbeat could not be recorded in the shared state");
+        }
     }
 
     /// Reads one edge's messages until its stream ends.
@@ -354,6 +438,7 @@ impl EdgeControl for EdgeControlService {
                 cluster_id,
                 heartbeat_seconds: self.settings.heartbeat_seconds,
                 session_token,
+                routes: self.directory.routes(),
             })),
         };
         outbox
@@ -377,71 +462,5 @@ impl EdgeControl for EdgeControlService {
         }
         tokio::spawn(self.clone().follow(node_id, stream, inbound));
         Ok(Response::new(Box::pin(ReceiverStream::new(messages))))
-    }
-}
-
-/// Most triggers in one submission.
-const MAX_BATCH: usize = 1_000;
-
-#[tonic::async_trait]
-impl Ingress for EdgeControlService {
-    /// Publishes an edge's triggers as `node.mist_trigger_received` and
-    /// answers which are in Kafka (acks=all) and which are refused for good.
-    async fn submit(&self, request: Request<TriggerBatch>) -> Result<Response<TriggerAck>, Status> {
-        let batch = request.into_inner();
-        // Only an edge with an open, registered control stream may submit,
-        // with the token that stream's seed carried.
-        let presented = sha256(batch.session_token.as_bytes());
-        let tenant = self
-            .lock()
-            .get(&batch.node_id)
-            .filter(|s| s.token_hash == presented)
-            .map(|s| s.tenant)
-            .ok_or_else(|| {
-                Status::unauthenticated(
-                    "register on the control stream and present its session token",
-                )
-            })?;
-        if batch.triggers.len() > MAX_BATCH {
-            return Err(Status::invalid_argument(format!(
-                "at most {MAX_BATCH} triggers a batch"
-            )));
-        }
-        let facts: Vec<TelemetryCommand> = batch
-            .triggers
-            .iter()
-            .map(|trigger| TelemetryCommand {
-                subject_id: batch.node_id.clone(),
-                tenant_id: tenant,
-                occurred_at: chrono::DateTime::from_timestamp_millis(trigger.fired_at_unix_ms)
-                    .unwrap_or_else(Utc::now),
-                payload: trigger.clone().into(),
-                correlation_id: Uuid::now_v7(),
-            })
-            .collect();
-        let mut ack = TriggerAck::default();
-        for (trigger, verdict) in batch
-            .triggers
-            .iter()
-            .zip(self.telemetry.publish_batch(&facts).await)
-        {
-            match verdict {
-                Ok(_) => ack.accepted.push(trigger.trigger_id.clone()),
-                Err(TelemetryError::Rejected(reason)) => {
-                    counter!("frameworks_balancer_triggers_rejected_total").increment(1);
-                    ack.rejected.push(RejectedTrigger {
-                        trigger_id: trigger.trigger_id.clone(),
-                        reason: reason.to_string(),
-                    });
-                }
-                // Not in Kafka: left out of the answer, so the edge sends it again.
-                Err(TelemetryError::Publish(error)) => {
-                    warn!(%error, "a trigger could not be published");
-                }
-            }
-        }
-        counter!("frameworks_balancer_triggers_accepted_total")
-            .increment(ack.accepted.len() as u64);
-        Ok(Response::new(ack))
     }
 }

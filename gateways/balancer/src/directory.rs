@@ -1,0 +1,549 @@
+//! What the balancer knows about streams, read from the control-plane
+//! projections: which stream a key publishes to (and whether it may), which
+//! stream a playback id plays and who may watch it, whose a stream is.
+//!
+//! Look-ups are cached for a short TTL. Events that change an answer (a key
+//! created, rotated or deleted, a stream updated or deleted, a tenant
+//! suspended or reactivated) drop the cached answers they touch at once,
+//! and [`Directory::forget`] says which, so the balancer can tell the edges
+//! to drop theirs too. Whether a stream is already live somewhere is never
+//! cached: it is read from the live state on every ingest decision.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use frameworks_edge::control::proto::{self, route};
+use frameworks_events::{Event, EventPayload};
+use frameworks_projections::control_plane;
+use frameworks_projections::live::LiveState;
+use frameworks_projections::read_your_writes::ProjectionWatcher;
+use metrics::counter;
+use sqlx::PgPool;
+use tracing::warn;
+use uuid::Uuid;
+
+/// The Mist stream template every platform stream is a wildcard of.
+pub const STREAM_TEMPLATE: &str = "live";
+
+/// Mist's name for a platform stream: `live+<stream id>`.
+pub fn internal_name(stream: Uuid) -> String {
+    format!("{STREAM_TEMPLATE}+{stream}")
+}
+
+/// The platform stream behind a Mist stream name, if it is one.
+pub fn stream_of(internal_name: &str) -> Option<Uuid> {
+    let (template, rest) = internal_name.split_once('+')?;
+    if template != STREAM_TEMPLATE {
+        return None;
+    }
+    Uuid::parse_str(rest).ok()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    #[error("reading the control-plane projections")]
+    Postgres(#[from] sqlx::Error),
+    #[error("reading the live state")]
+    Redis(#[from] redis::RedisError),
+}
+
+/// Why a stream key may not publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IngestRefusal {
+    UnknownKey,
+    StreamDeleted,
+    TenantSuspended,
+    /// The stream is live on another edge.
+    LiveElsewhere {
+        node: String,
+    },
+}
+
+impl fmt::Display for IngestRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownKey => f.write_str("unknown stream key"),
+            Self::StreamDeleted => f.write_str("the stream was deleted"),
+            Self::TenantSuspended => f.write_str("the tenant is suspended"),
+            Self::LiveElsewhere { node } => write!(f, "the stream is live on node {node}"),
+        }
+    }
+}
+
+/// May this key publish, from this edge, now?
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IngestDecision {
+    Accept { stream: Uuid, tenant: Option<Uuid> },
+    Refuse(IngestRefusal),
+}
+
+/// Who may watch a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Viewers {
+    Public,
+    /// The stream cannot be watched now (its tenant is suspended).
+    Denied,
+}
+
+/// The stream a playback id plays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlaybackTarget {
+    pub stream: Uuid,
+    pub tenant: Option<Uuid>,
+    pub viewers: Viewers,
+}
+
+/// Whose a stream is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamOwner {
+    pub tenant: Option<Uuid>,
+    pub deleted: bool,
+}
+
+/// A key's static facts (everything but where the stream is live).
+#[derive(Debug, Clone)]
+enum KeyFacts {
+    Unknown,
+    Known {
+        stream: Uuid,
+        tenant: Option<Uuid>,
+        deleted: bool,
+        suspended: bool,
+    },
+}
+
+#[derive(Debug, Default)]
+struct Cache {
+    /// Bumped by every invalidation: an answer read before one is not cached after it.
+    epoch: u64,
+    keys: HashMap<String, (Instant, KeyFacts)>,
+    playback: HashMap<String, (Instant, Option<PlaybackTarget>)>,
+    owners: HashMap<Uuid, (Instant, Option<StreamOwner>)>,
+}
+
+/// What an event made the directory forget, for the edges to forget too.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Forgotten {
+    pub key_sha256: Vec<String>,
+    pub playback_ids: Vec<String>,
+}
+
+impl Forgotten {
+    pub fn is_empty(&self) -> bool {
+        self.key_sha256.is_empty() && self.playback_ids.is_empty()
+    }
+
+    /// The message that tells an edge to forget the same.
+    pub fn into_update(self) -> proto::RouteUpdate {
+        proto::RouteUpdate {
+            set: Vec::new(),
+            forget_key_sha256: self.key_sha256,
+            forget_playback_ids: self.playback_ids,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Directory {
+    pool: PgPool,
+    live: LiveState,
+    ttl: Duration,
+    cache: std::sync::Arc<Mutex<Cache>>,
+}
+
+impl fmt::Debug for Directory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Directory")
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    data_encoding::HEXLOWER.encode(bytes)
+}
+
+impl Directory {
+    pub fn new(pool: PgPool, live: LiveState, ttl: Duration) -> Self {
+        Self {
+            pool,
+            live,
+            ttl,
+            cache: std::sync::Arc::default(),
+        }
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn fresh<T: Clone>(&self, entry: Option<&(Instant, T)>) -> Option<T> {
+        entry
+            .filter(|(at, _)| at.elapsed() < self.ttl)
+            .map(|(_, value)| value.clone())
+    }
+
+    /// May the key with this SHA-256 (lower-case hex) publish from `node`?
+    pub async fn ingest(
+        &self,
+        key_sha256: &str,
+        node: &str,
+    ) -> Result<IngestDecision, DirectoryError> {
+        let cached = self.fresh(self.cache().keys.get(key_sha256));
+        let facts = match cached {
+            Some(facts) => {
+                counter!("frameworks_balancer_directory_hits_total", "lookup" => "ingest")
+                    .increment(1);
+                facts
+            }
+            None => {
+                let epoch = self.cache().epoch;
+                let facts = self.read_key(key_sha256).await?;
+                let mut cache = self.cache();
+                if cache.epoch == epoch {
+                    cache
+                        .keys
+                        .insert(key_sha256.to_owned(), (Instant::now(), facts.clone()));
+                }
+                facts
+            }
+        };
+        let (stream, tenant) = match facts {
+            KeyFacts::Unknown => return Ok(IngestDecision::Refuse(IngestRefusal::UnknownKey)),
+            KeyFacts::Known { deleted: true, .. } => {
+                return Ok(IngestDecision::Refuse(IngestRefusal::StreamDeleted));
+            }
+            KeyFacts::Known {
+                suspended: true, ..
+            } => return Ok(IngestDecision::Refuse(IngestRefusal::TenantSuspended)),
+            KeyFacts::Known { stream, tenant, .. } => (stream, tenant),
+        };
+        if let Some(live_on) = self.live_on(stream).await?
+            && live_on != node
+        {
+            return Ok(IngestDecision::Refuse(IngestRefusal::LiveElsewhere {
+                node: live_on,
+            }));
+        }
+        Ok(IngestDecision::Accept { stream, tenant })
+    }
+
+    /// The node a stream is live on now, if any.
+    pub async fn live_on(&self, stream: Uuid) -> Result<Option<String>, DirectoryError> {
+        let fields = self.live.stream(&stream.to_string()).await?;
+        Ok(fields.get("node").cloned().filter(|node| !node.is_empty()))
+    }
+
+    async fn read_key(&self, key_sha256: &str) -> Result<KeyFacts, DirectoryError> {
+        let Ok(hash) = data_encoding::HEXLOWER.decode(key_sha256.as_bytes()) else {
+            return Ok(KeyFacts::Unknown);
+        };
+        let row: Option<(Uuid, Option<Uuid>, bool, bool)> = sqlx::query_as(
+            "SELECT s.id, s.tenant_id, s.deleted_at IS NOT NULL, COALESCE(t.suspended, false)
+             FROM read_models.rm_stream_keys k
+             JOIN read_models.rm_streams s ON s.id = k.stream_id
+             LEFT JOIN read_models.rm_tenants t ON t.id = s.tenant_id
+             WHERE k.lookup_hash = $1",
+        )
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            None => KeyFacts::Unknown,
+            Some((stream, tenant, deleted, suspended)) => KeyFacts::Known {
+                stream,
+                tenant,
+                deleted,
+                suspended,
+            },
+        })
+    }
+
+    /// The stream a playback id plays, or `None` for an unknown id.
+    pub async fn playback(&self, id: &str) -> Result<Option<PlaybackTarget>, DirectoryError> {
+        if let Some(target) = self.fresh(self.cache().playback.get(id)) {
+            counter!("frameworks_balancer_directory_hits_total", "lookup" => "playback")
+                .increment(1);
+            return Ok(target);
+        }
+        let epoch = self.cache().epoch;
+        let row: Option<(Uuid, Option<Uuid>, bool)> = sqlx::query_as(
+            "SELECT s.id, s.tenant_id, COALESCE(t.suspended, false)
+             FROM read_models.rm_streams s
+             LEFT JOIN read_models.rm_tenants t ON t.id = s.tenant_id
+             WHERE s.playback_id = $1 AND s.deleted_at IS NULL",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let target = row.map(|(stream, tenant, suspended)| PlaybackTarget {
+            stream,
+            tenant,
+            viewers: if suspended {
+                Viewers::Denied
+            } else {
+                Viewers::Public
+            },
+        });
+        let mut cache = self.cache();
+        if cache.epoch == epoch {
+            cache
+                .playback
+                .insert(id.to_owned(), (Instant::now(), target.clone()));
+        }
+        Ok(target)
+    }
+
+    /// Whose a stream is; `None` for a stream the platform never had.
+    pub async fn owner(&self, stream: Uuid) -> Result<Option<StreamOwner>, DirectoryError> {
+        if let Some(owner) = self.fresh(self.cache().owners.get(&stream)) {
+            return Ok(owner);
+        }
+        let epoch = self.cache().epoch;
+        let row: Option<(Option<Uuid>, bool)> = sqlx::query_as(
+            "SELECT tenant_id, deleted_at IS NOT NULL FROM read_models.rm_streams WHERE id = $1",
+        )
+        .bind(stream)
+        .fetch_optional(&self.pool)
+        .await?;
+        let owner = row.map(|(tenant, deleted)| StreamOwner { tenant, deleted });
+        let mut cache = self.cache();
+        if cache.epoch == epoch {
+            cache.owners.insert(stream, (Instant::now(), owner));
+        }
+        Ok(owner)
+    }
+
+    /// The SHA-256 (hex) of every key of a stream.
+    pub async fn key_hashes(&self, stream: Uuid) -> Result<Vec<String>, DirectoryError> {
+        let hashes: Vec<Vec<u8>> = sqlx::query_scalar(
+            "SELECT lookup_hash FROM read_models.rm_stream_keys WHERE stream_id = $1",
+        )
+        .bind(stream)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(hashes.iter().map(|hash| hex(hash)).collect())
+    }
+
+    /// Whether `event` can change an answer.
+    pub fn affects(event: &Event) -> bool {
+        matches!(
+            event.payload,
+            EventPayload::StreamCreated(_)
+                | EventPayload::StreamUpdated(_)
+                | EventPayload::StreamDeleted(_)
+                | EventPayload::StreamKeyCreated(_)
+                | EventPayload::StreamKeyRotated(_)
+                | EventPayload::StreamKeyDeleted(_)
+                | EventPayload::TenantSuspended(_)
+                | EventPayload::TenantReactivated(_)
+        )
+    }
+
+    /// Waits (within `timeout`) until the control-plane projection holds
+    /// `event`, so answers read after it are the new ones.
+    pub async fn settle(&self, watcher: &ProjectionWatcher, event: &Event, timeout: Duration) {
+        let waited = watcher
+            .wait_for(
+                control_plane::NAME,
+                event.aggregate_type(),
+                &event.aggregate_id,
+                event.sequence,
+                timeout,
+            )
+            .await;
+        if let Err(error) = waited {
+            counter!("frameworks_balancer_directory_unsettled_total").increment(1);
+            warn!(%error, "invalidating before the projection caught up");
+        }
+    }
+
+    /// The pool the directory reads.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Drops the cached answers `event` changes and says which they were.
+    pub fn forget(&self, event: &Event) -> Forgotten {
+        let stream = Uuid::parse_str(&event.aggregate_id).ok();
+        let mut forgotten = Forgotten::default();
+        let mut cache = self.cache();
+        if Self::affects(event) {
+            cache.epoch += 1;
+        }
+        let forget_stream = |cache: &mut Cache, stream: Uuid, forgotten: &mut Forgotten| {
+            cache.keys.retain(|hash, (_, facts)| {
+                let keep = !matches!(facts, KeyFacts::Known { stream: s, .. } if *s == stream);
+                if !keep {
+                    forgotten.key_sha256.push(hash.clone());
+                }
+                keep
+            });
+            cache.playback.retain(|id, (_, target)| {
+                let keep = !matches!(target, Some(t) if t.stream == stream);
+                if !keep {
+                    forgotten.playback_ids.push(id.clone());
+                }
+                keep
+            });
+            cache.owners.remove(&stream);
+        };
+        match &event.payload {
+            EventPayload::StreamKeyCreated(key) => {
+                // A refusal of this key, cached before it existed, is wrong now.
+                let hash = hex(&key.lookup_hash);
+                cache.keys.remove(&hash);
+                forgotten.key_sha256.push(hash);
+            }
+            EventPayload::StreamKeyRotated(_)
+            | EventPayload::StreamKeyDeleted(_)
+            | EventPayload::StreamUpdated(_)
+            | EventPayload::StreamDeleted(_) => {
+                if let Some(stream) = stream {
+                    forget_stream(&mut cache, stream, &mut forgotten);
+                }
+            }
+            EventPayload::StreamCreated(created) => {
+                // An id that was unknown a moment ago.
+                cache.playback.remove(&created.playback_id);
+                forgotten.playback_ids.push(created.playback_id.clone());
+            }
+            EventPayload::TenantSuspended(_) | EventPayload::TenantReactivated(_) => {
+                let tenant = Uuid::parse_str(&event.aggregate_id).ok();
+                let streams: Vec<Uuid> = cache
+                    .keys
+                    .values()
+                    .filter_map(|(_, facts)| match facts {
+                        KeyFacts::Known {
+                            stream, tenant: t, ..
+                        } if *t == tenant => Some(*stream),
+                        _ => None,
+                    })
+                    .chain(
+                        cache
+                            .playback
+                            .values()
+                            .filter_map(|(_, target)| target.as_ref())
+                            .filter(|target| target.tenant == tenant)
+                            .map(|target| target.stream),
+                    )
+                    .collect();
+                for stream in streams {
+                    forget_stream(&mut cache, stream, &mut forgotten);
+                }
+            }
+            _ => {}
+        }
+        forgotten.key_sha256.sort();
+        forgotten.key_sha256.dedup();
+        forgotten.playback_ids.sort();
+        forgotten.playback_ids.dedup();
+        if !forgotten.is_empty() {
+            counter!("frameworks_balancer_directory_invalidations_total").increment(1);
+        }
+        forgotten
+    }
+
+    /// Drops every cached answer (after missing events), saying which.
+    pub fn forget_all(&self) -> Forgotten {
+        let mut cache = self.cache();
+        cache.epoch += 1;
+        let mut forgotten = Forgotten {
+            key_sha256: cache.keys.drain().map(|(hash, _)| hash).collect(),
+            playback_ids: cache.playback.drain().map(|(id, _)| id).collect(),
+        };
+        cache.owners.clear();
+        forgotten.key_sha256.sort();
+        forgotten.playback_ids.sort();
+        forgotten
+    }
+
+    /// What the balancer knows now, as routes for an edge's config seed:
+    /// every cached key and playback answer still within its TTL.
+    pub fn routes(&self) -> Vec<proto::Route> {
+        let cache = self.cache();
+        let keys = cache
+            .keys
+            .iter()
+            .filter(|(_, (at, _))| at.elapsed() < self.ttl)
+            .map(|(hash, (_, facts))| ingest_route(hash, facts));
+        let playback = cache
+            .playback
+            .iter()
+            .filter(|(_, (at, _))| at.elapsed() < self.ttl)
+            .map(|(id, (_, target))| playback_route(id, target.as_ref()));
+        keys.chain(playback).collect()
+    }
+}
+
+fn ingest_route(hash: &str, facts: &KeyFacts) -> proto::Route {
+    let (internal_name, refusal) = match facts {
+        KeyFacts::Unknown => (String::new(), IngestRefusal::UnknownKey.to_string()),
+        KeyFacts::Known { deleted: true, .. } => {
+            (String::new(), IngestRefusal::StreamDeleted.to_string())
+        }
+        KeyFacts::Known {
+            suspended: true, ..
+        } => (String::new(), IngestRefusal::TenantSuspended.to_string()),
+        KeyFacts::Known { stream, .. } => (internal_name(*stream), String::new()),
+    };
+    proto::Route {
+        kind: Some(route::Kind::Ingest(proto::IngestRoute {
+            key_sha256: hash.to_owned(),
+            internal_name,
+            refusal,
+        })),
+    }
+}
+
+/// The route an edge keeps for an ingest decision.
+pub fn decision_route(key_sha256: &str, decision: &IngestDecision) -> proto::Route {
+    let (internal, refusal) = match decision {
+        IngestDecision::Accept { stream, .. } => (internal_name(*stream), String::new()),
+        IngestDecision::Refuse(refusal) => (String::new(), refusal.to_string()),
+    };
+    proto::Route {
+        kind: Some(route::Kind::Ingest(proto::IngestRoute {
+            key_sha256: key_sha256.to_owned(),
+            internal_name: internal,
+            refusal,
+        })),
+    }
+}
+
+/// The route an edge keeps for a playback id.
+pub fn playback_route(id: &str, target: Option<&PlaybackTarget>) -> proto::Route {
+    let (internal, policy) = match target {
+        None => (String::new(), proto::PlaybackPolicy::Unspecified),
+        Some(target) => (
+            internal_name(target.stream),
+            match target.viewers {
+                Viewers::Public => proto::PlaybackPolicy::Public,
+                Viewers::Denied => proto::PlaybackPolicy::Denied,
+            },
+        ),
+    };
+    proto::Route {
+        kind: Some(route::Kind::Playback(proto::PlaybackRoute {
+            playback_id: id.to_owned(),
+            internal_name: internal,
+            policy: policy as i32,
+        })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_names_round_trip() {
+        let stream = Uuid::now_v7();
+        assert_eq!(stream_of(&internal_name(stream)), Some(stream));
+        assert_eq!(stream_of("test"), None);
+        assert_eq!(stream_of("vod+abc"), None);
+        assert_eq!(stream_of(&format!("vod+{stream}")), None);
+    }
+}

@@ -1,0 +1,582 @@
+//! The ingress: edges submit the triggers their MistServer fired, and ask
+//! what their blocking answers need (`frameworks.edge.v1.Ingress`).
+//!
+//! Every trigger lands in Kafka as it came (`node.mist_trigger_received`,
+//! keyed by node), and those about a platform stream also as typed stream
+//! telemetry, with the stream's tenant resolved: ingest start and end,
+//! buffer state and health, track lists, viewer sessions. A trigger is
+//! acknowledged only when Kafka holds all of that (acks=all); otherwise the
+//! edge sends it again, and the typed events carry its trigger id, which
+//! downstream counts once.
+
+use chrono::{DateTime, Utc};
+use frameworks_commands::telemetry::{TelemetryCommand, TelemetryError};
+use frameworks_edge::control::proto::ingress_server::Ingress;
+use frameworks_edge::control::proto::{
+    RejectedTrigger, ResolveRequest, Route, RouteUpdate, TriggerAck, TriggerBatch, resolve_request,
+};
+use frameworks_edge::triggers::{BufferState as MistBuffer, Trigger, TriggerKind};
+use frameworks_events::EventPayload;
+use frameworks_events::proto::v1::telemetry::{
+    BufferState, IngestEnded, IngestStarted, MistTriggerReceived, StreamBufferChanged,
+    StreamHealthReported, Track, TrackListUpdated, ViewerSessionEnded, ViewerSessionStarted,
+};
+use metrics::counter;
+use serde_json::Value;
+use tonic::{Request, Response, Status};
+use tracing::{debug, info, warn};
+use uuid::Uuid;
+
+use crate::control::EdgeControlService;
+use crate::directory::{self, DirectoryError, IngestDecision, stream_of};
+
+/// Most triggers in one submission.
+const MAX_BATCH: usize = 1_000;
+
+fn unavailable(error: DirectoryError) -> Status {
+    warn!(error = %error, "the directory could not answer");
+    Status::unavailable("the platform's projections cannot be read now; retry")
+}
+
+/// A typed fact about a platform stream, before its tenant is known.
+#[derive(Debug)]
+struct StreamFact {
+    stream: Uuid,
+    payload: EventPayload,
+}
+
+fn buffer_state(state: MistBuffer) -> BufferState {
+    match state {
+        MistBuffer::Empty => BufferState::Empty,
+        MistBuffer::Full => BufferState::Full,
+        MistBuffer::Dry => BufferState::Dry,
+        MistBuffer::Recover => BufferState::Recover,
+    }
+}
+
+fn number(value: &Value, field: &str) -> u64 {
+    value.get(field).and_then(Value::as_u64).unwrap_or(0)
+}
+
+/// STREAM_BUFFER's health object: per-track entries beside stream totals.
+fn health(node: &str, health: &Value) -> StreamHealthReported {
+    let tracks = health
+        .get("tracks")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter_map(|name| health.get(name));
+    let (mut kbits, mut fps, mut max_keyframe_ms) = (0, 0.0, 0);
+    for track in tracks {
+        kbits += number(track, "kbits");
+        if let Some(video_fps) = track.get("efps").and_then(Value::as_f64) {
+            fps = f64::max(fps, video_fps);
+        }
+        if let Some(keys) = track.get("keys") {
+            max_keyframe_ms = max_keyframe_ms.max(number(keys, "ms_max"));
+        }
+    }
+    let issues = match health.get("issues") {
+        Some(Value::String(issues)) => issues
+            .split_whitespace()
+            .map(str::to_owned)
+            .take(32)
+            .collect(),
+        _ => Vec::new(),
+    };
+    StreamHealthReported {
+        node_id: node.to_owned(),
+        bitrate_bps: kbits * 1000,
+        frames_per_second: fps,
+        max_keyframe_interval_ms: u32::try_from(max_keyframe_ms).unwrap_or(u32::MAX),
+        issues,
+        jitter_ms: number(health, "jitter"),
+    }
+}
+
+/// LIVE_TRACK_LIST's object: one entry per track.
+fn tracks(list: &Value) -> Vec<Track> {
+    let Some(entries) = list.as_object() else {
+        return Vec::new();
+    };
+    entries
+        .values()
+        .filter_map(|track| {
+            let kind = track.get("type")?.as_str()?;
+            Some(Track {
+                track_id: u32::try_from(number(track, "trackid")).unwrap_or(0),
+                kind: kind.to_owned(),
+                codec: track
+                    .get("codec")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .chars()
+                    .take(32)
+                    .collect(),
+                width: u32::try_from(number(track, "width")).unwrap_or(0),
+                height: u32::try_from(number(track, "height")).unwrap_or(0),
+                frames_per_second: number(track, "fpks") as f64 / 1000.0,
+                sample_rate: u32::try_from(number(track, "rate")).unwrap_or(0),
+                channels: u32::try_from(number(track, "channels")).unwrap_or(0),
+                bitrate_bps: number(track, "bps") * 8,
+                language: track
+                    .get("lang")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+            })
+        })
+        .filter(|track| matches!(track.kind.as_str(), "video" | "audio" | "meta" | "subtitle"))
+        .take(64)
+        .collect()
+}
+
+/// The protocol an encoder pushes with, from its push URL.
+fn protocol(url: &str) -> String {
+    match url.split_once("://").map(|(scheme, _)| scheme) {
+        Some("rtmp" | "rtmps") => "RTMP".into(),
+        Some("srt") => "SRT".into(),
+        Some("http" | "https") => "WHIP".into(),
+        Some(other) => other.to_ascii_uppercase().chars().take(16).collect(),
+        None => "UNKNOWN".into(),
+    }
+}
+
+/// A viewer session's id: Mist's connection id, unique per node.
+fn session_id(node: &str, connection: &str) -> String {
+    format!("{node}/{connection}")
+}
+
+/// The typed stream facts behind one trigger (none for triggers about
+/// something other than a platform stream, or with nothing to tell).
+fn stream_facts(node: &str, received: &MistTriggerReceived) -> Vec<StreamFact> {
+    let Ok(kind) = received.trigger.parse::<TriggerKind>() else {
+        return Vec::new();
+    };
+    let trigger = match Trigger::parse(kind, &received.fields.join("\n")) {
+        Ok(trigger) => trigger,
+        Err(error) => {
+            // The edge parsed it before sending; a newer Mist than this balancer knows.
+            counter!("frameworks_balancer_triggers_unparsed_total", "trigger" => kind.name())
+                .increment(1);
+            debug!(%error, "a trigger's payload is not understood; kept as it came");
+            return Vec::new();
+        }
+    };
+    let fact = |name: &str, payload: EventPayload| {
+        stream_of(name).map(|stream| StreamFact { stream, payload })
+    };
+    let node_id = node.to_owned();
+    let facts = match trigger {
+        Trigger::PushRewrite { url, host, .. } if !received.answer.is_empty() => {
+            // The edge let the push in: the answer is the stream it publishes to.
+            vec![fact(
+                &received.answer,
+                IngestStarted {
+                    node_id,
+                    internal_name: received.answer.clone(),
+                    protocol: protocol(&url),
+                    source_ip: host,
+                }
+                .into(),
+            )]
+        }
+        Trigger::StreamBuffer {
+            stream,
+            state,
+            health: details,
+        } => {
+            let buffered = details.as_ref().map_or(0, |h| number(h, "buffer"));
+            let mut facts = vec![fact(
+                &stream,
+                StreamBufferChanged {
+                    node_id: node_id.clone(),
+                    state: buffer_state(state) as i32,
+                    buffer_ms: buffered,
+                }
+                .into(),
+            )];
+            if let Some(details) = details {
+                facts.push(fact(&stream, health(node, &details).into()));
+            }
+            facts
+        }
+        Trigger::LiveTrackList {
+            stream,
+            tracks: list,
+        } => vec![fact(
+            &stream,
+            TrackListUpdated {
+                node_id,
+                tracks: list.as_ref().map(tracks).unwrap_or_default(),
+            }
+            .into(),
+        )],
+        Trigger::UserNew {
+            stream,
+            address,
+            connection_id,
+            connector,
+            url,
+            ..
+        } if received.answer == "true" => vec![fact(
+            &stream,
+            ViewerSessionStarted {
+                session_id: session_id(node, &connection_id.to_string()),
+                node_id,
+                connector,
+                viewer_ip: address,
+                user_agent: String::new(),
+                request_url: url,
+                country_code: String::new(),
+            }
+            .into(),
+        )],
+        Trigger::UserEnd {
+            session,
+            stream,
+            connector,
+            duration_seconds,
+            uploaded_bytes,
+            downloaded_bytes,
+            tags,
+            ..
+        } => vec![fact(
+            &stream,
+            ViewerSessionEnded {
+                session_id: session_id(node, &session),
+                node_id,
+                connector,
+                // Mist counts from its own side: what it uploaded went to the viewer.
+                bytes_up: uploaded_bytes,
+                bytes_down: downloaded_bytes,
+                duration_seconds,
+                reason: tags.join(" ").chars().take(256).collect(),
+                trigger_id: received.trigger_id.clone(),
+            }
+            .into(),
+        )],
+        Trigger::StreamEnd {
+            stream,
+            downloaded_bytes,
+            ..
+        } => vec![fact(
+            &stream,
+            IngestEnded {
+                node_id,
+                internal_name: stream.clone(),
+                bytes_in: downloaded_bytes,
+                duration_seconds: 0,
+                reason: "stream ended".into(),
+                trigger_id: received.trigger_id.clone(),
+            }
+            .into(),
+        )],
+        // Pushes, recordings, input exits, connections: kept as the raw trigger.
+        _ => Vec::new(),
+    };
+    facts.into_iter().flatten().collect()
+}
+
+/// One trigger's records: the raw fact, then its typed stream facts.
+struct Submission<'a> {
+    trigger: &'a MistTriggerReceived,
+    records: Vec<TelemetryCommand>,
+    /// Set when the trigger is refused for good.
+    refusal: Option<String>,
+}
+
+impl EdgeControlService {
+    async fn records<'a>(
+        &self,
+        node: &str,
+        node_tenant: Option<Uuid>,
+        trigger: &'a MistTriggerReceived,
+    ) -> Result<Submission<'a>, DirectoryError> {
+        let occurred_at: DateTime<Utc> =
+            DateTime::from_timestamp_millis(trigger.fired_at_unix_ms).unwrap_or_else(Utc::now);
+        let correlation_id = Uuid::now_v7();
+        let mut records = vec![TelemetryCommand {
+            subject_id: node.to_owned(),
+            tenant_id: node_tenant,
+            occurred_at,
+            payload: trigger.clone().into(),
+            correlation_id,
+        }];
+        for fact in stream_facts(node, trigger) {
+            let Some(owner) = self.directory.owner(fact.stream).await? else {
+                counter!("frameworks_balancer_triggers_unknown_stream_total").increment(1);
+                continue;
+            };
+            records.push(TelemetryCommand {
+                subject_id: fact.stream.to_string(),
+                tenant_id: owner.tenant,
+                occurred_at,
+                payload: fact.payload,
+                correlation_id,
+            });
+        }
+        Ok(Submission {
+            trigger,
+            records,
+            refusal: None,
+        })
+    }
+
+    /// What an accepted trigger changes beyond Kafka: a viewer that showed
+    /// up releases the bandwidth its redirect held; when a stream starts on
+    /// an edge, the other edges forget its keys, so a second encoder with
+    /// the same key is asked about (and refused) there.
+    async fn accepted(&self, node: &str, submission: &Submission<'_>) {
+        for record in &submission.records[1..] {
+            let Ok(stream) = Uuid::parse_str(&record.subject_id) else {
+                continue;
+            };
+            if let EventPayload::ViewerSessionStarted(started) = &record.payload {
+                let redirect = format!("{stream}/{}/", started.viewer_ip);
+                if let Err(error) = self.shared.release(node, &redirect).await {
+                    warn!(%error, "a provisional charge could not be released; it expires");
+                }
+                continue;
+            }
+            let EventPayload::IngestStarted(_) = record.payload else {
+                continue;
+            };
+            match self.directory.key_hashes(stream).await {
+                Ok(hashes) => self.broadcast(
+                    &RouteUpdate {
+                        set: Vec::new(),
+                        forget_key_sha256: hashes,
+                        forget_playback_ids: Vec::new(),
+                    },
+                    Some(node),
+                ),
+                Err(error) => warn!(%error, %stream, "the stream's keys could not be read"),
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Ingress for EdgeControlService {
+    /// Publishes an edge's triggers and answers which Kafka holds (acks=all)
+    /// and which are refused for good.
+    async fn submit(&self, request: Request<TriggerBatch>) -> Result<Response<TriggerAck>, Status> {
+        let batch = request.into_inner();
+        let tenant = self.authenticate(&batch.node_id, &batch.session_token)?;
+        if batch.triggers.len() > MAX_BATCH {
+            return Err(Status::invalid_argument(format!(
+                "at most {MAX_BATCH} triggers a batch"
+            )));
+        }
+        let mut submissions = Vec::with_capacity(batch.triggers.len());
+        for trigger in &batch.triggers {
+            submissions.push(
+                self.records(&batch.node_id, tenant, trigger)
+                    .await
+                    .map_err(unavailable)?,
+            );
+        }
+        // Every record of the batch goes to the producer at once.
+        let all: Vec<TelemetryCommand> = submissions
+            .iter()
+            .flat_map(|s| s.records.iter().cloned())
+            .collect();
+        let mut verdicts = self.telemetry.publish_batch(&all).await.into_iter();
+        let mut ack = TriggerAck::default();
+        for submission in &mut submissions {
+            let mut published = true;
+            for (index, verdict) in verdicts.by_ref().take(submission.records.len()).enumerate() {
+                match verdict {
+                    Ok(_) => {}
+                    // The raw fact refused: the trigger itself is bad, for good.
+                    Err(TelemetryError::Rejected(reason)) if index == 0 => {
+                        submission.refusal = Some(reason.to_string());
+                    }
+                    // A typed fact refused: counted, the raw fact still stands.
+                    Err(TelemetryError::Rejected(reason)) => {
+                        counter!("frameworks_balancer_facts_rejected_total").increment(1);
+                        warn!(%reason, trigger = %submission.trigger.trigger_id, "a typed fact was refused");
+                    }
+                    Err(TelemetryError::Publish(error)) => {
+                        warn!(%error, "a trigger's record could not be published");
+                        published = false;
+                    }
+                }
+            }
+            let trigger_id = submission.trigger.trigger_id.clone();
+            match (&submission.refusal, published) {
+                (Some(reason), _) => {
+                    counter!("frameworks_balancer_triggers_rejected_total").increment(1);
+                    ack.rejected.push(RejectedTrigger {
+                        trigger_id,
+                        reason: reason.clone(),
+                    });
+                }
+                // Not all in Kafka: left out of the answer, so the edge sends it again.
+                (None, false) => {}
+                (None, true) => {
+                    self.accepted(&batch.node_id, submission).await;
+                    ack.accepted.push(trigger_id);
+                }
+            }
+        }
+        counter!("frameworks_balancer_triggers_accepted_total")
+            .increment(ack.accepted.len() as u64);
+        Ok(Response::new(ack))
+    }
+
+    /// Answers what an edge's blocking answer needs: may this key publish
+    /// (from this edge, now), which stream does this playback id play.
+    async fn resolve(&self, request: Request<ResolveRequest>) -> Result<Response<Route>, Status> {
+        let request = request.into_inner();
+        self.authenticate(&request.node_id, &request.session_token)?;
+        let route = match request.subject {
+            Some(resolve_request::Subject::KeySha256(hash)) => {
+                if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(Status::invalid_argument(
+                        "key_sha256 must be 64 lower-case hex digits",
+                    ));
+                }
+                let hash = hash.to_ascii_lowercase();
+                let decision = self
+                    .directory
+                    .ingest(&hash, &request.node_id)
+                    .await
+                    .map_err(unavailable)?;
+                let outcome = match &decision {
+                    IngestDecision::Accept { .. } => "accepted",
+                    IngestDecision::Refuse(_) => "refused",
+                };
+                counter!("frameworks_balancer_ingest_decisions_total", "outcome" => outcome)
+                    .increment(1);
+                if let IngestDecision::Refuse(refusal) = &decision {
+                    info!(node = %request.node_id, %refusal, "ingest refused");
+                }
+                directory::decision_route(&hash, &decision)
+            }
+            Some(resolve_request::Subject::PlaybackId(id)) => {
+                if id.is_empty() || id.len() > 128 {
+                    return Err(Status::invalid_argument(
+                        "playback_id must be 1 to 128 bytes",
+                    ));
+                }
+                let target = self.directory.playback(&id).await.map_err(unavailable)?;
+                directory::playback_route(&id, target.as_ref())
+            }
+            None => {
+                return Err(Status::invalid_argument(
+                    "name a key_sha256 or a playback_id",
+                ));
+            }
+        };
+        Ok(Response::new(route))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn received(trigger: &str, body: &str, answer: &str) -> MistTriggerReceived {
+        MistTriggerReceived {
+            trigger: trigger.into(),
+            trigger_id: "t-1".into(),
+            fired_at_unix_ms: 1_795_237_044_236,
+            fields: body.split('\n').map(str::to_owned).collect(),
+            blocking: !answer.is_empty(),
+            answer: answer.into(),
+        }
+    }
+
+    #[test]
+    fn triggers_about_platform_streams_become_typed_facts() {
+        let stream = Uuid::now_v7();
+        let name = directory::internal_name(stream);
+        let end = received(
+            "USER_END",
+            &format!("12\n{name}\nHLS\n127.0.0.1\n30\n5000\n100\n[UA:curl/8]"),
+            "",
+        );
+        let facts = stream_facts("node-1", &end);
+        assert_eq!(facts.len(), 1);
+        assert_eq!(facts[0].stream, stream);
+        let EventPayload::ViewerSessionEnded(ended) = &facts[0].payload else {
+            panic!("{:?}", facts[0].payload);
+        };
+        assert_eq!(
+            (
+                ended.session_id.as_str(),
+                ended.bytes_up,
+                ended.trigger_id.as_str()
+            ),
+            ("node-1/12", 5000, "t-1")
+        );
+
+        let push = received(
+            "PUSH_REWRITE",
+            "rtmp://127.0.0.1/live/key\n10.0.0.9\nkey",
+            &name,
+        );
+        let EventPayload::IngestStarted(started) = &stream_facts("node-1", &push)[0].payload else {
+            panic!("not an ingest start");
+        };
+        assert_eq!(
+            (started.protocol.as_str(), started.source_ip.as_str()),
+            ("RTMP", "10.0.0.9")
+        );
+        let refused = received(
+            "PUSH_REWRITE",
+            "rtmp://127.0.0.1/live/key\n10.0.0.9\nkey",
+            "",
+        );
+        assert!(
+            stream_facts("node-1", &refused).is_empty(),
+            "no ingest without an answer"
+        );
+    }
+
+    #[test]
+    fn streams_the_platform_does_not_know_have_no_typed_facts() {
+        let end = received(
+            "USER_END",
+            "12\ntest\nHLS\n127.0.0.1\n30\n100\n5000\n[UA:curl/8]",
+            "",
+        );
+        assert!(stream_facts("node-1", &end).is_empty());
+        assert!(stream_facts("node-1", &received("NOT_A_TRIGGER", "x", "")).is_empty());
+    }
+
+    #[test]
+    fn health_and_tracks_are_read_from_mists_json() {
+        let details: Value = serde_json::from_str(
+            r#"{"buffer":4249,"jitter":120,"tracks":["v","a"],
+                "v":{"kbits":232,"efps":25,"keys":{"ms_max":2000}},
+                "a":{"kbits":67,"keys":{"ms_max":2067}},"issues":"HLSnoKeyFrames VeryHighJitter"}"#,
+        )
+        .expect("json");
+        let reported = health("n", &details);
+        assert_eq!(reported.bitrate_bps, 299_000);
+        assert_eq!(reported.max_keyframe_interval_ms, 2067);
+        assert_eq!(reported.issues, ["HLSnoKeyFrames", "VeryHighJitter"]);
+        let list: Value = serde_json::from_str(
+            r#"{"video_1":{"type":"video","codec":"H264","trackid":1,"width":640,"height":360,"fpks":25000,"bps":29000},
+                "audio_2":{"type":"audio","codec":"AAC","trackid":2,"rate":44100,"channels":1}}"#,
+        )
+        .expect("json");
+        let mut listed = tracks(&list);
+        listed.sort_by_key(|t| t.track_id);
+        assert_eq!(listed.len(), 2);
+        assert_eq!((listed[0].width, listed[0].frames_per_second), (640, 25.0));
+        assert_eq!(listed[1].sample_rate, 44_100);
+    }
+
+    #[test]
+    fn push_protocols() {
+        assert_eq!(protocol("rtmp://h/live/k"), "RTMP");
+        assert_eq!(protocol("srt://h:9000?streamid=k"), "SRT");
+        assert_eq!(protocol("https://h/whip/k"), "WHIP");
+        assert_eq!(protocol("k"), "UNKNOWN");
+    }
+}

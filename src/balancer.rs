@@ -1,0 +1,264 @@
+//! `frameworks balancer`: the edges' control server and ingress (gRPC), and
+//! viewer and encoder routing (HTTP). Run two or more for availability:
+//! they share liveness and charges through Redis, and one leader runs the
+//! singleton jobs.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use frameworks_balancer::control::{ControlSettings, EdgeControlService};
+use frameworks_balancer::directory::Directory;
+use frameworks_balancer::fleet::{FleetSettings, FleetView, SharedState};
+use frameworks_balancer::geo::{GeoIpTable, ViewerLocator};
+use frameworks_balancer::leader::{Leadership, singleton_jobs};
+use frameworks_balancer::play::{self, Placer, PlaySettings};
+use frameworks_balancer::routing::Weights;
+use frameworks_commands::telemetry::TelemetryPublisher;
+use frameworks_commands::{CommandBus, DatabaseSettings, EventStore, SecretBox};
+use frameworks_edge::control::proto::edge_control_server::EdgeControlServer;
+use frameworks_edge::control::proto::ingress_server::IngressServer;
+use frameworks_events::Topic;
+use frameworks_events::kafka::{EventFeed, EventPublisher, KafkaSettings};
+use frameworks_projections::live::{LiveState, LiveStateSettings};
+use frameworks_projections::read_your_writes::ProjectionWatcher;
+use tokio_stream::wrappers::TcpListenerStream;
+use tracing::info;
+use uuid::Uuid;
+
+use crate::metrics;
+use crate::relay::shutdown_signal;
+
+/// Largest gRPC message an edge may send (a full trigger batch fits easily).
+const MAX_GRPC_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+/// Control-plane events the directory may fall behind by before it drops its cache.
+const INVALIDATION_BUFFER: usize = 4_096;
+
+/// Serve edge daemons (gRPC: control stream and ingress) and route viewers
+/// and encoders (HTTP: /play, /ingest, Mist's /{stream}).
+#[derive(Debug, clap::Args)]
+pub struct BalancerCommand {
+    #[command(flatten)]
+    database: DatabaseSettings,
+
+    #[command(flatten)]
+    kafka: KafkaSettings,
+
+    #[command(flatten)]
+    live: LiveStateSettings,
+
+    #[command(flatten)]
+    fleet: FleetSettings,
+
+    #[command(flatten)]
+    weights: Weights,
+
+    #[command(flatten)]
+    play: PlaySettings,
+
+    /// The data-key ring (as the bridge's): the write side needs it to enrol nodes.
+    #[arg(
+        long = "data-keys",
+        env = "FRAMEWORKS_DATA_KEYS",
+        hide_env_values = true
+    )]
+    data_keys: String,
+
+    /// Where edge daemons connect (gRPC).
+    #[arg(
+        long = "grpc-listen",
+        env = "FRAMEWORKS_BALANCER_GRPC_LISTEN",
+        default_value = "127.0.0.1:18029"
+    )]
+    grpc_listen: SocketAddr,
+
+    /// Where viewers and encoders ask for an edge (HTTP).
+    #[arg(
+        long = "http-listen",
+        env = "FRAMEWORKS_BALANCER_HTTP_LISTEN",
+        default_value = "127.0.0.1:18008"
+    )]
+    http_listen: SocketAddr,
+
+    /// Where Prometheus scrapes this balancer's metrics (GET /metrics).
+    #[arg(
+        long = "metrics-listen",
+        env = "FRAMEWORKS_BALANCER_METRICS_LISTEN",
+        default_value = "127.0.0.1:18079"
+    )]
+    metrics_listen: SocketAddr,
+
+    /// Seconds between the heartbeats edges are told to send.
+    #[arg(
+        long = "heartbeat-seconds",
+        env = "FRAMEWORKS_BALANCER_HEARTBEAT_SECONDS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u32).range(1..=300)
+    )]
+    heartbeat_seconds: u32,
+
+    /// Seconds a command to an edge waits for its result.
+    #[arg(
+        long = "command-timeout-seconds",
+        env = "FRAMEWORKS_BALANCER_COMMAND_TIMEOUT_SECONDS",
+        default_value_t = 15,
+        value_parser = clap::value_parser!(u64).range(1..=600)
+    )]
+    command_timeout_seconds: u64,
+
+    /// Seconds a stream-key or playback look-up is cached (events drop it sooner).
+    #[arg(
+        long = "directory-ttl-seconds",
+        env = "FRAMEWORKS_BALANCER_DIRECTORY_TTL_SECONDS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..=3_600)
+    )]
+    directory_ttl_seconds: u64,
+
+    /// Seconds the leadership lease lasts without renewal.
+    #[arg(
+        long = "leader-ttl-seconds",
+        env = "FRAMEWORKS_BALANCER_LEADER_TTL_SECONDS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..=600)
+    )]
+    leader_ttl_seconds: u64,
+
+    /// This instance's name in the leadership lease (default: host name and a random suffix).
+    #[arg(long = "instance-id", env = "FRAMEWORKS_BALANCER_INSTANCE_ID")]
+    instance_id: Option<String>,
+
+    /// GeoLite2/GeoIP2 City "Blocks" CSV files (IPv4 and IPv6) locating viewers by address.
+    #[arg(
+        long = "geoip-csv",
+        env = "FRAMEWORKS_BALANCER_GEOIP_CSV",
+        value_delimiter = ','
+    )]
+    geoip_csv: Vec<PathBuf>,
+}
+
+impl BalancerCommand {
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
+        metrics::serve(self.metrics_listen)?;
+        let secrets = SecretBox::from_spec(&self.data_keys)
+            .context("reading the data-key ring (FRAMEWORKS_DATA_KEYS)")?;
+        let store = EventStore::connect(&self.database)
+            .await
+            .context("connecting to PostgreSQL (FRAMEWORKS_DATABASE_URL)")?;
+        let pool = store.pool().clone();
+        let bus = CommandBus::new(store, secrets);
+        let publisher = EventPublisher::new(&self.kafka, "frameworks-balancer")
+            .context("connecting to Kafka (FRAMEWORKS_KAFKA_BROKERS)")?;
+        let live = LiveState::connect(&self.live.redis_url, &self.live.key_prefix)
+            .await
+            .context("connecting to Redis (FRAMEWORKS_REDIS_URL)")?;
+        let redis = redis::Client::open(self.live.redis_url.as_str())
+            .context("reading FRAMEWORKS_REDIS_URL")?
+            .get_connection_manager()
+            .await
+            .context("connecting to Redis (FRAMEWORKS_REDIS_URL)")?;
+        let shared = SharedState::new(redis, &self.live.key_prefix);
+        let geoip = if self.geoip_csv.is_empty() {
+            None
+        } else {
+            let table = GeoIpTable::from_csv_paths(&self.geoip_csv)
+                .context("loading the GeoIP database (FRAMEWORKS_BALANCER_GEOIP_CSV)")?;
+            info!(networks = table.len(), "GeoIP database loaded");
+            Some(Arc::new(table))
+        };
+
+        let directory = Directory::new(
+            pool.clone(),
+            live.clone(),
+            Duration::from_secs(self.directory_ttl_seconds),
+        );
+        let service = EdgeControlService::new(
+            bus,
+            TelemetryPublisher::new(publisher),
+            directory.clone(),
+            shared.clone(),
+            ControlSettings {
+                heartbeat_seconds: self.heartbeat_seconds,
+                command_timeout: Duration::from_secs(self.command_timeout_seconds),
+            },
+        );
+        let feed = EventFeed::start(
+            &self.kafka,
+            "frameworks-balancer-directory",
+            &[Topic::Tenants, Topic::Streams],
+            INVALIDATION_BUFFER,
+        )
+        .context("reading the control-plane topics from Kafka")?;
+        let watcher = ProjectionWatcher::start(pool.clone())
+            .await
+            .context("listening for projection commits")?;
+        tokio::spawn(service.clone().push_invalidations(feed, watcher));
+
+        let view = FleetView::new(self.fleet.clone());
+        view.refresh(&pool, &live, &shared)
+            .await
+            .context("building the first routing snapshot")?;
+        tokio::spawn(Arc::clone(&view).keep_fresh(pool.clone(), live.clone(), shared.clone()));
+
+        let instance = self.instance_id.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+            format!("{}-{}", host.trim(), Uuid::now_v7().simple())
+        });
+        let leadership = Leadership::new(
+            shared.clone(),
+            instance.clone(),
+            Duration::from_secs(self.leader_ttl_seconds),
+        );
+        tokio::spawn(singleton_jobs(
+            leadership.watch(),
+            shared.clone(),
+            self.fleet.clone(),
+            Duration::from_secs(5),
+        ));
+        tokio::spawn(leadership.clone().run());
+
+        let placer = Placer {
+            directory,
+            view,
+            shared,
+            weights: self.weights,
+            locator: ViewerLocator { geoip },
+            settings: self.play.clone(),
+        };
+        let http = tokio::net::TcpListener::bind(self.http_listen)
+            .await
+            .with_context(|| format!("listening on {} (is the port taken?)", self.http_listen))?;
+        let grpc = tokio::net::TcpListener::bind(self.grpc_listen)
+            .await
+            .with_context(|| format!("listening on {} (is the port taken?)", self.grpc_listen))?;
+        info!(
+            grpc = %grpc.local_addr()?,
+            http = %http.local_addr()?,
+            %instance,
+            "balancer serving edges and viewers"
+        );
+        let http_server = axum::serve(
+            http,
+            play::router(placer).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown_signal());
+        let grpc_server = tonic::transport::Server::builder()
+            .add_service(
+                EdgeControlServer::new(service.clone())
+                    .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES),
+            )
+            .add_service(
+                IngressServer::new(service).max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES),
+            )
+            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), shutdown_signal());
+        let (http_result, grpc_result) = tokio::join!(http_server, grpc_server);
+        // Hand leadership over now rather than after the TTL.
+        let _ = leadership.resign().await;
+        http_result.context("serving HTTP")?;
+        grpc_result.context("serving gRPC")?;
+        Ok(ExitCode::SUCCESS)
+    }
+}

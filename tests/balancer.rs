@@ -1,0 +1,691 @@
+//! The balancer against the real platform (event store, relay, projector
+//! and live-state roles, Kafka, Redis): ingest decisions for PUSH_REWRITE
+//! (unknown keys, suspended tenants, streams live elsewhere) and their
+//! invalidation by events, triggers turned into typed stream telemetry with
+//! the stream's tenant, viewer routing over HTTP (JSON, 307s, Mist's API,
+//! encoders) with provisional charges released when the viewer arrives,
+//! and leadership moving to the other instance when the leader dies.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use frameworks_balancer::control::{ControlSettings, EdgeControlService};
+use frameworks_balancer::directory::{IngestDecision, IngestRefusal, internal_name};
+use frameworks_balancer::fleet::{FleetSettings, FleetView};
+use frameworks_balancer::geo::ViewerLocator;
+use frameworks_balancer::leader::{Leadership, singleton_jobs};
+use frameworks_balancer::play::{self, Placer, PlaySettings};
+use frameworks_balancer::routing::Weights;
+use frameworks_commands::aggregates::infrastructure::{
+    Cluster, ClusterCapacity, ClusterCommand, ClusterOutcome,
+};
+use frameworks_commands::aggregates::stream::{Ingest, Stream, StreamCommand, StreamOutcome};
+use frameworks_commands::aggregates::tenant::{Tenant, TenantCommand};
+use frameworks_commands::telemetry::TelemetryPublisher;
+use frameworks_commands::{CommandBus, CommandContext, SecretBox};
+use frameworks_edge::answers::key_sha256;
+use frameworks_edge::control::proto::edge_control_client::EdgeControlClient;
+use frameworks_edge::control::proto::edge_control_server::EdgeControlServer;
+use frameworks_edge::control::proto::ingress_client::IngressClient;
+use frameworks_edge::control::proto::ingress_server::IngressServer;
+use frameworks_edge::control::proto::{
+    BalancerMessage, EdgeMessage, Heartbeat, Register, ResolveRequest, TriggerBatch,
+    balancer_message, edge_message, register, resolve_request, route,
+};
+use frameworks_events::kafka::{EventConsumer, EventFeed, EventPublisher};
+use frameworks_events::proto::v1::telemetry::{MistTriggerReceived, NodeHeartbeat, NodeMetrics};
+use frameworks_events::{EventPayload, Topic};
+use support::{drop_topics, fresh_database, kafka_with_topics, redis_url, spawn_role, within};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tonic::Streaming;
+use uuid::Uuid;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// An edge's raw control stream: its seed, and what the balancer sends after.
+struct RawEdge {
+    node_id: String,
+    session_token: String,
+    outbox: mpsc::Sender<EdgeMessage>,
+    inbound: Streaming<BalancerMessage>,
+}
+
+async fn enrol(address: SocketAddr, token: &str) -> RawEdge {
+    let mut client = EdgeControlClient::connect(format!("http://{address}"))
+        .await
+        .unwrap();
+    let (outbox, messages) = mpsc::channel(16);
+    outbox
+        .send(EdgeMessage {
+            kind: Some(edge_message::Kind::Register(Register {
+                credential: Some(register::Credential::EnrolmentToken(token.into())),
+                hardware_fingerprint: format!("fp-{}", Uuid::now_v7().simple()),
+                hostname: "edge-ams-1".into(),
+                edge_version: "0.3.11".into(),
+                public_host: "edge-ams-1.example.net:8080".into(),
+                latitude: 52.37,
+                longitude: 4.9,
+            })),
+        })
+        .await
+        .unwrap();
+    let mut inbound = client
+        .open(ReceiverStream::new(messages))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(balancer_message::Kind::Seed(seed)) = inbound.message().await.unwrap().unwrap().kind
+    else {
+        panic!("the first message is the seed");
+    };
+    RawEdge {
+        node_id: seed.node_id,
+        session_token: seed.session_token,
+        outbox,
+        inbound,
+    }
+}
+
+impl RawEdge {
+    async fn heartbeat(&self) {
+        let beat = Heartbeat {
+            node: Some(NodeHeartbeat {
+                edge_version: "0.3.11".into(),
+                mist_version: "fw-51c613a4".into(),
+                uptime_seconds: 5,
+                mist_healthy: true,
+            }),
+            metrics: Some(NodeMetrics {
+                cpu_percent: 20.0,
+                memory_used_bytes: 2 << 30,
+                memory_total_bytes: 8 << 30,
+                bandwidth_up_bps: 100_000_000,
+                bandwidth_limit_bps: 1_000_000_000,
+                disk_total_bytes: 100 << 30,
+                ..Default::default()
+            }),
+        };
+        self.outbox
+            .send(EdgeMessage {
+                kind: Some(edge_message::Kind::Heartbeat(beat)),
+            })
+            .await
+            .unwrap();
+    }
+
+    fn trigger(&self, trigger: &str, body: &str, answer: &str) -> MistTriggerReceived {
+        MistTriggerReceived {
+            trigger: trigger.into(),
+            trigger_id: Uuid::now_v7().to_string(),
+            fired_at_unix_ms: chrono::Utc::now().timestamp_millis(),
+            fields: body.split('\n').map(str::to_owned).collect(),
+            blocking: !answer.is_empty(),
+            answer: answer.into(),
+        }
+    }
+
+    async fn resolve_key(
+        &self,
+        ingress: &mut IngressClient<tonic::transport::Channel>,
+        key: &str,
+    ) -> (String, String) {
+        let route = ingress
+            .resolve(ResolveRequest {
+                node_id: self.node_id.clone(),
+                session_token: self.session_token.clone(),
+                subject: Some(resolve_request::Subject::KeySha256(key_sha256(key))),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let Some(route::Kind::Ingest(ingest)) = route.kind else {
+            panic!("an ingest route");
+        };
+        (ingest.internal_name, ingest.refusal)
+    }
+}
+
+async fn http_get(address: SocketAddr, path: &str) -> (u16, Option<String>, String) {
+    use http_body_util::BodyExt;
+    let stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let request = hyper::Request::get(path)
+        .header("host", "balancer")
+        .header("x-latitude", "51.5")
+        .header("x-longitude", "-0.12")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let status = response.status().as_u16();
+    let location = response
+        .headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        location,
+        String::from_utf8_lossy(&body).into_owned(),
+    )
+}
+
+async fn wait_until<F: std::future::Future<Output = bool>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) {
+    within(WAIT, what, async {
+        while !check().await {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_is_validated_triggers_become_stream_facts_and_viewers_are_routed() {
+    let db = fresh_database().await;
+    let kafka = kafka_with_topics().await;
+    let prefix = kafka.catalogue.prefix.clone();
+    let roles = [
+        spawn_role(
+            "relay",
+            &kafka,
+            &[
+                ("FRAMEWORKS_DATABASE_URL", db.url.clone()),
+                ("FRAMEWORKS_RELAY_IDLE_POLL_MS", "50".into()),
+                ("FRAMEWORKS_RELAY_METRICS_LISTEN", "127.0.0.1:0".into()),
+            ],
+        ),
+        spawn_role(
+            "projector",
+            &kafka,
+            &[
+                ("FRAMEWORKS_DATABASE_URL", db.url.clone()),
+                ("FRAMEWORKS_PROJECTOR_GROUP", format!("{prefix}-projector")),
+                ("FRAMEWORKS_PROJECTOR_METRICS_LISTEN", "127.0.0.1:0".into()),
+            ],
+        ),
+        spawn_role(
+            "live-state",
+            &kafka,
+            &[
+                ("FRAMEWORKS_REDIS_URL", redis_url()),
+                ("FRAMEWORKS_LIVE_KEY_PREFIX", prefix.clone()),
+                ("FRAMEWORKS_LIVE_GROUP", format!("{prefix}-live")),
+                ("FRAMEWORKS_LIVE_METRICS_LISTEN", "127.0.0.1:0".into()),
+            ],
+        ),
+    ];
+    let (secrets, _) = SecretBox::generate("balancer");
+    let bus = CommandBus::new(db.store.clone(), secrets);
+    // The balancer's own pool: its projection watcher holds a connection
+    // for good, which the store's pool must not wait for when it closes.
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+
+    // A tenant with a stream, and a cluster to enrol an edge into.
+    let tenant = Uuid::now_v7();
+    let owner = CommandContext::for_tenant(tenant, "test:owner");
+    let operator = CommandContext::operator("test:operator");
+    bus.execute::<Tenant>(
+        &tenant.to_string(),
+        &TenantCommand::Create {
+            name: "Acme".into(),
+            tier: "pro".into(),
+            region: "eu-west".into(),
+        },
+        &owner,
+        None,
+    )
+    .await
+    .unwrap();
+    let stream = Uuid::now_v7();
+    let StreamOutcome::Created {
+        playback_id,
+        stream_key,
+        ..
+    } = bus
+        .execute::<Stream>(
+            &stream.to_string(),
+            &StreamCommand::Create {
+                name: "studio".into(),
+                description: String::new(),
+                record: false,
+                ingest: Ingest::Push,
+                pull_source: None,
+                allow_private_sources: false,
+            },
+            &owner,
+            None,
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("a stream is created");
+    };
+    let cluster = Uuid::now_v7().to_string();
+    bus.execute::<Cluster>(
+        &cluster,
+        &ClusterCommand::Create {
+            name: "edges".into(),
+            region: "eu-west".into(),
+            base_url: "https://edges.example.net".into(),
+            shared: false,
+            capacity: ClusterCapacity {
+                max_concurrent_streams: 10,
+                max_concurrent_viewers: 100,
+                max_bandwidth_mbps: 1_000,
+            },
+        },
+        &owner,
+        None,
+    )
+    .await
+    .unwrap();
+    let ClusterOutcome::EnrolmentToken { token, .. } = bus
+        .execute::<Cluster>(
+            &cluster,
+            &ClusterCommand::IssueEnrolmentToken {
+                ttl_seconds: 600,
+                name: "edge".into(),
+            },
+            &owner,
+            None,
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("a token is issued");
+    };
+    wait_until("the stream's key in the read models", || {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM read_models.rm_stream_keys")
+                .fetch_one(&pool)
+                .await
+                .is_ok_and(|n| n == 1)
+        }
+    })
+    .await;
+
+    // The balancer, with a directory TTL far beyond the test: only events
+    // can explain a changed answer.
+    let (directory, shared, live) =
+        support::balancer_state(pool.clone(), &prefix, Duration::from_secs(3_600)).await;
+    let service = EdgeControlService::new(
+        bus.clone(),
+        TelemetryPublisher::new(EventPublisher::new(&kafka, "test-balancer").unwrap()),
+        directory.clone(),
+        shared.clone(),
+        ControlSettings {
+            heartbeat_seconds: 1,
+            command_timeout: Duration::from_secs(5),
+        },
+    );
+    let feed = EventFeed::start(
+        &kafka,
+        "test-balancer-feed",
+        &[Topic::Tenants, Topic::Streams],
+        64,
+    )
+    .unwrap();
+    let watcher = frameworks_projections::read_your_writes::ProjectionWatcher::start(pool.clone())
+        .await
+        .unwrap();
+    tokio::spawn(service.clone().push_invalidations(feed, watcher));
+    let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let grpc_address = grpc.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(EdgeControlServer::new(service.clone()))
+            .add_service(IngressServer::new(service.clone()))
+            .serve_with_incoming(TcpListenerStream::new(grpc)),
+    );
+    let mut edge = enrol(grpc_address, &token).await;
+    let mut ingress = IngressClient::connect(format!("http://{grpc_address}"))
+        .await
+        .unwrap();
+
+    // PUSH_REWRITE: the key publishes to the stream; unknown keys and bad
+    // credentials are refused.
+    let name = internal_name(stream);
+    assert_eq!(
+        edge.resolve_key(&mut ingress, &stream_key).await,
+        (name.clone(), String::new())
+    );
+    assert_eq!(
+        edge.resolve_key(&mut ingress, "sk_never_issued").await,
+        (String::new(), "unknown stream key".into())
+    );
+    let malformed = ingress
+        .resolve(ResolveRequest {
+            node_id: edge.node_id.clone(),
+            session_token: edge.session_token.clone(),
+            subject: Some(resolve_request::Subject::KeySha256("abc".into())),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(malformed.code(), tonic::Code::InvalidArgument);
+    let stranger = ingress
+        .resolve(ResolveRequest {
+            node_id: edge.node_id.clone(),
+            session_token: "fws_forged".into(),
+            subject: Some(resolve_request::Subject::PlaybackId(playback_id.clone())),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(stranger.code(), tonic::Code::Unauthenticated);
+
+    // Triggers become typed stream facts with the stream's tenant.
+    let consumer = EventConsumer::subscribe(
+        &kafka,
+        &format!("{prefix}-stream-facts"),
+        &[Topic::StreamTelemetry],
+    )
+    .unwrap();
+    let push = edge.trigger(
+        "PUSH_REWRITE",
+        &format!("rtmp://127.0.0.1:1935/live/{stream_key}\n198.51.100.7\n{stream_key}"),
+        &name,
+    );
+    let viewer = edge.trigger(
+        "USER_NEW",
+        &format!("{name}\n127.0.0.1\n77\nHLS\nhttp://edge/hls/{playback_id}/index.m3u8\nabc123"),
+        "true",
+    );
+    let end = edge.trigger(
+        "USER_END",
+        &format!("77\n{name}\nHLS\n127.0.0.1\n12\n5000\n40\n[UA:curl/8]"),
+        "",
+    );
+    let foreign = edge.trigger("USER_END", "78\ntest\nHLS\n127.0.0.1\n1\n1\n1\n", "");
+    let bogus = edge.trigger("NOT_A_TRIGGER", "x", "");
+
+    // Routing before the viewer arrives: the edge must be live with a known load.
+    edge.heartbeat().await;
+    let view = FleetView::new(FleetSettings {
+        stale_after_seconds: 90,
+        gone_after_seconds: 300,
+        refresh_ms: 100,
+        charge_hold_seconds: 2,
+        viewer_estimate_kbps: 4_000,
+    });
+    wait_until("the edge routable", || {
+        let (view, pool, live, shared) = (view.clone(), pool.clone(), live.clone(), shared.clone());
+        let node = edge.node_id.clone();
+        async move {
+            view.refresh(&pool, &live, &shared).await.unwrap();
+            let snapshot = view.snapshot();
+            snapshot
+                .fleet
+                .edges()
+                .iter()
+                .any(|e| e.node_id == node && e.cpu_percent == 20.0)
+        }
+    })
+    .await;
+    let placer = Placer {
+        directory: directory.clone(),
+        view: view.clone(),
+        shared: shared.clone(),
+        weights: Weights::default(),
+        locator: ViewerLocator::default(),
+        settings: PlaySettings {
+            edge_scheme: "http".into(),
+            rtmp_port: 1935,
+            srt_port: 8889,
+            candidates: 3,
+        },
+    };
+    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http_address = http.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            http,
+            play::router(placer).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+    });
+
+    let (status, _, body) = http_get(http_address, &format!("/play/{playback_id}")).await;
+    assert_eq!(status, 200, "{body}");
+    let listing: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(listing["viewerLocation"]["source"], "headers");
+    let protocols = listing["protocols"].as_array().unwrap();
+    assert_eq!(protocols.len(), 5);
+    assert_eq!(
+        protocols[0]["endpoints"][0]["url"],
+        format!("http://edge-ams-1.example.net:8080/hls/{playback_id}/index.m3u8")
+    );
+    let distance = protocols[0]["endpoints"][0]["distanceKm"].as_f64().unwrap();
+    assert!(
+        (330.0..380.0).contains(&distance),
+        "London to Amsterdam: {distance}"
+    );
+    let (status, _, body) = http_get(http_address, "/play/no-such-id").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (404, r#"{"error":"unknown playback id"}"#)
+    );
+    let (status, location, _) = http_get(
+        http_address,
+        &format!("/play/{playback_id}/llhls/index.m3u8"),
+    )
+    .await;
+    assert_eq!(status, 307);
+    assert_eq!(
+        location.unwrap(),
+        format!("http://edge-ams-1.example.net:8080/cmaf/{playback_id}/index.m3u8")
+    );
+    let (status, _, host) = http_get(http_address, &format!("/{playback_id}")).await;
+    assert_eq!(
+        (status, host.as_str()),
+        (200, "edge-ams-1.example.net:8080")
+    );
+    let pending = view.with_charges(|c| c.pending_bps(&edge.node_id, Instant::now()));
+    assert_eq!(pending, 8_000_000, "two redirects, each charged 4 Mbit/s");
+    let (status, _, body) = http_get(http_address, "/ingest/sk_never_issued").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (404, r#"{"error":"unknown stream key"}"#)
+    );
+    let (status, _, body) = http_get(http_address, &format!("/ingest/{stream_key}")).await;
+    assert_eq!(status, 200, "{body}");
+    let urls: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        urls["rtmp"],
+        format!("rtmp://edge-ams-1.example.net:1935/live/{stream_key}")
+    );
+
+    let ack = ingress
+        .submit(TriggerBatch {
+            node_id: edge.node_id.clone(),
+            triggers: vec![
+                push.clone(),
+                viewer.clone(),
+                end.clone(),
+                foreign.clone(),
+                bogus.clone(),
+            ],
+            session_token: edge.session_token.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        ack.accepted,
+        [&push, &viewer, &end, &foreign].map(|t| t.trigger_id.clone())
+    );
+    assert_eq!(ack.rejected.len(), 1);
+    assert_eq!(ack.rejected[0].trigger_id, bogus.trigger_id);
+    let mut seen = Vec::new();
+    within(WAIT, "the typed facts in Kafka", async {
+        while seen.len() < 3 {
+            let received = consumer.next().await.unwrap();
+            assert_eq!(received.event.aggregate_id, stream.to_string());
+            assert_eq!(received.event.tenant_id, Some(tenant));
+            seen.push(received.event.payload);
+        }
+    })
+    .await;
+    let EventPayload::IngestStarted(started) = &seen[0] else {
+        panic!("{seen:?}");
+    };
+    assert_eq!(
+        (started.protocol.as_str(), started.node_id.as_str()),
+        ("RTMP", edge.node_id.as_str())
+    );
+    let EventPayload::ViewerSessionStarted(session) = &seen[1] else {
+        panic!("{seen:?}");
+    };
+    assert_eq!(session.session_id, format!("{}/77", edge.node_id));
+    let EventPayload::ViewerSessionEnded(ended) = &seen[2] else {
+        panic!("{seen:?}");
+    };
+    assert_eq!(
+        (ended.bytes_up, ended.trigger_id.as_str()),
+        (5000, end.trigger_id.as_str())
+    );
+
+    // The viewer showed up: the redirects' charges are released for every instance.
+    wait_until("the charges released", || {
+        let (view, pool, live, shared) = (view.clone(), pool.clone(), live.clone(), shared.clone());
+        let node = edge.node_id.clone();
+        async move {
+            view.refresh(&pool, &live, &shared).await.unwrap();
+            view.with_charges(|c| c.pending_bps(&node, Instant::now())) == 0
+        }
+    })
+    .await;
+
+    // Live on this edge: any other edge is refused the key.
+    wait_until("the stream live in the live state", || {
+        let directory = directory.clone();
+        async move { directory.live_on(stream).await.unwrap().is_some() }
+    })
+    .await;
+    assert_eq!(
+        directory
+            .ingest(&key_sha256(&stream_key), "another-node")
+            .await
+            .unwrap(),
+        IngestDecision::Refuse(IngestRefusal::LiveElsewhere {
+            node: edge.node_id.clone()
+        })
+    );
+    assert!(matches!(
+        directory
+            .ingest(&key_sha256(&stream_key), &edge.node_id)
+            .await
+            .unwrap(),
+        IngestDecision::Accept { .. }
+    ));
+
+    // Two instances: the leader dies without resigning, the other takes
+    // over within the lease's TTL, and routing answers throughout.
+    let ttl = Duration::from_secs(1);
+    let first = Leadership::new(shared.clone(), "balancer-a".into(), ttl);
+    let second = Leadership::new(shared.clone(), "balancer-b".into(), ttl);
+    let (mut first_leads, mut second_leads) = (first.watch(), second.watch());
+    let first_task = tokio::spawn(first.run());
+    within(WAIT, "balancer-a leading", first_leads.wait_for(|l| *l))
+        .await
+        .unwrap();
+    tokio::spawn(second.clone().run());
+    tokio::spawn(singleton_jobs(
+        second.watch(),
+        shared.clone(),
+        view.settings().clone(),
+        Duration::from_millis(100),
+    ));
+    tokio::time::sleep(ttl).await;
+    assert!(!*second_leads.borrow(), "one leader at a time");
+    shared
+        .charge(&edge.node_id, "stale/10.0.0.1/x", 1_000)
+        .await
+        .unwrap();
+    first_task.abort();
+    let died = Instant::now();
+    let mut answered = 0;
+    while !*second_leads.borrow_and_update() {
+        let (status, _, host) = http_get(http_address, &format!("/{playback_id}")).await;
+        assert_eq!(
+            (status, host.as_str()),
+            (200, "edge-ams-1.example.net:8080"),
+            "routing answers during the failover"
+        );
+        answered += 1;
+        assert!(died.elapsed() < ttl * 3, "no takeover within the TTL");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let takeover = died.elapsed();
+    assert!(
+        takeover <= ttl + ttl / 3 + Duration::from_millis(300),
+        "{takeover:?}"
+    );
+    assert!(answered > 0);
+    // The new leader runs the singleton jobs: the expired charge is swept.
+    let charges = format!("{prefix}:balancer:charges");
+    wait_until("the expired charges swept by the new leader", || {
+        let charges = charges.clone();
+        async move {
+            let mut redis = redis::Client::open(redis_url())
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap();
+            let left: u64 = redis::cmd("ZCARD")
+                .arg(&charges)
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+            left == 0
+        }
+    })
+    .await;
+
+    // A suspension reaches the cached answer and the edge at once.
+    bus.execute::<Tenant>(
+        &tenant.to_string(),
+        &TenantCommand::Suspend {
+            reason: "billing-overdue".into(),
+            note: String::new(),
+        },
+        &operator,
+        None,
+    )
+    .await
+    .unwrap();
+    let forgotten = within(WAIT, "the edge told to forget the key", async {
+        loop {
+            let message = edge.inbound.message().await.unwrap().unwrap();
+            if let Some(balancer_message::Kind::Routes(update)) = message.kind
+                && update.forget_key_sha256.contains(&key_sha256(&stream_key))
+            {
+                return update;
+            }
+        }
+    })
+    .await;
+    assert!(forgotten.forget_playback_ids.contains(&playback_id));
+    assert_eq!(
+        edge.resolve_key(&mut ingress, &stream_key).await,
+        (String::new(), "the tenant is suspended".into())
+    );
+    let (status, _, _) = http_get(http_address, &format!("/play/{playback_id}")).await;
+    assert_eq!(status, 403, "a suspended tenant's stream cannot be watched");
+
+    drop(roles);
+    drop_topics(&kafka).await;
+    frameworks_test_harness::drop_redis_prefix(&redis_url(), &prefix).await;
+    db.drop_now().await;
+}
