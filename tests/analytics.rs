@@ -78,6 +78,7 @@ fn fact(
         tenant_id: tenant,
         occurred_at: when,
         payload: payload.into(),
+        event_id: None,
         correlation_id: Uuid::now_v7(),
     }
 }

@@ -528,15 +528,35 @@ async fn ingest_is_validated_triggers_become_stream_facts_and_viewers_are_routed
     assert_eq!(ack.rejected.len(), 1);
     assert_eq!(ack.rejected[0].trigger_id, bogus.trigger_id);
     let mut seen = Vec::new();
+    let mut ids = Vec::new();
     within(WAIT, "the typed facts in Kafka", async {
         while seen.len() < 3 {
             let received = consumer.next().await.unwrap();
             assert_eq!(received.event.aggregate_id, stream.to_string());
             assert_eq!(received.event.tenant_id, Some(tenant));
+            ids.push(received.event.id);
             seen.push(received.event.payload);
         }
     })
     .await;
+    // Sent again (its acknowledgement lost), a trigger's facts keep their ids.
+    let again = ingress
+        .submit(TriggerBatch {
+            node_id: edge.node_id.clone(),
+            triggers: vec![end.clone()],
+            session_token: edge.session_token.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.accepted, std::slice::from_ref(&end.trigger_id));
+    let resent = within(WAIT, "the resent fact", consumer.next())
+        .await
+        .unwrap();
+    assert_eq!(
+        resent.event.id, ids[2],
+        "the same event, downstream dedupes it"
+    );
     let EventPayload::IngestStarted(started) = &seen[0] else {
         panic!("{seen:?}");
     };

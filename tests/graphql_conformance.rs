@@ -120,6 +120,7 @@ async fn feed_edge_telemetry(kafka: KafkaSettings, tenant: Uuid, stream: String)
         tenant_id: Some(tenant),
         occurred_at: Utc::now(),
         payload,
+        event_id: None,
         correlation_id: Uuid::now_v7(),
     };
     loop {
@@ -360,6 +361,7 @@ async fn report_node_load(kafka: &KafkaSettings, tenant: Uuid, node: &str, hour:
         tenant_id: Some(tenant),
         occurred_at,
         payload,
+        event_id: None,
         correlation_id: Uuid::now_v7(),
     };
     let minutes = |m: i64| hour + chrono::Duration::minutes(m);

@@ -42,6 +42,7 @@ fn fact(subject: &str, payload: impl Into<EventPayload>) -> TelemetryCommand {
         tenant_id: None,
         occurred_at: Utc::now(),
         payload: payload.into(),
+        event_id: None,
         correlation_id: Uuid::now_v7(),
     }
 }

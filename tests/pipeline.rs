@@ -114,6 +114,7 @@ async fn a_stream_goes_from_command_to_read_model_to_live_state() {
         tenant_id: Some(tenant),
         occurred_at: Utc::now(),
         payload,
+        event_id: None,
         correlation_id: Uuid::now_v7(),
     };
     let ingest = IngestStarted {

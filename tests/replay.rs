@@ -299,6 +299,7 @@ async fn live_state_and_analytics_replays_rebuild_the_same_state() {
                 tenant_id: Some(tenant),
                 occurred_at: Utc::now(),
                 payload,
+                event_id: None,
                 correlation_id: Uuid::now_v7(),
             }
         })

@@ -25,6 +25,7 @@ fn command(subject: &str, payload: impl Into<EventPayload>) -> TelemetryCommand 
         tenant_id: Some(Uuid::nil()),
         occurred_at: Utc::now(),
         payload: payload.into(),
+        event_id: None,
         correlation_id: Uuid::now_v7(),
     }
 }

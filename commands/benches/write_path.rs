@@ -160,6 +160,7 @@ async fn publish_telemetry(kafka: &KafkaSettings, load: &Load) {
                     trigger_id: Uuid::now_v7().to_string(),
                 }
                 .into(),
+                event_id: None,
                 correlation_id: Uuid::now_v7(),
             })
             .collect();

@@ -28,6 +28,10 @@ pub struct TelemetryCommand {
     pub payload: EventPayload,
     /// The edge request this came from, for tracing.
     pub correlation_id: Uuid,
+    /// The event's id when the fact may be reported twice (a trigger the
+    /// edge sends again after a lost acknowledgement): the same id both
+    /// times, so downstream counts it once. `None` gives a fresh id.
+    pub event_id: Option<Uuid>,
 }
 
 /// Why one telemetry record was not published.
@@ -255,6 +259,9 @@ impl TelemetryPublisher {
                     .occurred_at(command.occurred_at)
                     .caused_by(command.correlation_id, command.correlation_id);
                 event.tenant_id = command.tenant_id;
+                if let Some(id) = command.event_id {
+                    event.id = id;
+                }
                 Ok(event)
             })
             .collect();

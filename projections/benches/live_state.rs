@@ -82,6 +82,7 @@ fn session(i: usize) -> TelemetryCommand {
         tenant_id: None,
         occurred_at: Utc::now(),
         payload,
+        event_id: None,
         correlation_id: Uuid::now_v7(),
     }
 }

@@ -287,6 +287,7 @@ async fn deliveries(
             tenant_id: Some(*tenant),
             occurred_at: chrono::Utc::now(),
             payload: update.into(),
+            event_id: None,
             correlation_id: Uuid::now_v7(),
         };
         if seq > 0 {

@@ -189,6 +189,7 @@ async fn fill_telemetry(kafka: &KafkaSettings, events: usize) {
                 tenant_id: Some(tenant),
                 occurred_at: Utc::now(),
                 payload,
+                event_id: None,
                 correlation_id: Uuid::now_v7(),
             }
         })

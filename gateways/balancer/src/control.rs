@@ -336,6 +336,7 @@ impl EdgeControlService {
             tenant_id: tenant,
             occurred_at: Utc::now(),
             payload,
+            event_id: None,
             correlation_id: Uuid::now_v7(),
         };
         let facts: Vec<TelemetryCommand> = [

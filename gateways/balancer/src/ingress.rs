@@ -33,6 +33,15 @@ use crate::directory::{self, DirectoryError, IngestDecision, stream_of};
 /// Most triggers in one submission.
 const MAX_BATCH: usize = 1_000;
 
+/// Namespace of the event ids derived from trigger ids.
+const TRIGGER_EVENTS: Uuid = Uuid::from_u128(0x6a0f_4d2e_8b1c_4f3a_9e57_2c81_d0b4_e613);
+
+/// The id of a trigger's `index`th record: the same each time the edge
+/// sends the trigger, so a resent trigger's events are duplicates by id.
+fn record_id(trigger_id: &str, index: usize) -> Uuid {
+    Uuid::new_v5(&TRIGGER_EVENTS, format!("{trigger_id}/{index}").as_bytes())
+}
+
 fn unavailable(error: DirectoryError) -> Status {
     warn!(error = %error, "the directory could not answer");
     Status::unavailable("the platform's projections cannot be read now; retry")
@@ -303,8 +312,9 @@ impl EdgeControlService {
             occurred_at,
             payload: trigger.clone().into(),
             correlation_id,
+            event_id: Some(record_id(&trigger.trigger_id, 0)),
         }];
-        for fact in stream_facts(node, trigger) {
+        for (index, fact) in (1..).zip(stream_facts(node, trigger)) {
             let Some(owner) = self.directory.owner(fact.stream).await? else {
                 counter!("frameworks_balancer_triggers_unknown_stream_total").increment(1);
                 continue;
@@ -315,6 +325,7 @@ impl EdgeControlService {
                 occurred_at,
                 payload: fact.payload,
                 correlation_id,
+                event_id: Some(record_id(&trigger.trigger_id, index)),
             });
         }
         Ok(Submission {
@@ -570,6 +581,13 @@ mod tests {
         assert_eq!(listed.len(), 2);
         assert_eq!((listed[0].width, listed[0].frames_per_second), (640, 25.0));
         assert_eq!(listed[1].sample_rate, 44_100);
+    }
+
+    #[test]
+    fn a_resent_trigger_gets_the_same_event_ids() {
+        assert_eq!(record_id("t-1", 1), record_id("t-1", 1));
+        assert_ne!(record_id("t-1", 1), record_id("t-1", 2));
+        assert_ne!(record_id("t-1", 0), record_id("t-2", 0));
     }
 
     #[test]
