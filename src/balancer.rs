@@ -26,7 +26,7 @@ use frameworks_events::kafka::{EventFeed, EventPublisher, KafkaSettings};
 use frameworks_projections::live::{LiveState, LiveStateSettings};
 use frameworks_projections::read_your_writes::ProjectionWatcher;
 use tokio_stream::wrappers::TcpListenerStream;
-use tracing::info;
+use tracing::{info, warn};
 use uuid::Uuid;
 
 use crate::metrics;
@@ -198,9 +198,11 @@ impl BalancerCommand {
         tokio::spawn(service.clone().push_invalidations(feed, watcher));
 
         let view = FleetView::new(self.fleet.clone());
-        view.refresh(&pool, &live, &shared)
-            .await
-            .context("building the first routing snapshot")?;
+        // Edges must be able to connect even before the projections exist
+        // (a fresh installation): routing starts empty and fills on a later round.
+        if let Err(error) = view.refresh(&pool, &live, &shared).await {
+            warn!(%error, "no routing snapshot yet; retrying every refresh interval");
+        }
         tokio::spawn(Arc::clone(&view).keep_fresh(pool.clone(), live.clone(), shared.clone()));
 
         let instance = self.instance_id.clone().unwrap_or_else(|| {

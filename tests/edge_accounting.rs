@@ -1,0 +1,262 @@
+//! Exactly-once accounting across crashes: `frameworks edge` and
+//! `frameworks balancer` run as processes and are SIGKILLed at random
+//! moments while a simulated MistServer fires accounting triggers (USER_END,
+//! STREAM_END, PUSH_END, RECORDING_END, RECORDING_SEGMENT,
+//! PUSH_INPUT_CLOSE) at the edge, retrying each until it is answered, as
+//! Mist does. Every trigger reaches Kafka, and each as one event: a trigger
+//! sent twice (its acknowledgement lost in a crash) is the same event id
+//! both times, which is what downstream counts by.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use frameworks_commands::aggregates::infrastructure::{
+    Cluster, ClusterCapacity, ClusterCommand, ClusterOutcome,
+};
+use frameworks_commands::{CommandBus, CommandContext, SecretBox};
+use frameworks_events::kafka::{EventConsumer, KafkaSettings};
+use frameworks_events::{EventPayload, Topic};
+use frameworks_mist_simulator::sender::Firing;
+use frameworks_mist_simulator::{MistApi, captures, serve};
+use support::{
+    RoleProcess, ScratchDir, drop_topics, fresh_database, kafka_with_topics, redis_url, spawn_role,
+    within,
+};
+use uuid::Uuid;
+
+const ACCOUNTING: [&str; 6] = [
+    "USER_END",
+    "STREAM_END",
+    "PUSH_END",
+    "RECORDING_END",
+    "RECORDING_SEGMENT",
+    "PUSH_INPUT_CLOSE",
+];
+const TRIGGERS: usize = 240;
+const KILLS: usize = 8;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A small deterministic generator: the kill schedule is the same every run.
+struct XorShift(u64);
+
+impl XorShift {
+    fn below(&mut self, bound: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % bound
+    }
+}
+
+struct Roles {
+    kafka: KafkaSettings,
+    balancer_env: Vec<(&'static str, String)>,
+    edge_env: Vec<(&'static str, String)>,
+}
+
+impl Roles {
+    fn balancer(&self) -> RoleProcess {
+        spawn_role("balancer", &self.kafka, &self.balancer_env)
+    }
+    fn edge(&self) -> RoleProcess {
+        spawn_role("edge", &self.kafka, &self.edge_env)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounting_triggers_count_once_while_edge_and_balancer_are_killed() {
+    let db = fresh_database().await;
+    let kafka = kafka_with_topics().await;
+    let prefix = kafka.catalogue.prefix.clone();
+    let (secrets, data_keys) = SecretBox::generate("accounting");
+    let bus = CommandBus::new(db.store.clone(), secrets);
+    let tenant = Uuid::now_v7();
+    let owner = CommandContext::for_tenant(tenant, "test:owner");
+    let cluster = Uuid::now_v7().to_string();
+    bus.execute::<Cluster>(
+        &cluster,
+        &ClusterCommand::Create {
+            name: "edges".into(),
+            region: "eu-west".into(),
+            base_url: "https://edges.example.net".into(),
+            shared: false,
+            capacity: ClusterCapacity {
+                max_concurrent_streams: 10,
+                max_concurrent_viewers: 100,
+                max_bandwidth_mbps: 1_000,
+            },
+        },
+        &owner,
+        None,
+    )
+    .await
+    .unwrap();
+    let ClusterOutcome::EnrolmentToken { token, .. } = bus
+        .execute::<Cluster>(
+            &cluster,
+            &ClusterCommand::IssueEnrolmentToken {
+                ttl_seconds: 600,
+                name: "edge".into(),
+            },
+            &owner,
+            None,
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("a token is issued");
+    };
+
+    let mist = MistApi::new(Some(("admin", "secret")), true);
+    let mist_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mist_address = mist_listener.local_addr().unwrap();
+    tokio::spawn(serve(mist_listener, mist.clone()));
+    let state = ScratchDir::new("edge-accounting");
+    let grpc = free_port();
+    let edge_address: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let roles = Roles {
+        kafka: kafka.clone(),
+        balancer_env: vec![
+            ("FRAMEWORKS_DATABASE_URL", db.url.clone()),
+            ("FRAMEWORKS_DATA_KEYS", data_keys),
+            ("FRAMEWORKS_REDIS_URL", redis_url()),
+            ("FRAMEWORKS_LIVE_KEY_PREFIX", prefix.clone()),
+            (
+                "FRAMEWORKS_BALANCER_GRPC_LISTEN",
+                format!("127.0.0.1:{grpc}"),
+            ),
+            ("FRAMEWORKS_BALANCER_HTTP_LISTEN", "127.0.0.1:0".into()),
+            ("FRAMEWORKS_BALANCER_METRICS_LISTEN", "127.0.0.1:0".into()),
+            ("FRAMEWORKS_BALANCER_HEARTBEAT_SECONDS", "1".into()),
+        ],
+        edge_env: vec![
+            ("FRAMEWORKS_EDGE_LISTEN", edge_address.to_string()),
+            ("FRAMEWORKS_EDGE_METRICS_LISTEN", "127.0.0.1:0".into()),
+            ("FRAMEWORKS_MIST_ADDRESS", mist_address.to_string()),
+            ("FRAMEWORKS_MIST_USERNAME", "admin".into()),
+            ("FRAMEWORKS_MIST_PASSWORD", "secret".into()),
+            (
+                "FRAMEWORKS_EDGE_JOURNAL",
+                state.0.join("journal.redb").display().to_string(),
+            ),
+            (
+                "FRAMEWORKS_EDGE_NODE_ID_FILE",
+                state.0.join("node-id").display().to_string(),
+            ),
+            ("FRAMEWORKS_EDGE_ENROLMENT_TOKEN", token),
+            (
+                "FRAMEWORKS_EDGE_BALANCER",
+                format!("http://127.0.0.1:{grpc}"),
+            ),
+            ("FRAMEWORKS_EDGE_PUBLIC_HOST", "edge-1.example.net".into()),
+            (
+                "FRAMEWORKS_EDGE_HARDWARE_FINGERPRINT",
+                format!("fp-{prefix}"),
+            ),
+            ("FRAMEWORKS_EDGE_FORWARD_EVERY_MS", "200".into()),
+        ],
+    };
+    let mut balancer = roles.balancer();
+    let mut edge = roles.edge();
+
+    // Mist fires; each trigger is retried until the edge answers 200.
+    let firings: Vec<Firing> = (0..TRIGGERS)
+        .map(|i| {
+            let name = ACCOUNTING[i % ACCOUNTING.len()];
+            Firing::from_capture(captures::of(name).next().unwrap(), "/trigger")
+                .with_header("X-Trigger-UUID", Uuid::now_v7().to_string())
+        })
+        .collect();
+    let sent: BTreeSet<String> = firings
+        .iter()
+        .map(|f| f.uuid().unwrap().to_owned())
+        .collect();
+    let firing = tokio::spawn(async move {
+        let mut retries = 0u32;
+        for firing in &firings {
+            loop {
+                match firing.send(edge_address, Duration::from_secs(2)).await {
+                    Ok(reply) if reply.status == 200 => break,
+                    _ => {
+                        retries += 1;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(15)).await;
+        }
+        retries
+    });
+
+    // SIGKILL one or the other at random moments, and start it again.
+    let mut random = XorShift(0x9e37_79b9_7f4a_7c15);
+    for kill in 0..KILLS {
+        tokio::time::sleep(Duration::from_millis(300 + random.below(700))).await;
+        if kill % 2 == 0 {
+            edge.kill();
+            tokio::time::sleep(Duration::from_millis(random.below(300))).await;
+            edge = roles.edge();
+        } else {
+            balancer.kill();
+            tokio::time::sleep(Duration::from_millis(random.below(300))).await;
+            balancer = roles.balancer();
+        }
+    }
+    let retries = within(Duration::from_secs(120), "Mist's triggers answered", firing)
+        .await
+        .unwrap();
+
+    // Every accounting trigger reaches Kafka, each as one event.
+    let consumer = EventConsumer::subscribe(
+        &kafka,
+        &format!("{prefix}-accounting"),
+        &[Topic::NodeTelemetry],
+    )
+    .unwrap();
+    let mut events: BTreeMap<String, BTreeSet<Uuid>> = BTreeMap::new();
+    let mut records = 0usize;
+    within(Duration::from_secs(120), "every trigger in Kafka", async {
+        while events.len() < sent.len() {
+            let received = consumer.next().await.unwrap();
+            if let EventPayload::MistTriggerReceived(trigger) = received.event.payload {
+                records += 1;
+                events
+                    .entry(trigger.trigger_id)
+                    .or_default()
+                    .insert(received.event.id);
+            }
+        }
+    })
+    .await;
+    assert_eq!(
+        events.keys().cloned().collect::<BTreeSet<_>>(),
+        sent,
+        "every trigger Mist fired, and no other"
+    );
+    let split: Vec<_> = events.iter().filter(|(_, ids)| ids.len() > 1).collect();
+    assert!(split.is_empty(), "a trigger became two events: {split:?}");
+    println!(
+        "{} accounting triggers through {KILLS} SIGKILLs: {} records in Kafka ({} resent), \
+         {retries} retries by Mist, each trigger one event",
+        sent.len(),
+        records,
+        records - sent.len()
+    );
+
+    drop((edge, balancer));
+    drop_topics(&kafka).await;
+    frameworks_test_harness::drop_redis_prefix(&redis_url(), &prefix).await;
+    db.drop_now().await;
+}
