@@ -20,9 +20,6 @@ use frameworks_balancer::geo::ViewerLocator;
 use frameworks_balancer::leader::{Leadership, singleton_jobs};
 use frameworks_balancer::play::{self, Placer, PlaySettings};
 use frameworks_balancer::routing::Weights;
-use frameworks_commands::aggregates::infrastructure::{
-    Cluster, ClusterCapacity, ClusterCommand, ClusterOutcome,
-};
 use frameworks_commands::aggregates::stream::{Ingest, Stream, StreamCommand, StreamOutcome};
 use frameworks_commands::aggregates::tenant::{Tenant, TenantCommand};
 use frameworks_commands::telemetry::TelemetryPublisher;
@@ -272,40 +269,7 @@ async fn ingest_is_validated_triggers_become_stream_facts_and_viewers_are_routed
     else {
         panic!("a stream is created");
     };
-    let cluster = Uuid::now_v7().to_string();
-    bus.execute::<Cluster>(
-        &cluster,
-        &ClusterCommand::Create {
-            name: "edges".into(),
-            region: "eu-west".into(),
-            base_url: "https://edges.example.net".into(),
-            shared: false,
-            capacity: ClusterCapacity {
-                max_concurrent_streams: 10,
-                max_concurrent_viewers: 100,
-                max_bandwidth_mbps: 1_000,
-            },
-        },
-        &owner,
-        None,
-    )
-    .await
-    .unwrap();
-    let ClusterOutcome::EnrolmentToken { token, .. } = bus
-        .execute::<Cluster>(
-            &cluster,
-            &ClusterCommand::IssueEnrolmentToken {
-                ttl_seconds: 600,
-                name: "edge".into(),
-            },
-            &owner,
-            None,
-        )
-        .await
-        .unwrap()
-    else {
-        panic!("a token is issued");
-    };
+    let (_cluster, token) = support::enrolment_token(&bus, tenant).await;
     wait_until("the stream's key in the read models", || {
         let pool = pool.clone();
         async move {

@@ -15,10 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use frameworks_commands::aggregates::infrastructure::{
-    Cluster, ClusterCapacity, ClusterCommand, ClusterOutcome,
-};
-use frameworks_commands::{CommandBus, CommandContext, SecretBox};
+use frameworks_commands::{CommandBus, SecretBox};
 use frameworks_events::kafka::{EventConsumer, KafkaSettings};
 use frameworks_events::{EventPayload, Topic};
 use frameworks_mist_simulator::sender::Firing;
@@ -83,41 +80,7 @@ async fn accounting_triggers_count_once_while_edge_and_balancer_are_killed() {
     let (secrets, data_keys) = SecretBox::generate("accounting");
     let bus = CommandBus::new(db.store.clone(), secrets);
     let tenant = Uuid::now_v7();
-    let owner = CommandContext::for_tenant(tenant, "test:owner");
-    let cluster = Uuid::now_v7().to_string();
-    bus.execute::<Cluster>(
-        &cluster,
-        &ClusterCommand::Create {
-            name: "edges".into(),
-            region: "eu-west".into(),
-            base_url: "https://edges.example.net".into(),
-            shared: false,
-            capacity: ClusterCapacity {
-                max_concurrent_streams: 10,
-                max_concurrent_viewers: 100,
-                max_bandwidth_mbps: 1_000,
-            },
-        },
-        &owner,
-        None,
-    )
-    .await
-    .unwrap();
-    let ClusterOutcome::EnrolmentToken { token, .. } = bus
-        .execute::<Cluster>(
-            &cluster,
-            &ClusterCommand::IssueEnrolmentToken {
-                ttl_seconds: 600,
-                name: "edge".into(),
-            },
-            &owner,
-            None,
-        )
-        .await
-        .unwrap()
-    else {
-        panic!("a token is issued");
-    };
+    let (_cluster, token) = support::enrolment_token(&bus, tenant).await;
 
     let mist = MistApi::new(Some(("admin", "secret")), true);
     let mist_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

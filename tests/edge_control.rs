@@ -12,11 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use frameworks_balancer::control::{CommandFailure, ControlSettings, EdgeControlService};
-use frameworks_commands::aggregates::infrastructure::{
-    Cluster, ClusterCapacity, ClusterCommand, ClusterOutcome, Node,
-};
+use frameworks_commands::aggregates::infrastructure::Node;
 use frameworks_commands::telemetry::TelemetryPublisher;
-use frameworks_commands::{CommandBus, CommandContext, SecretBox};
+use frameworks_commands::{CommandBus, SecretBox};
 use frameworks_edge::answers::{AnswerSettings, Answers, NoResolver};
 use frameworks_edge::control::client::{self, ClientSettings, EdgeHost, Identity};
 use frameworks_edge::control::proto::edge_control_client::EdgeControlClient;
@@ -112,37 +110,6 @@ impl Relay {
     }
 }
 
-async fn issue_token(bus: &CommandBus, tenant: Uuid) -> (String, String) {
-    let owner = CommandContext::for_tenant(tenant, "test:owner");
-    let cluster = Uuid::now_v7().to_string();
-    let create = ClusterCommand::Create {
-        name: "edges".into(),
-        region: "eu-west".into(),
-        base_url: "https://edges.example.net".into(),
-        shared: false,
-        capacity: ClusterCapacity {
-            max_concurrent_streams: 10,
-            max_concurrent_viewers: 100,
-            max_bandwidth_mbps: 1_000,
-        },
-    };
-    bus.execute::<Cluster>(&cluster, &create, &owner, None)
-        .await
-        .unwrap();
-    let issue = ClusterCommand::IssueEnrolmentToken {
-        ttl_seconds: 600,
-        name: "edge".into(),
-    };
-    let ClusterOutcome::EnrolmentToken { token, .. } = bus
-        .execute::<Cluster>(&cluster, &issue, &owner, None)
-        .await
-        .unwrap()
-    else {
-        panic!("a token is issued");
-    };
-    (cluster, token)
-}
-
 fn register_with(credential: Option<register::Credential>, fingerprint: &str) -> EdgeMessage {
     EdgeMessage {
         kind: Some(edge_message::Kind::Register(Register {
@@ -208,7 +175,7 @@ async fn an_edge_enrols_heartbeats_obeys_commands_and_comes_back_after_a_reconne
     let (secrets, _) = SecretBox::generate("edge-control");
     let bus = CommandBus::new(db.store.clone(), secrets);
     let tenant = Uuid::now_v7();
-    let (cluster, token) = issue_token(&bus, tenant).await;
+    let (cluster, token) = support::enrolment_token(&bus, tenant).await;
     let (directory, shared, _) = support::balancer_state(
         db.store.pool().clone(),
         &kafka.catalogue.prefix,

@@ -172,3 +172,41 @@ pub async fn balancer_state(
         live,
     )
 }
+
+/// A cluster of `tenant`'s own and a single-use enrolment token for it:
+/// (cluster id, token).
+pub async fn enrolment_token(
+    bus: &frameworks_commands::CommandBus,
+    tenant: Uuid,
+) -> (String, String) {
+    use frameworks_commands::CommandContext;
+    use frameworks_commands::aggregates::infrastructure::{
+        Cluster, ClusterCapacity, ClusterCommand, ClusterOutcome,
+    };
+    let owner = CommandContext::for_tenant(tenant, "test:owner");
+    let cluster = Uuid::now_v7().to_string();
+    let create = ClusterCommand::Create {
+        name: "edges".into(),
+        region: "eu-west".into(),
+        base_url: "https://edges.example.net".into(),
+        shared: false,
+        capacity: ClusterCapacity {
+            max_concurrent_streams: 10,
+            max_concurrent_viewers: 100,
+            max_bandwidth_mbps: 1_000,
+        },
+    };
+    bus.execute::<Cluster>(&cluster, &create, &owner, None)
+        .await
+        .expect("the cluster is created");
+    let issue = ClusterCommand::IssueEnrolmentToken {
+        ttl_seconds: 600,
+        name: "edge".into(),
+    };
+    let Ok(ClusterOutcome::EnrolmentToken { token, .. }) =
+        bus.execute::<Cluster>(&cluster, &issue, &owner, None).await
+    else {
+        panic!("an enrolment token is issued");
+    };
+    (cluster, token)
+}
