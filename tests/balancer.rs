@@ -349,6 +349,29 @@ async fn ingest_is_validated_triggers_become_stream_facts_and_viewers_are_routed
         .unwrap_err();
     assert_eq!(stranger.code(), tonic::Code::Unauthenticated);
 
+    // Oversized and overlong submissions are refused, and the balancer goes on.
+    let huge = edge.trigger("USER_END", &"x".repeat(5 * 1024 * 1024), "");
+    let oversized = ingress
+        .submit(TriggerBatch {
+            node_id: edge.node_id.clone(),
+            triggers: vec![huge],
+            session_token: edge.session_token.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(oversized.code(), tonic::Code::OutOfRange, "{oversized}");
+    let overlong = ingress
+        .submit(TriggerBatch {
+            node_id: edge.node_id.clone(),
+            triggers: (0..1_001)
+                .map(|_| edge.trigger("STREAM_END", "x", ""))
+                .collect(),
+            session_token: edge.session_token.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(overlong.code(), tonic::Code::InvalidArgument, "{overlong}");
+
     // Triggers become typed stream facts with the stream's tenant.
     let consumer = EventConsumer::subscribe(
         &kafka,
