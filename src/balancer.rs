@@ -155,12 +155,7 @@ impl BalancerCommand {
         let live = LiveState::connect(&self.live.redis_url, &self.live.key_prefix)
             .await
             .context("connecting to Redis (FRAMEWORKS_REDIS_URL)")?;
-        let redis = redis::Client::open(self.live.redis_url.as_str())
-            .context("reading FRAMEWORKS_REDIS_URL")?
-            .get_connection_manager()
-            .await
-            .context("connecting to Redis (FRAMEWORKS_REDIS_URL)")?;
-        let shared = SharedState::new(redis, &self.live.key_prefix);
+        let shared = SharedState::new(live.connection(), &self.live.key_prefix);
         let geoip = if self.geoip_csv.is_empty() {
             None
         } else {

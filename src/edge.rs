@@ -197,7 +197,9 @@ pub struct EdgeCommand {
 fn machine_fingerprint() -> anyhow::Result<String> {
     let id = std::fs::read_to_string("/etc/machine-id")
         .context("reading /etc/machine-id (or set FRAMEWORKS_EDGE_HARDWARE_FINGERPRINT)")?;
-    Ok(frameworks_edge::answers::key_sha256(id.trim()))
+    Ok(frameworks_commands::secrets::sha256_hex(
+        id.trim().as_bytes(),
+    ))
 }
 
 impl EdgeCommand {

@@ -307,6 +307,11 @@ impl LiveState {
         }
     }
 
+    /// The Redis connection it reads with, for other state kept beside the live state.
+    pub fn connection(&self) -> ConnectionManager {
+        self.redis.clone()
+    }
+
     /// The key names of the generation this reader reads now.
     pub async fn keys(&self) -> Result<Keys, redis::RedisError> {
         match &self.source {

@@ -161,14 +161,9 @@ pub async fn balancer_state(
     let live = frameworks_projections::live::LiveState::connect(&redis_url(), live_prefix)
         .await
         .expect("Redis is up (compose/infra up)");
-    let redis = redis::Client::open(redis_url())
-        .expect("a Redis URL")
-        .get_connection_manager()
-        .await
-        .expect("Redis is up (compose/infra up)");
     (
         frameworks_balancer::directory::Directory::new(pool, live.clone(), directory_ttl),
-        frameworks_balancer::fleet::SharedState::new(redis, live_prefix),
+        frameworks_balancer::fleet::SharedState::new(live.connection(), live_prefix),
         live,
     )
 }

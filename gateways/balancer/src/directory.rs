@@ -114,6 +114,22 @@ enum KeyFacts {
     },
 }
 
+impl KeyFacts {
+    /// The decision these facts alone make (where the stream is live aside).
+    fn decision(&self) -> IngestDecision {
+        match *self {
+            Self::Unknown => IngestDecision::Refuse(IngestRefusal::UnknownKey),
+            Self::Known { deleted: true, .. } => {
+                IngestDecision::Refuse(IngestRefusal::StreamDeleted)
+            }
+            Self::Known {
+                suspended: true, ..
+            } => IngestDecision::Refuse(IngestRefusal::TenantSuspended),
+            Self::Known { stream, tenant, .. } => IngestDecision::Accept { stream, tenant },
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Cache {
     /// Bumped by every invalidation: an answer read before one is not cached after it.
@@ -210,15 +226,9 @@ impl Directory {
                 facts
             }
         };
-        let (stream, tenant) = match facts {
-            KeyFacts::Unknown => return Ok(IngestDecision::Refuse(IngestRefusal::UnknownKey)),
-            KeyFacts::Known { deleted: true, .. } => {
-                return Ok(IngestDecision::Refuse(IngestRefusal::StreamDeleted));
-            }
-            KeyFacts::Known {
-                suspended: true, ..
-            } => return Ok(IngestDecision::Refuse(IngestRefusal::TenantSuspended)),
-            KeyFacts::Known { stream, tenant, .. } => (stream, tenant),
+        let (stream, tenant) = match facts.decision() {
+            IngestDecision::Accept { stream, tenant } => (stream, tenant),
+            refused => return Ok(refused),
         };
         if let Some(live_on) = self.live_on(stream).await?
             && live_on != node
@@ -468,33 +478,13 @@ impl Directory {
             .keys
             .iter()
             .filter(|(_, (at, _))| at.elapsed() < self.ttl)
-            .map(|(hash, (_, facts))| ingest_route(hash, facts));
+            .map(|(hash, (_, facts))| decision_route(hash, &facts.decision()));
         let playback = cache
             .playback
             .iter()
             .filter(|(_, (at, _))| at.elapsed() < self.ttl)
             .map(|(id, (_, target))| playback_route(id, target.as_ref()));
         keys.chain(playback).collect()
-    }
-}
-
-fn ingest_route(hash: &str, facts: &KeyFacts) -> proto::Route {
-    let (internal_name, refusal) = match facts {
-        KeyFacts::Unknown => (String::new(), IngestRefusal::UnknownKey.to_string()),
-        KeyFacts::Known { deleted: true, .. } => {
-            (String::new(), IngestRefusal::StreamDeleted.to_string())
-        }
-        KeyFacts::Known {
-            suspended: true, ..
-        } => (String::new(), IngestRefusal::TenantSuspended.to_string()),
-        KeyFacts::Known { stream, .. } => (internal_name(*stream), String::new()),
-    };
-    proto::Route {
-        kind: Some(route::Kind::Ingest(proto::IngestRoute {
-            key_sha256: hash.to_owned(),
-            internal_name,
-            refusal,
-        })),
     }
 }
 

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use frameworks_commands::telemetry::{TelemetryCommand, TelemetryError};
 use frameworks_edge::control::proto::ingress_server::Ingress;
 use frameworks_edge::control::proto::{
-    RejectedTrigger, ResolveRequest, Route, RouteUpdate, TriggerAck, TriggerBatch, resolve_request,
+    RejectedTrigger, ResolveRequest, Route, TriggerAck, TriggerBatch, resolve_request,
 };
 use frameworks_edge::triggers::{BufferState as MistBuffer, Trigger, TriggerKind};
 use frameworks_events::EventPayload;
@@ -28,7 +28,7 @@ use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use crate::control::EdgeControlService;
-use crate::directory::{self, DirectoryError, IngestDecision, stream_of};
+use crate::directory::{self, DirectoryError, Forgotten, IngestDecision, stream_of};
 
 /// Most triggers in one submission.
 const MAX_BATCH: usize = 1_000;
@@ -356,11 +356,11 @@ impl EdgeControlService {
             };
             match self.directory.key_hashes(stream).await {
                 Ok(hashes) => self.broadcast(
-                    &RouteUpdate {
-                        set: Vec::new(),
-                        forget_key_sha256: hashes,
-                        forget_playback_ids: Vec::new(),
-                    },
+                    &Forgotten {
+                        key_sha256: hashes,
+                        playback_ids: Vec::new(),
+                    }
+                    .into_update(),
                     Some(node),
                 ),
                 Err(error) => warn!(%error, %stream, "the stream's keys could not be read"),
