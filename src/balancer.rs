@@ -4,19 +4,15 @@
 //! singleton jobs.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use frameworks_balancer::control::{ControlSettings, EdgeControlService};
-use frameworks_balancer::directory::Directory;
-use frameworks_balancer::fleet::{FleetSettings, FleetView, SharedState};
-use frameworks_balancer::geo::{GeoIpTable, ViewerLocator};
+use frameworks_balancer::fleet::SharedState;
 use frameworks_balancer::leader::{Leadership, singleton_jobs};
-use frameworks_balancer::play::{self, Placer, PlaySettings};
-use frameworks_balancer::routing::Weights;
+use frameworks_balancer::placement::{Placer, RoutingSettings};
+use frameworks_balancer::play;
 use frameworks_commands::telemetry::TelemetryPublisher;
 use frameworks_commands::{CommandBus, DatabaseSettings, EventStore, SecretBox};
 use frameworks_edge::control::proto::edge_control_server::EdgeControlServer;
@@ -26,7 +22,7 @@ use frameworks_events::kafka::{EventFeed, EventPublisher, KafkaSettings};
 use frameworks_projections::live::{LiveState, LiveStateSettings};
 use frameworks_projections::read_your_writes::ProjectionWatcher;
 use tokio_stream::wrappers::TcpListenerStream;
-use tracing::{info, warn};
+use tracing::info;
 use uuid::Uuid;
 
 use crate::metrics;
@@ -51,13 +47,7 @@ pub struct BalancerCommand {
     live: LiveStateSettings,
 
     #[command(flatten)]
-    fleet: FleetSettings,
-
-    #[command(flatten)]
-    weights: Weights,
-
-    #[command(flatten)]
-    play: PlaySettings,
+    routing: RoutingSettings,
 
     /// The data-key ring (as the bridge's): the write side needs it to enrol nodes.
     #[arg(
@@ -109,15 +99,6 @@ pub struct BalancerCommand {
     )]
     command_timeout_seconds: u64,
 
-    /// Seconds a stream-key or playback look-up is cached (events drop it sooner).
-    #[arg(
-        long = "directory-ttl-seconds",
-        env = "FRAMEWORKS_BALANCER_DIRECTORY_TTL_SECONDS",
-        default_value_t = 10,
-        value_parser = clap::value_parser!(u64).range(1..=3_600)
-    )]
-    directory_ttl_seconds: u64,
-
     /// Seconds the leadership lease lasts without renewal.
     #[arg(
         long = "leader-ttl-seconds",
@@ -130,14 +111,6 @@ pub struct BalancerCommand {
     /// This instance's name in the leadership lease (default: host name and a random suffix).
     #[arg(long = "instance-id", env = "FRAMEWORKS_BALANCER_INSTANCE_ID")]
     instance_id: Option<String>,
-
-    /// GeoLite2/GeoIP2 City "Blocks" CSV files (IPv4 and IPv6) locating viewers by address.
-    #[arg(
-        long = "geoip-csv",
-        env = "FRAMEWORKS_BALANCER_GEOIP_CSV",
-        value_delimiter = ','
-    )]
-    geoip_csv: Vec<PathBuf>,
 }
 
 impl BalancerCommand {
@@ -156,24 +129,12 @@ impl BalancerCommand {
             .await
             .context("connecting to Redis (FRAMEWORKS_REDIS_URL)")?;
         let shared = SharedState::new(live.connection(), &self.live.key_prefix);
-        let geoip = if self.geoip_csv.is_empty() {
-            None
-        } else {
-            let table = GeoIpTable::from_csv_paths(&self.geoip_csv)
-                .context("loading the GeoIP database (FRAMEWORKS_BALANCER_GEOIP_CSV)")?;
-            info!(networks = table.len(), "GeoIP database loaded");
-            Some(Arc::new(table))
-        };
-
-        let directory = Directory::new(
-            pool.clone(),
-            live.clone(),
-            Duration::from_secs(self.directory_ttl_seconds),
-        );
+        let placer = Placer::start(pool.clone(), live.clone(), shared.clone(), &self.routing)
+            .context("loading the GeoIP database (FRAMEWORKS_BALANCER_GEOIP_CSV)")?;
         let service = EdgeControlService::new(
             bus,
             TelemetryPublisher::new(publisher),
-            directory.clone(),
+            placer.directory.clone(),
             shared.clone(),
             ControlSettings {
                 heartbeat_seconds: self.heartbeat_seconds,
@@ -183,7 +144,7 @@ impl BalancerCommand {
         let feed = EventFeed::start(
             &self.kafka,
             "frameworks-balancer-directory",
-            &[Topic::Tenants, Topic::Streams],
+            &[Topic::Tenants, Topic::Streams, Topic::Infrastructure],
             INVALIDATION_BUFFER,
         )
         .context("reading the control-plane topics from Kafka")?;
@@ -191,14 +152,6 @@ impl BalancerCommand {
             .await
             .context("listening for projection commits")?;
         tokio::spawn(service.clone().push_invalidations(feed, watcher));
-
-        let view = FleetView::new(self.fleet.clone());
-        // Edges must be able to connect even before the projections exist
-        // (a fresh installation): routing starts empty and fills on a later round.
-        if let Err(error) = view.refresh(&pool, &live, &shared).await {
-            warn!(%error, "no routing snapshot yet; retrying every refresh interval");
-        }
-        tokio::spawn(Arc::clone(&view).keep_fresh(pool.clone(), live.clone(), shared.clone()));
 
         let instance = self.instance_id.clone().unwrap_or_else(|| {
             let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
@@ -212,19 +165,11 @@ impl BalancerCommand {
         tokio::spawn(singleton_jobs(
             leadership.watch(),
             shared.clone(),
-            self.fleet.clone(),
+            self.routing.fleet.clone(),
             Duration::from_secs(5),
         ));
         tokio::spawn(leadership.clone().run());
 
-        let placer = Placer {
-            directory,
-            view,
-            shared,
-            weights: self.weights,
-            locator: ViewerLocator { geoip },
-            settings: self.play.clone(),
-        };
         let http = tokio::net::TcpListener::bind(self.http_listen)
             .await
             .with_context(|| format!("listening on {} (is the port taken?)", self.http_listen))?;

@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use frameworks_balancer::fleet::SharedState;
+use frameworks_balancer::placement::{Placer, RoutingSettings};
 use frameworks_bridge::BridgeSettings;
 use frameworks_commands::{DatabaseSettings, EventStore};
 use frameworks_events::kafka::KafkaSettings;
@@ -36,6 +38,10 @@ pub struct BridgeCommand {
 
     #[command(flatten)]
     bridge: BridgeSettings,
+
+    /// resolveViewerEndpoint and resolveIngestEndpoint decide as the balancer does.
+    #[command(flatten)]
+    routing: RoutingSettings,
 }
 
 impl BridgeCommand {
@@ -59,9 +65,25 @@ impl BridgeCommand {
         let analytics = AnalyticsReader::open(&self.clickhouse)
             .await
             .context("connecting to ClickHouse (FRAMEWORKS_CLICKHOUSE_URL)")?;
-        let state =
-            frameworks_bridge::state(&store, &self.bridge, feed, projections, live, analytics)
-                .context("reading the data-key ring (FRAMEWORKS_DATA_KEYS)")?;
+        let shared = SharedState::new(live.connection(), &self.live.key_prefix);
+        let placer = Placer::start(store.pool().clone(), live.clone(), shared, &self.routing)
+            .context("loading the GeoIP database (FRAMEWORKS_BALANCER_GEOIP_CSV)")?;
+        // Keys, streams, tenants and clusters changed drop the directory's answers.
+        tokio::spawn(placer.directory.clone().follow(
+            feed.subscribe(),
+            projections.clone(),
+            |_| {},
+        ));
+        let state = frameworks_bridge::state(
+            &store,
+            &self.bridge,
+            feed,
+            projections,
+            live,
+            analytics,
+            placer,
+        )
+        .context("reading the data-key ring (FRAMEWORKS_DATA_KEYS)")?;
         let router = frameworks_bridge::http::router(
             state,
             metrics,

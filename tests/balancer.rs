@@ -4,7 +4,10 @@
 //! invalidation by events, triggers turned into typed stream telemetry with
 //! the stream's tenant, viewer routing over HTTP (JSON, 307s, Mist's API,
 //! encoders) with provisional charges released when the viewer arrives,
-//! and leadership moving to the other instance when the leader dies.
+//! the same routing through the bridge's resolveViewerEndpoint and
+//! resolveIngestEndpoint (the published client, anonymous), edges kept to
+//! the clusters a tenant may use, and leadership moving to the other
+//! instance when the leader dies.
 
 #![allow(clippy::unwrap_used)]
 
@@ -18,8 +21,9 @@ use frameworks_balancer::directory::{IngestDecision, IngestRefusal, internal_nam
 use frameworks_balancer::fleet::{FleetSettings, FleetView};
 use frameworks_balancer::geo::ViewerLocator;
 use frameworks_balancer::leader::{Leadership, singleton_jobs};
-use frameworks_balancer::play::{self, Placer, PlaySettings};
-use frameworks_balancer::routing::Weights;
+use frameworks_balancer::placement::{Placer, PlaySettings};
+use frameworks_balancer::play;
+use frameworks_balancer::routing::{Liveness, Weights};
 use frameworks_commands::aggregates::stream::{Ingest, Stream, StreamCommand, StreamOutcome};
 use frameworks_commands::aggregates::tenant::{Tenant, TenantCommand};
 use frameworks_commands::telemetry::TelemetryPublisher;
@@ -36,7 +40,10 @@ use frameworks_edge::control::proto::{
 use frameworks_events::kafka::{EventConsumer, EventFeed, EventPublisher};
 use frameworks_events::proto::v1::telemetry::{MistTriggerReceived, NodeHeartbeat, NodeMetrics};
 use frameworks_events::{EventPayload, Topic};
-use support::{drop_topics, fresh_database, kafka_with_topics, redis_url, spawn_role, within};
+use support::{
+    client_python, drop_topics, free_port, fresh_database, kafka_with_topics, redis_url, repo_root,
+    spawn_role, within,
+};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
@@ -223,7 +230,28 @@ async fn ingest_is_validated_triggers_become_stream_facts_and_viewers_are_routed
             ],
         ),
     ];
-    let (secrets, _) = SecretBox::generate("balancer");
+    let (secrets, data_keys) = SecretBox::generate("balancer");
+    // The bridge, for resolveViewerEndpoint and resolveIngestEndpoint.
+    let bridge_port = free_port();
+    let clickhouse_base = format!("test_{}", &Uuid::now_v7().simple().to_string()[20..]);
+    let bridge = spawn_role(
+        "bridge",
+        &kafka,
+        &[
+            ("FRAMEWORKS_DATABASE_URL", db.url.clone()),
+            ("FRAMEWORKS_DATA_KEYS", data_keys),
+            ("FRAMEWORKS_SESSION_SECRET", "s".repeat(32)),
+            (
+                "FRAMEWORKS_BRIDGE_LISTEN",
+                format!("127.0.0.1:{bridge_port}"),
+            ),
+            ("FRAMEWORKS_REDIS_URL", redis_url()),
+            ("FRAMEWORKS_LIVE_KEY_PREFIX", prefix.clone()),
+            ("FRAMEWORKS_CLICKHOUSE_DATABASE", clickhouse_base.clone()),
+            ("FRAMEWORKS_BALANCER_EDGE_SCHEME", "http".into()),
+            ("FRAMEWORKS_BALANCER_FLEET_REFRESH_MS", "100".into()),
+        ],
+    );
     let bus = CommandBus::new(db.store.clone(), secrets);
     // The balancer's own pool: its projection watcher holds a connection
     // for good, which the store's pool must not wait for when it closes.
@@ -270,13 +298,50 @@ async fn ingest_is_validated_triggers_become_stream_facts_and_viewers_are_routed
         panic!("a stream is created");
     };
     let (_cluster, token) = support::enrolment_token(&bus, tenant).await;
-    wait_until("the stream's key in the read models", || {
+    // Another tenant's stream: that tenant may use none of the clusters here.
+    let stranger = Uuid::now_v7();
+    let stranger_owner = CommandContext::for_tenant(stranger, "test:stranger");
+    bus.execute::<Tenant>(
+        &stranger.to_string(),
+        &TenantCommand::Create {
+            name: "Elsewhere".into(),
+            tier: "pro".into(),
+            region: "us-east".into(),
+        },
+        &stranger_owner,
+        None,
+    )
+    .await
+    .unwrap();
+    let StreamOutcome::Created {
+        playback_id: foreign_playback_id,
+        ..
+    } = bus
+        .execute::<Stream>(
+            &Uuid::now_v7().to_string(),
+            &StreamCommand::Create {
+                name: "elsewhere".into(),
+                description: String::new(),
+                record: false,
+                ingest: Ingest::Push,
+                pull_source: None,
+                allow_private_sources: false,
+            },
+            &stranger_owner,
+            None,
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("a stream is created");
+    };
+    wait_until("the streams' keys in the read models", || {
         let pool = pool.clone();
         async move {
             sqlx::query_scalar::<_, i64>("SELECT count(*) FROM read_models.rm_stream_keys")
                 .fetch_one(&pool)
                 .await
-                .is_ok_and(|n| n == 1)
+                .is_ok_and(|n| n == 2)
         }
     })
     .await;
@@ -480,6 +545,93 @@ async fn ingest_is_validated_triggers_become_stream_facts_and_viewers_are_routed
     );
     let pending = view.with_charges(|c| c.pending_bps(&edge.node_id, Instant::now()));
     assert_eq!(pending, 8_000_000, "two redirects, each charged 4 Mbit/s");
+    let (status, _, body) = http_get(http_address, &format!("/play/{foreign_playback_id}")).await;
+    assert_eq!(status, 200, "{body}");
+    let listing: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        listing["protocols"][0]["endpoints"],
+        serde_json::json!([]),
+        "no edge of a cluster the stranger may use"
+    );
+
+    // The bridge decides as the balancer does, for the published client.
+    let resolved = resolve_through_the_client(
+        bridge_port,
+        &[
+            ("FW_PLAYBACK_ID", &playback_id),
+            ("FW_STREAM_KEY", &stream_key),
+            ("FW_FOREIGN_PLAYBACK_ID", &foreign_playback_id),
+        ],
+    )
+    .await;
+    let viewer_endpoint = &resolved["viewer"]["primary"];
+    assert_eq!(viewer_endpoint["nodeId"], edge.node_id.as_str());
+    assert_eq!(
+        viewer_endpoint["url"],
+        format!("http://edge-ams-1.example.net:8080/hls/{playback_id}/index.m3u8")
+    );
+    assert_eq!(viewer_endpoint["protocol"], "HLS");
+    assert_eq!(
+        viewer_endpoint["baseUrl"],
+        "http://edge-ams-1.example.net:8080"
+    );
+    let bridge_distance = viewer_endpoint["geoDistance"].as_f64().unwrap();
+    assert!(
+        (bridge_distance - distance).abs() < 1.0,
+        "{bridge_distance} km from the bridge, {distance} km from the balancer"
+    );
+    assert_eq!(
+        viewer_endpoint["outputs"]["DASH"],
+        format!("http://edge-ams-1.example.net:8080/cmaf/{playback_id}/index.mpd")
+    );
+    assert_eq!(resolved["viewer"]["fallbacks"], serde_json::json!([]));
+    let metadata = &resolved["viewer"]["metadata"];
+    assert_eq!(
+        (
+            &metadata["title"],
+            &metadata["contentId"],
+            &metadata["isLive"]
+        ),
+        (
+            &serde_json::json!("studio"),
+            &serde_json::json!(playback_id),
+            &serde_json::json!(false)
+        )
+    );
+    assert_eq!(
+        resolved["llhls"]["url"],
+        format!("http://edge-ams-1.example.net:8080/cmaf/{playback_id}/index.m3u8")
+    );
+    let ingest_endpoint = &resolved["ingest"]["primary"];
+    assert_eq!(ingest_endpoint["nodeId"], edge.node_id.as_str());
+    assert_eq!(
+        ingest_endpoint["rtmpUrl"],
+        format!("rtmp://edge-ams-1.example.net:1935/live/{stream_key}")
+    );
+    assert_eq!(
+        ingest_endpoint["kind"],
+        "INGEST_ENDPOINT_KIND_NODE_SPECIFIC"
+    );
+    assert_eq!(
+        resolved["ingest"]["metadata"]["streamId"],
+        stream.to_string()
+    );
+    assert_eq!(
+        resolved["ingest"]["metadata"]["tenantId"],
+        tenant.to_string()
+    );
+    assert_eq!(
+        resolved["foreign"],
+        serde_json::json!({ "primary": null, "fallbacks": [] })
+    );
+    assert_eq!(
+        resolved["errors"],
+        serde_json::json!({
+            "unknown_playback_id": "NOT_FOUND",
+            "unknown_key": "NOT_FOUND",
+            "unsupported_protocol": "UNSUPPORTED_PROTOCOL",
+        })
+    );
     let (status, _, body) = http_get(http_address, "/ingest/sk_never_issued").await;
     assert_eq!(
         (status, body.as_str()),
@@ -660,6 +812,79 @@ async fn ingest_is_validated_triggers_become_stream_facts_and_viewers_are_routed
     })
     .await;
 
+    // Liveness, with short settings: an edge unheard of for `stale_after`
+    // is only a fallback, and after `gone_after` it is out of routing.
+    let short = FleetView::new(FleetSettings {
+        stale_after_seconds: 1,
+        gone_after_seconds: 2,
+        refresh_ms: 100,
+        charge_hold_seconds: 2,
+        viewer_estimate_kbps: 4_000,
+    });
+    let short_placer = Placer {
+        directory: directory.clone(),
+        view: short.clone(),
+        shared: shared.clone(),
+        weights: Weights::default(),
+        locator: ViewerLocator::default(),
+        settings: PlaySettings {
+            edge_scheme: "http".into(),
+            rtmp_port: 1935,
+            srt_port: 8889,
+            candidates: 3,
+        },
+    };
+    let anywhere = ViewerLocator::default().locate(None, &axum::http::HeaderMap::new());
+    let liveness_of = |view: &FleetView| {
+        view.snapshot()
+            .fleet
+            .edges()
+            .iter()
+            .find(|e| e.node_id == edge.node_id)
+            .map(|e| e.liveness)
+    };
+    edge.heartbeat().await;
+    within(WAIT, "the heartbeat heard", async {
+        loop {
+            short.refresh(&pool, &live, &shared).await.unwrap();
+            if liveness_of(&short) == Some(Liveness::Live) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let mut seen = Vec::new();
+    within(WAIT, "the edge live, then stale, then gone", async {
+        loop {
+            short.refresh(&pool, &live, &shared).await.unwrap();
+            let liveness = liveness_of(&short).unwrap();
+            let placed = short_placer
+                .viewer(&playback_id, &anywhere, 3)
+                .await
+                .unwrap()
+                .edges
+                .len();
+            if seen.last().map(|(l, _)| *l) != Some(liveness) {
+                seen.push((liveness, placed));
+            }
+            if liveness == Liveness::Gone {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert_eq!(
+        seen,
+        [
+            (Liveness::Live, 1),
+            (Liveness::Stale, 1),
+            (Liveness::Gone, 0)
+        ],
+        "a stale edge is still a fallback; a gone one is never chosen"
+    );
+
     // A suspension reaches the cached answer and the edge at once.
     bus.execute::<Tenant>(
         &tenant.to_string(),
@@ -691,8 +916,50 @@ async fn ingest_is_validated_triggers_become_stream_facts_and_viewers_are_routed
     let (status, _, _) = http_get(http_address, &format!("/play/{playback_id}")).await;
     assert_eq!(status, 403, "a suspended tenant's stream cannot be watched");
 
-    drop(roles);
+    drop((bridge, roles));
     drop_topics(&kafka).await;
     frameworks_test_harness::drop_redis_prefix(&redis_url(), &prefix).await;
     db.drop_now().await;
+    let clickhouse = support::clickhouse(&clickhouse_base).client();
+    clickhouse
+        .query(&format!("DROP DATABASE IF EXISTS {clickhouse_base}"))
+        .execute()
+        .await
+        .unwrap();
+}
+
+/// Runs `tests/conformance/routing.py` (the published client) against the
+/// bridge on `port`, once the bridge answers, and returns its result.
+async fn resolve_through_the_client(port: u16, env: &[(&str, &str)]) -> serde_json::Value {
+    let python = tokio::task::spawn_blocking(client_python).await.unwrap();
+    within(WAIT, "the bridge listening", async {
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    let mut command = std::process::Command::new(python);
+    command
+        .arg(repo_root().join("tests/conformance/routing.py"))
+        .env("FW_URL", format!("http://127.0.0.1:{port}/graphql"));
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("result "))
+        .unwrap_or_else(|| panic!("no result from the client: {stdout}"));
+    serde_json::from_str(line).unwrap()
 }

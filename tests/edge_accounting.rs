@@ -21,8 +21,8 @@ use frameworks_events::{EventPayload, Topic};
 use frameworks_mist_simulator::sender::Firing;
 use frameworks_mist_simulator::{MistApi, captures, serve};
 use support::{
-    RoleProcess, ScratchDir, drop_topics, fresh_database, kafka_with_topics, redis_url, spawn_role,
-    within,
+    RoleProcess, ScratchDir, drop_topics, free_port, fresh_database, kafka_with_topics, redis_url,
+    spawn_role, within,
 };
 use uuid::Uuid;
 
@@ -36,14 +36,6 @@ const ACCOUNTING: [&str; 6] = [
 ];
 const TRIGGERS: usize = 240;
 const KILLS: usize = 8;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A small deterministic generator: the kill schedule is the same every run.
 struct XorShift(u64);

@@ -12,8 +12,7 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -39,47 +38,10 @@ use frameworks_projections::control_plane;
 use frameworks_projections::live::LiveState;
 use frameworks_projections::read_your_writes::wait_for;
 use support::{
-    RoleProcess, TestDatabase, drop_topics, fresh_database, kafka_with_topics, redis_url,
-    repo_root, spawn_role, within,
+    RoleProcess, TestDatabase, client_python, drop_topics, free_port, fresh_database,
+    kafka_with_topics, redis_url, repo_root, spawn_role, within,
 };
 use uuid::Uuid;
-
-/// The client release the contract is pinned to.
-const CLIENT: &str = "livepeer-frameworks==0.4.0";
-
-/// A virtualenv holding the client, created on first use.
-fn client_python() -> PathBuf {
-    let cache = std::env::var("FRAMEWORKS_CACHE_DIR")
-        .unwrap_or_else(|_| "/var/cache/frameworks-dev".into());
-    let venv = PathBuf::from(cache).join("python/livepeer-frameworks-0.4.0");
-    let python = venv.join("bin/python");
-    let installed = Command::new(&python)
-        .args(["-c", "import livepeer_frameworks"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !installed {
-        let created = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .unwrap();
-        assert!(created.success(), "python3 -m venv {}", venv.display());
-        let pip = Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check", CLIENT])
-            .status()
-            .unwrap();
-        assert!(pip.success(), "pip install {CLIENT}");
-    }
-    python
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn spawn_bridge(
     db: &TestDatabase,

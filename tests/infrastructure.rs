@@ -184,21 +184,12 @@ impl Drop for KillOnDrop {
     }
 }
 
-fn free_port() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener
-        .local_addr()
-        .expect("bound address")
-        .port()
-        .to_string()
-}
-
 #[test]
 fn down_stops_only_what_the_scripts_started_and_reset_wipes_the_data() {
     let scratch = ScratchDir::new("down");
     let data_dir = Path::new(scratch.path()).join("data");
     let data = data_dir.to_str().unwrap();
-    let ours_port = free_port();
+    let ours_port = support::free_port().to_string();
     let env = [
         ("FRAMEWORKS_DATA_DIR", data),
         ("FRAMEWORKS_REDIS_PORT", ours_port.as_str()),
@@ -215,7 +206,7 @@ fn down_stops_only_what_the_scripts_started_and_reset_wipes_the_data() {
 
     // A Redis the scripts did not start, and a pid file that points at it
     // under another component's name (as after pid reuse).
-    let foreign_port = free_port();
+    let foreign_port = support::free_port().to_string();
     let mut foreign = KillOnDrop(
         Command::new("redis-server")
             .args([

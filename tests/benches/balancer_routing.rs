@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 use frameworks_balancer::geo::{GeoIpTable, GeoPoint};
-use frameworks_balancer::routing::{Charges, EdgeState, Fleet, Liveness, Weights, rank};
+use frameworks_balancer::routing::{Charges, Demand, EdgeState, Fleet, Liveness, Weights, rank};
 use hdrhistogram::Histogram;
 
 struct Load {
@@ -184,12 +184,15 @@ fn route(fleet: &Fleet, streams: &[String], load: &Load, random: &mut Random, lo
         let pending = |node: &str| charges.pending_bps(node, at);
         let ranking = rank(
             fleet,
-            Some(stream),
-            viewer,
+            &Demand {
+                stream: Some(stream),
+                clusters: None,
+                viewer,
+                estimate_bps: VIEWER_BPS,
+                limit: 5,
+            },
             &weights,
             &pending,
-            VIEWER_BPS,
-            5,
         );
         let charged = ranking.first().map(|best| {
             let key = format!("session-{n}");
@@ -277,12 +280,15 @@ fn criterion_rank(fleet: &Fleet, streams: &[String], random: &mut Random) {
             next += 1;
             rank(
                 black_box(fleet),
-                Some(stream),
-                Some(viewer),
+                &Demand {
+                    stream: Some(stream),
+                    clusters: None,
+                    viewer: Some(viewer),
+                    estimate_bps: VIEWER_BPS,
+                    limit: 5,
+                },
                 &weights,
                 &nothing,
-                VIEWER_BPS,
-                5,
             )
         })
     });

@@ -205,3 +205,41 @@ pub async fn enrolment_token(
     };
     (cluster, token)
 }
+
+/// A port free on 127.0.0.1 now (the OS may hand it out again later).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("an ephemeral port on 127.0.0.1")
+        .port()
+}
+
+/// The client release the GraphQL contract is pinned to.
+pub const CLIENT: &str = "livepeer-frameworks==0.4.0";
+
+/// A Python in a virtualenv holding the published client, created on first use.
+pub fn client_python() -> PathBuf {
+    use std::process::Command;
+    let cache = std::env::var("FRAMEWORKS_CACHE_DIR")
+        .unwrap_or_else(|_| "/var/cache/frameworks-dev".into());
+    let venv = PathBuf::from(cache).join("python/livepeer-frameworks-0.4.0");
+    let python = venv.join("bin/python");
+    let installed = Command::new(&python)
+        .args(["-c", "import livepeer_frameworks"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !installed {
+        let created = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("python3 runs");
+        assert!(created.success(), "python3 -m venv {}", venv.display());
+        let pip = Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check", CLIENT])
+            .status()
+            .expect("pip runs");
+        assert!(pip.success(), "pip install {CLIENT}");
+    }
+    python
+}

@@ -32,7 +32,7 @@ use frameworks_events::EventPayload;
 use frameworks_events::kafka::EventFeed;
 use frameworks_projections::read_your_writes::ProjectionWatcher;
 use metrics::{counter, gauge};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -46,8 +46,6 @@ use crate::fleet::SharedState;
 const SESSION_TOKEN_PREFIX: &str = "fws_";
 /// How long a daemon has to register after opening its stream.
 const REGISTER_WITHIN: Duration = Duration::from_secs(10);
-/// How long an invalidation waits for the projection to hold its event.
-const SETTLE_WITHIN: Duration = Duration::from_secs(10);
 /// Messages queued for one edge before a sender waits.
 const OUTBOX: usize = 64;
 
@@ -197,32 +195,12 @@ impl EdgeControlService {
     /// Follows the control-plane events for as long as the task runs: each
     /// one that changes a cached answer is forgotten here and on every edge.
     pub async fn push_invalidations(self, feed: EventFeed, watcher: ProjectionWatcher) {
-        let mut events = feed.subscribe();
-        loop {
-            match events.recv().await {
-                Ok(event) => {
-                    if !Directory::affects(&event) {
-                        continue;
-                    }
-                    // Forgotten too early, an answer would be read again from
-                    // the projection as it was, and cached.
-                    self.directory.settle(&watcher, &event, SETTLE_WITHIN).await;
-                    let forgotten = self.directory.forget(&event);
-                    if !forgotten.is_empty() {
-                        self.broadcast(&forgotten.into_update(), None);
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    // What was missed is unknown: forget everything, everywhere.
-                    warn!(
-                        missed,
-                        "fell behind the control-plane events; dropping every cached route"
-                    );
-                    self.broadcast(&self.directory.forget_all().into_update(), None);
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
-            }
-        }
+        let directory = self.directory.clone();
+        directory
+            .follow(feed.subscribe(), watcher, |forgotten| {
+                self.broadcast(&forgotten.into_update(), None);
+            })
+            .await;
     }
 
     /// Sends `action` to the node's edge and waits for its result.

@@ -8,21 +8,29 @@
 //! and [`Directory::forget`] says which, so the balancer can tell the edges
 //! to drop theirs too. Whether a stream is already live somewhere is never
 //! cached: it is read from the live state on every ingest decision.
+//!
+//! It also knows which clusters a tenant may use (its own, the platform's
+//! shared ones, and those it holds an active subscription to), so that
+//! viewers and encoders are placed on those only.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use frameworks_edge::control::proto::{self, route};
-use frameworks_events::{Event, EventPayload};
+use frameworks_events::{AggregateType, Event, EventPayload};
 use frameworks_projections::control_plane;
 use frameworks_projections::live::LiveState;
 use frameworks_projections::read_your_writes::ProjectionWatcher;
 use metrics::counter;
 use sqlx::PgPool;
+use tokio::sync::broadcast;
 use tracing::warn;
 use uuid::Uuid;
+
+/// How long an invalidation waits for the projection to hold its event.
+const SETTLE_WITHIN: Duration = Duration::from_secs(10);
 
 /// The Mist stream template every platform stream is a wildcard of.
 pub const STREAM_TEMPLATE: &str = "live";
@@ -137,7 +145,11 @@ struct Cache {
     keys: HashMap<String, (Instant, KeyFacts)>,
     playback: HashMap<String, (Instant, Option<PlaybackTarget>)>,
     owners: HashMap<Uuid, (Instant, Option<StreamOwner>)>,
+    clusters: HashMap<Uuid, (Instant, ClusterSet)>,
 }
+
+/// The clusters (by id) a tenant may place viewers and encoders on.
+pub type ClusterSet = Arc<HashSet<String>>;
 
 /// What an event made the directory forget, for the edges to forget too.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -166,7 +178,7 @@ pub struct Directory {
     pool: PgPool,
     live: LiveState,
     ttl: Duration,
-    cache: std::sync::Arc<Mutex<Cache>>,
+    cache: Arc<Mutex<Cache>>,
 }
 
 impl fmt::Debug for Directory {
@@ -187,7 +199,7 @@ impl Directory {
             pool,
             live,
             ttl,
-            cache: std::sync::Arc::default(),
+            cache: Arc::default(),
         }
     }
 
@@ -207,6 +219,23 @@ impl Directory {
         key_sha256: &str,
         node: &str,
     ) -> Result<IngestDecision, DirectoryError> {
+        let (stream, tenant) = match self.key(key_sha256).await? {
+            IngestDecision::Accept { stream, tenant } => (stream, tenant),
+            refused => return Ok(refused),
+        };
+        if let Some(live_on) = self.live_on(stream).await?
+            && live_on != node
+        {
+            return Ok(IngestDecision::Refuse(IngestRefusal::LiveElsewhere {
+                node: live_on,
+            }));
+        }
+        Ok(IngestDecision::Accept { stream, tenant })
+    }
+
+    /// May the key with this SHA-256 publish at all: the decision from the
+    /// key, its stream and its tenant, wherever the stream is live now.
+    pub async fn key(&self, key_sha256: &str) -> Result<IngestDecision, DirectoryError> {
         let cached = self.fresh(self.cache().keys.get(key_sha256));
         let facts = match cached {
             Some(facts) => {
@@ -226,18 +255,7 @@ impl Directory {
                 facts
             }
         };
-        let (stream, tenant) = match facts.decision() {
-            IngestDecision::Accept { stream, tenant } => (stream, tenant),
-            refused => return Ok(refused),
-        };
-        if let Some(live_on) = self.live_on(stream).await?
-            && live_on != node
-        {
-            return Ok(IngestDecision::Refuse(IngestRefusal::LiveElsewhere {
-                node: live_on,
-            }));
-        }
-        Ok(IngestDecision::Accept { stream, tenant })
+        Ok(facts.decision())
     }
 
     /// The node a stream is live on now, if any.
@@ -326,6 +344,34 @@ impl Directory {
         Ok(owner)
     }
 
+    /// The clusters `tenant` may use: its own, the shared ones, and those
+    /// it holds an active subscription to.
+    pub async fn usable_clusters(&self, tenant: Uuid) -> Result<ClusterSet, DirectoryError> {
+        if let Some(clusters) = self.fresh(self.cache().clusters.get(&tenant)) {
+            counter!("frameworks_balancer_directory_hits_total", "lookup" => "clusters")
+                .increment(1);
+            return Ok(clusters);
+        }
+        let epoch = self.cache().epoch;
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM read_models.rm_clusters WHERE shared OR tenant_id = $1
+             UNION
+             SELECT cluster_id FROM read_models.rm_cluster_subscriptions
+             WHERE tenant_id = $1 AND status = 'ACTIVE'",
+        )
+        .bind(tenant)
+        .fetch_all(&self.pool)
+        .await?;
+        let clusters: ClusterSet = Arc::new(ids.iter().map(Uuid::to_string).collect());
+        let mut cache = self.cache();
+        if cache.epoch == epoch {
+            cache
+                .clusters
+                .insert(tenant, (Instant::now(), Arc::clone(&clusters)));
+        }
+        Ok(clusters)
+    }
+
     /// The SHA-256 (hex) of every key of a stream.
     pub async fn key_hashes(&self, stream: Uuid) -> Result<Vec<String>, DirectoryError> {
         let hashes: Vec<Vec<u8>> = sqlx::query_scalar(
@@ -339,17 +385,20 @@ impl Directory {
 
     /// Whether `event` can change an answer.
     pub fn affects(event: &Event) -> bool {
-        matches!(
-            event.payload,
-            EventPayload::StreamCreated(_)
-                | EventPayload::StreamUpdated(_)
-                | EventPayload::StreamDeleted(_)
-                | EventPayload::StreamKeyCreated(_)
-                | EventPayload::StreamKeyRotated(_)
-                | EventPayload::StreamKeyDeleted(_)
-                | EventPayload::TenantSuspended(_)
-                | EventPayload::TenantReactivated(_)
-        )
+        // Any cluster event may change who can use which cluster (sharing,
+        // subscriptions, invites accepted); they are rare.
+        event.aggregate_type() == AggregateType::Cluster
+            || matches!(
+                event.payload,
+                EventPayload::StreamCreated(_)
+                    | EventPayload::StreamUpdated(_)
+                    | EventPayload::StreamDeleted(_)
+                    | EventPayload::StreamKeyCreated(_)
+                    | EventPayload::StreamKeyRotated(_)
+                    | EventPayload::StreamKeyDeleted(_)
+                    | EventPayload::TenantSuspended(_)
+                    | EventPayload::TenantReactivated(_)
+            )
     }
 
     /// Waits (within `timeout`) until the control-plane projection holds
@@ -367,6 +416,42 @@ impl Directory {
         if let Err(error) = waited {
             counter!("frameworks_balancer_directory_unsettled_total").increment(1);
             warn!(%error, "invalidating before the projection caught up");
+        }
+    }
+
+    /// Keeps the cache current: each event of `events` that changes an
+    /// answer drops it once the control-plane projection holds the event,
+    /// and `forgotten` hears what was dropped. After missing events it
+    /// drops everything. Returns when the feed closes.
+    pub async fn follow(
+        self,
+        mut events: broadcast::Receiver<Arc<Event>>,
+        watcher: ProjectionWatcher,
+        mut forgotten: impl FnMut(Forgotten),
+    ) {
+        loop {
+            match events.recv().await {
+                Ok(event) => {
+                    if !Self::affects(&event) {
+                        continue;
+                    }
+                    // Forgotten too early, an answer would be read again from
+                    // the projection as it was, and cached.
+                    self.settle(&watcher, &event, SETTLE_WITHIN).await;
+                    let dropped = self.forget(&event);
+                    if !dropped.is_empty() {
+                        forgotten(dropped);
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    warn!(
+                        missed,
+                        "fell behind the control-plane events; dropping every cached answer"
+                    );
+                    forgotten(self.forget_all());
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
         }
     }
 
@@ -400,6 +485,9 @@ impl Directory {
             });
             cache.owners.remove(&stream);
         };
+        if event.aggregate_type() == AggregateType::Cluster {
+            cache.clusters.clear();
+        }
         match &event.payload {
             EventPayload::StreamKeyCreated(key) => {
                 // A refusal of this key, cached before it existed, is wrong now.
@@ -465,6 +553,7 @@ impl Directory {
             playback_ids: cache.playback.drain().map(|(id, _)| id).collect(),
         };
         cache.owners.clear();
+        cache.clusters.clear();
         forgotten.key_sha256.sort();
         forgotten.playback_ids.sort();
         forgotten

@@ -9,6 +9,8 @@
 //! - [`geo`]: where viewers and edges are (GeoIP, CDN headers, great-circle distance);
 //! - [`routing`]: the scoring of edges for a viewer, and provisional charges;
 //! - [`fleet`]: the routing snapshot, and the state instances share in Redis;
+//! - [`placement`]: the routing decision for a playback id or a stream
+//!   key, shared by the HTTP endpoints and the GraphQL bridge;
 //! - [`play`]: the play, redirect and ingest endpoints;
 //! - [`leader`]: the lease that picks the instance running singleton jobs.
 
@@ -18,5 +20,6 @@ pub mod fleet;
 pub mod geo;
 pub mod ingress;
 pub mod leader;
+pub mod placement;
 pub mod play;
 pub mod routing;

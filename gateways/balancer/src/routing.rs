@@ -13,7 +13,7 @@
 //! `limit` candidates in a bounded heap.
 
 use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, Instant};
 
@@ -239,29 +239,46 @@ pub struct Ranked {
     pub score: f64,
 }
 
-/// The best `limit` edges for a viewer of `stream` at `viewer`, best first.
+/// What is being placed: a viewer of `stream` (or an encoder, with no
+/// stream) at `viewer`, who may use the edges of `clusters` (any edge when
+/// `None`), drawing `estimate_bps`; the best `limit` edges are wanted.
+#[derive(Debug, Clone, Copy)]
+pub struct Demand<'a> {
+    pub stream: Option<&'a str>,
+    pub clusters: Option<&'a HashSet<String>>,
+    pub viewer: Option<GeoPoint>,
+    pub estimate_bps: u64,
+    pub limit: usize,
+}
+
+/// The best `demand.limit` edges for `demand`, best first.
 ///
 /// `pending_bps` gives the bandwidth already promised to each node (by node
 /// id; see [`Charges::pending_bps`]) and is only asked about nodes with a
-/// known bandwidth limit; `estimate_bps` is what this viewer will draw.
+/// known bandwidth limit.
 ///
-/// Excluded: gone edges, edges not accepting viewers, edges at or above
-/// [`CPU_CEILING_PERCENT`] (or reporting no number), and edges whose current,
-/// promised and estimated bandwidth together exceed a known limit. Stale
-/// edges are ranked only when no live edge is eligible. Equal scores are
-/// ordered by node id, so the same inputs always give the same answer.
+/// Excluded: edges outside the demand's clusters, gone edges, edges not
+/// accepting viewers, edges at or above [`CPU_CEILING_PERCENT`] (or
+/// reporting no number), and edges whose current, promised and estimated
+/// bandwidth together exceed a known limit. Stale edges are ranked only
+/// when no live edge is eligible. Equal scores are ordered by node id, so
+/// the same inputs always give the same answer.
 ///
 /// Negative or non-finite weights count as zero; when all are zero every
 /// eligible edge scores 0 and the order is by node id.
 pub fn rank(
     fleet: &Fleet,
-    stream: Option<&str>,
-    viewer: Option<GeoPoint>,
+    demand: &Demand<'_>,
     weights: &Weights,
     pending_bps: &impl Fn(&str) -> u64,
-    estimate_bps: u64,
-    limit: usize,
 ) -> Vec<Ranked> {
+    let Demand {
+        stream,
+        clusters,
+        viewer,
+        estimate_bps,
+        limit,
+    } = *demand;
     if limit == 0 || fleet.is_empty() {
         return Vec::new();
     }
@@ -271,6 +288,9 @@ pub fn rank(
     let mut live = TopK::new(limit);
     let mut stale = TopK::new(limit);
     for ((index, edge), vector) in (0u32..).zip(&fleet.edges).zip(&fleet.vectors) {
+        if clusters.is_some_and(|usable| !usable.contains(&edge.cluster_id)) {
+            continue;
+        }
         let top = match edge.liveness {
             Liveness::Live => &mut live,
             // Once a live edge is eligible, stale ones cannot be chosen.
@@ -705,7 +725,21 @@ mod tests {
         viewer: Option<GeoPoint>,
         weights: &Weights,
     ) -> Vec<String> {
-        ranked(fleet, &rank(fleet, stream, viewer, weights, &none, 0, 10))
+        ranked(
+            fleet,
+            &rank(
+                fleet,
+                &Demand {
+                    stream,
+                    clusters: None,
+                    viewer,
+                    estimate_bps: 0,
+                    limit: 10,
+                },
+                weights,
+                &none,
+            ),
+        )
     }
 
     const AMSTERDAM: (f64, f64) = (52.37, 4.90);
@@ -716,6 +750,35 @@ mod tests {
 
     fn at((lat, lon): (f64, f64)) -> Option<GeoPoint> {
         Some(point(lat, lon))
+    }
+
+    #[test]
+    fn only_the_demands_clusters_are_eligible() {
+        let mut private = edge("private-near", at(AMSTERDAM));
+        private.cluster_id = "someone-elses".into();
+        let fleet = Fleet::new(vec![private, edge("shared-far", at(NEW_YORK))]);
+        let weights = Weights::default();
+        let usable: HashSet<String> = ["cluster-1".to_owned()].into();
+        let demand = |clusters| Demand {
+            stream: None,
+            clusters,
+            viewer: at(LONDON),
+            estimate_bps: 0,
+            limit: 5,
+        };
+        assert_eq!(
+            ranked(&fleet, &rank(&fleet, &demand(None), &weights, &none)),
+            ["private-near", "shared-far"]
+        );
+        assert_eq!(
+            ranked(
+                &fleet,
+                &rank(&fleet, &demand(Some(&usable)), &weights, &none)
+            ),
+            ["shared-far"]
+        );
+        let nothing = HashSet::new();
+        assert!(rank(&fleet, &demand(Some(&nothing)), &weights, &none).is_empty());
     }
 
     #[test]
@@ -734,7 +797,18 @@ mod tests {
             best(&fleet, None, at(SYDNEY), &weights)[0],
             "sydney".to_string()
         );
-        let ranking = rank(&fleet, None, at(LONDON), &weights, &none, 0, 3);
+        let ranking = rank(
+            &fleet,
+            &Demand {
+                stream: None,
+                clusters: None,
+                viewer: at(LONDON),
+                estimate_bps: 0,
+                limit: 3,
+            },
+            &weights,
+            &none,
+        );
         assert!(ranking.windows(2).all(|w| w[0].score > w[1].score));
         assert!(ranking.iter().all(|r| (0.0..=1.0).contains(&r.score)));
     }
@@ -847,7 +921,18 @@ mod tests {
         let rank_with = |pending: &dyn Fn(&str) -> u64, estimate| {
             ranked(
                 &fleet,
-                &rank(&fleet, None, at(LONDON), &weights, &pending, estimate, 5),
+                &rank(
+                    &fleet,
+                    &Demand {
+                        stream: None,
+                        clusters: None,
+                        viewer: at(LONDON),
+                        estimate_bps: estimate,
+                        limit: 5,
+                    },
+                    &weights,
+                    &pending,
+                ),
             )
         };
         // Nearly full, `near` ranks below `far` but is still eligible.
@@ -870,7 +955,18 @@ mod tests {
         unknown.bandwidth_up_bps = u64::MAX;
         let fleet = Fleet::new(vec![unknown]);
         let panics = |_: &str| -> u64 { panic!("not asked for an unknown limit") };
-        let ranking = rank(&fleet, None, None, &weights, &panics, u64::MAX, 5);
+        let ranking = rank(
+            &fleet,
+            &Demand {
+                stream: None,
+                clusters: None,
+                viewer: None,
+                estimate_bps: u64::MAX,
+                limit: 5,
+            },
+            &weights,
+            &panics,
+        );
         assert_eq!(ranking.len(), 1);
     }
 
@@ -937,7 +1033,18 @@ mod tests {
             best(&fleet, None, at(LONDON), &cpu_only),
             ["far-idle", "near-busy"]
         );
-        let ranking = rank(&fleet, None, at(LONDON), &cpu_only, &none, 0, 2);
+        let ranking = rank(
+            &fleet,
+            &Demand {
+                stream: None,
+                clusters: None,
+                viewer: at(LONDON),
+                estimate_bps: 0,
+                limit: 2,
+            },
+            &cpu_only,
+            &none,
+        );
         assert!((ranking[0].score - 0.9).abs() < 1e-9);
         assert!((ranking[1].score - 0.05).abs() < 1e-9);
         let distance_only = Weights {
@@ -957,7 +1064,18 @@ mod tests {
             bandwidth: f64::INFINITY,
             presence: 0.0,
         };
-        let ranking = rank(&fleet, None, at(LONDON), &nothing, &none, 0, 2);
+        let ranking = rank(
+            &fleet,
+            &Demand {
+                stream: None,
+                clusters: None,
+                viewer: at(LONDON),
+                estimate_bps: 0,
+                limit: 2,
+            },
+            &nothing,
+            &none,
+        );
         assert!(ranking.iter().all(|r| r.score == 0.0));
         assert_eq!(ranked(&fleet, &ranking), ["far-idle", "near-busy"]);
     }
@@ -973,7 +1091,18 @@ mod tests {
             presence: 0.0,
             ..Weights::default()
         };
-        let ranking = rank(&fleet, None, at(LONDON), &weights, &none, 0, 1);
+        let ranking = rank(
+            &fleet,
+            &Demand {
+                stream: None,
+                clusters: None,
+                viewer: at(LONDON),
+                estimate_bps: 0,
+                limit: 1,
+            },
+            &weights,
+            &none,
+        );
         assert!((ranking[0].score - 0.5).abs() < 1e-12, "{ranking:?}");
         // The viewer's location unknown: distance is neutral for all.
         let fleet = Fleet::new(vec![edge("b", at(SYDNEY)), edge("a", at(LONDON))]);
@@ -988,17 +1117,68 @@ mod tests {
         let fleet = Fleet::new(edges);
         let weights = Weights::default();
         let viewer = at((0.0, 0.0));
-        assert!(rank(&fleet, None, viewer, &weights, &none, 0, 0).is_empty());
-        let top = rank(&fleet, None, viewer, &weights, &none, 0, 5);
+        assert!(
+            rank(
+                &fleet,
+                &Demand {
+                    stream: None,
+                    clusters: None,
+                    viewer,
+                    estimate_bps: 0,
+                    limit: 0
+                },
+                &weights,
+                &none
+            )
+            .is_empty()
+        );
+        let top = rank(
+            &fleet,
+            &Demand {
+                stream: None,
+                clusters: None,
+                viewer,
+                estimate_bps: 0,
+                limit: 5,
+            },
+            &weights,
+            &none,
+        );
         assert_eq!(
             ranked(&fleet, &top),
             ["edge-00", "edge-01", "edge-02", "edge-03", "edge-04"]
         );
         assert_eq!(
-            rank(&fleet, None, viewer, &weights, &none, 0, 500).len(),
+            rank(
+                &fleet,
+                &Demand {
+                    stream: None,
+                    clusters: None,
+                    viewer,
+                    estimate_bps: 0,
+                    limit: 500
+                },
+                &weights,
+                &none
+            )
+            .len(),
             50
         );
-        assert!(rank(&Fleet::default(), None, viewer, &weights, &none, 0, 5).is_empty());
+        assert!(
+            rank(
+                &Fleet::default(),
+                &Demand {
+                    stream: None,
+                    clusters: None,
+                    viewer,
+                    estimate_bps: 0,
+                    limit: 5
+                },
+                &weights,
+                &none
+            )
+            .is_empty()
+        );
     }
 
     /// A deterministic pseudo-random sequence (xorshift64).
@@ -1071,12 +1251,15 @@ mod tests {
             };
             let all = rank(
                 &fleet,
-                Some("show"),
-                viewer,
+                &Demand {
+                    stream: Some("show"),
+                    clusters: None,
+                    viewer,
+                    estimate_bps: GBPS,
+                    limit: usize::MAX,
+                },
                 &weights,
                 &pending,
-                GBPS,
-                usize::MAX,
             );
             assert!(all.len() > 20, "{} eligible", all.len());
             for window in all.windows(2) {
@@ -1087,12 +1270,15 @@ mod tests {
             for limit in [1, 3, 5, 17] {
                 let top = rank(
                     &fleet,
-                    Some("show"),
-                    viewer,
+                    &Demand {
+                        stream: Some("show"),
+                        clusters: None,
+                        viewer,
+                        estimate_bps: GBPS,
+                        limit,
+                    },
                     &weights,
                     &pending,
-                    GBPS,
-                    limit,
                 );
                 assert_eq!(top, all[..limit.min(all.len())]);
             }
@@ -1125,7 +1311,18 @@ mod tests {
             let first = best(&fleet, None, at(LONDON), &weights);
             assert_eq!(first, ["alpha", "bravo", "charlie", "delta", "echo"]);
             assert_eq!(best(&fleet, None, at(LONDON), &weights), first);
-            let two = rank(&fleet, None, at(LONDON), &weights, &none, 0, 2);
+            let two = rank(
+                &fleet,
+                &Demand {
+                    stream: None,
+                    clusters: None,
+                    viewer: at(LONDON),
+                    estimate_bps: 0,
+                    limit: 2,
+                },
+                &weights,
+                &none,
+            );
             assert_eq!(ranked(&fleet, &two), ["alpha", "bravo"]);
         }
     }

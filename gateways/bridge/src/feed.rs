@@ -8,8 +8,14 @@ pub use frameworks_events::kafka::EventFeed;
 use frameworks_events::kafka::KafkaSettings;
 use rdkafka::error::KafkaError;
 
-/// The topics subscriptions are fed from.
-pub const TOPICS: [Topic; 3] = [Topic::Tenants, Topic::Streams, Topic::StreamTelemetry];
+/// The topics subscriptions are fed from (and, for clusters, the routing
+/// directory's cache is dropped by).
+pub const TOPICS: [Topic; 4] = [
+    Topic::Tenants,
+    Topic::Streams,
+    Topic::Infrastructure,
+    Topic::StreamTelemetry,
+];
 
 /// Starts the bridge's reader of [`TOPICS`], from their current end.
 pub fn start(kafka: &KafkaSettings, capacity: usize) -> Result<EventFeed, KafkaError> {

@@ -21,13 +21,16 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 
 use crate::auth::{Principal, rest};
+use crate::graphql::endpoints::RequestOrigin;
 use crate::graphql::{self, BridgeSchema};
 use crate::state::BridgeState;
 
 /// Root query fields anonymous callers may use.
-const PUBLIC_QUERY_FIELDS: [&str; 5] = [
+const PUBLIC_QUERY_FIELDS: [&str; 7] = [
     "serverInfo",
     "networkStatus",
+    "resolveViewerEndpoint",
+    "resolveIngestEndpoint",
     "__typename",
     "__schema",
     "__type",
@@ -170,6 +173,10 @@ async fn execute(app: &App, peer: SocketAddr, headers: &HeaderMap, body: &[u8]) 
         }
         return response;
     }
+    let request = request.data(RequestOrigin {
+        ip: peer.ip(),
+        headers: headers.clone(),
+    });
     let request = match principal {
         Some(principal) => request.data(principal),
         None => request,

@@ -23,6 +23,7 @@ pub use state::BridgeState;
 use std::sync::Arc;
 use std::time::Duration;
 
+use frameworks_balancer::placement::Placer;
 use frameworks_commands::{CommandBus, EventStore, SecretBox};
 
 use crate::auth::{Authenticator, SessionKeys};
@@ -42,6 +43,7 @@ pub fn state(
     projections: ProjectionWatcher,
     live: LiveState,
     analytics: AnalyticsReader,
+    placer: Placer,
 ) -> Result<Arc<BridgeState>, frameworks_commands::secrets::KeyRingError> {
     let secrets = SecretBox::from_spec(&settings.data_keys)?;
     let pool = store.pool().clone();
@@ -61,6 +63,7 @@ pub fn state(
         origins: Default::default(),
         stream_cache: Default::default(),
         edges: settings.edges.clone(),
+        placer,
         pool,
     }))
 }

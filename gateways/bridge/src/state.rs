@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use frameworks_balancer::placement::Placer;
 use frameworks_commands::{CommandBus, SecretBox};
 use frameworks_events::AggregateType;
 use frameworks_projections::analytics::reader::AnalyticsReader;
@@ -37,6 +38,8 @@ pub struct BridgeState {
     pub stream_cache: StreamCache,
     /// What new edge clusters and bootstrapping edges are told.
     pub edges: EdgeSettings,
+    /// Viewer and encoder routing, as the balancer decides it.
+    pub placer: Placer,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -12,6 +12,8 @@
 //! - [`marketplace`]: cluster offers, subscriptions and invites;
 //! - [`edge_bootstrap`]: createEdgeCluster and bootstrapEdge (public);
 //! - [`network_status`]: the public map of the shared clusters;
+//! - [`endpoints`]: `resolveViewerEndpoint` and `resolveIngestEndpoint`
+//!   (public), routed as the balancer routes;
 //! - [`live`]: subscriptions fed from Kafka;
 //! - [`tenant_events`]: `tenantEvents`, the tenant's public events;
 //! - [`connection`], [`errors`], [`ids`], [`scalars`]: the contract's
@@ -24,6 +26,7 @@ pub mod clusters;
 pub mod connection;
 pub mod developer_tokens;
 pub mod edge_bootstrap;
+pub mod endpoints;
 pub mod errors;
 pub mod global_node;
 pub mod ids;
@@ -61,6 +64,7 @@ pub struct Query(
     clusters::ClusterQuery,
     marketplace::MarketplaceQuery,
     network_status::NetworkStatusQuery,
+    endpoints::EndpointQuery,
     global_node::NodeQuery,
     services::ServiceQuery,
 );
