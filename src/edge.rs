@@ -13,7 +13,7 @@ use frameworks_edge::control::client::{self, ClientSettings, Identity};
 use frameworks_edge::control::proto::ingress_client::IngressClient;
 use frameworks_edge::control::resolver::BalancerResolver;
 use frameworks_edge::forwarder;
-use frameworks_edge::host::MistHost;
+use frameworks_edge::host::{MistCommands, MistHost};
 use frameworks_edge::journal::Journal;
 use frameworks_edge::machine::MachineProbe;
 use frameworks_edge::mist::{MistClient, MistSettings};
@@ -108,6 +108,14 @@ pub struct EdgeCommand {
         default_value = "/var/lib/frameworks/edge/journal.redb"
     )]
     journal_path: PathBuf,
+
+    /// Where recordings (DVR) are written, one directory per stream.
+    #[arg(
+        long = "recordings-dir",
+        env = "FRAMEWORKS_EDGE_RECORDINGS_DIR",
+        default_value = "/var/lib/frameworks/recordings"
+    )]
+    recordings_dir: PathBuf,
 
     /// Where the node id is kept once enrolled.
     #[arg(
@@ -220,6 +228,7 @@ impl EdgeCommand {
             .connect_timeout(Duration::from_secs(5))
             .connect_lazy();
         let (seeds, seen) = watch::channel(None);
+        let seeds_for_config = seen.clone();
         let answers = Answers::new(
             BalancerResolver::new(balancer.clone(), seen.clone()),
             AnswerSettings {
@@ -243,12 +252,16 @@ impl EdgeCommand {
             Some(fingerprint) => fingerprint,
             None => machine_fingerprint()?,
         };
+        let routes: Arc<dyn RouteTable> = answers.clone();
         let host = Arc::new(MistHost::new(
-            MistClient::new(mist_settings.clone()),
+            MistCommands::new(
+                Arc::new(MistClient::new(mist_settings.clone())),
+                Arc::clone(&routes),
+                self.recordings_dir.clone(),
+            ),
             MachineProbe::default(),
             self.bandwidth_limit_mbps * 1_000_000,
         ));
-        let routes: Arc<dyn RouteTable> = answers.clone();
         tokio::spawn(client::run(
             ClientSettings {
                 balancer: self.balancer.clone(),
@@ -284,7 +297,7 @@ impl EdgeCommand {
         tokio::spawn(async move {
             let mist = MistClient::new(mist_settings);
             let desired = config_sync::desired(&base);
-            config_sync::keep_in_sync(&mist, &server_id, &desired, every).await;
+            config_sync::keep_in_sync(&mist, &server_id, &desired, seeds_for_config, every).await;
         });
         let endpoint = Arc::new(TriggerEndpoint {
             answers,

@@ -335,13 +335,39 @@ async fn ingest_is_validated_triggers_become_stream_facts_and_viewers_are_routed
     else {
         panic!("a stream is created");
     };
+    // A pull stream: its source, with credentials, reaches edges (and only
+    // them) with its playback route, for STREAM_SOURCE.
+    let pulled = Uuid::now_v7();
+    let source = "rtmp://feed:hunter2@source.example.net/live/main";
+    let StreamOutcome::Created {
+        playback_id: pulled_playback_id,
+        ..
+    } = bus
+        .execute::<Stream>(
+            &pulled.to_string(),
+            &StreamCommand::Create {
+                name: "relay".into(),
+                description: String::new(),
+                record: false,
+                ingest: Ingest::Pull,
+                pull_source: Some(source.into()),
+                allow_private_sources: false,
+            },
+            &owner,
+            None,
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("a stream is created");
+    };
     wait_until("the streams' keys in the read models", || {
         let pool = pool.clone();
         async move {
             sqlx::query_scalar::<_, i64>("SELECT count(*) FROM read_models.rm_stream_keys")
                 .fetch_one(&pool)
                 .await
-                .is_ok_and(|n| n == 2)
+                .is_ok_and(|n| n == 3)
         }
     })
     .await;
@@ -413,6 +439,39 @@ async fn ingest_is_validated_triggers_become_stream_facts_and_viewers_are_routed
         .await
         .unwrap_err();
     assert_eq!(stranger.code(), tonic::Code::Unauthenticated);
+    let playback_of = |id: &str| ResolveRequest {
+        node_id: edge.node_id.clone(),
+        session_token: edge.session_token.clone(),
+        subject: Some(resolve_request::Subject::PlaybackId(id.to_owned())),
+    };
+    let pulled_route = ingress
+        .resolve(playback_of(&pulled_playback_id))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(route::Kind::Playback(pulled_route)) = pulled_route.kind else {
+        panic!("{pulled_route:?}");
+    };
+    assert_eq!(
+        (
+            pulled_route.internal_name.as_str(),
+            pulled_route.pull_source.as_str()
+        ),
+        (internal_name(pulled).as_str(), source)
+    );
+    let Some(route::Kind::Playback(pushed_route)) = ingress
+        .resolve(playback_of(&playback_id))
+        .await
+        .unwrap()
+        .into_inner()
+        .kind
+    else {
+        panic!("a playback route");
+    };
+    assert_eq!(
+        pushed_route.pull_source, "",
+        "a push stream pulls from nowhere"
+    );
 
     // Oversized and overlong submissions are refused, and the balancer goes on.
     let huge = edge.trigger("USER_END", &"x".repeat(5 * 1024 * 1024), "");

@@ -15,19 +15,21 @@ use frameworks_balancer::control::{CommandFailure, ControlSettings, EdgeControlS
 use frameworks_commands::aggregates::infrastructure::Node;
 use frameworks_commands::telemetry::TelemetryPublisher;
 use frameworks_commands::{CommandBus, SecretBox};
-use frameworks_edge::answers::{AnswerSettings, Answers, NoResolver};
+use frameworks_edge::answers::{Action, AnswerSettings, Answers, NoResolver};
 use frameworks_edge::control::client::{self, ClientSettings, EdgeHost, Identity};
 use frameworks_edge::control::proto::edge_control_client::EdgeControlClient;
 use frameworks_edge::control::proto::edge_control_server::EdgeControlServer;
 use frameworks_edge::control::proto::ingress_client::IngressClient;
 use frameworks_edge::control::proto::ingress_server::IngressServer;
 use frameworks_edge::control::proto::{
-    ConfigSeed, EdgeMessage, Heartbeat, Register, StartPush, edge_command, edge_message, register,
+    ConfigSeed, EdgeMessage, Heartbeat, Register, StartPush, StreamTemplate, edge_command,
+    edge_message, register,
 };
 use frameworks_edge::forwarder;
+use frameworks_edge::host::MistCommands;
 use frameworks_edge::journal::{Journal, JournalEntry};
 use frameworks_edge::mist::{MistClient, MistSettings};
-use frameworks_edge::triggers::TriggerMeta;
+use frameworks_edge::triggers::{Trigger, TriggerKind, TriggerMeta};
 use frameworks_events::kafka::{EventConsumer, EventPublisher, KafkaSettings};
 use frameworks_events::proto::v1::telemetry::{NodeHeartbeat, NodeMetrics};
 use frameworks_events::{AggregateType, EventPayload, Topic};
@@ -42,7 +44,7 @@ use uuid::Uuid;
 
 /// The edge's hands: a simulated MistServer, and a fixed load.
 struct SimulatedEdge {
-    mist: MistClient,
+    commands: MistCommands,
 }
 
 impl EdgeHost for SimulatedEdge {
@@ -66,7 +68,7 @@ impl EdgeHost for SimulatedEdge {
     }
 
     async fn execute(&self, action: edge_command::Action) -> Result<(), String> {
-        client::execute_on_mist(&self.mist, action).await
+        self.commands.execute(action).await
     }
 }
 
@@ -226,13 +228,25 @@ async fn an_edge_enrols_heartbeats_obeys_commands_and_comes_back_after_a_reconne
     let mist_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mist_address = mist_listener.local_addr().unwrap();
     tokio::spawn(serve(mist_listener, mist_api.clone()));
+    let answers = Answers::new(
+        NoResolver,
+        AnswerSettings {
+            budget: Duration::from_millis(100),
+            admit_unknown_viewers: false,
+        },
+    );
+    let recordings = support::ScratchDir::new("recordings");
     let host = Arc::new(SimulatedEdge {
-        mist: MistClient::new(MistSettings {
-            address: mist_address.to_string(),
-            username: "admin".into(),
-            password: "secret".into(),
-            timeout: Duration::from_secs(2),
-        }),
+        commands: MistCommands::new(
+            Arc::new(MistClient::new(MistSettings {
+                address: mist_address.to_string(),
+                username: "admin".into(),
+                password: "secret".into(),
+                timeout: Duration::from_secs(2),
+            })),
+            answers.clone(),
+            recordings.0.clone(),
+        ),
     });
     let state = std::env::temp_dir().join(format!("fw-node-{}", Uuid::now_v7().simple()));
     let fingerprint = format!("fp-{}", Uuid::now_v7().simple());
@@ -252,14 +266,7 @@ async fn an_edge_enrols_heartbeats_obeys_commands_and_comes_back_after_a_reconne
         backoff_max: Duration::from_millis(500),
     };
     let (seeds, mut seen) = watch::channel(None);
-    let answers = Answers::new(
-        NoResolver,
-        AnswerSettings {
-            budget: Duration::from_millis(100),
-            admit_unknown_viewers: false,
-        },
-    );
-    let daemon = tokio::spawn(client::run(settings, host, answers, seeds));
+    let daemon = tokio::spawn(client::run(settings, host, answers.clone(), seeds));
     let seed = within(Duration::from_secs(30), "the config seed", async {
         loop {
             if let Some(seed) = seen.borrow_and_update().clone() {
@@ -270,6 +277,15 @@ async fn an_edge_enrols_heartbeats_obeys_commands_and_comes_back_after_a_reconne
     })
     .await;
     assert_eq!(seed.cluster_id, cluster);
+    assert_eq!(
+        seed.templates,
+        [StreamTemplate {
+            name: "live".into(),
+            source: "push://".into(),
+            dvr_ms: 0,
+        }],
+        "platform streams are live+<id> wildcards of the live template"
+    );
     let node_id = seed.node_id.clone();
     assert_eq!(
         std::fs::read_to_string(&state).unwrap(),
@@ -413,6 +429,20 @@ async fn an_edge_enrols_heartbeats_obeys_commands_and_comes_back_after_a_reconne
         .await
         .unwrap();
     assert_eq!(mist_api.state().pushes.len(), 1);
+    // Mist asks before it pushes out: what the platform started is let out.
+    let push_out = |target: &str| {
+        let answers = answers.clone();
+        let trigger =
+            Trigger::parse(TriggerKind::PushOutStart, &format!("live+s1\n{target}")).unwrap();
+        async move {
+            answers
+                .answer(TriggerKind::PushOutStart, &trigger)
+                .await
+                .action
+        }
+    };
+    assert_eq!(push_out("rtmp://example.net/live/x").await, Action::Value);
+    assert_eq!(push_out("rtmp://not-ours/live/y").await, Action::Deny);
     let stop_nothing = service
         .command(
             &node_id,
@@ -431,6 +461,73 @@ async fn an_edge_enrols_heartbeats_obeys_commands_and_comes_back_after_a_reconne
             .command("no-such-node", edge_command::Action::NukeStream("x".into()))
             .await,
         Err(CommandFailure::NotConnected("no-such-node".into()))
+    );
+    service
+        .command(
+            &node_id,
+            edge_command::Action::StopPush(frameworks_edge::control::proto::StopPush {
+                stream: "live+s1".into(),
+                target: "rtmp://example.net/live/x".into(),
+            }),
+        )
+        .await
+        .unwrap();
+    assert!(mist_api.state().pushes.is_empty());
+    assert_eq!(push_out("rtmp://example.net/live/x").await, Action::Deny);
+
+    // DVR: a recording is a push to a file in the stream's directory,
+    // let out by PUSH_OUT_START, once at a time, until stopped.
+    service
+        .command(
+            &node_id,
+            edge_command::Action::StartRecording("live+s1".into()),
+        )
+        .await
+        .unwrap();
+    let (stream, file) = mist_api.state().pushes.values().next().cloned().unwrap();
+    assert_eq!(stream, "live+s1");
+    let stream_dir = recordings.0.join("live+s1");
+    assert!(
+        std::path::Path::new(&file).starts_with(&stream_dir) && file.ends_with(".ts"),
+        "{file}"
+    );
+    assert!(stream_dir.is_dir());
+    assert_eq!(push_out(&file).await, Action::Value);
+    let twice = service
+        .command(
+            &node_id,
+            edge_command::Action::StartRecording("live+s1".into()),
+        )
+        .await;
+    assert!(matches!(twice, Err(CommandFailure::Failed(_))), "{twice:?}");
+    let escape = service
+        .command(
+            &node_id,
+            edge_command::Action::StartRecording("../etc".into()),
+        )
+        .await;
+    assert!(
+        matches!(escape, Err(CommandFailure::Failed(_))),
+        "{escape:?}"
+    );
+    service
+        .command(
+            &node_id,
+            edge_command::Action::StopRecording("live+s1".into()),
+        )
+        .await
+        .unwrap();
+    assert!(mist_api.state().pushes.is_empty());
+    assert_eq!(push_out(&file).await, Action::Deny);
+    let not_recording = service
+        .command(
+            &node_id,
+            edge_command::Action::StopRecording("live+s1".into()),
+        )
+        .await;
+    assert!(
+        matches!(not_recording, Err(CommandFailure::Failed(_))),
+        "{not_recording:?}"
     );
 
     // The balancer's connections are cut and it comes back: the daemon

@@ -265,6 +265,61 @@ async fn the_trigger_set_is_registered_and_drift_is_put_back() {
 }
 
 #[tokio::test]
+async fn the_seeds_stream_templates_are_kept_in_mist() {
+    use frameworks_edge::control::proto::StreamTemplate;
+    let api = MistApi::new(Some(("admin", "secret")), true);
+    let mist = client(simulator(&api).await, "secret");
+    mist.add_stream("operators-own", "push://10.0.0.1", Map::new())
+        .await
+        .unwrap();
+    let templates = [
+        StreamTemplate {
+            name: "live".into(),
+            source: "push://".into(),
+            dvr_ms: 0,
+        },
+        StreamTemplate {
+            name: "event".into(),
+            source: "push://".into(),
+            dvr_ms: 30_000,
+        },
+    ];
+    assert_eq!(
+        config_sync::sync_templates(&mist, &templates)
+            .await
+            .unwrap(),
+        2
+    );
+    let streams = mist.streams().await.unwrap();
+    assert_eq!(streams["live"]["source"], "push://");
+    assert_eq!(streams["event"]["DVR"], 30_000);
+    assert_eq!(
+        streams["operators-own"]["source"], "push://10.0.0.1",
+        "streams the seed does not name are left alone"
+    );
+    assert_eq!(api.state().saves, 1);
+    assert_eq!(
+        config_sync::sync_templates(&mist, &templates)
+            .await
+            .unwrap(),
+        0,
+        "in sync: nothing written"
+    );
+
+    // An operator points the template elsewhere: the next round puts it back.
+    mist.add_stream("live", "/media/loop.mp4", Map::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        config_sync::sync_templates(&mist, &templates)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(mist.streams().await.unwrap()["live"]["source"], "push://");
+}
+
+#[tokio::test]
 async fn heartbeats_carry_the_machine_and_mistservers_streams() {
     use frameworks_edge::control::client::EdgeHost;
     use frameworks_edge::host::MistHost;
@@ -282,7 +337,7 @@ async fn heartbeats_carry_the_machine_and_mistservers_streams() {
         );
     }
     let host = MistHost::new(
-        client(simulator(&api).await, "secret"),
+        commands(client(simulator(&api).await, "secret")),
         MachineProbe::default(),
         1_000_000_000,
     );
@@ -304,10 +359,31 @@ async fn heartbeats_carry_the_machine_and_mistservers_streams() {
     let gone = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = gone.local_addr().unwrap();
     drop(gone);
-    let host = MistHost::new(client(address, "secret"), MachineProbe::default(), 0);
+    let host = MistHost::new(
+        commands(client(address, "secret")),
+        MachineProbe::default(),
+        0,
+    );
     let started = Instant::now();
     let beat = host.heartbeat().await;
     let (node, metrics) = (beat.node.unwrap(), beat.metrics.unwrap());
     assert!(!node.mist_healthy && metrics.active_streams == 0 && node.mist_version.is_empty());
     assert!(started.elapsed() < TIMEOUT);
+}
+
+/// The hands of a host whose pushes nobody asks about.
+fn commands(mist: MistClient) -> frameworks_edge::host::MistCommands {
+    use frameworks_edge::answers::{AnswerSettings, Answers, NoResolver};
+    let answers = Answers::new(
+        NoResolver,
+        AnswerSettings {
+            budget: Duration::from_millis(100),
+            admit_unknown_viewers: false,
+        },
+    );
+    frameworks_edge::host::MistCommands::new(
+        std::sync::Arc::new(mist),
+        answers,
+        std::env::temp_dir().join("frameworks-unused-recordings"),
+    )
 }

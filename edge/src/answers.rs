@@ -92,6 +92,27 @@ impl PlaybackPolicy {
     }
 }
 
+/// The URI a pull stream pulls from. It may carry credentials, so it
+/// prints as `<redacted>`: no log line or panic message shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PullSource(String);
+
+impl PullSource {
+    pub fn new(uri: impl Into<String>) -> Self {
+        Self(uri.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for PullSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 /// Lower-case hex SHA-256 of a stream key: the only form the edge keeps.
 pub fn key_sha256(key: &str) -> String {
     data_encoding::HEXLOWER.encode(&Sha256::digest(key.as_bytes()))
@@ -108,8 +129,9 @@ pub struct Routes {
     /// Internal stream name -> who may watch it.
     pub viewers: HashMap<String, PlaybackPolicy>,
     /// Internal stream name -> the URI a pull stream pulls from.
-    pub sources: HashMap<String, String>,
-    /// (internal stream name, target) pairs the platform started.
+    pub sources: HashMap<String, PullSource>,
+    /// (internal stream name, target) pairs the platform started: the
+    /// pushes and recordings PUSH_OUT_START lets out.
     pub push_targets: HashSet<(String, String)>,
 }
 
@@ -125,14 +147,17 @@ impl Routes {
                 if playback.internal_name.is_empty() {
                     self.playback.insert(playback.playback_id.clone(), None);
                 } else {
-                    self.playback.insert(
-                        playback.playback_id.clone(),
-                        Some(playback.internal_name.clone()),
-                    );
-                    self.viewers.insert(
-                        playback.internal_name.clone(),
-                        PlaybackPolicy::from_proto(playback.policy),
-                    );
+                    let stream = &playback.internal_name;
+                    self.playback
+                        .insert(playback.playback_id.clone(), Some(stream.clone()));
+                    self.viewers
+                        .insert(stream.clone(), PlaybackPolicy::from_proto(playback.policy));
+                    if playback.pull_source.is_empty() {
+                        self.sources.remove(stream);
+                    } else {
+                        self.sources
+                            .insert(stream.clone(), PullSource::new(&playback.pull_source));
+                    }
                 }
             }
             None => {}
@@ -147,6 +172,7 @@ impl Routes {
         for id in &update.forget_playback_ids {
             if let Some(Some(stream)) = self.playback.remove(id) {
                 self.viewers.remove(&stream);
+                self.sources.remove(&stream);
             }
         }
         for route in &update.set {
@@ -160,6 +186,9 @@ impl Routes {
 pub trait RouteTable: Send + Sync + 'static {
     fn seed(&self, routes: &[proto::Route]);
     fn apply(&self, update: &proto::RouteUpdate);
+    /// Lets PUSH_OUT_START through for a push or recording the platform is
+    /// starting (`allowed`), or no longer (`!allowed`).
+    fn allow_push(&self, stream: &str, target: &str, allowed: bool);
 }
 
 /// One fact the balancer answered on a miss.
@@ -325,7 +354,7 @@ impl<R: Resolver> Answers<R> {
             }
             Trigger::StreamSource { stream } => match self.read(|r| r.sources.get(stream).cloned())
             {
-                Some(source) => Answer::value(source),
+                Some(source) => Answer::value(source.expose()),
                 None => Answer::keep(),
             },
             Trigger::PushOutStart { stream, target } => {
@@ -389,9 +418,8 @@ impl<R: Resolver> Answers<R> {
 impl<R: Resolver> RouteTable for Answers<R> {
     fn seed(&self, routes: &[proto::Route]) {
         let mut fresh = Routes::default();
-        // What the platform started on this edge is not the balancer's to seed.
+        // The pushes running on this edge are not the balancer's to seed.
         self.update(|known| {
-            fresh.sources = std::mem::take(&mut known.sources);
             fresh.push_targets = std::mem::take(&mut known.push_targets);
         });
         for route in routes {
@@ -403,11 +431,80 @@ impl<R: Resolver> RouteTable for Answers<R> {
     fn apply(&self, update: &proto::RouteUpdate) {
         self.update(|known| known.apply(update));
     }
+
+    fn allow_push(&self, stream: &str, target: &str, allowed: bool) {
+        let pair = (stream.to_owned(), target.to_owned());
+        self.update(|known| {
+            if allowed {
+                known.push_targets.insert(pair);
+            } else {
+                known.push_targets.remove(&pair);
+            }
+        });
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn playback(id: &str, stream: &str, pull_source: &str) -> proto::Route {
+        proto::Route {
+            kind: Some(route::Kind::Playback(proto::PlaybackRoute {
+                playback_id: id.into(),
+                internal_name: stream.into(),
+                policy: proto::PlaybackPolicy::Public as i32,
+                pull_source: pull_source.into(),
+            })),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_pull_streams_source_answers_stream_source_and_is_never_printed() {
+        let answers = Answers::new(
+            NoResolver,
+            AnswerSettings {
+                budget: Duration::from_millis(50),
+                admit_unknown_viewers: false,
+            },
+        );
+        let uri = "rtmp://feed:hunter2@source.example.net/live/main";
+        answers.seed(&[playback("pb1", "live+s1", uri)]);
+        let source = |stream: &str| Trigger::StreamSource {
+            stream: stream.into(),
+        };
+        let answer = answers
+            .answer(TriggerKind::StreamSource, &source("live+s1"))
+            .await;
+        assert_eq!((answer.action, answer.body.as_str()), (Action::Value, uri));
+        assert!(!format!("{answers:?}").contains("hunter2"));
+        // Unknown streams keep Mist's configured source.
+        let other = answers
+            .answer(TriggerKind::StreamSource, &source("live+s2"))
+            .await;
+        assert_eq!(other.action, Action::Keep);
+        // Became a push stream, then forgotten: no source any more.
+        answers.apply(&proto::RouteUpdate {
+            set: vec![playback("pb1", "live+s1", "")],
+            ..Default::default()
+        });
+        let pushed = answers
+            .answer(TriggerKind::StreamSource, &source("live+s1"))
+            .await;
+        assert_eq!(pushed.action, Action::Keep);
+        answers.seed(&[playback("pb1", "live+s1", uri)]);
+        answers.apply(&proto::RouteUpdate {
+            forget_playback_ids: vec!["pb1".into()],
+            ..Default::default()
+        });
+        assert_eq!(
+            answers
+                .answer(TriggerKind::StreamSource, &source("live+s1"))
+                .await
+                .action,
+            Action::Keep
+        );
+    }
 
     #[test]
     fn the_key_is_the_push_urls_last_segment() {

@@ -1,13 +1,19 @@
-//! Keeps Mist's trigger set and server id what the edge daemon needs.
-//! Mist's `config` replaces the whole trigger set, so the daemon always
-//! writes the complete set; it checks for drift (an operator's edit, a
-//! restored backup) periodically and puts its set back.
+//! Keeps Mist's configuration what the edge daemon needs: its trigger set
+//! and server id, and the stream templates the balancer's config seed
+//! names (the wildcard parents of platform streams, e.g. `live`). Mist's
+//! `config` replaces the whole trigger set, so the daemon always writes the
+//! complete set; it checks for drift (an operator's edit, a restored
+//! backup) periodically and puts its configuration back. Streams it was not
+//! told about are left alone.
 
 use std::time::Duration;
 
 use metrics::counter;
+use serde_json::{Map, Value, json};
+use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::control::proto::{ConfigSeed, StreamTemplate};
 use crate::mist::{MistClient, MistError, TriggerSet};
 use crate::triggers::TriggerKind;
 
@@ -77,15 +83,75 @@ pub async fn sync_once(
     Ok(true)
 }
 
-/// Syncs now and then every `every`, for as long as the task runs.
+/// Whether Mist's stream configuration `current` is what `template` asks for.
+fn matches(template: &StreamTemplate, current: Option<&Value>) -> bool {
+    let Some(current) = current else {
+        return false;
+    };
+    let source = current.get("source").and_then(Value::as_str);
+    // DVR is compared only when the template sets it: Mist's default is
+    // an absent option, and an operator's own buffer is not drift.
+    let dvr_matches = template.dvr_ms == 0
+        || current.get("DVR").and_then(Value::as_u64) == Some(u64::from(template.dvr_ms));
+    source == Some(template.source.as_str()) && dvr_matches
+}
+
+/// Writes the templates Mist lacks or holds differently; how many.
+pub async fn sync_templates(
+    mist: &MistClient,
+    templates: &[StreamTemplate],
+) -> Result<usize, MistError> {
+    if templates.is_empty() {
+        return Ok(0);
+    }
+    let streams = mist.streams().await?;
+    let mut written = 0;
+    for template in templates {
+        if matches(template, streams.get(&template.name)) {
+            continue;
+        }
+        let mut options = Map::new();
+        if template.dvr_ms != 0 {
+            options.insert("DVR".into(), json!(template.dvr_ms));
+        }
+        mist.add_stream(&template.name, &template.source, options)
+            .await?;
+        written += 1;
+    }
+    if written > 0 {
+        mist.save().await?;
+    }
+    Ok(written)
+}
+
+/// Syncs now, again every `every` and whenever a new config seed arrives,
+/// for as long as the task runs.
 pub async fn keep_in_sync(
     mist: &MistClient,
     server_id: &str,
     desired: &TriggerSet,
+    mut seeds: watch::Receiver<Option<ConfigSeed>>,
     every: Duration,
 ) {
     let mut first = true;
     loop {
+        let templates = seeds
+            .borrow_and_update()
+            .as_ref()
+            .map(|seed| seed.templates.clone())
+            .unwrap_or_default();
+        match sync_templates(mist, &templates).await {
+            Ok(0) => {}
+            Ok(written) => {
+                counter!("frameworks_edge_mist_stream_templates_written_total")
+                    .increment(written as u64);
+                info!(written, "stream templates written to MistServer");
+            }
+            Err(error) => {
+                counter!("frameworks_edge_mist_errors_total", "call" => "streams").increment(1);
+                warn!(%error, "could not check MistServer's stream templates");
+            }
+        }
         match sync_once(mist, server_id, desired).await {
             Ok(true) if first => info!(
                 triggers = desired.len(),
@@ -102,6 +168,10 @@ pub async fn keep_in_sync(
             }
         }
         first = false;
-        tokio::time::sleep(every).await;
+        // A closed seed channel (the daemon is stopping) leaves the timer.
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            Ok(()) = seeds.changed() => {}
+        }
     }
 }

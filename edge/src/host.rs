@@ -1,21 +1,153 @@
 //! The node as the control stream sees it: its load (the machine and
 //! MistServer's streams and viewers) for heartbeats, and MistServer as the
-//! hands that carry out the balancer's commands.
+//! hands that carry out the balancer's commands ([`MistCommands`]).
 
-use std::time::Instant;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use frameworks_events::proto::v1::telemetry::{NodeHeartbeat, NodeMetrics};
 use metrics::counter;
-use tracing::warn;
+use tracing::{info, warn};
 
-use crate::control::client::{EdgeHost, execute_on_mist};
+use crate::answers::RouteTable;
+use crate::control::client::EdgeHost;
 use crate::control::proto::{Heartbeat, edge_command};
 use crate::machine::MachineProbe;
 use crate::mist::MistClient;
 
+/// Carries out the balancer's commands on MistServer. Every push and
+/// recording it starts is let through PUSH_OUT_START first (Mist asks
+/// before it pushes anything out), and forgotten once stopped.
+#[derive(Clone)]
+pub struct MistCommands {
+    mist: Arc<MistClient>,
+    pushes: Arc<dyn RouteTable>,
+    /// Recordings go to `<recordings>/<stream>/<unix milliseconds>.ts`.
+    recordings: PathBuf,
+}
+
+impl std::fmt::Debug for MistCommands {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MistCommands")
+            .field("recordings", &self.recordings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MistCommands {
+    pub fn new(mist: Arc<MistClient>, pushes: Arc<dyn RouteTable>, recordings: PathBuf) -> Self {
+        Self {
+            mist,
+            pushes,
+            recordings,
+        }
+    }
+
+    /// Where the stream's recordings go.
+    fn recording_dir(&self, stream: &str) -> Result<PathBuf, String> {
+        // A stream name never walks out of the recordings directory.
+        if stream.is_empty() || stream.contains(['/', '\\']) || stream.starts_with('.') {
+            return Err(format!("{stream:?} is not a stream name"));
+        }
+        Ok(self.recordings.join(stream))
+    }
+
+    /// Carries out `action`; the error says why it failed, for the operator.
+    pub async fn execute(&self, action: edge_command::Action) -> Result<(), String> {
+        use edge_command::Action;
+        match action {
+            Action::StartPush(push) => self.start_push(&push.stream, &push.target).await,
+            Action::StopPush(push) => {
+                let stopped = self
+                    .stop_pushes(&push.stream, |target| target == push.target)
+                    .await?;
+                if stopped == 0 {
+                    return Err(format!("no push of {} to that target", push.stream));
+                }
+                Ok(())
+            }
+            Action::StartRecording(stream) => {
+                let dir = self.recording_dir(&stream)?;
+                let running = self.mist.push_list().await.map_err(|e| e.to_string())?;
+                if running.iter().any(|p| {
+                    p.stream == stream && std::path::Path::new(&p.target).starts_with(&dir)
+                }) {
+                    return Err(format!("{stream} is being recorded already"));
+                }
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| format!("creating {}: {e}", dir.display()))?;
+                let started = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_millis();
+                let file = dir.join(format!("{started}.ts"));
+                let target = file.to_string_lossy().into_owned();
+                self.start_push(&stream, &target).await?;
+                info!(%stream, file = %target, "recording");
+                Ok(())
+            }
+            Action::StopRecording(stream) => {
+                let dir = self.recording_dir(&stream)?;
+                let stopped = self
+                    .stop_pushes(&stream, |target| {
+                        std::path::Path::new(target).starts_with(&dir)
+                    })
+                    .await?;
+                if stopped == 0 {
+                    return Err(format!("{stream} is not being recorded"));
+                }
+                Ok(())
+            }
+            Action::NukeStream(stream) => self
+                .mist
+                .nuke_stream(&stream)
+                .await
+                .map_err(|e| e.to_string()),
+            Action::InvalidateSessions(stream) => self
+                .mist
+                .invalidate_sessions(&stream)
+                .await
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    async fn start_push(&self, stream: &str, target: &str) -> Result<(), String> {
+        self.pushes.allow_push(stream, target, true);
+        if let Err(error) = self.mist.push_start(stream, target).await {
+            self.pushes.allow_push(stream, target, false);
+            return Err(error.to_string());
+        }
+        Ok(())
+    }
+
+    /// Stops the stream's pushes whose target `matches`; how many.
+    async fn stop_pushes(
+        &self,
+        stream: &str,
+        matches: impl Fn(&str) -> bool,
+    ) -> Result<usize, String> {
+        let pushes = self.mist.push_list().await.map_err(|e| e.to_string())?;
+        let stopping: Vec<_> = pushes
+            .iter()
+            .filter(|p| p.stream == stream && matches(&p.target))
+            .collect();
+        if stopping.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<u64> = stopping.iter().map(|p| p.id).collect();
+        self.mist.push_stop(&ids).await.map_err(|e| e.to_string())?;
+        for push in &stopping {
+            self.pushes.allow_push(stream, &push.target, false);
+        }
+        Ok(stopping.len())
+    }
+}
+
 #[derive(Debug)]
 pub struct MistHost {
-    mist: MistClient,
+    mist: Arc<MistClient>,
+    commands: MistCommands,
     probe: MachineProbe,
     started: Instant,
     /// The node's uplink, for bandwidth headroom (0: unknown).
@@ -23,9 +155,10 @@ pub struct MistHost {
 }
 
 impl MistHost {
-    pub fn new(mist: MistClient, probe: MachineProbe, bandwidth_limit_bps: u64) -> Self {
+    pub fn new(commands: MistCommands, probe: MachineProbe, bandwidth_limit_bps: u64) -> Self {
         Self {
-            mist,
+            mist: Arc::clone(&commands.mist),
+            commands,
             probe,
             started: Instant::now(),
             bandwidth_limit_bps,
@@ -87,6 +220,6 @@ impl EdgeHost for MistHost {
     }
 
     async fn execute(&self, action: edge_command::Action) -> Result<(), String> {
-        execute_on_mist(&self.mist, action).await
+        self.commands.execute(action).await
     }
 }

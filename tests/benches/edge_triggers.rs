@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use frameworks_edge::answers::{
-    AnswerSettings, Answers, NoResolver, PlaybackPolicy, Routes, key_sha256,
+    AnswerSettings, Answers, NoResolver, PlaybackPolicy, PullSource, Routes, key_sha256,
 };
 use frameworks_edge::journal::Journal;
 use frameworks_edge::server::TriggerEndpoint;
@@ -44,9 +44,10 @@ fn routes() -> Routes {
         .insert(key_sha256("test"), Some("live+stream-1".into()));
     routes.playback.insert("test".into(), Some("test".into()));
     routes.viewers.insert("test".into(), PlaybackPolicy::Public);
-    routes
-        .sources
-        .insert("test".into(), "rtmp://origin.example.net/live/test".into());
+    routes.sources.insert(
+        "test".into(),
+        PullSource::new("rtmp://origin.example.net/live/test"),
+    );
     routes
         .push_targets
         .insert(("test".into(), "/var/lib/mist/rec/test.ts".into()));

@@ -20,7 +20,6 @@ use super::proto::{
     edge_message, register,
 };
 use crate::answers::RouteTable;
-use crate::mist::MistClient;
 
 /// Who this machine is, as it registers.
 #[derive(Debug, Clone)]
@@ -70,34 +69,6 @@ pub trait EdgeHost: Send + Sync + 'static {
         &self,
         action: edge_command::Action,
     ) -> impl std::future::Future<Output = Result<(), String>> + Send;
-}
-
-/// Carries out commands on MistServer.
-pub async fn execute_on_mist(
-    mist: &MistClient,
-    action: edge_command::Action,
-) -> Result<(), String> {
-    use edge_command::Action;
-    let result = match action {
-        Action::StartPush(push) => mist.push_start(&push.stream, &push.target).await,
-        Action::StopPush(push) => match mist.push_list().await {
-            Ok(pushes) => {
-                let ids: Vec<u64> = pushes
-                    .iter()
-                    .filter(|p| p.stream == push.stream && p.target == push.target)
-                    .map(|p| p.id)
-                    .collect();
-                if ids.is_empty() {
-                    return Err(format!("no push of {} to {}", push.stream, push.target));
-                }
-                mist.push_stop(&ids).await
-            }
-            Err(error) => Err(error),
-        },
-        Action::NukeStream(stream) => mist.nuke_stream(&stream).await,
-        Action::InvalidateSessions(stream) => mist.invalidate_sessions(&stream).await,
-    };
-    result.map_err(|e| e.to_string())
 }
 
 fn read_node_id(settings: &ClientSettings) -> Result<Option<String>, ControlError> {

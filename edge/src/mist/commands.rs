@@ -196,6 +196,20 @@ impl MistClient {
             .map(drop)
     }
 
+    /// The configured streams, by name, each with its options (`source`, `DVR`, ...).
+    pub async fn streams(&self) -> Result<Map<String, Value>, MistError> {
+        let streams = self.one("streams", json!(true)).await?;
+        match streams {
+            Value::Null => Ok(Map::new()),
+            // Mist adds markers such as "incomplete list": 1 among the streams.
+            Value::Object(streams) => Ok(streams
+                .into_iter()
+                .filter(|(_, stream)| stream.is_object())
+                .collect()),
+            other => Err(bad("streams", format!("not an object: {other}"))),
+        }
+    }
+
     pub async fn delete_stream(&self, name: &str) -> Result<(), MistError> {
         self.one("deletestream", json!(name)).await.map(drop)
     }

@@ -26,7 +26,7 @@ use frameworks_commands::{CommandBus, CommandContext, CommandError, ExecuteError
 use frameworks_edge::control::proto::edge_control_server::EdgeControl;
 use frameworks_edge::control::proto::{
     BalancerMessage, CommandResult, ConfigSeed, EdgeCommand, EdgeMessage, Heartbeat, Register,
-    RouteUpdate, balancer_message, edge_command, edge_message, register,
+    RouteUpdate, StreamTemplate, balancer_message, edge_command, edge_message, register,
 };
 use frameworks_events::EventPayload;
 use frameworks_events::kafka::EventFeed;
@@ -39,7 +39,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn};
 use uuid::Uuid;
 
-use crate::directory::Directory;
+use crate::directory::{Directory, STREAM_TEMPLATE};
 use crate::fleet::SharedState;
 
 /// Session tokens: `fws_` and 32 random bytes.
@@ -75,7 +75,7 @@ type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<CommandResult>>>>;
 /// The edge control service; clone it into the gRPC server.
 #[derive(Clone)]
 pub struct EdgeControlService {
-    bus: CommandBus,
+    pub(crate) bus: CommandBus,
     pub(crate) telemetry: Arc<TelemetryPublisher>,
     pub(crate) directory: Directory,
     pub(crate) shared: SharedState,
@@ -417,7 +417,13 @@ impl EdgeControl for EdgeControlService {
                 cluster_id,
                 heartbeat_seconds: self.settings.heartbeat_seconds,
                 session_token,
-                routes: self.directory.routes(),
+                routes: self.directory.routes(self.bus.secrets()),
+                templates: vec![StreamTemplate {
+                    name: STREAM_TEMPLATE.to_owned(),
+                    // Anyone may push; PUSH_REWRITE decides who publishes.
+                    source: "push://".to_owned(),
+                    dvr_ms: 0,
+                }],
             })),
         };
         outbox

@@ -18,12 +18,16 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use frameworks_commands::SecretBox;
+use frameworks_commands::aggregates::stream::pull_source_context;
 use frameworks_edge::control::proto::{self, route};
+use frameworks_events::proto::v1::common::SealedSecret;
 use frameworks_events::{AggregateType, Event, EventPayload};
 use frameworks_projections::control_plane;
 use frameworks_projections::live::LiveState;
 use frameworks_projections::read_your_writes::ProjectionWatcher;
 use metrics::counter;
+use prost::Message;
 use sqlx::PgPool;
 use tokio::sync::broadcast;
 use tracing::warn;
@@ -101,6 +105,18 @@ pub struct PlaybackTarget {
     pub stream: Uuid,
     pub tenant: Option<Uuid>,
     pub viewers: Viewers,
+    /// A pull stream's source, sealed as the event store keeps it
+    /// ([`pull_source_uri`] opens it for an edge).
+    pub sealed_pull_source: Option<Vec<u8>>,
+}
+
+/// A playback id's stream, as the read models hold it.
+#[derive(Debug, sqlx::FromRow)]
+struct PlaybackRow {
+    stream: Uuid,
+    tenant: Option<Uuid>,
+    suspended: bool,
+    pull_source: Option<Vec<u8>>,
 }
 
 /// Whose a stream is.
@@ -297,8 +313,9 @@ impl Directory {
             return Ok(target);
         }
         let epoch = self.cache().epoch;
-        let row: Option<(Uuid, Option<Uuid>, bool)> = sqlx::query_as(
-            "SELECT s.id, s.tenant_id, COALESCE(t.suspended, false)
+        let row: Option<PlaybackRow> = sqlx::query_as(
+            "SELECT s.id AS stream, s.tenant_id AS tenant,
+                    COALESCE(t.suspended, false) AS suspended, s.pull_source
              FROM read_models.rm_streams s
              LEFT JOIN read_models.rm_tenants t ON t.id = s.tenant_id
              WHERE s.playback_id = $1 AND s.deleted_at IS NULL",
@@ -306,14 +323,15 @@ impl Directory {
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        let target = row.map(|(stream, tenant, suspended)| PlaybackTarget {
-            stream,
-            tenant,
-            viewers: if suspended {
+        let target = row.map(|row| PlaybackTarget {
+            stream: row.stream,
+            tenant: row.tenant,
+            viewers: if row.suspended {
                 Viewers::Denied
             } else {
                 Viewers::Public
             },
+            sealed_pull_source: row.pull_source,
         });
         let mut cache = self.cache();
         if cache.epoch == epoch {
@@ -561,7 +579,7 @@ impl Directory {
 
     /// What the balancer knows now, as routes for an edge's config seed:
     /// every cached key and playback answer still within its TTL.
-    pub fn routes(&self) -> Vec<proto::Route> {
+    pub fn routes(&self, secrets: &SecretBox) -> Vec<proto::Route> {
         let cache = self.cache();
         let keys = cache
             .keys
@@ -572,7 +590,7 @@ impl Directory {
             .playback
             .iter()
             .filter(|(_, (at, _))| at.elapsed() < self.ttl)
-            .map(|(id, (_, target))| playback_route(id, target.as_ref()));
+            .map(|(id, (_, target))| playback_route(id, target.as_ref(), secrets));
         keys.chain(playback).collect()
     }
 }
@@ -592,16 +610,51 @@ pub fn decision_route(key_sha256: &str, decision: &IngestDecision) -> proto::Rou
     }
 }
 
-/// The route an edge keeps for a playback id.
-pub fn playback_route(id: &str, target: Option<&PlaybackTarget>) -> proto::Route {
-    let (internal, policy) = match target {
-        None => (String::new(), proto::PlaybackPolicy::Unspecified),
+/// A pull stream's source URI, opened from its sealed form; `None` (and a
+/// counted warning that never shows the URI) when it cannot be opened.
+pub fn pull_source_uri(secrets: &SecretBox, stream: Uuid, sealed: &[u8]) -> Option<String> {
+    let opened = SealedSecret::decode(sealed)
+        .map_err(|e| e.to_string())
+        .and_then(|sealed| {
+            secrets
+                .open(&sealed, &pull_source_context(&stream.to_string()))
+                .map_err(|e| e.to_string())
+        })
+        .and_then(|plain| String::from_utf8(plain).map_err(|e| e.to_string()));
+    match opened {
+        Ok(uri) => Some(uri),
+        Err(error) => {
+            counter!("frameworks_balancer_pull_source_unreadable_total").increment(1);
+            warn!(%stream, %error, "a pull stream's source could not be opened");
+            None
+        }
+    }
+}
+
+/// The route an edge keeps for a playback id (with a pull stream's source,
+/// opened with `secrets`).
+pub fn playback_route(
+    id: &str,
+    target: Option<&PlaybackTarget>,
+    secrets: &SecretBox,
+) -> proto::Route {
+    let (internal, policy, pull_source) = match target {
+        None => (
+            String::new(),
+            proto::PlaybackPolicy::Unspecified,
+            String::new(),
+        ),
         Some(target) => (
             internal_name(target.stream),
             match target.viewers {
                 Viewers::Public => proto::PlaybackPolicy::Public,
                 Viewers::Denied => proto::PlaybackPolicy::Denied,
             },
+            target
+                .sealed_pull_source
+                .as_deref()
+                .and_then(|sealed| pull_source_uri(secrets, target.stream, sealed))
+                .unwrap_or_default(),
         ),
     };
     proto::Route {
@@ -609,6 +662,7 @@ pub fn playback_route(id: &str, target: Option<&PlaybackTarget>) -> proto::Route
             playback_id: id.to_owned(),
             internal_name: internal,
             policy: policy as i32,
+            pull_source,
         })),
     }
 }

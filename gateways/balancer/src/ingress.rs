@@ -474,7 +474,7 @@ impl Ingress for EdgeControlService {
                     ));
                 }
                 let target = self.directory.playback(&id).await.map_err(unavailable)?;
-                directory::playback_route(&id, target.as_ref())
+                directory::playback_route(&id, target.as_ref(), self.bus.secrets())
             }
             None => {
                 return Err(Status::invalid_argument(

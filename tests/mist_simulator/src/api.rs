@@ -238,6 +238,13 @@ impl MistState {
                 }
                 Some(("streams".into(), json!(self.streams)))
             }
+            // `true` lists; an object replaces the whole list, as in Mist.
+            "streams" => {
+                if let Some(streams) = argument.as_object() {
+                    self.streams = streams.clone().into_iter().collect();
+                }
+                Some(("streams".into(), json!(self.streams)))
+            }
             "active_streams" => Some(("active_streams".into(), self.active_streams(argument))),
             "clients" => Some(("clients".into(), self.clients())),
             "push_start" => {
