@@ -109,6 +109,15 @@ pub struct EdgeCommand {
     )]
     journal_path: PathBuf,
 
+    /// Seconds between polls of Mist's streams and clients (stream telemetry).
+    #[arg(
+        long = "poll-seconds",
+        env = "FRAMEWORKS_EDGE_POLL_SECONDS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..=3_600)
+    )]
+    poll_seconds: u64,
+
     /// Where recordings (DVR) are written, one directory per stream.
     #[arg(
         long = "recordings-dir",
@@ -277,6 +286,7 @@ impl EdgeCommand {
                 node_id_file: self.node_id_file.clone(),
                 backoff_initial: Duration::from_millis(500),
                 backoff_max: Duration::from_secs(30),
+                poll_every: Duration::from_secs(self.poll_seconds),
             },
             host,
             routes,

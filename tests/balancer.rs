@@ -34,11 +34,13 @@ use frameworks_edge::control::proto::edge_control_server::EdgeControlServer;
 use frameworks_edge::control::proto::ingress_client::IngressClient;
 use frameworks_edge::control::proto::ingress_server::IngressServer;
 use frameworks_edge::control::proto::{
-    BalancerMessage, EdgeMessage, Heartbeat, Register, ResolveRequest, TriggerBatch,
+    BalancerMessage, EdgeMessage, Heartbeat, Register, ResolveRequest, StreamSamples, TriggerBatch,
     balancer_message, edge_message, register, resolve_request, route,
 };
 use frameworks_events::kafka::{EventConsumer, EventFeed, EventPublisher};
-use frameworks_events::proto::v1::telemetry::{MistTriggerReceived, NodeHeartbeat, NodeMetrics};
+use frameworks_events::proto::v1::telemetry::{
+    MistTriggerReceived, NodeHeartbeat, NodeMetrics, StreamSampled,
+};
 use frameworks_events::{EventPayload, Topic};
 use support::{
     client_python, drop_topics, free_port, fresh_database, kafka_with_topics, redis_url, repo_root,
@@ -754,6 +756,44 @@ async fn ingest_is_validated_triggers_become_stream_facts_and_viewers_are_routed
     assert_eq!(
         resent.event.id, ids[2],
         "the same event, downstream dedupes it"
+    );
+    // The edge's poll of Mist: platform streams become stream.sampled with
+    // their tenant and the edge's node id; others are not reported.
+    edge.outbox
+        .send(EdgeMessage {
+            kind: Some(edge_message::Kind::Samples(StreamSamples {
+                streams: vec![
+                    StreamSampled {
+                        internal_name: "operators-own".into(),
+                        viewers: 9,
+                        ..Default::default()
+                    },
+                    StreamSampled {
+                        internal_name: name.clone(),
+                        status: "Online".into(),
+                        viewers: 1,
+                        inputs: 1,
+                        up_bps: 4_000_000,
+                        ..Default::default()
+                    },
+                ],
+            })),
+        })
+        .await
+        .unwrap();
+    let sampled = within(WAIT, "the stream sample", consumer.next())
+        .await
+        .unwrap();
+    assert_eq!(
+        (sampled.event.aggregate_id.as_str(), sampled.event.tenant_id),
+        (stream.to_string().as_str(), Some(tenant))
+    );
+    let EventPayload::StreamSampled(sample) = &sampled.event.payload else {
+        panic!("{:?}", sampled.event.payload);
+    };
+    assert_eq!(
+        (sample.node_id.as_str(), sample.viewers, sample.up_bps),
+        (edge.node_id.as_str(), 1, 4_000_000)
     );
     let EventPayload::IngestStarted(started) = &seen[0] else {
         panic!("{seen:?}");

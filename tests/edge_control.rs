@@ -264,6 +264,7 @@ async fn an_edge_enrols_heartbeats_obeys_commands_and_comes_back_after_a_reconne
         node_id_file: state.clone(),
         backoff_initial: Duration::from_millis(100),
         backoff_max: Duration::from_millis(500),
+        poll_every: Duration::from_secs(10),
     };
     let (seeds, mut seen) = watch::channel(None);
     let daemon = tokio::spawn(client::run(settings, host, answers.clone(), seeds));

@@ -320,6 +320,63 @@ async fn the_seeds_stream_templates_are_kept_in_mist() {
 }
 
 #[tokio::test]
+async fn a_poll_samples_each_stream_with_its_connections() {
+    let api = MistApi::new(Some(("admin", "secret")), true);
+    {
+        let mut state = api.state();
+        state.active.insert(
+            "live+s1".into(),
+            ActiveStream {
+                status: "Online".into(),
+                viewers: 3,
+                inputs: 1,
+                up_bytes: 9_000,
+                down_bytes: 50_000,
+                viewer_seconds: 42,
+                ..Default::default()
+            },
+        );
+        state.active.insert("idle".into(), ActiveStream::default());
+        let client = |protocol: &str, up_bps: u64, down_bps: u64| Client {
+            host: "198.51.100.7".into(),
+            stream: "live+s1".into(),
+            protocol: protocol.into(),
+            up_bps,
+            down_bps,
+            ..Default::default()
+        };
+        state.clients = vec![
+            client("INPUT:RTMP", 0, 2_500_000),
+            client("HLS", 1_000_000, 0),
+            client("HLS", 1_200_000, 0),
+            client("WebRTC", 800_000, 10_000),
+        ];
+    }
+    let mist = client(simulator(&api).await, "secret");
+    let samples = frameworks_edge::host::sample_mist(&mist).await.unwrap();
+    let names: Vec<&str> = samples
+        .streams
+        .iter()
+        .map(|s| s.internal_name.as_str())
+        .collect();
+    assert_eq!(names, ["idle", "live+s1"]);
+    let live = &samples.streams[1];
+    assert_eq!(
+        (live.status.as_str(), live.viewers, live.inputs),
+        ("Online", 3, 1)
+    );
+    assert_eq!(
+        (live.up_bytes, live.down_bytes, live.viewer_seconds),
+        (9_000, 50_000, 42)
+    );
+    assert_eq!((live.up_bps, live.down_bps), (3_000_000, 2_510_000));
+    assert_eq!(
+        live.viewers_by_protocol,
+        [("HLS".to_owned(), 2), ("WebRTC".to_owned(), 1)].into()
+    );
+}
+
+#[tokio::test]
 async fn heartbeats_carry_the_machine_and_mistservers_streams() {
     use frameworks_edge::control::client::EdgeHost;
     use frameworks_edge::host::MistHost;

@@ -212,6 +212,21 @@ pub fn validate(command: &TelemetryCommand, now: DateTime<Utc>) -> Result<(), Co
             }
             Ok(())
         }
+        EventPayload::StreamSampled(sample) => {
+            id("nodeId", &sample.node_id)?;
+            short("internalName", &sample.internal_name, 256)?;
+            short("status", &sample.status, 32)?;
+            if sample.viewers_by_protocol.len() > 64 {
+                return Err(CommandError::invalid(
+                    "viewersByProtocol",
+                    "holds more than 64 protocols",
+                ));
+            }
+            for protocol in sample.viewers_by_protocol.keys() {
+                short("viewersByProtocol", protocol, 32)?;
+            }
+            Ok(())
+        }
         EventPayload::MistTriggerReceived(trigger) => {
             if !MIST_TRIGGERS.contains(&trigger.trigger.as_str()) {
                 return Err(CommandError::invalid(
@@ -285,5 +300,44 @@ impl TelemetryPublisher {
             counter!("frameworks_telemetry_total", "outcome" => outcome).increment(1);
         }
         results
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use frameworks_events::proto::v1::telemetry::StreamSampled;
+
+    fn sample(sample: StreamSampled) -> TelemetryCommand {
+        TelemetryCommand {
+            subject_id: "0190f5c2-0000-7000-8000-000000000001".into(),
+            tenant_id: None,
+            occurred_at: Utc::now(),
+            payload: EventPayload::StreamSampled(sample),
+            event_id: None,
+            correlation_id: uuid::Uuid::now_v7(),
+        }
+    }
+
+    #[test]
+    fn stream_samples_need_a_node_and_bounded_protocols() {
+        let good = StreamSampled {
+            node_id: "node-1".into(),
+            internal_name: "live+s1".into(),
+            status: "Online".into(),
+            viewers_by_protocol: [("HLS".to_owned(), 2)].into(),
+            ..Default::default()
+        };
+        assert!(validate(&sample(good.clone()), Utc::now()).is_ok());
+        let anonymous = StreamSampled {
+            node_id: String::new(),
+            ..good.clone()
+        };
+        assert!(validate(&sample(anonymous), Utc::now()).is_err());
+        let sprawling = StreamSampled {
+            viewers_by_protocol: (0..65).map(|n| (format!("P{n}"), 1)).collect(),
+            ..good
+        };
+        assert!(validate(&sample(sprawling), Utc::now()).is_err());
     }
 }

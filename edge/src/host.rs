@@ -6,15 +6,61 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use frameworks_events::proto::v1::telemetry::{NodeHeartbeat, NodeMetrics};
+use std::collections::HashMap;
+
+use frameworks_events::proto::v1::telemetry::{NodeHeartbeat, NodeMetrics, StreamSampled};
 use metrics::counter;
 use tracing::{info, warn};
 
 use crate::answers::RouteTable;
 use crate::control::client::EdgeHost;
-use crate::control::proto::{Heartbeat, edge_command};
+use crate::control::proto::{Heartbeat, StreamSamples, edge_command};
 use crate::machine::MachineProbe;
-use crate::mist::MistClient;
+use crate::mist::{MistClient, MistError};
+
+/// What Mist serves now: each active stream with its counters, and its
+/// connections' current rates and viewer protocols (from `clients`).
+pub async fn sample_mist(mist: &MistClient) -> Result<StreamSamples, MistError> {
+    let streams = mist.active_streams().await?;
+    let clients = mist.clients().await?;
+    let mut samples: HashMap<&str, StreamSampled> = streams
+        .iter()
+        .map(|stream| {
+            let count = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+            (
+                stream.name.as_str(),
+                StreamSampled {
+                    internal_name: stream.name.clone(),
+                    status: stream.status.clone(),
+                    viewers: count(stream.viewers),
+                    inputs: count(stream.inputs),
+                    outputs: count(stream.outputs),
+                    up_bytes: stream.up_bytes,
+                    down_bytes: stream.down_bytes,
+                    viewer_seconds: stream.viewer_seconds,
+                    ..Default::default()
+                },
+            )
+        })
+        .collect();
+    for client in &clients {
+        let Some(sample) = samples.get_mut(client.stream.as_str()) else {
+            continue;
+        };
+        sample.up_bps += client.up_bps;
+        sample.down_bps += client.down_bps;
+        // Inputs are "INPUT:RTMP" and the like; pushes out "OUTPUT:...".
+        if !client.protocol.contains(':') {
+            *sample
+                .viewers_by_protocol
+                .entry(client.protocol.clone())
+                .or_default() += 1;
+        }
+    }
+    let mut streams: Vec<StreamSampled> = samples.into_values().collect();
+    streams.sort_by(|a, b| a.internal_name.cmp(&b.internal_name));
+    Ok(StreamSamples { streams })
+}
 
 /// Carries out the balancer's commands on MistServer. Every push and
 /// recording it starts is let through PUSH_OUT_START first (Mist asks
@@ -221,5 +267,16 @@ impl EdgeHost for MistHost {
 
     async fn execute(&self, action: edge_command::Action) -> Result<(), String> {
         self.commands.execute(action).await
+    }
+
+    async fn sample(&self) -> Option<StreamSamples> {
+        match sample_mist(&self.mist).await {
+            Ok(samples) => Some(samples),
+            Err(error) => {
+                counter!("frameworks_edge_mist_errors_total", "call" => "sample").increment(1);
+                warn!(%error, "could not poll MistServer's streams and clients");
+                None
+            }
+        }
     }
 }

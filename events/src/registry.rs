@@ -219,6 +219,7 @@ event_registry! {
         = "stream.health_reported", Stream, StreamTelemetry, 1;
     TrackListUpdated(telemetry::TrackListUpdated)
         = "stream.track_list_updated", Stream, StreamTelemetry, 1;
+    StreamSampled(telemetry::StreamSampled) = "stream.sampled", Stream, StreamTelemetry, 1;
 }
 
 impl fmt::Display for EventType {

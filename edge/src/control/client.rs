@@ -16,8 +16,8 @@ use tracing::{info, warn};
 
 use super::proto::edge_control_client::EdgeControlClient;
 use super::proto::{
-    CommandResult, ConfigSeed, EdgeMessage, Heartbeat, Register, balancer_message, edge_command,
-    edge_message, register,
+    CommandResult, ConfigSeed, EdgeMessage, Heartbeat, Register, StreamSamples, balancer_message,
+    edge_command, edge_message, register,
 };
 use crate::answers::RouteTable;
 
@@ -43,6 +43,8 @@ pub struct ClientSettings {
     pub node_id_file: PathBuf,
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
+    /// How often Mist's streams and clients are polled into stream telemetry.
+    pub poll_every: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,13 +64,18 @@ pub enum ControlError {
     Closed,
 }
 
-/// What the control stream needs from the node: its load, and its hands.
+/// What the control stream needs from the node: its load, its streams,
+/// and its hands.
 pub trait EdgeHost: Send + Sync + 'static {
     fn heartbeat(&self) -> impl std::future::Future<Output = Heartbeat> + Send;
     fn execute(
         &self,
         action: edge_command::Action,
     ) -> impl std::future::Future<Output = Result<(), String>> + Send;
+    /// The streams Mist serves now; `None` when they cannot be read.
+    fn sample(&self) -> impl std::future::Future<Output = Option<StreamSamples>> + Send {
+        async { None }
+    }
 }
 
 fn read_node_id(settings: &ClientSettings) -> Result<Option<String>, ControlError> {
@@ -177,6 +184,8 @@ async fn session<H: EdgeHost>(
     routes.seed(&seed.routes);
     seeds.send_replace(Some(seed));
     let mut ticks = tokio::time::interval(every);
+    let mut polls = tokio::time::interval(settings.poll_every);
+    polls.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = ticks.tick() => {
@@ -185,6 +194,14 @@ async fn session<H: EdgeHost>(
                     .send(send(edge_message::Kind::Heartbeat(beat)))
                     .await
                     .map_err(|_| ControlError::Closed)?;
+            }
+            _ = polls.tick() => {
+                if let Some(samples) = host.sample().await {
+                    outbox
+                        .send(send(edge_message::Kind::Samples(samples)))
+                        .await
+                        .map_err(|_| ControlError::Closed)?;
+                }
             }
             message = inbound.message() => {
                 let Some(message) = message? else {

@@ -26,7 +26,8 @@ use frameworks_commands::{CommandBus, CommandContext, CommandError, ExecuteError
 use frameworks_edge::control::proto::edge_control_server::EdgeControl;
 use frameworks_edge::control::proto::{
     BalancerMessage, CommandResult, ConfigSeed, EdgeCommand, EdgeMessage, Heartbeat, Register,
-    RouteUpdate, StreamTemplate, balancer_message, edge_command, edge_message, register,
+    RouteUpdate, StreamSamples, StreamTemplate, balancer_message, edge_command, edge_message,
+    register,
 };
 use frameworks_events::EventPayload;
 use frameworks_events::kafka::EventFeed;
@@ -39,7 +40,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn};
 use uuid::Uuid;
 
-use crate::directory::{Directory, STREAM_TEMPLATE};
+use crate::directory::{Directory, STREAM_TEMPLATE, stream_of};
 use crate::fleet::SharedState;
 
 /// Session tokens: `fws_` and 32 random bytes.
@@ -345,6 +346,44 @@ impl EdgeControlService {
         }
     }
 
+    /// Stream telemetry from an edge's poll of Mist: a `stream.sampled`
+    /// for each platform stream it serves, with the stream's tenant.
+    async fn samples(&self, node: &str, samples: StreamSamples) {
+        let sampled_at = Utc::now();
+        let mut facts = Vec::with_capacity(samples.streams.len());
+        for mut sample in samples.streams {
+            // Streams outside the platform (an operator's own) are not reported.
+            let Some(stream) = stream_of(&sample.internal_name) else {
+                continue;
+            };
+            let owner = match self.directory.owner(stream).await {
+                Ok(Some(owner)) if !owner.deleted => owner,
+                Ok(_) => continue,
+                Err(error) => {
+                    counter!("frameworks_balancer_telemetry_errors_total").increment(1);
+                    warn!(%error, node, %stream, "a stream sample's owner could not be read");
+                    continue;
+                }
+            };
+            node.clone_into(&mut sample.node_id);
+            facts.push(TelemetryCommand {
+                subject_id: stream.to_string(),
+                tenant_id: owner.tenant,
+                occurred_at: sampled_at,
+                payload: EventPayload::StreamSampled(sample),
+                event_id: None,
+                correlation_id: Uuid::now_v7(),
+            });
+        }
+        counter!("frameworks_balancer_stream_samples_total").increment(facts.len() as u64);
+        for verdict in self.telemetry.publish_batch(&facts).await {
+            if let Err(error) = verdict {
+                counter!("frameworks_balancer_telemetry_errors_total").increment(1);
+                warn!(%error, node, "a stream sample could not be published");
+            }
+        }
+    }
+
     /// Reads one edge's messages until its stream ends.
     async fn follow(self, node: String, stream: Uuid, mut inbound: Streaming<EdgeMessage>) {
         loop {
@@ -360,6 +399,9 @@ impl EdgeControlService {
                 Some(edge_message::Kind::Heartbeat(beat)) => {
                     let tenant = self.lock().get(&node).and_then(|s| s.tenant);
                     self.heartbeat(&node, tenant, beat).await;
+                }
+                Some(edge_message::Kind::Samples(samples)) => {
+                    self.samples(&node, samples).await;
                 }
                 Some(edge_message::Kind::Result(result)) => {
                     let waiting = self
