@@ -175,8 +175,9 @@ ensure_rust() {
 }
 
 build_frameworks() {
-    step "building the frameworks binary (target dir $CARGO_TARGET_DIR)"
-    (cd "$REPO_DIR" && cargo build --locked --bin frameworks) || die "cargo build failed"
+    step "building the frameworks binary and the Mist simulator (target dir $CARGO_TARGET_DIR)"
+    (cd "$REPO_DIR" && cargo build --locked -p frameworks --bin frameworks \
+        -p frameworks-mist-simulator --bin frameworks-mist-simulator) || die "cargo build failed"
 }
 
 # The platform's own long-running roles, in start order. Each serves
@@ -191,6 +192,11 @@ FRAMEWORKS_BRIDGE_LISTEN="${FRAMEWORKS_BRIDGE_LISTEN:-127.0.0.1:18000}"
 FRAMEWORKS_BALANCER_METRICS_LISTEN="${FRAMEWORKS_BALANCER_METRICS_LISTEN:-127.0.0.1:18079}"
 FRAMEWORKS_BALANCER_GRPC_LISTEN="${FRAMEWORKS_BALANCER_GRPC_LISTEN:-127.0.0.1:18029}"
 FRAMEWORKS_BALANCER_HTTP_LISTEN="${FRAMEWORKS_BALANCER_HTTP_LISTEN:-127.0.0.1:18008}"
+# The simulated edge (compose/up): `frameworks edge` in front of a simulated MistServer.
+FRAMEWORKS_EDGE_LISTEN="${FRAMEWORKS_EDGE_LISTEN:-127.0.0.1:18007}"
+FRAMEWORKS_EDGE_METRICS_LISTEN="${FRAMEWORKS_EDGE_METRICS_LISTEN:-127.0.0.1:18089}"
+FRAMEWORKS_MIST_SIM_LISTEN="${FRAMEWORKS_MIST_SIM_LISTEN:-127.0.0.1:14242}"
+MIST_SIMULATOR_BIN="$CARGO_TARGET_DIR/debug/frameworks-mist-simulator"
 
 role_metrics() {
     case "$1" in
@@ -200,6 +206,7 @@ role_metrics() {
     analytics) printf '%s\n' "$FRAMEWORKS_ANALYTICS_METRICS_LISTEN" ;;
     bridge) printf '%s\n' "$FRAMEWORKS_BRIDGE_LISTEN" ;;
     balancer) printf '%s\n' "$FRAMEWORKS_BALANCER_METRICS_LISTEN" ;;
+    edge) printf '%s\n' "$FRAMEWORKS_EDGE_METRICS_LISTEN" ;;
     esac
 }
 
@@ -211,6 +218,7 @@ role_metrics_setting() {
     analytics) echo FRAMEWORKS_ANALYTICS_METRICS_LISTEN ;;
     bridge) echo FRAMEWORKS_BRIDGE_LISTEN ;;
     balancer) echo FRAMEWORKS_BALANCER_METRICS_LISTEN ;;
+    edge) echo FRAMEWORKS_EDGE_METRICS_LISTEN ;;
     esac
 }
 

@@ -56,6 +56,12 @@ fn routes() -> Routes {
     routes.playback.insert("test".into(), Some("test".into()));
     routes.viewers.insert("test".into(), PlaybackPolicy::Public);
     routes
+        .playback
+        .insert("pb-1".into(), Some("live+stream-1".into()));
+    routes
+        .viewers
+        .insert("live+stream-1".into(), PlaybackPolicy::Public);
+    routes
         .viewers
         .insert("private".into(), PlaybackPolicy::Denied);
     routes
@@ -324,4 +330,83 @@ async fn malformed_requests_get_a_400_naming_the_problem() {
         edge.journal.is_empty().unwrap(),
         "nothing refused is journaled"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simulated_broadcast_is_answered_and_its_accounting_journaled() {
+    use frameworks_edge::config_sync;
+    use frameworks_edge::mist::{MistClient, MistSettings};
+    use frameworks_mist_simulator::scenes::{Broadcast, SceneError};
+    use frameworks_mist_simulator::{MistApi, serve};
+
+    let mut edge = edge(NoResolver, Duration::from_millis(200)).await;
+    // The simulated Mist, configured by the edge's own trigger set.
+    let api = MistApi::new(None, true);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mist_address = listener.local_addr().unwrap();
+    tokio::spawn(serve(listener, api.clone()));
+    let broadcast = Broadcast {
+        stream_key: "test".into(),
+        playback_id: "pb-1".into(),
+        viewers: 2,
+        hold: Duration::from_millis(50),
+    };
+    assert!(matches!(
+        broadcast.play(&api).await,
+        Err(SceneError::NoHandler("PUSH_REWRITE"))
+    ));
+    let mist = MistClient::new(MistSettings {
+        address: mist_address.to_string(),
+        username: String::new(),
+        password: String::new(),
+        timeout: WAIT,
+    });
+    let desired = config_sync::desired(&format!("http://{}", edge.address));
+    config_sync::sync_once(&mist, "edge-1", &desired)
+        .await
+        .unwrap();
+
+    let stream = broadcast.play(&api).await.unwrap();
+    assert_eq!(
+        stream, "live+stream-1",
+        "PUSH_REWRITE answered from the routes"
+    );
+    let mut accounted: Vec<String> = edge
+        .journal
+        .pending()
+        .unwrap()
+        .into_iter()
+        .map(|entry| entry.trigger)
+        .collect();
+    accounted.sort();
+    assert_eq!(
+        accounted,
+        ["PUSH_INPUT_CLOSE", "STREAM_END", "USER_END", "USER_END"],
+        "every viewer's end and the stream's end are booked"
+    );
+    let mut forwarded = Vec::new();
+    while let Ok(entry) = edge.forwarded.try_recv() {
+        forwarded.push(entry.trigger);
+    }
+    for trigger in [
+        "PUSH_REWRITE",
+        "STREAM_BUFFER",
+        "LIVE_TRACK_LIST",
+        "USER_NEW",
+    ] {
+        assert!(
+            forwarded.iter().any(|t| t == trigger),
+            "{trigger}: {forwarded:?}"
+        );
+    }
+    assert!(api.state().active.is_empty() && api.state().clients.is_empty());
+
+    let refused = Broadcast {
+        stream_key: "revoked".into(),
+        ..broadcast
+    };
+    assert!(matches!(
+        refused.play(&api).await,
+        Err(SceneError::Refused(_))
+    ));
 }

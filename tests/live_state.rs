@@ -15,7 +15,7 @@ use frameworks_events::EventPayload;
 use frameworks_events::kafka::{EventPublisher, KafkaSettings};
 use frameworks_events::proto::v1::telemetry::{
     BufferState, IngestEnded, IngestStarted, NodeHeartbeat, NodeMetrics, StreamBufferChanged,
-    StreamHealthReported, ViewerSessionEnded, ViewerSessionStarted,
+    StreamHealthReported, StreamSampled, ViewerSessionEnded, ViewerSessionStarted,
 };
 use frameworks_projections::live::{LiveState, LiveStateProjector, LiveStateSettings, TOPICS};
 use frameworks_test_harness::drop_redis_prefix;
@@ -199,6 +199,17 @@ async fn live_streams_viewers_and_node_load_follow_the_telemetry() {
                     ..Default::default()
                 },
             ),
+            fact(
+                &s1,
+                StreamSampled {
+                    node_id: "n1".into(),
+                    internal_name: format!("live+{s1}"),
+                    status: "Online".into(),
+                    viewers: 2,
+                    up_bps: 6_000_000,
+                    ..Default::default()
+                },
+            ),
             fact(&s1, started("n1", "v1")),
             fact(&s1, started("n1", "v2")),
             fact(&s1, started("n2", "v3")),
@@ -264,6 +275,11 @@ async fn live_streams_viewers_and_node_load_follow_the_telemetry() {
     assert_eq!(live[&s1]["node"], "n1");
     assert_eq!(live[&s1]["buffer"], "BUFFER_STATE_FULL");
     assert_eq!(live[&s1]["bitrate_bps"], "4500000");
+    assert_eq!(
+        (live[&s1]["status"].as_str(), live[&s1]["up_bps"].as_str()),
+        ("Online", "6000000"),
+        "the edge's poll is kept beside the triggers' facts"
+    );
     assert_eq!(state.viewers(&s1).await.unwrap(), 2);
     assert_eq!(state.node_viewers("n1").await.unwrap(), 1);
     assert_eq!(state.node_viewers("n2").await.unwrap(), 1);

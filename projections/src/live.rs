@@ -227,6 +227,19 @@ pub fn operations(keys: &Keys, event: &Event, ttl_seconds: u64) -> Vec<Op> {
         EventPayload::TrackListUpdated(e) => {
             touch_stream(&e.node_id, &[("tracks", e.tracks.len().to_string())])
         }
+        // The edge's poll: keeps a stream live between other facts.
+        EventPayload::StreamSampled(e) => touch_stream(
+            &e.node_id,
+            &[
+                ("status", e.status.clone()),
+                ("sampled_viewers", e.viewers.to_string()),
+                ("up_bps", e.up_bps.to_string()),
+                ("down_bps", e.down_bps.to_string()),
+                ("up_bytes", e.up_bytes.to_string()),
+                ("down_bytes", e.down_bytes.to_string()),
+                ("viewer_seconds", e.viewer_seconds.to_string()),
+            ],
+        ),
         EventPayload::ViewerSessionStarted(e) => vec![
             ("SADD", keys.stream_viewers(id), vec![e.session_id.clone()]),
             expire(keys.stream_viewers(id)),

@@ -5,10 +5,13 @@
 //!   captured from a real MistServer (fw-51c613a4);
 //! - [`api`]: its HTTP API (`/api2`), loopback trust, the MD5 challenge
 //!   login and the 403 that never ends;
-//! - [`sender`]: triggers sent in Mist's exact wire format.
+//! - [`sender`]: triggers sent in Mist's exact wire format;
+//! - [`scenes`]: realistic sequences of them (a broadcast: push, viewers,
+//!   end), played against whatever handlers the edge registered.
 
 pub mod api;
 pub mod captures;
+pub mod scenes;
 pub mod sender;
 
 use std::net::SocketAddr;

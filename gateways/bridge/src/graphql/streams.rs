@@ -269,10 +269,17 @@ impl Stream {
         }
     }
 
-    /// Data-plane metrics; not served by this bridge yet, so null (live
-    /// state is in Redis, usage in ClickHouse).
-    async fn metrics(&self) -> Option<StreamMetrics> {
-        None
+    /// What the stream is doing now, from the live state (edge telemetry
+    /// in Redis); needs analytics:read.
+    async fn metrics(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<StreamMetrics>> {
+        if !principal(ctx)?.allows(Scope::AnalyticsRead) {
+            return Ok(deny_field(ctx, Scope::AnalyticsRead));
+        }
+        let state = state(ctx)?;
+        let id = self.0.id.to_string();
+        let fields = state.live.stream(&id).await.map_err(|e| internal(&e))?;
+        let viewers = state.live.viewers(&id).await.map_err(|e| internal(&e))?;
+        Ok(Some(StreamMetrics::from_live(&fields, viewers)))
     }
 
     /// Multistream push targets; this server has none yet.
@@ -330,6 +337,54 @@ pub struct StreamMetrics {
     pub primary_bitrate: Option<i32>,
     pub has_issues: Option<bool>,
     pub issues_description: Option<String>,
+}
+
+impl StreamMetrics {
+    /// The metrics of a stream whose live-state fields are `fields` (empty
+    /// when it is not live) and which has `viewers` viewer sessions open.
+    fn from_live(fields: &std::collections::BTreeMap<String, String>, viewers: usize) -> Self {
+        let text = |name: &str| fields.get(name).filter(|v| !v.is_empty()).cloned();
+        let number = |name: &str| fields.get(name).and_then(|v| v.parse::<f64>().ok());
+        let time = |name: &str| {
+            fields
+                .get(name)
+                .and_then(|v| v.parse::<i64>().ok())
+                .and_then(DateTime::<Utc>::from_timestamp_millis)
+                .map(Time)
+        };
+        let count = |name: &str| number(name).map(|n| n as i32);
+        let live = fields.contains_key("node");
+        let issues = text("issues");
+        Self {
+            status: if live {
+                super::live::StreamStatus::Live
+            } else {
+                super::live::StreamStatus::Offline
+            },
+            is_live: live,
+            current_viewers: i32::try_from(viewers).unwrap_or(i32::MAX),
+            started_at: time("since_ms"),
+            updated_at: time("updated_ms").unwrap_or_else(|| Time(Utc::now())),
+            node_id: text("node"),
+            track_count: count("tracks"),
+            total_inputs: None,
+            uploaded_bytes: number("up_bytes").unwrap_or(0.0),
+            downloaded_bytes: number("down_bytes").unwrap_or(0.0),
+            viewer_seconds: number("viewer_seconds").unwrap_or(0.0),
+            packets_sent: None,
+            packets_lost: None,
+            packets_retransmitted: None,
+            buffer_state: text("buffer"),
+            quality_tier: None,
+            primary_width: None,
+            primary_height: None,
+            primary_fps: number("fps"),
+            primary_codec: None,
+            primary_bitrate: count("bitrate_bps"),
+            has_issues: live.then_some(issues.is_some()),
+            issues_description: issues,
+        }
+    }
 }
 
 /// A multistream destination.
@@ -1159,5 +1214,39 @@ mod tests {
             "srt://relay.example.com:9000?passphrase=redacted&latency=200"
         );
         assert_eq!(redact("not a uri"), "redacted");
+    }
+
+    #[test]
+    fn metrics_read_the_live_state_fields() {
+        let offline = StreamMetrics::from_live(&Default::default(), 0);
+        assert!(!offline.is_live && offline.node_id.is_none() && offline.has_issues.is_none());
+        let fields = [
+            ("node", "node-1"),
+            ("since_ms", "1795237048445"),
+            ("updated_ms", "1795237058445"),
+            ("tracks", "3"),
+            ("buffer", "BUFFER_STATE_FULL"),
+            ("bitrate_bps", "2500000"),
+            ("fps", "29.97"),
+            ("issues", ""),
+            ("up_bytes", "9000"),
+            ("viewer_seconds", "42"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let live = StreamMetrics::from_live(&fields, 2);
+        assert!(live.is_live && live.status == crate::graphql::live::StreamStatus::Live);
+        assert_eq!(
+            (live.current_viewers, live.track_count, live.primary_bitrate),
+            (2, Some(3), Some(2_500_000))
+        );
+        assert_eq!(live.node_id.as_deref(), Some("node-1"));
+        assert_eq!(
+            live.started_at.map(|t| t.0.timestamp_millis()),
+            Some(1_795_237_048_445)
+        );
+        assert_eq!((live.uploaded_bytes, live.viewer_seconds), (9_000.0, 42.0));
+        assert_eq!(live.has_issues, Some(false));
     }
 }
