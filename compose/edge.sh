@@ -64,7 +64,7 @@ ensure_demo() {
 }
 
 mist_simulator_healthy() {
-    curl -fsS --max-time 2 -X POST --data '{"version":true}' "http://$FRAMEWORKS_MIST_SIM_LISTEN/api2" >/dev/null 2>&1
+    curl -fsS --max-time 2 -H 'content-type: application/json' --data '{"version":true}' "http://$FRAMEWORKS_MIST_SIM_LISTEN/api2" >/dev/null 2>&1
 }
 
 # start_simulated_edge: the simulated MistServer, then `frameworks edge`.
