@@ -185,6 +185,41 @@ async fn http_get(address: SocketAddr, path: &str) -> (u16, Option<String>, Stri
     )
 }
 
+/// Creates a stream (a pull stream when `pull_source` is given):
+/// (playback id, stream key).
+async fn create_stream(
+    bus: &CommandBus,
+    owner: &CommandContext,
+    id: &str,
+    name: &str,
+    pull_source: Option<&str>,
+) -> (String, String) {
+    let create = StreamCommand::Create {
+        name: name.into(),
+        description: String::new(),
+        record: false,
+        ingest: if pull_source.is_some() {
+            Ingest::Pull
+        } else {
+            Ingest::Push
+        },
+        pull_source: pull_source.map(Into::into),
+        allow_private_sources: false,
+    };
+    let StreamOutcome::Created {
+        playback_id,
+        stream_key,
+        ..
+    } = bus
+        .execute::<Stream>(id, &create, owner, None)
+        .await
+        .unwrap()
+    else {
+        panic!("a stream is created");
+    };
+    (playback_id, stream_key)
+}
+
 async fn wait_until<F: std::future::Future<Output = bool>>(
     what: &str,
     mut check: impl FnMut() -> F,
@@ -276,29 +311,8 @@ async fn ingest_is_validated_triggers_become_stream_facts_and_viewers_are_routed
     .await
     .unwrap();
     let stream = Uuid::now_v7();
-    let StreamOutcome::Created {
-        playback_id,
-        stream_key,
-        ..
-    } = bus
-        .execute::<Stream>(
-            &stream.to_string(),
-            &StreamCommand::Create {
-                name: "studio".into(),
-                description: String::new(),
-                record: false,
-                ingest: Ingest::Push,
-                pull_source: None,
-                allow_private_sources: false,
-            },
-            &owner,
-            None,
-        )
-        .await
-        .unwrap()
-    else {
-        panic!("a stream is created");
-    };
+    let (playback_id, stream_key) =
+        create_stream(&bus, &owner, &stream.to_string(), "studio", None).await;
     let (_cluster, token) = support::enrolment_token(&bus, tenant).await;
     // Another tenant's stream: that tenant may use none of the clusters here.
     let stranger = Uuid::now_v7();
@@ -315,54 +329,20 @@ async fn ingest_is_validated_triggers_become_stream_facts_and_viewers_are_routed
     )
     .await
     .unwrap();
-    let StreamOutcome::Created {
-        playback_id: foreign_playback_id,
-        ..
-    } = bus
-        .execute::<Stream>(
-            &Uuid::now_v7().to_string(),
-            &StreamCommand::Create {
-                name: "elsewhere".into(),
-                description: String::new(),
-                record: false,
-                ingest: Ingest::Push,
-                pull_source: None,
-                allow_private_sources: false,
-            },
-            &stranger_owner,
-            None,
-        )
-        .await
-        .unwrap()
-    else {
-        panic!("a stream is created");
-    };
+    let (foreign_playback_id, _) = create_stream(
+        &bus,
+        &stranger_owner,
+        &Uuid::now_v7().to_string(),
+        "elsewhere",
+        None,
+    )
+    .await;
     // A pull stream: its source, with credentials, reaches edges (and only
     // them) with its playback route, for STREAM_SOURCE.
     let pulled = Uuid::now_v7();
     let source = "rtmp://feed:hunter2@source.example.net/live/main";
-    let StreamOutcome::Created {
-        playback_id: pulled_playback_id,
-        ..
-    } = bus
-        .execute::<Stream>(
-            &pulled.to_string(),
-            &StreamCommand::Create {
-                name: "relay".into(),
-                description: String::new(),
-                record: false,
-                ingest: Ingest::Pull,
-                pull_source: Some(source.into()),
-                allow_private_sources: false,
-            },
-            &owner,
-            None,
-        )
-        .await
-        .unwrap()
-    else {
-        panic!("a stream is created");
-    };
+    let (pulled_playback_id, _) =
+        create_stream(&bus, &owner, &pulled.to_string(), "relay", Some(source)).await;
     wait_until("the streams' keys in the read models", || {
         let pool = pool.clone();
         async move {

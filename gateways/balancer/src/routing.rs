@@ -711,6 +711,17 @@ mod tests {
         0
     }
 
+    /// An encoder (no stream, no cluster restriction, no draw) at `viewer`.
+    fn anyone_at(viewer: Option<GeoPoint>, limit: usize) -> Demand<'static> {
+        Demand {
+            stream: None,
+            clusters: None,
+            viewer,
+            estimate_bps: 0,
+            limit,
+        }
+    }
+
     /// Node ids of the ranking.
     fn ranked(fleet: &Fleet, ranking: &[Ranked]) -> Vec<String> {
         ranking
@@ -797,18 +808,7 @@ mod tests {
             best(&fleet, None, at(SYDNEY), &weights)[0],
             "sydney".to_string()
         );
-        let ranking = rank(
-            &fleet,
-            &Demand {
-                stream: None,
-                clusters: None,
-                viewer: at(LONDON),
-                estimate_bps: 0,
-                limit: 3,
-            },
-            &weights,
-            &none,
-        );
+        let ranking = rank(&fleet, &anyone_at(at(LONDON), 3), &weights, &none);
         assert!(ranking.windows(2).all(|w| w[0].score > w[1].score));
         assert!(ranking.iter().all(|r| (0.0..=1.0).contains(&r.score)));
     }
@@ -1033,18 +1033,7 @@ mod tests {
             best(&fleet, None, at(LONDON), &cpu_only),
             ["far-idle", "near-busy"]
         );
-        let ranking = rank(
-            &fleet,
-            &Demand {
-                stream: None,
-                clusters: None,
-                viewer: at(LONDON),
-                estimate_bps: 0,
-                limit: 2,
-            },
-            &cpu_only,
-            &none,
-        );
+        let ranking = rank(&fleet, &anyone_at(at(LONDON), 2), &cpu_only, &none);
         assert!((ranking[0].score - 0.9).abs() < 1e-9);
         assert!((ranking[1].score - 0.05).abs() < 1e-9);
         let distance_only = Weights {
@@ -1064,18 +1053,7 @@ mod tests {
             bandwidth: f64::INFINITY,
             presence: 0.0,
         };
-        let ranking = rank(
-            &fleet,
-            &Demand {
-                stream: None,
-                clusters: None,
-                viewer: at(LONDON),
-                estimate_bps: 0,
-                limit: 2,
-            },
-            &nothing,
-            &none,
-        );
+        let ranking = rank(&fleet, &anyone_at(at(LONDON), 2), &nothing, &none);
         assert!(ranking.iter().all(|r| r.score == 0.0));
         assert_eq!(ranked(&fleet, &ranking), ["far-idle", "near-busy"]);
     }
@@ -1091,18 +1069,7 @@ mod tests {
             presence: 0.0,
             ..Weights::default()
         };
-        let ranking = rank(
-            &fleet,
-            &Demand {
-                stream: None,
-                clusters: None,
-                viewer: at(LONDON),
-                estimate_bps: 0,
-                limit: 1,
-            },
-            &weights,
-            &none,
-        );
+        let ranking = rank(&fleet, &anyone_at(at(LONDON), 1), &weights, &none);
         assert!((ranking[0].score - 0.5).abs() < 1e-12, "{ranking:?}");
         // The viewer's location unknown: distance is neutral for all.
         let fleet = Fleet::new(vec![edge("b", at(SYDNEY)), edge("a", at(LONDON))]);
@@ -1311,18 +1278,7 @@ mod tests {
             let first = best(&fleet, None, at(LONDON), &weights);
             assert_eq!(first, ["alpha", "bravo", "charlie", "delta", "echo"]);
             assert_eq!(best(&fleet, None, at(LONDON), &weights), first);
-            let two = rank(
-                &fleet,
-                &Demand {
-                    stream: None,
-                    clusters: None,
-                    viewer: at(LONDON),
-                    estimate_bps: 0,
-                    limit: 2,
-                },
-                &weights,
-                &none,
-            );
+            let two = rank(&fleet, &anyone_at(at(LONDON), 2), &weights, &none);
             assert_eq!(ranked(&fleet, &two), ["alpha", "bravo"]);
         }
     }
