@@ -14,11 +14,12 @@
 mod support;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use frameworks_balancer::control::{ControlSettings, EdgeControlService};
-use frameworks_balancer::directory::{IngestDecision, IngestRefusal, internal_name};
-use frameworks_balancer::fleet::{FleetSettings, FleetView};
+use frameworks_balancer::directory::{Directory, IngestDecision, IngestRefusal, internal_name};
+use frameworks_balancer::fleet::{FleetSettings, FleetView, SharedState};
 use frameworks_balancer::geo::ViewerLocator;
 use frameworks_balancer::leader::{Leadership, singleton_jobs};
 use frameworks_balancer::placement::{Placer, PlaySettings};
@@ -183,6 +184,23 @@ async fn http_get(address: SocketAddr, path: &str) -> (u16, Option<String>, Stri
         location,
         String::from_utf8_lossy(&body).into_owned(),
     )
+}
+
+/// Routing over `view` with the default weights, for edges serving http.
+fn placer_on(directory: &Directory, view: &Arc<FleetView>, shared: &SharedState) -> Placer {
+    Placer {
+        directory: directory.clone(),
+        view: Arc::clone(view),
+        shared: shared.clone(),
+        weights: Weights::default(),
+        locator: ViewerLocator::default(),
+        settings: PlaySettings {
+            edge_scheme: "http".into(),
+            rtmp_port: 1935,
+            srt_port: 8889,
+            candidates: 3,
+        },
+    }
 }
 
 /// Creates a stream (a pull stream when `pull_source` is given):
@@ -526,19 +544,7 @@ async fn ingest_is_validated_triggers_become_stream_facts_and_viewers_are_routed
         }
     })
     .await;
-    let placer = Placer {
-        directory: directory.clone(),
-        view: view.clone(),
-        shared: shared.clone(),
-        weights: Weights::default(),
-        locator: ViewerLocator::default(),
-        settings: PlaySettings {
-            edge_scheme: "http".into(),
-            rtmp_port: 1935,
-            srt_port: 8889,
-            candidates: 3,
-        },
-    };
+    let placer = placer_on(&directory, &view, &shared);
     let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let http_address = http.local_addr().unwrap();
     tokio::spawn(async move {
@@ -900,19 +906,7 @@ async fn ingest_is_validated_triggers_become_stream_facts_and_viewers_are_routed
         charge_hold_seconds: 2,
         viewer_estimate_kbps: 4_000,
     });
-    let short_placer = Placer {
-        directory: directory.clone(),
-        view: short.clone(),
-        shared: shared.clone(),
-        weights: Weights::default(),
-        locator: ViewerLocator::default(),
-        settings: PlaySettings {
-            edge_scheme: "http".into(),
-            rtmp_port: 1935,
-            srt_port: 8889,
-            candidates: 3,
-        },
-    };
+    let short_placer = placer_on(&directory, &short, &shared);
     let anywhere = ViewerLocator::default().locate(None, &axum::http::HeaderMap::new());
     let liveness_of = |view: &FleetView| {
         view.snapshot()
