@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use frameworks_edge::answers::{
-    AnswerSettings, Answers, NoResolver, PlaybackPolicy, Resolved, Resolver, Routes, key_sha256,
+    AnswerSettings, Answers, NoResolver, PlaybackPolicy, Resolved, Resolver, RouteTable, Routes,
+    key_sha256,
 };
 use frameworks_edge::journal::{Journal, JournalEntry};
 use frameworks_edge::server::TriggerEndpoint;
@@ -26,6 +27,7 @@ const WAIT: Duration = Duration::from_secs(5);
 struct Edge {
     address: SocketAddr,
     journal: Journal,
+    routes: Arc<dyn RouteTable>,
     forwarded: mpsc::Receiver<JournalEntry>,
     _dir: TempDir,
 }
@@ -83,7 +85,7 @@ async fn edge<R: Resolver>(resolver: R, budget: Duration) -> Edge {
     answers.replace(routes());
     let (forward, forwarded) = mpsc::channel(1024);
     let endpoint = Arc::new(TriggerEndpoint {
-        answers,
+        answers: answers.clone(),
         journal: journal.clone(),
         forward,
     });
@@ -93,6 +95,7 @@ async fn edge<R: Resolver>(resolver: R, budget: Duration) -> Edge {
     Edge {
         address,
         journal,
+        routes: answers,
         forwarded,
         _dir: dir,
     }
@@ -409,4 +412,97 @@ async fn a_simulated_broadcast_is_answered_and_its_accounting_journaled() {
         refused.play(&api).await,
         Err(SceneError::Refused(_))
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_and_recordings_report_through_their_triggers() {
+    use frameworks_edge::config_sync;
+    use frameworks_edge::control::proto::{StartPush, edge_command::Action};
+    use frameworks_edge::host::MistCommands;
+    use frameworks_edge::mist::{MistClient, MistSettings};
+    use frameworks_mist_simulator::{MistApi, serve};
+
+    let edge = edge(NoResolver, Duration::from_millis(200)).await;
+    let api = MistApi::new(None, true);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mist_address = listener.local_addr().unwrap();
+    tokio::spawn(serve(listener, api.clone()));
+    let mist = Arc::new(MistClient::new(MistSettings {
+        address: mist_address.to_string(),
+        username: String::new(),
+        password: String::new(),
+        timeout: WAIT,
+    }));
+    let desired = config_sync::desired(&format!("http://{}", edge.address));
+    config_sync::sync_once(&mist, "edge-1", &desired)
+        .await
+        .unwrap();
+    let recordings = TempDir::new();
+    let commands = MistCommands::new(
+        Arc::clone(&mist),
+        Arc::clone(&edge.routes),
+        recordings.0.clone(),
+    );
+    let journaled = |trigger: &'static str, expected: usize| {
+        let journal = edge.journal.clone();
+        async move {
+            reaches(expected, || {
+                journal
+                    .pending()
+                    .unwrap()
+                    .iter()
+                    .filter(|e| e.trigger == trigger)
+                    .count()
+            })
+            .await
+        }
+    };
+
+    // A recording the platform starts: let out, a segment reported, and on
+    // stop its end and the push's end booked.
+    commands
+        .execute(Action::StartRecording("live+stream-1".into()))
+        .await
+        .unwrap();
+    assert_eq!(journaled("RECORDING_SEGMENT", 1).await, 1);
+    assert_eq!(api.state().pushes.len(), 1, "PUSH_OUT_START let it out");
+    commands
+        .execute(Action::StopRecording("live+stream-1".into()))
+        .await
+        .unwrap();
+    assert_eq!(journaled("RECORDING_END", 1).await, 1);
+    assert_eq!(journaled("PUSH_END", 1).await, 1);
+
+    // A push nobody on the platform started is refused by PUSH_OUT_START:
+    // Mist ends it at once.
+    mist.push_start("live+stream-1", "rtmp://elsewhere.example.net/live/x")
+        .await
+        .unwrap();
+    assert_eq!(journaled("PUSH_END", 2).await, 2);
+    assert!(api.state().pushes.is_empty());
+
+    // One the platform starts runs until stopped.
+    commands
+        .execute(Action::StartPush(StartPush {
+            stream: "live+stream-1".into(),
+            target: "rtmp://youtube.example.net/live/k".into(),
+        }))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(api.state().pushes.len(), 1, "PUSH_OUT_START let it out");
+    assert_eq!(journaled("PUSH_END", 2).await, 2);
+}
+
+/// `count()` once it reaches `expected` (the simulator reports pushes
+/// after it answers), or whatever it is after WAIT.
+async fn reaches(expected: usize, count: impl Fn() -> usize) -> usize {
+    let started = Instant::now();
+    loop {
+        let now = count();
+        if now >= expected || started.elapsed() > WAIT {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

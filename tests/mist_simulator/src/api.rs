@@ -81,6 +81,24 @@ pub struct MistState {
     pub nuked: Vec<String>,
     pub stopped_sessions: Vec<String>,
     pub invalidated: Vec<String>,
+    /// Pushes started or stopped by the last request, whose triggers are
+    /// still to fire (only when a handler is registered for them).
+    pending: Vec<PushChange>,
+}
+
+/// A push starting or ending, as its output process would report it.
+#[derive(Debug, Clone)]
+pub(crate) enum PushChange {
+    Started {
+        id: u64,
+        stream: String,
+        target: String,
+    },
+    Stopped {
+        id: u64,
+        stream: String,
+        target: String,
+    },
 }
 
 #[derive(Debug)]
@@ -188,12 +206,19 @@ async fn api2(
     }
     let mut answer = Map::new();
     answer.insert("authorize".into(), authorize);
-    let mut state = api.state();
-    for (command, argument) in commands.iter().filter(|(c, _)| *c != "authorize") {
-        state.received.push(command.clone());
-        if let Some((key, value)) = state.run(command, argument) {
-            answer.insert(key, value);
+    let changes = {
+        let mut state = api.state();
+        for (command, argument) in commands.iter().filter(|(c, _)| *c != "authorize") {
+            state.received.push(command.clone());
+            if let Some((key, value)) = state.run(command, argument) {
+                answer.insert(key, value);
+            }
         }
+        std::mem::take(&mut state.pending)
+    };
+    if !changes.is_empty() {
+        // The output processes report on their own, after Mist has answered.
+        tokio::spawn(crate::scenes::report_pushes(api.clone(), changes));
     }
     Json(Value::Object(answer)).into_response()
 }
@@ -253,7 +278,10 @@ impl MistState {
                     other => (text(&other["stream"]), text(&other["target"])),
                 };
                 self.next_push += 1;
-                self.pushes.insert(17_900 + self.next_push, (stream, target));
+                let id = 17_900 + self.next_push;
+                self.pushes.insert(id, (stream.clone(), target.clone()));
+                self.pending
+                    .push(PushChange::Started { id, stream, target });
                 None
             }
             "push_list" => Some((
@@ -278,7 +306,10 @@ impl MistState {
                     _ => Vec::new(),
                 };
                 for id in ids {
-                    self.pushes.remove(&id);
+                    if let Some((stream, target)) = self.pushes.remove(&id) {
+                        self.pending
+                            .push(PushChange::Stopped { id, stream, target });
+                    }
                 }
                 None
             }

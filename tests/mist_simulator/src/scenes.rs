@@ -10,7 +10,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::api::{ActiveStream, Client, MistApi};
+use crate::api::{ActiveStream, Client, MistApi, PushChange};
 use crate::captures;
 use crate::sender::{Firing, Reply};
 
@@ -75,6 +75,61 @@ async fn fire(api: &MistApi, trigger: &'static str, fields: &[&str]) -> Result<R
         .send(address, HANDLER_TIMEOUT)
         .await
         .map_err(|source| SceneError::Send { trigger, source })
+}
+
+/// What a push's output process makes Mist fire: PUSH_OUT_START when it
+/// starts (blocking: a refused push ends at once), RECORDING_SEGMENT while
+/// a recording (a file target) runs, RECORDING_END and PUSH_END when it
+/// ends. Nothing fires for triggers no handler is registered for.
+pub(crate) async fn report_pushes(api: MistApi, changes: Vec<PushChange>) {
+    for change in changes {
+        let ended = match change {
+            PushChange::Started { id, stream, target } => {
+                match fire(&api, "PUSH_OUT_START", &[&stream, &target]).await {
+                    Ok(reply)
+                        if reply.header("X-Mist-Trigger-Action") != Some("deny")
+                            && !reply.body.is_empty() =>
+                    {
+                        if target.starts_with('/') {
+                            let _ = fire(
+                                &api,
+                                "RECORDING_SEGMENT",
+                                &[&stream, &target, "0", "6000", "6000"],
+                            )
+                            .await;
+                        }
+                        None
+                    }
+                    // No handler: Mist pushes unasked.
+                    Err(SceneError::NoHandler(_)) => None,
+                    // Refused (or no answer, and the default is to refuse).
+                    _ => {
+                        api.state().pushes.remove(&id);
+                        Some((id, stream, target, "PUSH_OUT_START refused"))
+                    }
+                }
+            }
+            PushChange::Stopped { id, stream, target } => {
+                Some((id, stream, target, "stopped by push_stop"))
+            }
+        };
+        let Some((id, stream, target, reason)) = ended else {
+            continue;
+        };
+        if target.starts_with('/') {
+            let mut fields = vec![stream.as_str(), target.as_str()];
+            let tail = captured_tail("RECORDING_END", 2);
+            fields.extend(tail.iter().map(String::as_str));
+            let _ = fire(&api, "RECORDING_END", &fields).await;
+        }
+        let logs = serde_json::json!([[0, "INFO", reason, stream, id, "MistOut", ""]]).to_string();
+        let _ = fire(
+            &api,
+            "PUSH_END",
+            &[&id.to_string(), &stream, &target, &target, &logs, "{}"],
+        )
+        .await;
+    }
 }
 
 /// The captured body's fields from the `keep`th on, after the ones a scene sets.
