@@ -878,7 +878,7 @@ async fn ingest_is_validated_triggers_become_stream_facts_and_viewers_are_routed
     );
     assert!(answered > 0);
     // The new leader runs the singleton jobs: the expired charge is swept.
-    let charges = format!("{prefix}:balancer:charges");
+    let charges = shared.charges_key(&edge.node_id);
     wait_until("the expired charges swept by the new leader", || {
         let charges = charges.clone();
         async move {

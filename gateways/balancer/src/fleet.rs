@@ -106,15 +106,15 @@ impl std::fmt::Debug for SharedState {
     }
 }
 
-/// One provisional charge as stored: `<node>|<key>|<bps>`, scored by when.
-fn charge_member(node: &str, key: &str, bps: u64) -> String {
-    format!("{node}|{key}|{bps}")
+/// One provisional charge as stored in its node's set: `<key>|<bps>`,
+/// scored by when it was made.
+fn charge_member(key: &str, bps: u64) -> String {
+    format!("{key}|{bps}")
 }
 
-fn parse_charge(member: &str) -> Option<(&str, &str, u64)> {
-    let (rest, bps) = member.rsplit_once('|')?;
-    let (node, key) = rest.split_once('|')?;
-    Some((node, key, bps.parse().ok()?))
+fn parse_charge(member: &str) -> Option<(&str, u64)> {
+    let (key, bps) = member.rsplit_once('|')?;
+    Some((key, bps.parse().ok()?))
 }
 
 fn now_ms() -> i64 {
@@ -131,6 +131,13 @@ impl SharedState {
 
     pub(crate) fn key(&self, name: &str) -> String {
         format!("{}:balancer:{name}", self.base)
+    }
+
+    /// The sorted set of one node's charges: a node's own set keeps a
+    /// release (on every viewer's arrival) as small as that node's pending
+    /// redirects.
+    pub fn charges_key(&self, node: &str) -> String {
+        self.key(&format!("charges:{node}"))
     }
 
     pub(crate) fn redis(&self) -> ConnectionManager {
@@ -154,7 +161,7 @@ impl SharedState {
     pub async fn charge(&self, node: &str, key: &str, bps: u64) -> Result<(), redis::RedisError> {
         self.redis
             .clone()
-            .zadd(self.key("charges"), charge_member(node, key, bps), now_ms())
+            .zadd(self.charges_key(node), charge_member(key, bps), now_ms())
             .await
     }
 
@@ -162,37 +169,42 @@ impl SharedState {
     /// (the viewer showed up); how many.
     pub async fn release(&self, node: &str, key_prefix: &str) -> Result<usize, redis::RedisError> {
         let mut redis = self.redis.clone();
-        let members: Vec<String> = redis.zrange(self.key("charges"), 0, -1).await?;
+        let members: Vec<String> = redis.zrange(self.charges_key(node), 0, -1).await?;
         let matching: Vec<&String> = members
             .iter()
-            .filter(|m| {
-                parse_charge(m).is_some_and(|(n, k, _)| n == node && k.starts_with(key_prefix))
-            })
+            .filter(|m| parse_charge(m).is_some_and(|(key, _)| key.starts_with(key_prefix)))
             .collect();
         if matching.is_empty() {
             return Ok(0);
         }
-        redis.zrem(self.key("charges"), &matching).await
+        redis.zrem(self.charges_key(node), &matching).await
     }
 
-    /// The charges made within `hold`: (node, key, bps, age).
+    /// The charges on `nodes` made within `hold`: (node, key, bps, age).
     async fn charges(
         &self,
+        nodes: &[String],
         hold: Duration,
     ) -> Result<Vec<(String, String, u64, Duration)>, redis::RedisError> {
+        if nodes.is_empty() {
+            return Ok(Vec::new());
+        }
         let now = now_ms();
         let since = now - i64::try_from(hold.as_millis()).unwrap_or(i64::MAX);
-        let members: Vec<(String, i64)> = self
-            .redis
-            .clone()
-            .zrangebyscore_withscores(self.key("charges"), since, "+inf")
-            .await?;
-        Ok(members
+        let mut pipe = redis::pipe();
+        for node in nodes {
+            pipe.zrangebyscore_withscores(self.charges_key(node), since, "+inf");
+        }
+        let per_node: Vec<Vec<(String, i64)>> = pipe.query_async(&mut self.redis.clone()).await?;
+        Ok(nodes
             .iter()
-            .filter_map(|(member, at)| {
-                let (node, key, bps) = parse_charge(member)?;
-                let age = Duration::from_millis(u64::try_from(now - at).unwrap_or(0));
-                Some((node.to_owned(), key.to_owned(), bps, age))
+            .zip(per_node)
+            .flat_map(|(node, members)| {
+                members.into_iter().filter_map(move |(member, at)| {
+                    let (key, bps) = parse_charge(&member)?;
+                    let age = Duration::from_millis(u64::try_from(now - at).unwrap_or(0));
+                    Some((node.clone(), key.to_owned(), bps, age))
+                })
             })
             .collect())
     }
@@ -207,10 +219,17 @@ impl SharedState {
         let now = now_ms();
         let mut redis = self.redis.clone();
         let expired = now - i64::try_from(hold.as_millis()).unwrap_or(i64::MAX);
-        let charges: usize = redis
-            .zrembyscore(self.key("charges"), "-inf", format!("({expired}"))
-            .await?;
+        // Charges are only ever made on nodes that were heard from.
         let seen = self.seen().await?;
+        let mut charges = 0;
+        if !seen.is_empty() {
+            let mut pipe = redis::pipe();
+            for node in seen.keys() {
+                pipe.zrembyscore(self.charges_key(node), "-inf", format!("({expired}"));
+            }
+            let dropped: Vec<usize> = pipe.query_async(&mut redis).await?;
+            charges = dropped.iter().sum();
+        }
         // Kept for twice the removal delay, so every instance sees the node gone first.
         let forgotten_after = i64::try_from(gone_after.as_millis() * 2).unwrap_or(i64::MAX);
         let old: Vec<&String> = seen
@@ -220,6 +239,8 @@ impl SharedState {
             .collect();
         let nodes = old.len();
         if !old.is_empty() {
+            let keys: Vec<String> = old.iter().map(|node| self.charges_key(node)).collect();
+            let _: usize = redis.del(&keys).await?;
             let _: usize = redis.hdel(self.key("seen"), &old).await?;
         }
         Ok((charges, nodes))
@@ -309,6 +330,7 @@ impl FleetView {
         let seen = shared.seen().await?;
         let ids: Vec<String> = nodes.iter().map(|n| n.id.to_string()).collect();
         let loads = live.node_loads(&ids).await?;
+        let charges = shared.charges(&ids, self.settings.hold()).await?;
         let now = now_ms();
         let (stale_ms, gone_ms) = (
             i64::try_from(self.settings.stale_after().as_millis()).unwrap_or(i64::MAX),
@@ -349,7 +371,6 @@ impl FleetView {
         for (stream, node) in live.stream_nodes(now / 1000).await? {
             fleet.add_presence(&stream, &node);
         }
-        let charges = shared.charges(self.settings.hold()).await?;
         let mut ledger = Charges::new(self.settings.hold());
         let at = Instant::now();
         for (node, key, bps, age) in charges {
@@ -388,11 +409,13 @@ mod tests {
 
     #[test]
     fn charges_round_trip_through_their_member_form() {
-        let member = charge_member("node-1", "stream/10.0.0.1", 4_000_000);
+        // A key may hold the separator itself: the rate is after the last one.
+        let member = charge_member("stream/10.0.0.1/a|b", 4_000_000);
         assert_eq!(
             parse_charge(&member),
-            Some(("node-1", "stream/10.0.0.1", 4_000_000))
+            Some(("stream/10.0.0.1/a|b", 4_000_000))
         );
         assert_eq!(parse_charge("junk"), None);
+        assert_eq!(parse_charge("key|not-a-rate"), None);
     }
 }
