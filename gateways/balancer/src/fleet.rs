@@ -24,7 +24,7 @@ use metrics::{counter, gauge};
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
-use tracing::warn;
+use tracing::{info, warn};
 use uuid::Uuid;
 
 use crate::geo::GeoPoint;
@@ -385,11 +385,24 @@ impl FleetView {
     pub async fn keep_fresh(self: Arc<Self>, pool: PgPool, live: LiveState, shared: SharedState) {
         let mut ticks = tokio::time::interval(Duration::from_millis(self.settings.refresh_ms));
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Said once per outage (a fresh installation has no read models for
+        // a while), and again when it is over; the counter counts every round.
+        let mut failing = false;
         loop {
             ticks.tick().await;
-            if let Err(error) = self.refresh(&pool, &live, &shared).await {
-                counter!("frameworks_balancer_fleet_refresh_failures_total").increment(1);
-                warn!(%error, "the routing snapshot could not be rebuilt; routing on the last one");
+            match self.refresh(&pool, &live, &shared).await {
+                Ok(()) if failing => {
+                    failing = false;
+                    info!("the routing snapshot is being rebuilt again");
+                }
+                Ok(()) => {}
+                Err(error) => {
+                    counter!("frameworks_balancer_fleet_refresh_failures_total").increment(1);
+                    if !failing {
+                        failing = true;
+                        warn!(%error, "the routing snapshot could not be rebuilt; routing on the last one");
+                    }
+                }
             }
         }
     }

@@ -171,7 +171,7 @@ impl Broadcast {
             stream: stream.clone(),
             protocol: "INPUT:RTMP".into(),
             down_bps: 2_500_000,
-            session_id: format!("I{}", self.stream_key.len()),
+            session_id: format!("input-{stream}"),
             ..Default::default()
         });
         let rest = |trigger, keep| captured_tail(trigger, keep);
