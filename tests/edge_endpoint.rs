@@ -389,6 +389,15 @@ async fn a_simulated_broadcast_is_answered_and_its_accounting_journaled() {
     );
     let mut forwarded = Vec::new();
     while let Ok(entry) = edge.forwarded.try_recv() {
+        if entry.trigger == "PUSH_REWRITE" {
+            // The stream key leaves the edge as its hash only.
+            let hashed = format!("sha256:{}", key_sha256("test"));
+            assert_eq!(entry.fields[2], hashed);
+            assert_eq!(
+                entry.fields[0],
+                format!("rtmp://127.0.0.1:1935/live/{hashed}")
+            );
+        }
         forwarded.push(entry.trigger);
     }
     for trigger in [

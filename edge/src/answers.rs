@@ -264,7 +264,7 @@ pub struct Answers<R> {
 
 /// The last path segment of a push URL: the stream key in
 /// `rtmp://host/live/<key>` (query and `+` suffixes removed).
-fn stream_key(url: &str) -> &str {
+pub(crate) fn stream_key(url: &str) -> &str {
     let path = url.split(['?', '#']).next().unwrap_or_default();
     path.rsplit('/').next().unwrap_or_default()
 }

@@ -37,12 +37,16 @@ pub struct JournalEntry {
 }
 
 impl JournalEntry {
+    /// The entry for a trigger, its payload scrubbed of secrets
+    /// ([`scrub`](crate::triggers::scrub)): what the journal keeps and the ingress gets.
     pub fn new(meta: &TriggerMeta, body: &str) -> Self {
+        let mut fields: Vec<String> = body.split('\n').map(str::to_owned).collect();
+        crate::triggers::scrub::scrub(meta.kind, &mut fields);
         Self {
             id: meta.uuid.to_string(),
             trigger: meta.kind.name().to_owned(),
             fired_at_unix_ms: meta.unix_millis,
-            fields: body.split('\n').map(str::to_owned).collect(),
+            fields,
             server_name: meta.server_name.clone(),
             answer: None,
         }

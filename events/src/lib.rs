@@ -8,11 +8,13 @@
 //!   key, retention and cleanup policy.
 //! - [`kafka`]: settings, topic administration, the publisher and the consumer
 //!   that routes undecodable records to the dead-letter topic.
+//! - [`redact`]: what of a URI may be carried, shown or logged.
 
 pub mod catalogue;
 pub mod envelope;
 pub mod kafka;
 pub mod proto;
+pub mod redact;
 pub mod registry;
 
 pub use catalogue::{Catalogue, CatalogueSettings, Topic};

@@ -10,6 +10,7 @@
 //! type, is refused with an error naming the trigger, the field and why.
 
 mod payload;
+pub mod scrub;
 
 use std::fmt;
 use std::str::FromStr;

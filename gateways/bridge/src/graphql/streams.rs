@@ -194,7 +194,7 @@ impl Stream {
         )?;
         let private = validate::pull_source("pullSource", &uri, false).is_err();
         Ok(Some(PullSource {
-            source_uri_redacted: redact(&uri),
+            source_uri_redacted: frameworks_events::redact::uri(&uri),
             enabled: true,
             class_: if private { "private" } else { "public" }.into(),
         }))
@@ -1162,37 +1162,6 @@ fn open(state: &BridgeState, sealed: &[u8], context: &str) -> async_graphql::Res
     String::from_utf8(plain).map_err(|e| internal(&e))
 }
 
-/// The URI without user info, and with the values of query parameters that
-/// may carry secrets (passphrase, token, key, ...) replaced.
-pub fn redact(uri: &str) -> String {
-    let Ok(mut url) = url::Url::parse(uri) else {
-        return "redacted".into();
-    };
-    let _ = url.set_username("");
-    let _ = url.set_password(None);
-    if url.query().is_some() {
-        let pairs: Vec<(String, String)> = url
-            .query_pairs()
-            .map(|(k, v)| {
-                let lower = k.to_ascii_lowercase();
-                let secret = ["pass", "secret", "token", "key", "auth", "sig", "streamid"]
-                    .iter()
-                    .any(|s| lower.contains(s));
-                (
-                    k.into_owned(),
-                    if secret {
-                        "redacted".into()
-                    } else {
-                        v.into_owned()
-                    },
-                )
-            })
-            .collect();
-        url.query_pairs_mut().clear().extend_pairs(pairs);
-    }
-    url.to_string()
-}
-
 fn escape_like(text: &str) -> String {
     text.replace('\\', "\\\\")
         .replace('%', "\\%")
@@ -1202,19 +1171,6 @@ fn escape_like(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redaction_removes_credentials_and_secret_parameters() {
-        assert_eq!(
-            redact("rtsp://admin:hunter2@cam.example.com:554/live?channel=1&token=abc"),
-            "rtsp://cam.example.com:554/live?channel=1&token=redacted"
-        );
-        assert_eq!(
-            redact("srt://relay.example.com:9000?passphrase=s3cret&latency=200"),
-            "srt://relay.example.com:9000?passphrase=redacted&latency=200"
-        );
-        assert_eq!(redact("not a uri"), "redacted");
-    }
 
     #[test]
     fn metrics_read_the_live_state_fields() {
