@@ -2,11 +2,10 @@
 //! MistServer's streams and viewers) for heartbeats, and MistServer as the
 //! hands that carry out the balancer's commands ([`MistCommands`]).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
-
-use std::collections::HashMap;
 
 use frameworks_events::proto::v1::telemetry::{NodeHeartbeat, NodeMetrics, StreamSampled};
 use metrics::counter;
