@@ -227,6 +227,29 @@ pub fn validate(command: &TelemetryCommand, now: DateTime<Utc>) -> Result<(), Co
             }
             Ok(())
         }
+        EventPayload::PushEnded(push) => {
+            id("nodeId", &push.node_id)?;
+            id("triggerId", &push.trigger_id)?;
+            short("target", &push.target, 4096)
+        }
+        EventPayload::RecordingSegmentWritten(segment) => {
+            id("nodeId", &segment.node_id)?;
+            id("triggerId", &segment.trigger_id)?;
+            short("path", &segment.path, 4096)
+        }
+        EventPayload::RecordingEnded(recording) => {
+            id("nodeId", &recording.node_id)?;
+            id("triggerId", &recording.trigger_id)?;
+            short("path", &recording.path, 4096)?;
+            short("reasonCode", &recording.reason_code, 64)?;
+            short("reason", &recording.reason, 1024)
+        }
+        EventPayload::InputClosed(input) => {
+            id("nodeId", &input.node_id)?;
+            id("triggerId", &input.trigger_id)?;
+            short("reasonCode", &input.reason_code, 64)?;
+            short("reason", &input.reason, 1024)
+        }
         EventPayload::MistTriggerReceived(trigger) => {
             if !MIST_TRIGGERS.contains(&trigger.trigger.as_str()) {
                 return Err(CommandError::invalid(

@@ -220,6 +220,12 @@ event_registry! {
     TrackListUpdated(telemetry::TrackListUpdated)
         = "stream.track_list_updated", Stream, StreamTelemetry, 1;
     StreamSampled(telemetry::StreamSampled) = "stream.sampled", Stream, StreamTelemetry, 1;
+    PushEnded(telemetry::PushEnded) = "stream.push_ended", Stream, StreamTelemetry, 1;
+    RecordingSegmentWritten(telemetry::RecordingSegmentWritten)
+        = "stream.recording_segment_written", Stream, StreamTelemetry, 1;
+    RecordingEnded(telemetry::RecordingEnded)
+        = "stream.recording_ended", Stream, StreamTelemetry, 1;
+    InputClosed(telemetry::InputClosed) = "stream.input_closed", Stream, StreamTelemetry, 1;
 }
 
 impl fmt::Display for EventType {

@@ -18,8 +18,9 @@ use frameworks_edge::control::proto::{
 use frameworks_edge::triggers::{BufferState as MistBuffer, Trigger, TriggerKind};
 use frameworks_events::EventPayload;
 use frameworks_events::proto::v1::telemetry::{
-    BufferState, IngestEnded, IngestStarted, MistTriggerReceived, StreamBufferChanged,
-    StreamHealthReported, Track, TrackListUpdated, ViewerSessionEnded, ViewerSessionStarted,
+    BufferState, IngestEnded, IngestStarted, InputClosed, MistTriggerReceived, PushEnded,
+    RecordingEnded, RecordingSegmentWritten, StreamBufferChanged, StreamHealthReported, Track,
+    TrackListUpdated, ViewerSessionEnded, ViewerSessionStarted,
 };
 use metrics::counter;
 use serde_json::Value;
@@ -282,7 +283,71 @@ fn stream_facts(node: &str, received: &MistTriggerReceived) -> Vec<StreamFact> {
             }
             .into(),
         )],
-        // Pushes, recordings, input exits, connections: kept as the raw trigger.
+        Trigger::PushEnd {
+            push_id,
+            stream,
+            target,
+            status,
+            ..
+        } => vec![fact(
+            &stream,
+            PushEnded {
+                node_id,
+                internal_name: stream.clone(),
+                push_id,
+                target,
+                bytes: number(&status, "bytes"),
+                active_seconds: number(&status, "active_seconds"),
+                trigger_id: received.trigger_id.clone(),
+            }
+            .into(),
+        )],
+        Trigger::RecordingSegment {
+            stream,
+            path,
+            duration_ms,
+            start_ms,
+            end_ms,
+        } => vec![fact(
+            &stream,
+            RecordingSegmentWritten {
+                node_id,
+                internal_name: stream.clone(),
+                path,
+                duration_ms,
+                start_ms,
+                end_ms,
+                trigger_id: received.trigger_id.clone(),
+            }
+            .into(),
+        )],
+        Trigger::RecordingEnd { output, .. } => vec![fact(
+            &output.stream,
+            RecordingEnded {
+                node_id,
+                internal_name: output.stream.clone(),
+                path: output.target,
+                bytes: output.bytes,
+                seconds: output.seconds,
+                reason_code: output.reason_code,
+                reason: output.reason.chars().take(1024).collect(),
+                trigger_id: received.trigger_id.clone(),
+            }
+            .into(),
+        )],
+        Trigger::PushInputClose { exit, .. } => vec![fact(
+            &exit.stream,
+            InputClosed {
+                node_id,
+                internal_name: exit.stream.clone(),
+                source: exit.source,
+                reason_code: exit.reason_code,
+                reason: exit.reason.chars().take(1024).collect(),
+                trigger_id: received.trigger_id.clone(),
+            }
+            .into(),
+        )],
+        // Connections, process exits and the rest: kept as the raw trigger.
         _ => Vec::new(),
     };
     facts.into_iter().flatten().collect()
@@ -545,6 +610,74 @@ mod tests {
         assert!(
             stream_facts("node-1", &refused).is_empty(),
             "no ingest without an answer"
+        );
+    }
+
+    #[test]
+    fn pushes_recordings_and_closed_inputs_become_typed_facts() {
+        let stream = Uuid::now_v7();
+        let name = directory::internal_name(stream);
+        let file = format!("/var/lib/frameworks/recordings/{name}/1.ts");
+        let one = |trigger: &str, body: String| {
+            let facts = stream_facts("node-1", &received(trigger, &body, ""));
+            assert_eq!(facts.len(), 1, "{trigger}");
+            assert_eq!(facts[0].stream, stream);
+            facts.into_iter().next().map(|f| f.payload)
+        };
+        let Some(EventPayload::PushEnded(push)) = one(
+            "PUSH_END",
+            format!(
+                "17952\n{name}\nrtmp://a.example.net/live2/redacted\nrtmp://a.example.net/live2/redacted\n[]\n{{\"bytes\":169952,\"active_seconds\":4}}"
+            ),
+        ) else {
+            panic!("not a push end");
+        };
+        assert_eq!(
+            (
+                push.push_id,
+                push.bytes,
+                push.active_seconds,
+                push.trigger_id.as_str()
+            ),
+            (17_952, 169_952, 4, "t-1")
+        );
+        let Some(EventPayload::RecordingSegmentWritten(segment)) = one(
+            "RECORDING_SEGMENT",
+            format!("{name}\n{file}\n12947\n6023\n18970"),
+        ) else {
+            panic!("not a segment");
+        };
+        assert_eq!(
+            (segment.path.as_str(), segment.duration_ms),
+            (file.as_str(), 12_947)
+        );
+        let Some(EventPayload::RecordingEnded(recording)) = one(
+            "RECORDING_END",
+            format!(
+                "{name}\n{file}\nHTTPTS\n667212\n12\n1795237128\n1795237140\n12947\n6023\n18970\nCLEAN_SIGNAL\nsignal Terminated (15)\n"
+            ),
+        ) else {
+            panic!("not a recording end");
+        };
+        assert_eq!(
+            (
+                recording.bytes,
+                recording.seconds,
+                recording.reason_code.as_str()
+            ),
+            (667_212, 12, "CLEAN_SIGNAL")
+        );
+        let Some(EventPayload::InputClosed(closed)) = one(
+            "PUSH_INPUT_CLOSE",
+            format!(
+                "{name}\n198.51.100.7\nRTMP\n17591\nCLEAN_INTENDED_STOP\nreceived deleteStream\n[]"
+            ),
+        ) else {
+            panic!("not an input close");
+        };
+        assert_eq!(
+            (closed.source.as_str(), closed.reason_code.as_str()),
+            ("198.51.100.7", "CLEAN_INTENDED_STOP")
         );
     }
 
