@@ -164,6 +164,32 @@ struct Cache {
     clusters: HashMap<Uuid, (Instant, ClusterSet)>,
 }
 
+/// Longer playback ids are unknown without a look-up.
+const MAX_PLAYBACK_ID_BYTES: usize = 128;
+
+/// Answers one cache map holds at most. Unknown ids are cached too (a
+/// miss costs a query), so a flood of made-up ones would grow a map without
+/// end: past this many, expired answers are dropped, and if that is not
+/// enough, all of them.
+const MAX_CACHED: usize = 100_000;
+
+/// Caches `value` under `key`, keeping `map` within [`MAX_CACHED`] entries.
+fn remember<K: std::hash::Hash + Eq, V>(
+    map: &mut HashMap<K, (Instant, V)>,
+    key: K,
+    value: V,
+    ttl: Duration,
+) {
+    if map.len() >= MAX_CACHED && !map.contains_key(&key) {
+        map.retain(|_, (at, _)| at.elapsed() < ttl);
+        if map.len() >= MAX_CACHED {
+            counter!("frameworks_balancer_directory_overflows_total").increment(1);
+            map.clear();
+        }
+    }
+    map.insert(key, (Instant::now(), value));
+}
+
 /// The clusters (by id) a tenant may place viewers and encoders on.
 pub type ClusterSet = Arc<HashSet<String>>;
 
@@ -264,9 +290,12 @@ impl Directory {
                 let facts = self.read_key(key_sha256).await?;
                 let mut cache = self.cache();
                 if cache.epoch == epoch {
-                    cache
-                        .keys
-                        .insert(key_sha256.to_owned(), (Instant::now(), facts.clone()));
+                    remember(
+                        &mut cache.keys,
+                        key_sha256.to_owned(),
+                        facts.clone(),
+                        self.ttl,
+                    );
                 }
                 facts
             }
@@ -307,6 +336,10 @@ impl Directory {
 
     /// The stream a playback id plays, or `None` for an unknown id.
     pub async fn playback(&self, id: &str) -> Result<Option<PlaybackTarget>, DirectoryError> {
+        // No playback id is that long: not worth a query, nor a cache entry.
+        if id.is_empty() || id.len() > MAX_PLAYBACK_ID_BYTES {
+            return Ok(None);
+        }
         if let Some(target) = self.fresh(self.cache().playback.get(id)) {
             counter!("frameworks_balancer_directory_hits_total", "lookup" => "playback")
                 .increment(1);
@@ -335,9 +368,7 @@ impl Directory {
         });
         let mut cache = self.cache();
         if cache.epoch == epoch {
-            cache
-                .playback
-                .insert(id.to_owned(), (Instant::now(), target.clone()));
+            remember(&mut cache.playback, id.to_owned(), target.clone(), self.ttl);
         }
         Ok(target)
     }
@@ -357,7 +388,7 @@ impl Directory {
         let owner = row.map(|(tenant, deleted)| StreamOwner { tenant, deleted });
         let mut cache = self.cache();
         if cache.epoch == epoch {
-            cache.owners.insert(stream, (Instant::now(), owner));
+            remember(&mut cache.owners, stream, owner, self.ttl);
         }
         Ok(owner)
     }
@@ -383,9 +414,7 @@ impl Directory {
         let clusters: ClusterSet = Arc::new(ids.iter().map(Uuid::to_string).collect());
         let mut cache = self.cache();
         if cache.epoch == epoch {
-            cache
-                .clusters
-                .insert(tenant, (Instant::now(), Arc::clone(&clusters)));
+            remember(&mut cache.clusters, tenant, Arc::clone(&clusters), self.ttl);
         }
         Ok(clusters)
     }
@@ -670,6 +699,31 @@ pub fn playback_route(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flood_of_answers_keeps_the_cache_bounded() {
+        let mut map = HashMap::new();
+        let ttl = Duration::from_secs(60);
+        for n in 0..MAX_CACHED + 10 {
+            remember(&mut map, n, (), ttl);
+        }
+        assert!(map.len() <= MAX_CACHED, "{}", map.len());
+        assert!(
+            map.contains_key(&(MAX_CACHED + 9)),
+            "the newest answer is kept"
+        );
+        // Expired answers go first, fresh ones stay.
+        let mut map = HashMap::new();
+        for n in 0..MAX_CACHED {
+            let long_ago = Instant::now()
+                .checked_sub(Duration::from_secs(120))
+                .expect("the machine has been up for two minutes");
+            map.insert(n, (long_ago, ()));
+        }
+        remember(&mut map, MAX_CACHED, (), ttl);
+        remember(&mut map, MAX_CACHED + 1, (), ttl);
+        assert_eq!(map.len(), 2);
+    }
 
     #[test]
     fn internal_names_round_trip() {
