@@ -82,8 +82,9 @@ start_simulated_edge() {
             FRAMEWORKS_MIST_SIM_STREAM_KEY="$DEMO_STREAM_KEY" \
             FRAMEWORKS_MIST_SIM_PLAYBACK_ID="$DEMO_PLAYBACK_ID" \
             setsid "$MIST_SIMULATOR_BIN" </dev/null >>"$LOG_DIR/mist-simulator.log" 2>&1 &
-        record_pid mist-simulator $! "$MIST_SIMULATOR_BIN" "$port"
-        wait_healthy mist-simulator "$(pid_of mist-simulator)" mist_simulator_healthy "$LOG_DIR/mist-simulator.log"
+        pid=$!
+        record_pid mist-simulator "$pid" "$MIST_SIMULATOR_BIN" "$port"
+        wait_healthy mist-simulator "$pid" mist_simulator_healthy "$LOG_DIR/mist-simulator.log"
     fi
     mkdir -p "$EDGE_DATA_DIR"
     export FRAMEWORKS_EDGE_LISTEN FRAMEWORKS_EDGE_METRICS_LISTEN

@@ -263,8 +263,11 @@ start_role() {
         require_free_port "$name" "$(role_metrics_setting "$name")" "$port"
         step "$name: starting"
         setsid "$FRAMEWORKS_BIN" "$name" </dev/null >>"$LOG_DIR/$name.log" 2>&1 &
-        record_pid "$name" $! "$FRAMEWORKS_BIN $name" "$port"
+        pid=$!
+        record_pid "$name" "$pid" "$FRAMEWORKS_BIN $name" "$port"
     fi
-    wait_healthy "$name" "$(pid_of "$name")" role_healthy "$LOG_DIR/$name.log"
+    # The pid as started: until the child has exec'd, its command line is
+    # still the shell's, and pid_of would not recognise it.
+    wait_healthy "$name" "$pid" role_healthy "$LOG_DIR/$name.log"
     say "$name: running (pid $(pid_of "$name")), metrics at http://$(role_metrics "$name")/metrics"
 }

@@ -30,6 +30,9 @@ use crate::relay::shutdown_signal;
 
 /// Largest gRPC message an edge may send (a full trigger batch fits easily).
 const MAX_GRPC_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+/// How long a stopping balancer lets requests finish before it cuts the
+/// edges' control streams (which never finish on their own).
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(3);
 /// Control-plane events the directory may fall behind by before it drops its cache.
 const INVALIDATION_BUFFER: usize = 4_096;
 
@@ -196,11 +199,29 @@ impl BalancerCommand {
                 IngressServer::new(service).max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES),
             )
             .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), shutdown_signal());
-        let (http_result, grpc_result) = tokio::join!(http_server, grpc_server);
+        let servers = async { tokio::join!(http_server, grpc_server) };
+        // Edges hold their control streams open for good: past the drain
+        // time they are cut, and reconnect (to another instance, if any).
+        let drained = async {
+            shutdown_signal().await;
+            tokio::time::sleep(SHUTDOWN_DRAIN).await;
+        };
+        let outcome = tokio::select! {
+            results = servers => Some(results),
+            () = drained => None,
+        };
         // Hand leadership over now rather than after the TTL.
         let _ = leadership.resign().await;
-        http_result.context("serving HTTP")?;
-        grpc_result.context("serving gRPC")?;
+        match outcome {
+            Some((http_result, grpc_result)) => {
+                http_result.context("serving HTTP")?;
+                grpc_result.context("serving gRPC")?;
+            }
+            None => info!(
+                drain = ?SHUTDOWN_DRAIN,
+                "edge streams still open after the drain time; closing them"
+            ),
+        }
         Ok(ExitCode::SUCCESS)
     }
 }
