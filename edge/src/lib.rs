@@ -5,6 +5,8 @@
 //! - [`server`]: the endpoint Mist posts triggers to;
 //! - [`answers`]: answers to the blocking triggers, from what the balancer
 //!   pushed, within a budget;
+//! - [`playback`]: viewers' playback tokens (ES256 JWTs) checked against a
+//!   stream's JWT policy;
 //! - [`config_sync`]: the trigger set registered in Mist, drift repaired;
 //! - [`journal`]: the durable log of accounting triggers, kept until the
 //!   balancer acknowledges them;
@@ -23,5 +25,6 @@ pub mod host;
 pub mod journal;
 pub mod machine;
 pub mod mist;
+pub mod playback;
 pub mod server;
 pub mod triggers;
