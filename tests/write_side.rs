@@ -1103,3 +1103,55 @@ async fn cluster_subscriptions_follow_visibility_approval_and_invites() {
     assert_eq!(field_of(&needless), "clusterId");
     db.drop_now().await;
 }
+
+#[tokio::test]
+async fn a_webhook_policy_keeps_its_secret_until_the_policy_changes_kind() {
+    use frameworks_commands::aggregates::playback_policy::PolicySpec;
+    let (db, bus) = setup().await;
+    let ctx = CommandContext::for_tenant(Uuid::now_v7(), "user:test");
+    let stream = Uuid::now_v7().to_string();
+    bus.execute::<Stream>(&stream, &create_push("policy"), &ctx, None)
+        .await
+        .unwrap();
+    let webhook = |secret: Option<&str>| {
+        StreamCommand::SetPlaybackPolicy(PolicySpec::Webhook {
+            url: "https://hooks.example.com/playback".into(),
+            secret: secret.map(Into::into),
+            timeout_ms: Some(2_000),
+            context: None,
+            allowed_origins: vec![],
+        })
+    };
+    let error = rejection(
+        bus.execute::<Stream>(&stream, &webhook(None), &ctx, None)
+            .await,
+    );
+    assert_eq!(
+        field_of(&error),
+        "input.policy.webhook.secret",
+        "a new webhook needs a secret"
+    );
+    for command in [webhook(Some("0123456789abcdef")), webhook(None)] {
+        bus.execute::<Stream>(&stream, &command, &ctx, None)
+            .await
+            .unwrap();
+    }
+    bus.execute::<Stream>(
+        &stream,
+        &StreamCommand::SetPlaybackPolicy(PolicySpec::Public),
+        &ctx,
+        None,
+    )
+    .await
+    .unwrap();
+    let error = rejection(
+        bus.execute::<Stream>(&stream, &webhook(None), &ctx, None)
+            .await,
+    );
+    assert_eq!(
+        field_of(&error),
+        "input.policy.webhook.secret",
+        "a public policy held no secret to keep"
+    );
+    db.drop_now().await;
+}

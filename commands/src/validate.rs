@@ -83,15 +83,26 @@ pub const PULL_SCHEMES: [&str; 7] = ["rtmp", "rtmps", "srt", "rtsp", "http", "ht
 ///
 /// Names are not resolved here: the edge checks the address it connects to.
 pub fn pull_source(field: &str, value: &str, allow_private: bool) -> Result<Url, CommandError> {
+    public_url(field, value, &PULL_SCHEMES, allow_private)
+}
+
+/// A URI with one of `schemes` and a host that is not loopback, private,
+/// link-local or otherwise internal (unless `allow_private`).
+pub fn public_url(
+    field: &str,
+    value: &str,
+    schemes: &[&str],
+    allow_private: bool,
+) -> Result<Url, CommandError> {
     let url = Url::parse(value.trim())
         .map_err(|e| CommandError::invalid(field, format!("is not a URI: {e}")))?;
-    if !PULL_SCHEMES.contains(&url.scheme()) {
+    if !schemes.contains(&url.scheme()) {
         return Err(CommandError::invalid(
             field,
             format!(
                 "scheme {:?} is not supported (use one of {})",
                 url.scheme(),
-                PULL_SCHEMES.join(", ")
+                schemes.join(", ")
             ),
         ));
     }

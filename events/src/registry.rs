@@ -168,6 +168,8 @@ event_registry! {
     StreamKeyCreated(stream::StreamKeyCreated) = "stream.key_created", Stream, Streams, 1;
     StreamKeyRotated(stream::StreamKeyRotated) = "stream.key_rotated", Stream, Streams, 1;
     StreamKeyDeleted(stream::StreamKeyDeleted) = "stream.key_deleted", Stream, Streams, 1;
+    StreamPlaybackPolicySet(stream::StreamPlaybackPolicySet)
+        = "stream.playback_policy_set", Stream, Streams, 1;
 
     ClusterCreated(infrastructure::ClusterCreated) = "cluster.created", Cluster, Infrastructure, 1;
     ClusterUpdated(infrastructure::ClusterUpdated) = "cluster.updated", Cluster, Infrastructure, 1;

@@ -3,6 +3,7 @@
 pub mod api_token;
 pub mod infrastructure;
 pub mod marketplace;
+pub mod playback_policy;
 pub mod stream;
 pub mod tenant;
 pub mod user;

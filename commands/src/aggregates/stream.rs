@@ -9,9 +9,11 @@ use std::collections::BTreeMap;
 
 use frameworks_events::proto::v1::stream::{
     IngestMode, StreamCreated, StreamDeleted, StreamKeyCreated, StreamKeyDeleted, StreamKeyRotated,
-    StreamUpdated,
+    StreamPlaybackPolicySet, StreamUpdated,
 };
 use frameworks_events::{AggregateType, Event, EventPayload};
+
+use super::playback_policy::PolicySpec;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -42,6 +44,8 @@ pub struct Stream {
     primary_key: String,
     /// key id -> SHA-256 of the key.
     keys: BTreeMap<String, Vec<u8>>,
+    /// The current playback policy holds a webhook secret an update may keep.
+    has_webhook_secret: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -76,6 +80,8 @@ pub enum StreamCommand {
     DeleteKey {
         key_id: String,
     },
+    /// Who may watch the stream from now on.
+    SetPlaybackPolicy(PolicySpec),
 }
 
 /// What a caller learns; the stream key is only handed out to callers with
@@ -183,6 +189,12 @@ impl Aggregate for Stream {
             }
             EventPayload::StreamKeyDeleted(key) => {
                 self.keys.remove(&key.key_id);
+            }
+            EventPayload::StreamPlaybackPolicySet(set) => {
+                let webhook = set.policy.as_ref().and_then(|p| p.webhook.as_ref());
+                self.has_webhook_secret = webhook.is_some_and(|w| {
+                    w.secret.is_some() || (w.secret_kept && self.has_webhook_secret)
+                });
             }
             _ => {}
         }
@@ -396,6 +408,16 @@ impl Aggregate for Stream {
                         key_id: key_id.clone(),
                     })
                     .release(key_claim(hash)))
+            }
+            StreamCommand::SetPlaybackPolicy(spec) => {
+                let policy = spec
+                    .clone()
+                    .into_policy(id, self.has_webhook_secret, env.secrets)?;
+                Ok(
+                    Decision::new(StreamOutcome::Done).event(StreamPlaybackPolicySet {
+                        policy: Some(policy),
+                    }),
+                )
             }
         }
     }
