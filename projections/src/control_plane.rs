@@ -13,7 +13,7 @@ use frameworks_events::proto::v1::common::SealedSecret;
 use frameworks_events::proto::v1::infrastructure::{
     ClusterPricingModel, ClusterVisibility, NodeOperationalMode,
 };
-use frameworks_events::proto::v1::stream::IngestMode;
+use frameworks_events::proto::v1::stream::{IngestMode, PlaybackPolicy, PlaybackPolicyType};
 use frameworks_events::proto::v1::user::UserRole;
 use frameworks_events::{Event, EventPayload, Topic};
 use prost::Message;
@@ -318,6 +318,38 @@ async fn apply_change(conn: &mut PgConnection, event: &Event) -> Result<(), Appl
             .bind(mode)
             .bind(sealed(e.pull_source.as_ref()))
             .bind(e.pull_source_cleared)
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
+            touched(rows.rows_affected(), event, "stream", &event.aggregate_id)?;
+        }
+        EventPayload::StreamPlaybackPolicySet(e) => {
+            let id = uuid_of(event, "stream")?;
+            let mut policy = e.policy.clone().unwrap_or_default();
+            if let Some(webhook) = policy.webhook.as_mut()
+                && webhook.secret_kept
+            {
+                // The update kept the secret set before: carry it over.
+                let previous: Option<Option<Vec<u8>>> =
+                    sqlx::query_scalar("SELECT playback_policy FROM rm_streams WHERE id = $1")
+                        .bind(id)
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                webhook.secret = previous
+                    .flatten()
+                    .and_then(|bytes| PlaybackPolicy::decode(bytes.as_slice()).ok())
+                    .and_then(|previous| previous.webhook)
+                    .and_then(|previous| previous.secret);
+                webhook.secret_kept = false;
+            }
+            let stored = (policy.r#type != PlaybackPolicyType::Public as i32)
+                .then(|| policy.encode_to_vec());
+            let rows = sqlx::query(
+                "UPDATE rm_streams SET playback_policy = $2, updated_at = $3
+                 WHERE id = $1 AND deleted_at IS NULL",
+            )
+            .bind(id)
+            .bind(stored)
             .bind(at)
             .execute(&mut *conn)
             .await?;

@@ -298,6 +298,59 @@ def _():
     assert big.status_code == 413, big.status_code
 
 
+@check("setPlaybackPolicy sets JWT and webhook policies, keeps a webhook secret write-only, refuses bad input")
+def _():
+    from livepeer_frameworks._generated.graphql import (
+        PlaybackJwtClaimRequirementInput,
+        PlaybackJwtPolicyInput,
+        PlaybackPolicyInput,
+        PlaybackPolicyType,
+        PlaybackWebhookPolicyInput,
+        SetPlaybackPolicyInput,
+    )
+
+    def set_policy(**kwargs):
+        return fw.set_playback_policy(SetPlaybackPolicyInput(**kwargs)).set_playback_policy
+
+    guarded = expect_result(fw.create_stream(CreateStreamInput(name="guarded")).create_stream, "Stream")
+
+    jwt = PlaybackPolicyInput(
+        type=PlaybackPolicyType.JWT,
+        jwt=PlaybackJwtPolicyInput(
+            requiredAudience=["player"],
+            requiredClaimsJson=[PlaybackJwtClaimRequirementInput(name="tier", jsonValue='"gold"')],
+        ),
+        allowedOrigins=["https://watch.example.com"],
+    )
+    policy = expect_result(set_policy(streamId=guarded.id, policy=jwt), "Stream").playback_policy
+    assert policy.type_ == PlaybackPolicyType.JWT
+    assert policy.jwt.required_audience == ["player"] and policy.jwt.required_claims_json[0].json_value == '"gold"'
+    assert policy.allowed_origins == ["https://watch.example.com"]
+
+    webhook = lambda secret: PlaybackPolicyInput(  # noqa: E731 - a small factory
+        type=PlaybackPolicyType.WEBHOOK,
+        webhook=PlaybackWebhookPolicyInput(url="https://hooks.example.com/playback", secret=secret, timeoutMs=2000),
+    )
+    refused(lambda: set_policy(streamId=guarded.id, policy=webhook(None)), "ValidationError", field="input.policy.webhook.secret")
+    set_on = expect_result(set_policy(streamId=guarded.id, policy=webhook("0123456789abcdef")), "Stream")
+    assert set_on.playback_policy.webhook.secret_masked == "********"
+    assert "0123456789abcdef" not in str(set_on.playback_policy)
+    kept = expect_result(set_policy(streamId=guarded.id, policy=webhook(None)), "Stream").playback_policy
+    assert kept.type_ == PlaybackPolicyType.WEBHOOK and kept.webhook.timeout_ms == 2000
+
+    refused(
+        lambda: set_policy(streamId=guarded.id, policy=PlaybackPolicyInput(type=PlaybackPolicyType.JWT)),
+        "ValidationError",
+        field="input.policy.jwt",
+    )
+    refused(lambda: set_policy(vodAssetId="nope", policy=jwt), "NotFoundError")
+    refused(lambda: set_policy(streamId=guarded.id, clipId="nope", policy=jwt), "ValidationError", field="input")
+    cleared = expect_result(
+        set_policy(streamId=guarded.id, policy=PlaybackPolicyInput(type=PlaybackPolicyType.PUBLIC)), "Stream"
+    )
+    assert cleared.playback_policy is None
+
+
 @check("a caller over its rate limit gets 429 RATE_LIMITED with Retry-After")
 def _():
     limited = FrameWorksClient(

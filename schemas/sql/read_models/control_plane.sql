@@ -79,6 +79,9 @@ CREATE TABLE rm_streams (
     playback_id     text        NOT NULL,
     -- Sealed (SealedSecret, protobuf); opened only for callers with the scope.
     pull_source     bytea,
+    -- Who may watch: a PlaybackPolicy (protobuf; a webhook's secret sealed);
+    -- NULL for a public stream.
+    playback_policy bytea,
     primary_key_id  text,
     deleted_at      timestamptz,
     created_at      timestamptz NOT NULL,

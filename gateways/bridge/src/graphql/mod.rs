@@ -2,6 +2,7 @@
 //!
 //! - [`server_info`]: `serverInfo`, open to anonymous callers;
 //! - [`streams`]: streams and stream keys;
+//! - [`playback_policies`]: `setPlaybackPolicy`, who may watch;
 //! - [`developer_tokens`]: API tokens;
 //! - [`signing_keys`]: playback signing keys;
 //! - [`clusters`]: clusters, their nodes (with their modes), enrolment
@@ -35,6 +36,7 @@ pub mod marketplace;
 pub mod network_status;
 mod node_load;
 pub mod node_metrics;
+pub mod playback_policies;
 pub mod scalars;
 pub mod server_info;
 pub mod services;
@@ -77,6 +79,7 @@ pub struct Mutation(
     clusters::ClusterMutation,
     marketplace::MarketplaceMutation,
     edge_bootstrap::EdgeBootstrapMutation,
+    playback_policies::PlaybackPolicyMutation,
 );
 
 #[derive(Debug, Default, MergedSubscription)]

@@ -32,7 +32,7 @@ use crate::cache::TtlCache;
 use crate::state::BridgeState;
 
 const STREAM_TYPE: &str = "Stream";
-const STREAM_COLUMNS: &str = "id, name, description, record, ingest_mode, playback_id, pull_source, primary_key_id, created_at, updated_at";
+const STREAM_COLUMNS: &str = "id, name, description, record, ingest_mode, playback_id, pull_source, playback_policy, primary_key_id, created_at, updated_at";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
 pub enum IngestMode {
@@ -77,8 +77,7 @@ pub enum ValidationStatus {
     Error,
 }
 
-/// Per-stream playback access. This server applies no playback policy
-/// yet, so `Stream.playbackPolicy` is null: anyone with the playback id may watch.
+/// Per-stream playback access, as `setPlaybackPolicy` set it.
 #[derive(Debug, Clone, SimpleObject)]
 pub struct PlaybackPolicy {
     #[graphql(name = "type")]
@@ -128,12 +127,17 @@ pub struct StreamRow {
     ingest_mode: String,
     playback_id: String,
     pull_source: Option<Vec<u8>>,
+    playback_policy: Option<Vec<u8>>,
     primary_key_id: Option<String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
 
 impl StreamRow {
+    pub(super) fn uuid(&self) -> Uuid {
+        self.id
+    }
+
     fn ingest_mode(&self) -> IngestMode {
         // The read model keeps the event's enum name, e.g. INGEST_MODE_PULL.
         if self.ingest_mode.ends_with("PULL") {
@@ -146,7 +150,7 @@ impl StreamRow {
 
 /// A live stream configuration.
 #[derive(Debug, Clone)]
-pub struct Stream(StreamRow);
+pub struct Stream(pub(super) StreamRow);
 
 #[Object]
 impl Stream {
@@ -248,7 +252,10 @@ impl Stream {
 
     /// Playback access policy: null means anyone with the playback id may watch.
     async fn playback_policy(&self) -> Option<PlaybackPolicy> {
-        None
+        self.0
+            .playback_policy
+            .as_deref()
+            .and_then(super::playback_policies::shown)
     }
 
     /// Live video renditions: streams follow their tier (`INHERIT`).
@@ -982,11 +989,11 @@ pub(super) async fn stream_by_id(
 }
 
 /// The stream UUID behind an id argument: `Ok(None)` if it is no UUID at all.
-fn stream_uuid(id: &ID) -> Result<Option<Uuid>, String> {
+pub(super) fn stream_uuid(id: &ID) -> Result<Option<Uuid>, String> {
     ids::raw(STREAM_TYPE, &id.0).map(|raw| raw.parse().ok())
 }
 
-async fn load_stream(
+pub(super) async fn load_stream(
     state: &BridgeState,
     principal: &Principal,
     id: Uuid,
@@ -1039,7 +1046,7 @@ impl StreamCache {
 }
 
 /// Runs a stream command; a refusal is the caller's answer, anything else an error.
-async fn execute(
+pub(super) async fn execute(
     state: &BridgeState,
     principal: &Principal,
     id: Uuid,
@@ -1063,7 +1070,7 @@ async fn wait(state: &BridgeState, id: Uuid) -> async_graphql::Result<()> {
 }
 
 /// The stream as the read model holds it once it has applied the mutation.
-async fn projected(
+pub(super) async fn projected(
     state: &BridgeState,
     principal: &Principal,
     id: Uuid,
