@@ -25,24 +25,27 @@ use frameworks_balancer::leader::{Leadership, singleton_jobs};
 use frameworks_balancer::placement::{Placer, PlaySettings};
 use frameworks_balancer::play;
 use frameworks_balancer::routing::{Liveness, Weights};
+use frameworks_commands::aggregates::playback_policy::PolicySpec;
 use frameworks_commands::aggregates::stream::{Ingest, Stream, StreamCommand, StreamOutcome};
-use frameworks_commands::aggregates::tenant::{Tenant, TenantCommand};
+use frameworks_commands::aggregates::tenant::{Tenant, TenantCommand, TenantOutcome};
 use frameworks_commands::telemetry::TelemetryPublisher;
 use frameworks_commands::{CommandBus, CommandContext, SecretBox};
-use frameworks_edge::answers::key_sha256;
+use frameworks_edge::answers::{AnswerSettings, Answers, NoResolver, RouteTable, key_sha256};
 use frameworks_edge::control::proto::edge_control_client::EdgeControlClient;
 use frameworks_edge::control::proto::edge_control_server::EdgeControlServer;
 use frameworks_edge::control::proto::ingress_client::IngressClient;
 use frameworks_edge::control::proto::ingress_server::IngressServer;
 use frameworks_edge::control::proto::{
-    BalancerMessage, EdgeMessage, Heartbeat, Register, ResolveRequest, StreamSamples, TriggerBatch,
-    balancer_message, edge_message, register, resolve_request, route,
+    BalancerMessage, EdgeMessage, Heartbeat, PlaybackPolicy, Register, ResolveRequest,
+    StreamSamples, TriggerBatch, balancer_message, edge_message, register, resolve_request, route,
 };
+use frameworks_edge::triggers::{Trigger, TriggerKind};
 use frameworks_events::kafka::{EventConsumer, EventFeed, EventPublisher};
 use frameworks_events::proto::v1::telemetry::{
     MistTriggerReceived, NodeHeartbeat, NodeMetrics, StreamSampled,
 };
 use frameworks_events::{EventPayload, Topic};
+use p256::pkcs8::DecodePrivateKey;
 use support::{
     client_python, drop_topics, free_port, fresh_database, kafka_with_topics, redis_url, repo_root,
     spawn_role, within,
@@ -473,6 +476,121 @@ async fn ingest_is_validated_triggers_become_stream_facts_and_viewers_are_routed
         "a push stream pulls from nowhere"
     );
 
+    // A JWT policy: its route carries the rule and the tenant's keys, and the
+    // edge admits a viewer with a good token only.
+    let TenantOutcome::SigningKey {
+        kid,
+        private_key_pem,
+        ..
+    } = bus
+        .execute::<Tenant>(
+            &tenant.to_string(),
+            &TenantCommand::CreateSigningKey {
+                name: "player".into(),
+            },
+            &owner,
+            None,
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("a signing key is created");
+    };
+    let guarded = Uuid::now_v7();
+    let (guarded_playback_id, _) =
+        create_stream(&bus, &owner, &guarded.to_string(), "guarded", None).await;
+    bus.execute::<Stream>(
+        &guarded.to_string(),
+        &StreamCommand::SetPlaybackPolicy(PolicySpec::Jwt {
+            allowed_kids: vec![],
+            required_audience: vec!["player".into()],
+            required_claims: vec![],
+            allowed_origins: vec![],
+        }),
+        &owner,
+        None,
+    )
+    .await
+    .unwrap();
+    wait_until("the policy and the key in the read models", || {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, bool>(
+                "SELECT EXISTS (SELECT 1 FROM read_models.rm_streams s
+                   JOIN read_models.rm_signing_keys k ON k.tenant_id = s.tenant_id
+                  WHERE s.id = $1 AND s.playback_policy IS NOT NULL)",
+            )
+            .bind(guarded)
+            .fetch_one(&pool)
+            .await
+            .unwrap_or(false)
+        }
+    })
+    .await;
+    let guarded_route = ingress
+        .resolve(playback_of(&guarded_playback_id))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(route::Kind::Playback(rule)) = &guarded_route.kind else {
+        panic!("{guarded_route:?}");
+    };
+    assert_eq!(rule.policy, PlaybackPolicy::Jwt as i32);
+    let jwt = rule.jwt.as_ref().unwrap();
+    assert_eq!(
+        (jwt.required_audience.as_slice(), jwt.keys[0].kid.as_str()),
+        (["player".to_owned()].as_slice(), kid.as_str())
+    );
+    let answers = Answers::new(
+        NoResolver,
+        AnswerSettings {
+            budget: Duration::from_millis(200),
+            admit_unknown_viewers: false,
+        },
+    );
+    answers.seed(std::slice::from_ref(&guarded_route));
+    let signing = p256::ecdsa::SigningKey::from_pkcs8_pem(&private_key_pem).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let viewer_with = |token: Option<String>| {
+        let query = token.map(|t| format!("?jwt={t}")).unwrap_or_default();
+        let url = format!("https://edge/hls/{guarded_playback_id}/index.m3u8{query}");
+        let trigger = Trigger::parse(
+            TriggerKind::UserNew,
+            &format!(
+                "{}\n203.0.113.9\n9\nHLS\n{url}\nsess\nfalse",
+                internal_name(guarded)
+            ),
+        )
+        .unwrap();
+        let answers = answers.clone();
+        async move { answers.answer(TriggerKind::UserNew, &trigger).await }
+    };
+    let token = |aud: &str| {
+        use base64::Engine;
+        let b64 = |v: serde_json::Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        let input = format!(
+            "{}.{}",
+            b64(serde_json::json!({"alg": "ES256", "kid": kid, "typ": "JWT"})),
+            b64(serde_json::json!({"aud": aud, "exp": now + 300}))
+        );
+        let signature: p256::ecdsa::Signature =
+            p256::ecdsa::signature::Signer::sign(&signing, input.as_bytes());
+        format!(
+            "{input}.{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature.to_bytes())
+        )
+    };
+    assert_eq!(viewer_with(Some(token("player"))).await.body, "true");
+    let refused = viewer_with(None).await;
+    assert_eq!(
+        (refused.body.as_str(), refused.reason.as_deref()),
+        ("false", Some("missing-token"))
+    );
+    let elsewhere = viewer_with(Some(token("another-site"))).await;
+    assert_eq!(elsewhere.reason.as_deref(), Some("jwt-audience-mismatch"));
+
     // Oversized and overlong submissions are refused, and the balancer goes on.
     let huge = edge.trigger("USER_END", &"x".repeat(5 * 1024 * 1024), "");
     let oversized = ingress
@@ -585,13 +703,27 @@ async fn ingest_is_validated_triggers_become_stream_facts_and_viewers_are_routed
         location.unwrap(),
         format!("http://edge-ams-1.example.net:8080/cmaf/{playback_id}/index.m3u8")
     );
+    let (status, location, _) = http_get(
+        http_address,
+        &format!("/play/{playback_id}/hls/index.m3u8?jwt=abc.def.ghi"),
+    )
+    .await;
+    assert_eq!(status, 307);
+    assert_eq!(
+        location.unwrap(),
+        format!("http://edge-ams-1.example.net:8080/hls/{playback_id}/index.m3u8?jwt=abc.def.ghi"),
+        "the viewer's token goes along to the edge"
+    );
     let (status, _, host) = http_get(http_address, &format!("/{playback_id}")).await;
     assert_eq!(
         (status, host.as_str()),
         (200, "edge-ams-1.example.net:8080")
     );
     let pending = view.with_charges(|c| c.pending_bps(&edge.node_id, Instant::now()));
-    assert_eq!(pending, 8_000_000, "two redirects, each charged 4 Mbit/s");
+    assert_eq!(
+        pending, 12_000_000,
+        "three redirects, each charged 4 Mbit/s"
+    );
     let (status, _, body) = http_get(http_address, &format!("/play/{foreign_playback_id}")).await;
     assert_eq!(status, 200, "{body}");
     let listing: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -644,6 +776,11 @@ async fn ingest_is_validated_triggers_become_stream_facts_and_viewers_are_routed
             &serde_json::json!(playback_id),
             &serde_json::json!(false)
         )
+    );
+    assert_eq!(
+        resolved["with_token"],
+        format!("http://edge-ams-1.example.net:8080/hls/{playback_id}/index.m3u8?jwt=abc.def.ghi"),
+        "a playback token sent to the bridge is carried to the edge"
     );
     assert_eq!(
         resolved["llhls"]["url"],
@@ -970,11 +1107,15 @@ async fn ingest_is_validated_triggers_become_stream_facts_and_viewers_are_routed
     )
     .await
     .unwrap();
+    // Earlier changes to the tenant (its signing key) made edges forget the
+    // key too: the update that counts is the one after which it is refused.
     let forgotten = within(WAIT, "the edge told to forget the key", async {
         loop {
             let message = edge.inbound.message().await.unwrap().unwrap();
             if let Some(balancer_message::Kind::Routes(update)) = message.kind
                 && update.forget_key_sha256.contains(&key_sha256(&stream_key))
+                && edge.resolve_key(&mut ingress, &stream_key).await
+                    == (String::new(), "the tenant is suspended".into())
             {
                 return update;
             }
@@ -982,10 +1123,6 @@ async fn ingest_is_validated_triggers_become_stream_facts_and_viewers_are_routed
     })
     .await;
     assert!(forgotten.forget_playback_ids.contains(&playback_id));
-    assert_eq!(
-        edge.resolve_key(&mut ingress, &stream_key).await,
-        (String::new(), "the tenant is suspended".into())
-    );
     let (status, _, _) = http_get(http_address, &format!("/play/{playback_id}")).await;
     assert_eq!(status, 403, "a suspended tenant's stream cannot be watched");
 

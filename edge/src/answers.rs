@@ -16,6 +16,7 @@ use metrics::{counter, histogram};
 use sha2::{Digest, Sha256};
 
 use crate::control::proto::{self, route};
+use crate::playback::{self, JwtPolicy, SigningKeys};
 use crate::triggers::{Trigger, TriggerKind};
 
 /// How Mist should take an answer (`X-Mist-Trigger-Action`).
@@ -75,19 +76,80 @@ impl Answer {
 }
 
 /// Who may watch a stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum PlaybackPolicy {
     Public,
     /// Viewers are refused (a stream not published for playback).
     Denied,
+    /// Viewers whose playback token the rule accepts.
+    Token(Arc<TokenRule>),
+}
+
+// Two token rules are the same when they are the same route's.
+impl PartialEq for PlaybackPolicy {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Public, Self::Public) | (Self::Denied, Self::Denied) => true,
+            (Self::Token(a), Self::Token(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for PlaybackPolicy {}
+
+/// A JWT policy as the edge applies it: the rule and the tenant's keys.
+#[derive(Debug)]
+pub struct TokenRule {
+    pub policy: JwtPolicy,
+    pub keys: SigningKeys,
 }
 
 impl PlaybackPolicy {
-    fn from_proto(policy: i32) -> Self {
-        match proto::PlaybackPolicy::try_from(policy) {
+    /// The policy a playback route carries.
+    fn from_route(route: &proto::PlaybackRoute) -> Self {
+        match proto::PlaybackPolicy::try_from(route.policy) {
             Ok(proto::PlaybackPolicy::Public) => Self::Public,
+            Ok(proto::PlaybackPolicy::Jwt) => {
+                let rule = route.jwt.clone().unwrap_or_default();
+                let keys = SigningKeys::from_der(
+                    rule.keys
+                        .iter()
+                        .map(|k| (k.kid.as_str(), k.public_key_spki.as_slice())),
+                );
+                match keys {
+                    Ok(keys) => Self::Token(Arc::new(TokenRule {
+                        policy: JwtPolicy {
+                            allowed_kids: rule.allowed_kids,
+                            required_audience: rule.required_audience,
+                            required_claims: rule
+                                .required_claims
+                                .into_iter()
+                                .map(|c| (c.name, c.json_value))
+                                .collect(),
+                        },
+                        keys,
+                    })),
+                    // A key the edge cannot read: refusing is the safe reading.
+                    Err(_) => Self::Denied,
+                }
+            }
             // An unknown policy is a newer balancer's: refusing is the safe reading.
             _ => Self::Denied,
+        }
+    }
+
+    /// Whether a viewer asking with `url` may watch, with the reason when not.
+    pub fn admits(&self, url: &str, now: i64) -> Result<(), &'static str> {
+        match self {
+            Self::Public => Ok(()),
+            Self::Denied => Err("not-published"),
+            Self::Token(rule) => {
+                let token = playback::token_in_url(url);
+                playback::verify(token.as_deref(), &rule.policy, &rule.keys, now)
+                    .map(drop)
+                    .map_err(|denied| denied.reason())
+            }
         }
     }
 }
@@ -151,7 +213,7 @@ impl Routes {
                     self.playback
                         .insert(playback.playback_id.clone(), Some(stream.clone()));
                     self.viewers
-                        .insert(stream.clone(), PlaybackPolicy::from_proto(playback.policy));
+                        .insert(stream.clone(), PlaybackPolicy::from_route(playback));
                     if playback.pull_source.is_empty() {
                         self.sources.remove(stream);
                     } else {
@@ -215,12 +277,15 @@ impl Resolved {
                 key_sha256: ingest.key_sha256,
                 stream: Some(ingest.internal_name).filter(|name| !name.is_empty()),
             }),
-            route::Kind::Playback(playback) => Some(Self::Playback {
-                stream: Some(playback.internal_name)
-                    .filter(|name| !name.is_empty())
-                    .map(|name| (name, PlaybackPolicy::from_proto(playback.policy))),
-                id: playback.playback_id,
-            }),
+            route::Kind::Playback(playback) => {
+                let policy = PlaybackPolicy::from_route(&playback);
+                Some(Self::Playback {
+                    stream: Some(playback.internal_name)
+                        .filter(|name| !name.is_empty())
+                        .map(|name| (name, policy)),
+                    id: playback.playback_id,
+                })
+            }
         }
     }
 }
@@ -345,10 +410,25 @@ impl<R: Resolver> Answers<R> {
                     _ => Answer::keep(),
                 }
             }
-            Trigger::UserNew { stream, .. } => {
+            Trigger::UserNew { stream, url, .. } => {
                 match self.read(|r| r.viewers.get(stream).cloned()) {
-                    Some(PlaybackPolicy::Public) => Answer::value("true"),
-                    Some(PlaybackPolicy::Denied) => Answer::value("false"),
+                    Some(policy) => {
+                        let now = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+                        match policy.admits(url, now) {
+                            Ok(()) => Answer::value("true"),
+                            Err(reason) => {
+                                counter!("frameworks_edge_viewers_refused_total", "reason" => reason)
+                                    .increment(1);
+                                Answer {
+                                    body: "false".into(),
+                                    action: Action::Value,
+                                    reason: Some(reason.to_owned()),
+                                }
+                            }
+                        }
+                    }
                     None => self.fallback(kind),
                 }
             }
@@ -455,6 +535,7 @@ mod tests {
                 internal_name: stream.into(),
                 policy: proto::PlaybackPolicy::Public as i32,
                 pull_source: pull_source.into(),
+                jwt: None,
             })),
         }
     }

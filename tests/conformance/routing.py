@@ -33,6 +33,9 @@ viewer = fw.resolve_viewer_endpoint(content_id=os.environ["FW_PLAYBACK_ID"]).res
 llhls = fw.resolve_viewer_endpoint(
     content_id=os.environ["FW_PLAYBACK_ID"], protocol=MediaViewerProtocol.HLS_CMAF
 ).resolve_viewer_endpoint
+with_token = fw.resolve_viewer_endpoint(
+    content_id=os.environ["FW_PLAYBACK_ID"], playback_token="abc.def.ghi"
+).resolve_viewer_endpoint.primary.url
 ingest = fw.resolve_ingest_endpoint(stream_key=os.environ["FW_STREAM_KEY"]).resolve_ingest_endpoint
 # A stream of a tenant that may use none of the enrolled edges.
 elsewhere = fw.resolve_viewer_endpoint(content_id=os.environ["FW_FOREIGN_PLAYBACK_ID"]).resolve_viewer_endpoint
@@ -47,6 +50,7 @@ print(
                 "metadata": viewer.metadata.model_dump(by_alias=True, mode="json"),
             },
             "llhls": endpoint(llhls.primary),
+            "with_token": with_token,
             "ingest": {
                 "primary": endpoint(ingest.primary),
                 "fallbacks": [endpoint(e) for e in ingest.fallbacks],

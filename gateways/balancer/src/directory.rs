@@ -22,6 +22,7 @@ use frameworks_commands::SecretBox;
 use frameworks_commands::aggregates::stream::pull_source_context;
 use frameworks_edge::control::proto::{self, route};
 use frameworks_events::proto::v1::common::SealedSecret;
+use frameworks_events::proto::v1::stream::{PlaybackPolicy, PlaybackPolicyType};
 use frameworks_events::{AggregateType, Event, EventPayload};
 use frameworks_projections::control_plane;
 use frameworks_projections::live::LiveState;
@@ -92,15 +93,19 @@ pub enum IngestDecision {
 }
 
 /// Who may watch a stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Viewers {
     Public,
-    /// The stream cannot be watched now (its tenant is suspended).
+    /// The stream cannot be watched now (its tenant is suspended, or its
+    /// policy is one edges cannot apply).
     Denied,
+    /// Viewers with a playback token the rule accepts (a JWT policy, with
+    /// the tenant's active signing keys).
+    Token(proto::JwtRule),
 }
 
 /// The stream a playback id plays.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PlaybackTarget {
     pub stream: Uuid,
     pub tenant: Option<Uuid>,
@@ -117,6 +122,7 @@ struct PlaybackRow {
     tenant: Option<Uuid>,
     suspended: bool,
     pull_source: Option<Vec<u8>>,
+    playback_policy: Option<Vec<u8>>,
 }
 
 /// Whose a stream is.
@@ -348,7 +354,7 @@ impl Directory {
         let epoch = self.cache().epoch;
         let row: Option<PlaybackRow> = sqlx::query_as(
             "SELECT s.id AS stream, s.tenant_id AS tenant,
-                    COALESCE(t.suspended, false) AS suspended, s.pull_source
+                    COALESCE(t.suspended, false) AS suspended, s.pull_source, s.playback_policy
              FROM read_models.rm_streams s
              LEFT JOIN read_models.rm_tenants t ON t.id = s.tenant_id
              WHERE s.playback_id = $1 AND s.deleted_at IS NULL",
@@ -356,21 +362,78 @@ impl Directory {
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        let target = row.map(|row| PlaybackTarget {
-            stream: row.stream,
-            tenant: row.tenant,
-            viewers: if row.suspended {
-                Viewers::Denied
-            } else {
-                Viewers::Public
-            },
-            sealed_pull_source: row.pull_source,
-        });
+        let target = match row {
+            None => None,
+            Some(row) => {
+                let viewers = if row.suspended {
+                    Viewers::Denied
+                } else {
+                    self.viewers(row.tenant, row.playback_policy.as_deref())
+                        .await?
+                };
+                Some(PlaybackTarget {
+                    stream: row.stream,
+                    tenant: row.tenant,
+                    viewers,
+                    sealed_pull_source: row.pull_source,
+                })
+            }
+        };
         let mut cache = self.cache();
         if cache.epoch == epoch {
             remember(&mut cache.playback, id.to_owned(), target.clone(), self.ttl);
         }
         Ok(target)
+    }
+
+    /// Who may watch under a stored playback policy (none: anyone).
+    async fn viewers(
+        &self,
+        tenant: Option<Uuid>,
+        policy: Option<&[u8]>,
+    ) -> Result<Viewers, DirectoryError> {
+        let Some(policy) = policy else {
+            return Ok(Viewers::Public);
+        };
+        let Ok(policy) = PlaybackPolicy::decode(policy) else {
+            // Unreadable: refusing is the safe reading.
+            counter!("frameworks_balancer_playback_policies_unreadable_total").increment(1);
+            return Ok(Viewers::Denied);
+        };
+        match PlaybackPolicyType::try_from(policy.r#type) {
+            Ok(PlaybackPolicyType::Public | PlaybackPolicyType::Unspecified) => Ok(Viewers::Public),
+            Ok(PlaybackPolicyType::Jwt) => {
+                let jwt = policy.jwt.unwrap_or_default();
+                let keys: Vec<(String, Vec<u8>)> = sqlx::query_as(
+                    "SELECT kid, public_key_spki FROM read_models.rm_signing_keys
+                     WHERE tenant_id = $1 AND revoked_at IS NULL ORDER BY kid",
+                )
+                .bind(tenant)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(Viewers::Token(proto::JwtRule {
+                    allowed_kids: jwt.allowed_kids,
+                    required_audience: jwt.required_audience,
+                    required_claims: jwt
+                        .required_claims
+                        .into_iter()
+                        .map(|claim| proto::RequiredClaim {
+                            name: claim.name,
+                            json_value: claim.json_value,
+                        })
+                        .collect(),
+                    keys: keys
+                        .into_iter()
+                        .map(|(kid, public_key_spki)| proto::SigningKey {
+                            kid,
+                            public_key_spki,
+                        })
+                        .collect(),
+                }))
+            }
+            // Webhook policies are not applied at the edge yet: nobody watches.
+            Ok(PlaybackPolicyType::Webhook) | Err(_) => Ok(Viewers::Denied),
+        }
     }
 
     /// Whose a stream is; `None` for a stream the platform never had.
@@ -443,8 +506,11 @@ impl Directory {
                     | EventPayload::StreamKeyCreated(_)
                     | EventPayload::StreamKeyRotated(_)
                     | EventPayload::StreamKeyDeleted(_)
+                    | EventPayload::StreamPlaybackPolicySet(_)
                     | EventPayload::TenantSuspended(_)
                     | EventPayload::TenantReactivated(_)
+                    | EventPayload::SigningKeyCreated(_)
+                    | EventPayload::SigningKeyRevoked(_)
             )
     }
 
@@ -545,6 +611,7 @@ impl Directory {
             EventPayload::StreamKeyRotated(_)
             | EventPayload::StreamKeyDeleted(_)
             | EventPayload::StreamUpdated(_)
+            | EventPayload::StreamPlaybackPolicySet(_)
             | EventPayload::StreamDeleted(_) => {
                 if let Some(stream) = stream {
                     forget_stream(&mut cache, stream, &mut forgotten);
@@ -555,7 +622,10 @@ impl Directory {
                 cache.playback.remove(&created.playback_id);
                 forgotten.playback_ids.push(created.playback_id.clone());
             }
-            EventPayload::TenantSuspended(_) | EventPayload::TenantReactivated(_) => {
+            EventPayload::TenantSuspended(_)
+            | EventPayload::TenantReactivated(_)
+            | EventPayload::SigningKeyCreated(_)
+            | EventPayload::SigningKeyRevoked(_) => {
                 let tenant = Uuid::parse_str(&event.aggregate_id).ok();
                 let streams: Vec<Uuid> = cache
                     .keys
@@ -678,6 +748,7 @@ pub fn playback_route(
             match target.viewers {
                 Viewers::Public => proto::PlaybackPolicy::Public,
                 Viewers::Denied => proto::PlaybackPolicy::Denied,
+                Viewers::Token(_) => proto::PlaybackPolicy::Jwt,
             },
             target
                 .sealed_pull_source
@@ -692,6 +763,10 @@ pub fn playback_route(
             internal_name: internal,
             policy: policy as i32,
             pull_source,
+            jwt: target.and_then(|t| match &t.viewers {
+                Viewers::Token(rule) => Some(rule.clone()),
+                _ => None,
+            }),
         })),
     }
 }

@@ -323,7 +323,7 @@ impl Placer {
     ) -> Result<ViewerPlacement, PlacementError> {
         let target = match self.directory.playback(playback_id).await? {
             None => return Err(PlacementError::UnknownPlaybackId),
-            Some(target) if target.viewers == Viewers::Denied => {
+            Some(target) if matches!(target.viewers, Viewers::Denied) => {
                 return Err(PlacementError::PlaybackDenied);
             }
             Some(target) => target,

@@ -12,7 +12,7 @@
 
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -158,6 +158,7 @@ async fn redirect(
     State(placer): State<Placer>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path((playback_id, rest)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
     let segment = rest.split('/').next().unwrap_or_default();
@@ -166,11 +167,17 @@ async fn redirect(
     };
     match choose(&placer, peer, &playback_id, &headers).await {
         Ok(best) => {
-            let url = protocol.url(
+            let mut url = protocol.url(
                 &placer.settings.edge_scheme,
                 &best.edge.public_host,
                 &playback_id,
             );
+            // The viewer's query goes along: a playback token (`jwt=`) is
+            // checked by the edge.
+            if let Some(query) = query.filter(|q| !q.is_empty()) {
+                url.push('?');
+                url.push_str(&query);
+            }
             (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, url)]).into_response()
         }
         Err(response) => response,

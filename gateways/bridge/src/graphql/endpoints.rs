@@ -217,10 +217,10 @@ impl EndpointQuery {
         }
         counter!("frameworks_bridge_resolved_total", "kind" => "viewer").increment(1);
         let scheme = &state.placer.settings.edge_scheme;
-        let mut endpoints = placed
-            .edges
-            .iter()
-            .map(|placement| viewer_endpoint(scheme, placement, protocol, &content_id));
+        let token = origin.and_then(|o| playback_token(&o.headers));
+        let mut endpoints = placed.edges.iter().map(|placement| {
+            viewer_endpoint(scheme, placement, protocol, &content_id, token.as_deref())
+        });
         let primary = endpoints.next();
         let fallbacks = endpoints.collect();
         let metadata = playback_metadata(state, stream, &content_id).await?;
@@ -304,19 +304,41 @@ fn locate(
         .locate(origin.map(|o| o.ip), headers.unwrap_or(&empty))
 }
 
+/// The viewer's playback token, from the headers the client sends it in:
+/// `X-Frameworks-Playback-JWT`, `X-Playback-JWT` or
+/// `X-Playback-Authorization: Bearer`.
+fn playback_token(headers: &HeaderMap) -> Option<String> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    header("x-frameworks-playback-jwt")
+        .or_else(|| header("x-playback-jwt"))
+        .or_else(|| header("x-playback-authorization").and_then(|v| v.strip_prefix("Bearer ")))
+        .map(str::trim)
+        .filter(|token| !token.is_empty())
+        .map(str::to_owned)
+}
+
 fn viewer_endpoint(
     scheme: &str,
     placement: &Placement,
     protocol: Protocol,
     playback_id: &str,
+    token: Option<&str>,
 ) -> ViewerEndpoint {
     let host = &placement.edge.public_host;
+    // The edge checks the token on the viewer's first request (USER_NEW).
+    let with_token = |url: String| match token {
+        Some(token) => {
+            let encoded: String = url::form_urlencoded::byte_serialize(token.as_bytes()).collect();
+            format!("{url}?jwt={encoded}")
+        }
+        None => url,
+    };
     let outputs: Map<String, Value> = Protocol::ALL
         .iter()
         .map(|&p| {
             (
                 api_name(p).to_owned(),
-                Value::String(p.url(scheme, host, playback_id)),
+                Value::String(with_token(p.url(scheme, host, playback_id))),
             )
         })
         .collect();
@@ -324,7 +346,7 @@ fn viewer_endpoint(
         node_id: placement.edge.node_id.clone(),
         base_url: format!("{scheme}://{host}"),
         protocol: api_name(protocol).to_owned(),
-        url: protocol.url(scheme, host, playback_id),
+        url: with_token(protocol.url(scheme, host, playback_id)),
         geo_distance: placement.distance_km,
         load_score: Some(placement.score),
         outputs: Some(Json(Value::Object(outputs))),

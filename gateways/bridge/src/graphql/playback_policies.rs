@@ -1,7 +1,7 @@
-//! `setPlaybackPolicy`: who may watch a stream (anyone, viewers with a JWT
-//! signed by one of the tenant's keys, or whoever the tenant's webhook
-//! admits), and `Stream.playbackPolicy` as it reads back. Webhook secrets
-//! are write-only: sealed by the write side, shown masked.
+//! `setPlaybackPolicy`: who may watch a stream (anyone, or viewers with a
+//! JWT signed by one of the tenant's keys), and `Stream.playbackPolicy` as
+//! it reads back. Webhook policies are refused until edges can ask a
+//! webhook; their secrets would be write-only, shown masked.
 //!
 //! The client's document selects `... on VodAsset` and `... on Clip` too;
 //! this platform has neither yet, so those ids are not found.
@@ -20,6 +20,10 @@ use super::streams::{
 };
 use super::{require_for_mutation, state};
 use crate::auth::Scope;
+
+/// Whether edges apply webhook policies. Until they do, the API refuses
+/// them (the write side and the read model already hold them).
+const WEBHOOKS_APPLIED: bool = false;
 
 /// Shown in place of a webhook secret.
 const MASKED: &str = "********";
@@ -165,6 +169,12 @@ fn spec(input: PlaybackPolicyInput) -> Result<PolicySpec, ValidationError> {
                 allowed_origins: origins,
             })
         }
+        // The edges cannot ask a webhook yet: refused rather than set and not applied.
+        PlaybackPolicyType::Webhook if !WEBHOOKS_APPLIED => Err(ValidationError::new(
+            "input.policy.type",
+            "webhook playback policies are not available on this platform yet; use JWT",
+            None,
+        )),
         PlaybackPolicyType::Webhook => {
             let webhook = input.webhook.ok_or_else(|| {
                 ValidationError::new(
