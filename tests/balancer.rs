@@ -538,7 +538,10 @@ async fn ingest_is_validated_triggers_become_stream_facts_and_viewers_are_routed
     assert_eq!(rule.policy, PlaybackPolicy::Jwt as i32);
     let jwt = rule.jwt.as_ref().unwrap();
     assert_eq!(
-        (jwt.required_audience.as_slice(), jwt.keys[0].kid.as_str()),
+        (
+            jwt.policy.as_ref().unwrap().required_audience.as_slice(),
+            jwt.keys[0].kid.as_str()
+        ),
         (["player".to_owned()].as_slice(), kid.as_str())
     );
     let answers = Answers::new(

@@ -112,6 +112,7 @@ impl PlaybackPolicy {
             Ok(proto::PlaybackPolicy::Public) => Self::Public,
             Ok(proto::PlaybackPolicy::Jwt) => {
                 let rule = route.jwt.clone().unwrap_or_default();
+                let policy = rule.policy.unwrap_or_default();
                 let keys = SigningKeys::from_der(
                     rule.keys
                         .iter()
@@ -120,9 +121,9 @@ impl PlaybackPolicy {
                 match keys {
                     Ok(keys) => Self::Token(Arc::new(TokenRule {
                         policy: JwtPolicy {
-                            allowed_kids: rule.allowed_kids,
-                            required_audience: rule.required_audience,
-                            required_claims: rule
+                            allowed_kids: policy.allowed_kids,
+                            required_audience: policy.required_audience,
+                            required_claims: policy
                                 .required_claims
                                 .into_iter()
                                 .map(|c| (c.name, c.json_value))

@@ -412,16 +412,7 @@ impl Directory {
                 .fetch_all(&self.pool)
                 .await?;
                 Ok(Viewers::Token(proto::JwtRule {
-                    allowed_kids: jwt.allowed_kids,
-                    required_audience: jwt.required_audience,
-                    required_claims: jwt
-                        .required_claims
-                        .into_iter()
-                        .map(|claim| proto::RequiredClaim {
-                            name: claim.name,
-                            json_value: claim.json_value,
-                        })
-                        .collect(),
+                    policy: Some(jwt),
                     keys: keys
                         .into_iter()
                         .map(|(kid, public_key_spki)| proto::SigningKey {
