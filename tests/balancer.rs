@@ -47,8 +47,7 @@ use frameworks_events::proto::v1::telemetry::{
 use frameworks_events::{EventPayload, Topic};
 use p256::pkcs8::DecodePrivateKey;
 use support::{
-    client_python, drop_topics, free_port, fresh_database, kafka_with_topics, redis_url, repo_root,
-    spawn_role, within,
+    client_python, drop_topics, fresh_database, kafka_with_topics, redis_url, repo_root, within,
 };
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -258,54 +257,19 @@ async fn ingest_is_validated_triggers_become_stream_facts_and_viewers_are_routed
     let db = fresh_database().await;
     let kafka = kafka_with_topics().await;
     let prefix = kafka.catalogue.prefix.clone();
-    let roles = [
-        spawn_role(
-            "relay",
-            &kafka,
-            &[
-                ("FRAMEWORKS_DATABASE_URL", db.url.clone()),
-                ("FRAMEWORKS_RELAY_IDLE_POLL_MS", "50".into()),
-                ("FRAMEWORKS_RELAY_METRICS_LISTEN", "127.0.0.1:0".into()),
-            ],
-        ),
-        spawn_role(
-            "projector",
-            &kafka,
-            &[
-                ("FRAMEWORKS_DATABASE_URL", db.url.clone()),
-                ("FRAMEWORKS_PROJECTOR_GROUP", format!("{prefix}-projector")),
-                ("FRAMEWORKS_PROJECTOR_METRICS_LISTEN", "127.0.0.1:0".into()),
-            ],
-        ),
-        spawn_role(
-            "live-state",
-            &kafka,
-            &[
-                ("FRAMEWORKS_REDIS_URL", redis_url()),
-                ("FRAMEWORKS_LIVE_KEY_PREFIX", prefix.clone()),
-                ("FRAMEWORKS_LIVE_GROUP", format!("{prefix}-live")),
-                ("FRAMEWORKS_LIVE_METRICS_LISTEN", "127.0.0.1:0".into()),
-            ],
-        ),
-    ];
+    let roles = ["relay", "projector", "live-state"]
+        .map(|role| support::spawn_read_side_role(role, &kafka, &db.url, &prefix));
     let (secrets, data_keys) = SecretBox::generate("balancer");
     // The bridge, for resolveViewerEndpoint and resolveIngestEndpoint.
-    let bridge_port = free_port();
     let clickhouse_base = format!("test_{}", &Uuid::now_v7().simple().to_string()[20..]);
-    let bridge = spawn_role(
-        "bridge",
+    let (bridge, bridge_port) = support::spawn_bridge(
         &kafka,
+        &db.url,
+        &data_keys,
+        &prefix,
+        &clickhouse_base,
         &[
-            ("FRAMEWORKS_DATABASE_URL", db.url.clone()),
-            ("FRAMEWORKS_DATA_KEYS", data_keys),
             ("FRAMEWORKS_SESSION_SECRET", "s".repeat(32)),
-            (
-                "FRAMEWORKS_BRIDGE_LISTEN",
-                format!("127.0.0.1:{bridge_port}"),
-            ),
-            ("FRAMEWORKS_REDIS_URL", redis_url()),
-            ("FRAMEWORKS_LIVE_KEY_PREFIX", prefix.clone()),
-            ("FRAMEWORKS_CLICKHOUSE_DATABASE", clickhouse_base.clone()),
             ("FRAMEWORKS_BALANCER_EDGE_SCHEME", "http".into()),
             ("FRAMEWORKS_BALANCER_FLEET_REFRESH_MS", "100".into()),
         ],

@@ -38,40 +38,10 @@ use frameworks_projections::control_plane;
 use frameworks_projections::live::LiveState;
 use frameworks_projections::read_your_writes::wait_for;
 use support::{
-    RoleProcess, TestDatabase, client_python, drop_topics, free_port, fresh_database,
-    kafka_with_topics, redis_url, repo_root, spawn_role, within,
+    client_python, drop_topics, fresh_database, kafka_with_topics, redis_url, repo_root,
+    spawn_role, within,
 };
 use uuid::Uuid;
-
-fn spawn_bridge(
-    db: &TestDatabase,
-    kafka: &KafkaSettings,
-    data_keys: &str,
-    session_secret: &str,
-    live_prefix: &str,
-    clickhouse_base: &str,
-    rate_limit: u32,
-) -> (RoleProcess, u16) {
-    let port = free_port();
-    let bridge = spawn_role(
-        "bridge",
-        kafka,
-        &[
-            ("FRAMEWORKS_DATABASE_URL", db.url.clone()),
-            ("FRAMEWORKS_DATA_KEYS", data_keys.to_owned()),
-            ("FRAMEWORKS_SESSION_SECRET", session_secret.to_owned()),
-            ("FRAMEWORKS_BRIDGE_LISTEN", format!("127.0.0.1:{port}")),
-            ("FRAMEWORKS_REDIS_URL", redis_url()),
-            ("FRAMEWORKS_LIVE_KEY_PREFIX", live_prefix.to_owned()),
-            ("FRAMEWORKS_CLICKHOUSE_DATABASE", clickhouse_base.to_owned()),
-            (
-                "FRAMEWORKS_BRIDGE_RATE_LIMIT_PER_MINUTE",
-                rate_limit.to_string(),
-            ),
-        ],
-    );
-    (bridge, port)
-}
 
 /// What an edge reports about a live stream, again and again: an ingest
 /// start, a track list and a viewer connecting.
@@ -382,39 +352,9 @@ async fn the_published_client_drives_every_operation_it_has_here() {
                 ("FRAMEWORKS_ANALYTICS_METRICS_LISTEN", "127.0.0.1:0".into()),
             ],
         ),
-        spawn_role(
-            "live-state",
-            &kafka,
-            &[
-                ("FRAMEWORKS_REDIS_URL", redis_url()),
-                ("FRAMEWORKS_LIVE_KEY_PREFIX", live_prefix.clone()),
-                // A group of its own: sharing one with another run's role
-                // (on other topics) would make each join wait for the other.
-                ("FRAMEWORKS_LIVE_GROUP", format!("{live_prefix}-live")),
-                ("FRAMEWORKS_LIVE_METRICS_LISTEN", "127.0.0.1:0".into()),
-            ],
-        ),
-        spawn_role(
-            "relay",
-            &kafka,
-            &[
-                ("FRAMEWORKS_DATABASE_URL", db.url.clone()),
-                ("FRAMEWORKS_RELAY_IDLE_POLL_MS", "50".into()),
-                ("FRAMEWORKS_RELAY_METRICS_LISTEN", "127.0.0.1:0".into()),
-            ],
-        ),
-        spawn_role(
-            "projector",
-            &kafka,
-            &[
-                ("FRAMEWORKS_DATABASE_URL", db.url.clone()),
-                (
-                    "FRAMEWORKS_PROJECTOR_GROUP",
-                    format!("{live_prefix}-projector"),
-                ),
-                ("FRAMEWORKS_PROJECTOR_METRICS_LISTEN", "127.0.0.1:0".into()),
-            ],
-        ),
+        support::spawn_read_side_role("live-state", &kafka, &db.url, &live_prefix),
+        support::spawn_read_side_role("relay", &kafka, &db.url, &live_prefix),
+        support::spawn_read_side_role("projector", &kafka, &db.url, &live_prefix),
     ];
 
     // Tenant A with a user (who signs in over REST) and a read-only API token.
@@ -474,23 +414,27 @@ async fn the_published_client_drives_every_operation_it_has_here() {
     }
 
     let infrastructure = infrastructure(&bus, tenant).await;
-    let (bridge, port) = spawn_bridge(
-        &db,
+    let (bridge, port) = support::spawn_bridge(
         &kafka,
+        &db.url,
         &data_keys,
-        &session_secret,
         &live_prefix,
         &clickhouse_base,
-        100_000,
+        &[
+            ("FRAMEWORKS_SESSION_SECRET", session_secret.clone()),
+            ("FRAMEWORKS_BRIDGE_RATE_LIMIT_PER_MINUTE", "100000".into()),
+        ],
     );
-    let (limited, limited_port) = spawn_bridge(
-        &db,
+    let (limited, limited_port) = support::spawn_bridge(
         &kafka,
+        &db.url,
         &data_keys,
-        &session_secret,
         &live_prefix,
         &clickhouse_base,
-        5,
+        &[
+            ("FRAMEWORKS_SESSION_SECRET", session_secret.clone()),
+            ("FRAMEWORKS_BRIDGE_RATE_LIMIT_PER_MINUTE", "5".into()),
+        ],
     );
     tokio::task::spawn_blocking(move || {
         wait_listening(port);

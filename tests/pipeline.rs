@@ -15,35 +15,16 @@ use frameworks_commands::aggregates::stream::{Ingest, Stream, StreamCommand, Str
 use frameworks_commands::telemetry::{TelemetryCommand, TelemetryPublisher};
 use frameworks_commands::{CommandBus, CommandContext, SecretBox};
 use frameworks_events::AggregateType;
-use frameworks_events::kafka::{EventPublisher, KafkaSettings};
+use frameworks_events::kafka::EventPublisher;
 use frameworks_events::proto::v1::telemetry::{IngestStarted, ViewerSessionStarted};
 use frameworks_projections::control_plane;
 use frameworks_projections::live::LiveState;
 use frameworks_projections::read_your_writes::wait_for;
 use frameworks_test_harness::drop_redis_prefix;
 use support::{
-    RoleProcess, TestDatabase, drop_topics, fresh_database, kafka_with_topics, redis_url,
-    spawn_role, within,
+    drop_topics, fresh_database, kafka_with_topics, redis_url, spawn_read_side_role, within,
 };
 use uuid::Uuid;
-
-fn role(name: &str, db: &TestDatabase, kafka: &KafkaSettings, prefix: &str) -> RoleProcess {
-    spawn_role(
-        name,
-        kafka,
-        &[
-            ("FRAMEWORKS_DATABASE_URL", db.url.clone()),
-            ("FRAMEWORKS_PROJECTOR_GROUP", format!("{prefix}-projector")),
-            ("FRAMEWORKS_REDIS_URL", redis_url()),
-            ("FRAMEWORKS_LIVE_KEY_PREFIX", prefix.to_owned()),
-            ("FRAMEWORKS_LIVE_GROUP", format!("{prefix}-live")),
-            ("FRAMEWORKS_RELAY_IDLE_POLL_MS", "100".into()),
-            ("FRAMEWORKS_RELAY_METRICS_LISTEN", "127.0.0.1:0".into()),
-            ("FRAMEWORKS_PROJECTOR_METRICS_LISTEN", "127.0.0.1:0".into()),
-            ("FRAMEWORKS_LIVE_METRICS_LISTEN", "127.0.0.1:0".into()),
-        ],
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_goes_from_command_to_read_model_to_live_state() {
@@ -51,9 +32,9 @@ async fn a_stream_goes_from_command_to_read_model_to_live_state() {
     let kafka = kafka_with_topics().await;
     let prefix = format!("test-{}", Uuid::now_v7().simple());
     let _roles = [
-        role("relay", &db, &kafka, &prefix),
-        role("projector", &db, &kafka, &prefix),
-        role("live-state", &db, &kafka, &prefix),
+        spawn_read_side_role("relay", &kafka, &db.url, &prefix),
+        spawn_read_side_role("projector", &kafka, &db.url, &prefix),
+        spawn_read_side_role("live-state", &kafka, &db.url, &prefix),
     ];
 
     // The control plane: a command, answered from the read model once projected.

@@ -122,6 +122,58 @@ pub fn spawn_role(
     )
 }
 
+/// Starts one role of the read side (`relay`, `projector` or `live-state`)
+/// on the database at `database_url`, with its consumer groups and its live
+/// state under `prefix`: each role has a group of its own (sharing one with
+/// another run's role on other topics would make each join wait for the
+/// other), and reads only the settings that are its.
+pub fn spawn_read_side_role(
+    role: &str,
+    kafka: &frameworks_events::kafka::KafkaSettings,
+    database_url: &str,
+    prefix: &str,
+) -> RoleProcess {
+    spawn_role(
+        role,
+        kafka,
+        &[
+            ("FRAMEWORKS_DATABASE_URL", database_url.to_owned()),
+            ("FRAMEWORKS_PROJECTOR_GROUP", format!("{prefix}-projector")),
+            ("FRAMEWORKS_REDIS_URL", redis_url()),
+            ("FRAMEWORKS_LIVE_KEY_PREFIX", prefix.to_owned()),
+            ("FRAMEWORKS_LIVE_GROUP", format!("{prefix}-live")),
+            ("FRAMEWORKS_RELAY_IDLE_POLL_MS", "50".into()),
+            ("FRAMEWORKS_RELAY_METRICS_LISTEN", "127.0.0.1:0".into()),
+            ("FRAMEWORKS_PROJECTOR_METRICS_LISTEN", "127.0.0.1:0".into()),
+            ("FRAMEWORKS_LIVE_METRICS_LISTEN", "127.0.0.1:0".into()),
+        ],
+    )
+}
+
+/// Starts `frameworks bridge` on a free port with the data-key ring
+/// `data_keys`, the live state under `live_prefix` and the analytics under
+/// `clickhouse_base`, `env` on top: (process, port).
+pub fn spawn_bridge(
+    kafka: &frameworks_events::kafka::KafkaSettings,
+    database_url: &str,
+    data_keys: &str,
+    live_prefix: &str,
+    clickhouse_base: &str,
+    env: &[(&str, String)],
+) -> (RoleProcess, u16) {
+    let port = free_port();
+    let mut all = vec![
+        ("FRAMEWORKS_DATABASE_URL", database_url.to_owned()),
+        ("FRAMEWORKS_DATA_KEYS", data_keys.to_owned()),
+        ("FRAMEWORKS_BRIDGE_LISTEN", format!("127.0.0.1:{port}")),
+        ("FRAMEWORKS_REDIS_URL", redis_url()),
+        ("FRAMEWORKS_LIVE_KEY_PREFIX", live_prefix.to_owned()),
+        ("FRAMEWORKS_CLICKHOUSE_DATABASE", clickhouse_base.to_owned()),
+    ];
+    all.extend(env.iter().cloned());
+    (spawn_role("bridge", kafka, &all), port)
+}
+
 /// A uniformly random number below `limit`, for random kill moments.
 pub fn random_below(limit: u64) -> u64 {
     let mut bytes = [0u8; 8];
