@@ -40,6 +40,8 @@ graphql() {
 # ensure_demo: the demo account, stream and enrolment token, made once.
 ensure_demo() {
     [[ -s "$DEMO_ENV" ]] && return 0
+    # The demo's JSON is read with Python's json module.
+    command -v python3 >/dev/null || ensure_packages python3
     step "making the demo account, its stream and an edge cluster"
     local password session token stream cluster
     password="$(local_secret demo-password random_base64 18)"
