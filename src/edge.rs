@@ -304,10 +304,15 @@ impl EdgeCommand {
             self.server_id.clone(),
             Duration::from_secs(self.config_sync_seconds),
         );
-        tokio::spawn(async move {
+        // Mist is checked before its config is touched; one whose trigger
+        // set this daemon does not know ends the daemon.
+        let config = tokio::spawn(async move {
             let mist = MistClient::new(mist_settings);
+            let version = config_sync::wait_for_mist(&mist, Duration::from_secs(30)).await?;
+            info!(%version, "MistServer answers and offers every trigger the edge registers");
             let desired = config_sync::desired(&base);
             config_sync::keep_in_sync(&mist, &server_id, &desired, seeds_for_config, every).await;
+            Ok::<(), config_sync::MistCompatibility>(())
         });
         let endpoint = Arc::new(TriggerEndpoint {
             answers,
@@ -315,10 +320,15 @@ impl EdgeCommand {
             forward,
         });
         info!(listen = %listener.local_addr()?, balancer = %self.balancer, "edge daemon taking MistServer's triggers");
-        axum::serve(listener, endpoint.router())
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .context("serving the trigger endpoint")?;
+        let serve = frameworks_edge::server::serve(listener, endpoint.router(), shutdown_signal());
+        tokio::select! {
+            served = serve => served.context("serving the trigger endpoint")?,
+            checked = config => match checked {
+                Ok(Err(incompatible)) => return Err(incompatible).context("checking MistServer"),
+                Ok(Ok(())) => anyhow::bail!("the MistServer config sync ended"),
+                Err(failed) => return Err(failed).context("the MistServer config sync failed"),
+            },
+        }
         Ok(ExitCode::SUCCESS)
     }
 }

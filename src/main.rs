@@ -17,6 +17,7 @@ mod generations;
 mod live_state;
 mod logging;
 mod metrics;
+mod mist_config;
 mod projections;
 mod projector;
 mod relay;
@@ -42,6 +43,7 @@ enum Command {
     Bridge(bridge::BridgeCommand),
     Balancer(balancer::BalancerCommand),
     Edge(edge::EdgeCommand),
+    MistConfig(mist_config::MistConfigCommand),
     Replay(replay::ReplayCommand),
     Projections(projections::ProjectionsCommand),
     Topics(topics::TopicsCommand),
@@ -71,6 +73,7 @@ fn main() -> ExitCode {
             Command::Bridge(command) => command.run().await,
             Command::Balancer(command) => command.run().await,
             Command::Edge(command) => command.run().await,
+            Command::MistConfig(command) => command.run(),
             Command::Replay(command) => command.run().await,
             Command::Projections(command) => command.run().await,
             Command::Topics(command) => command.run().await,

@@ -11,8 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use frameworks_edge::answers::{
-    AnswerSettings, Answers, NoResolver, PlaybackPolicy, Resolved, Resolver, RouteTable, Routes,
-    key_sha256,
+    AnswerSettings, Answers, PlaybackPolicy, Resolved, Resolver, RouteTable, Routes, key_sha256,
 };
 use frameworks_edge::journal::{Journal, JournalEntry};
 use frameworks_edge::server::TriggerEndpoint;
@@ -51,10 +50,7 @@ impl Drop for TempDir {
 
 fn routes() -> Routes {
     let mut routes = Routes::default();
-    routes
-        .ingest
-        .insert(key_sha256("test"), Some("live+stream-1".into()));
-    routes.ingest.insert(key_sha256("revoked"), None);
+    routes.refused_keys.insert(key_sha256("revoked"));
     routes.playback.insert("test".into(), Some("test".into()));
     routes.viewers.insert("test".into(), PlaybackPolicy::Public);
     routes
@@ -91,7 +87,11 @@ async fn edge<R: Resolver>(resolver: R, budget: Duration) -> Edge {
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, endpoint.router()).await });
+    tokio::spawn(frameworks_edge::server::serve(
+        listener,
+        endpoint.router(),
+        std::future::pending(),
+    ));
     Edge {
         address,
         journal,
@@ -103,7 +103,7 @@ async fn edge<R: Resolver>(resolver: R, budget: Duration) -> Edge {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_captured_trigger_is_accepted_and_accounting_ones_are_journaled_once() {
-    let mut edge = edge(NoResolver, Duration::from_millis(200)).await;
+    let mut edge = edge(TestBalancer, Duration::from_millis(200)).await;
     let mut accounting = Vec::new();
     for capture in captures::triggers() {
         let firing = Firing::from_capture(capture, "/trigger");
@@ -168,7 +168,7 @@ async fn the_journal_outlives_its_process_and_forgets_what_was_acknowledged() {
 
 #[tokio::test]
 async fn blocking_triggers_are_answered_from_the_routes() {
-    let edge = edge(NoResolver, Duration::from_millis(200)).await;
+    let edge = edge(TestBalancer, Duration::from_millis(200)).await;
     let send = |firing: Firing| async move { firing.send(edge.address, WAIT).await.unwrap() };
     let push = Firing::from_capture(captures::of("PUSH_REWRITE").next().unwrap(), "/trigger");
     let reply = send(push.clone()).await;
@@ -242,6 +242,20 @@ async fn blocking_triggers_are_answered_from_the_routes() {
     );
 }
 
+/// The balancer every push is asked of: it lets the key "test" publish to
+/// `live+stream-1` and refuses the rest.
+struct TestBalancer;
+
+impl Resolver for TestBalancer {
+    async fn resolve(&self, _: TriggerKind, hash: &str) -> Option<Resolved> {
+        Some(Resolved::Ingest {
+            key_sha256: hash.to_owned(),
+            stream: (hash == key_sha256("test")).then(|| "live+stream-1".into()),
+            momentary: false,
+        })
+    }
+}
+
 /// A balancer that takes longer than any budget.
 struct SlowBalancer;
 
@@ -251,6 +265,7 @@ impl Resolver for SlowBalancer {
         Some(Resolved::Ingest {
             key_sha256: key.to_owned(),
             stream: Some("late".into()),
+            momentary: false,
         })
     }
 }
@@ -263,6 +278,7 @@ impl Resolver for KnowingBalancer {
         (hash == key_sha256("fresh")).then(|| Resolved::Ingest {
             key_sha256: hash.to_owned(),
             stream: Some("live+fresh".into()),
+            momentary: false,
         })
     }
 }
@@ -291,9 +307,57 @@ async fn a_miss_asks_the_balancer_but_never_past_the_budget() {
     assert_eq!(reply.body, "live+fresh");
 }
 
+/// Mist writes an asynchronous trigger and closes the socket without
+/// reading the answer; the trigger must still be journaled and forwarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asynchronous_triggers_from_a_peer_that_closes_at_once_are_journaled_and_forwarded() {
+    let mut edge = edge(TestBalancer, Duration::from_millis(200)).await;
+    let template = Firing::from_capture(captures::of("USER_END").next().unwrap(), "/trigger");
+    let buffer = Firing::from_capture(captures::of("STREAM_BUFFER").next().unwrap(), "/trigger");
+    let mut expected = Vec::new();
+    for n in 0..200 {
+        let end = template
+            .clone()
+            .with_header("X-Trigger-UUID", uuid::Uuid::now_v7().to_string())
+            .with_body(format!("{n}\ntest\nHLS\n127.0.0.1\n2\n100\n200\n[UA:test]"));
+        expected.push(end.uuid().unwrap().to_owned());
+        end.fire_and_close(edge.address).await.unwrap();
+    }
+    buffer.fire_and_close(edge.address).await.unwrap();
+    let mut forwarded = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while forwarded.len() < expected.len() + 1 && Instant::now() < deadline {
+        if let Ok(Some(entry)) =
+            tokio::time::timeout(Duration::from_millis(100), edge.forwarded.recv()).await
+        {
+            forwarded.push(entry);
+        }
+    }
+    let ends: Vec<&str> = forwarded
+        .iter()
+        .filter(|e| e.trigger == "USER_END")
+        .map(|e| e.id.as_str())
+        .collect();
+    assert_eq!(ends.len(), 200, "every USER_END forwarded once");
+    assert!(
+        forwarded.iter().any(|e| e.trigger == "STREAM_BUFFER"),
+        "a non-accounting asynchronous trigger is forwarded too"
+    );
+    let mut journaled: Vec<String> = edge
+        .journal
+        .pending()
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    journaled.sort();
+    expected.sort();
+    assert_eq!(journaled, expected, "every USER_END journaled once");
+}
+
 #[tokio::test]
 async fn malformed_requests_get_a_400_naming_the_problem() {
-    let edge = edge(NoResolver, Duration::from_millis(100)).await;
+    let edge = edge(TestBalancer, Duration::from_millis(100)).await;
     let end = Firing::from_capture(captures::of("STREAM_END").next().unwrap(), "/trigger");
     let short = end
         .clone()
@@ -342,7 +406,7 @@ async fn a_simulated_broadcast_is_answered_and_its_accounting_journaled() {
     use frameworks_mist_simulator::scenes::{Broadcast, SceneError};
     use frameworks_mist_simulator::{MistApi, serve};
 
-    let mut edge = edge(NoResolver, Duration::from_millis(200)).await;
+    let mut edge = edge(TestBalancer, Duration::from_millis(200)).await;
     // The simulated Mist, configured by the edge's own trigger set.
     let api = MistApi::new(None, true);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -431,7 +495,7 @@ async fn pushes_and_recordings_report_through_their_triggers() {
     use frameworks_edge::mist::{MistClient, MistSettings};
     use frameworks_mist_simulator::{MistApi, serve};
 
-    let edge = edge(NoResolver, Duration::from_millis(200)).await;
+    let edge = edge(TestBalancer, Duration::from_millis(200)).await;
     let api = MistApi::new(None, true);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mist_address = listener.local_addr().unwrap();

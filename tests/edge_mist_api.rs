@@ -136,7 +136,7 @@ async fn the_typed_commands_do_what_mist_does() {
     for kind in [TriggerKind::UserNew, TriggerKind::StreamEnd] {
         triggers.insert(
             kind.name().into(),
-            vec![kind.handler("http://127.0.0.1:18007", "true")],
+            vec![kind.handler("http://127.0.0.1:18007", "true", None)],
         );
     }
     mist.set_triggers("edge-1", &triggers).await.unwrap();
@@ -253,7 +253,7 @@ async fn the_trigger_set_is_registered_and_drift_is_put_back() {
     let mut drifted = TriggerSet::new();
     drifted.insert(
         "USER_NEW".into(),
-        vec![TriggerKind::UserNew.handler("http://elsewhere:1", "true")],
+        vec![TriggerKind::UserNew.handler("http://elsewhere:1", "true", None)],
     );
     mist.set_triggers("node-1", &drifted).await.unwrap();
     assert!(

@@ -72,14 +72,14 @@ fn the_fields_land_where_mist_puts_them() {
 
     let new = captures::of("USER_NEW").next().unwrap();
     let Ok(Trigger::UserNew {
-        connection_id,
+        session_token,
         session_id,
         ..
     }) = parse(new).map(|r| r.trigger)
     else {
         panic!("USER_NEW parses");
     };
-    assert_eq!(connection_id, 3_815_161_789);
+    assert_eq!(session_token, "3815161789", "a number Mist made up");
     assert_eq!(Some(&session_id), extra.last());
 
     let empty = captures::of("STREAM_BUFFER")

@@ -140,13 +140,14 @@ impl PlaybackPolicy {
         }
     }
 
-    /// Whether a viewer asking with `url` may watch, with the reason when not.
-    pub fn admits(&self, url: &str, now: i64) -> Result<(), &'static str> {
+    /// Whether a viewer asking with `url` and `session_token` (USER_NEW's
+    /// third field) may watch, with the reason when not.
+    pub fn admits(&self, url: &str, session_token: &str, now: i64) -> Result<(), &'static str> {
         match self {
             Self::Public => Ok(()),
             Self::Denied => Err("not-published"),
             Self::Token(rule) => {
-                let token = playback::token_in_url(url);
+                let token = playback::viewer_token(url, session_token);
                 playback::verify(token.as_deref(), &rule.policy, &rule.keys, now)
                     .map(drop)
                     .map_err(|denied| denied.reason())
@@ -184,9 +185,12 @@ pub fn key_sha256(key: &str) -> String {
 /// What the balancer told this edge; looked up on every blocking trigger.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Routes {
-    /// SHA-256 of a stream key ([`key_sha256`]) -> Mist's internal stream
-    /// name; `None` is a known refusal.
-    pub ingest: HashMap<String, Option<String>>,
+    /// SHA-256s of stream keys ([`key_sha256`]) the balancer refuses for
+    /// good (unknown key, deleted stream, suspended tenant) until it says
+    /// otherwise. Accepts are never kept: only the balancer knows whether
+    /// the stream is live on another edge now, so every push it lets
+    /// through was asked about.
+    pub refused_keys: HashSet<String>,
     /// Playback id -> Mist's internal stream name; `None` is a known unknown.
     pub playback: HashMap<String, Option<String>>,
     /// Internal stream name -> who may watch it.
@@ -203,8 +207,11 @@ impl Routes {
     pub fn set(&mut self, route: &proto::Route) {
         match &route.kind {
             Some(route::Kind::Ingest(ingest)) => {
-                let stream = Some(ingest.internal_name.clone()).filter(|name| !name.is_empty());
-                self.ingest.insert(ingest.key_sha256.clone(), stream);
+                if ingest.internal_name.is_empty() && !ingest.momentary {
+                    self.refused_keys.insert(ingest.key_sha256.clone());
+                } else {
+                    self.refused_keys.remove(&ingest.key_sha256);
+                }
             }
             Some(route::Kind::Playback(playback)) => {
                 if playback.internal_name.is_empty() {
@@ -230,7 +237,7 @@ impl Routes {
     /// Applies a change the balancer pushed: forgets first, then learns.
     pub fn apply(&mut self, update: &proto::RouteUpdate) {
         for key in &update.forget_key_sha256 {
-            self.ingest.remove(key);
+            self.refused_keys.remove(key);
         }
         for id in &update.forget_playback_ids {
             if let Some(Some(stream)) = self.playback.remove(id) {
@@ -261,6 +268,8 @@ pub enum Resolved {
         /// SHA-256 of the key ([`key_sha256`]).
         key_sha256: String,
         stream: Option<String>,
+        /// A refusal that holds only now (the stream is live elsewhere).
+        momentary: bool,
     },
     Playback {
         id: String,
@@ -277,6 +286,7 @@ impl Resolved {
             route::Kind::Ingest(ingest) => Some(Self::Ingest {
                 key_sha256: ingest.key_sha256,
                 stream: Some(ingest.internal_name).filter(|name| !name.is_empty()),
+                momentary: ingest.momentary,
             }),
             route::Kind::Playback(playback) => {
                 let policy = PlaybackPolicy::from_route(&playback);
@@ -411,28 +421,31 @@ impl<R: Resolver> Answers<R> {
                     _ => Answer::keep(),
                 }
             }
-            Trigger::UserNew { stream, url, .. } => {
-                match self.read(|r| r.viewers.get(stream).cloned()) {
-                    Some(policy) => {
-                        let now = std::time::SystemTime::now()
-                            .duration_since(std::time::UNIX_EPOCH)
-                            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-                        match policy.admits(url, now) {
-                            Ok(()) => Answer::value("true"),
-                            Err(reason) => {
-                                counter!("frameworks_edge_viewers_refused_total", "reason" => reason)
-                                    .increment(1);
-                                Answer {
-                                    body: "false".into(),
-                                    action: Action::Value,
-                                    reason: Some(reason.to_owned()),
-                                }
+            Trigger::UserNew {
+                stream,
+                url,
+                session_token,
+                ..
+            } => match self.read(|r| r.viewers.get(stream).cloned()) {
+                Some(policy) => {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+                    match policy.admits(url, session_token, now) {
+                        Ok(()) => Answer::value("true"),
+                        Err(reason) => {
+                            counter!("frameworks_edge_viewers_refused_total", "reason" => reason)
+                                .increment(1);
+                            Answer {
+                                body: "false".into(),
+                                action: Action::Value,
+                                reason: Some(reason.to_owned()),
                             }
                         }
                     }
-                    None => self.fallback(kind),
                 }
-            }
+                None => self.fallback(kind),
+            },
             Trigger::StreamSource { stream } => match self.read(|r| r.sources.get(stream).cloned())
             {
                 Some(source) => Answer::value(source.expose()),
@@ -452,19 +465,27 @@ impl<R: Resolver> Answers<R> {
         }
     }
 
-    /// The stream a key publishes to: known (refused or not), or unknown.
+    /// The stream a key publishes to (`Some(None)`: refused), or `None`
+    /// when the balancer did not answer. A lasting refusal is answered
+    /// here; anything else is the balancer's to decide, now.
     async fn ingest(&self, kind: TriggerKind, key: &str) -> Option<Option<String>> {
         let hash = key_sha256(key);
-        if let Some(known) = self.read(|r| r.ingest.get(&hash).cloned()) {
-            return Some(known);
+        if self.read(|r| r.refused_keys.contains(&hash)) {
+            return Some(None);
         }
         counter!("frameworks_edge_trigger_answer_misses_total", "trigger" => kind.name())
             .increment(1);
         match self.resolver.resolve(kind, &hash).await? {
-            Resolved::Ingest { key_sha256, stream } if key_sha256 == hash => {
-                self.update(|r| {
-                    r.ingest.insert(key_sha256, stream.clone());
-                });
+            Resolved::Ingest {
+                key_sha256,
+                stream,
+                momentary,
+            } if key_sha256 == hash => {
+                if stream.is_none() && !momentary {
+                    self.update(|r| {
+                        r.refused_keys.insert(key_sha256);
+                    });
+                }
                 Some(stream)
             }
             Resolved::Playback { .. } | Resolved::Ingest { .. } => None,

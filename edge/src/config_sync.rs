@@ -43,14 +43,18 @@ pub const REGISTERED: [TriggerKind; 17] = [
     TriggerKind::SystemStop,
 ];
 
-/// What Mist answers itself when the daemon cannot be reached: nothing is
-/// published, pushed out or watched unchecked.
-fn default_answer(kind: TriggerKind) -> &'static str {
+/// What Mist does itself when the daemon cannot be reached: nothing is
+/// published, pushed out, pulled or watched unchecked. An empty default
+/// means `true` to Mist, so every blocking trigger names its failure
+/// action (`onfail`), and its default is `false` besides.
+fn when_unreachable(kind: TriggerKind) -> (&'static str, Option<&'static str>) {
     match kind {
-        TriggerKind::PushRewrite | TriggerKind::PushOutStart => "",
-        TriggerKind::UserNew => "false",
-        TriggerKind::PlayRewrite | TriggerKind::StreamSource => "",
-        _ => "true",
+        TriggerKind::PushRewrite
+        | TriggerKind::PushOutStart
+        | TriggerKind::PlayRewrite
+        | TriggerKind::UserNew => ("false", Some("deny")),
+        TriggerKind::StreamSource => ("false", Some("offline")),
+        _ => ("true", None),
     }
 }
 
@@ -59,12 +63,72 @@ pub fn desired(base: &str) -> TriggerSet {
     REGISTERED
         .iter()
         .map(|&kind| {
+            let (default, onfail) = when_unreachable(kind);
             (
                 kind.name().to_owned(),
-                vec![kind.handler(base, default_answer(kind))],
+                vec![kind.handler(base, default, onfail)],
             )
         })
         .collect()
+}
+
+/// Why the daemon will not work with a MistServer.
+#[derive(Debug, thiserror::Error)]
+pub enum MistCompatibility {
+    #[error(
+        "MistServer {version} does not offer the triggers {missing:?}; this edge needs a MistServer \
+         whose trigger set includes all of {needed:?} (the FrameWorks build, fw-51c613a4 or later)"
+    )]
+    UnknownTriggerSet {
+        version: String,
+        missing: Vec<&'static str>,
+        needed: Vec<&'static str>,
+    },
+    #[error(transparent)]
+    Mist(#[from] MistError),
+}
+
+/// Reads Mist's version and trigger list; the version when Mist offers
+/// every trigger the daemon registers.
+pub async fn check_mist(mist: &MistClient) -> Result<String, MistCompatibility> {
+    let version = mist.version().await?;
+    let capabilities = mist.capabilities().await?;
+    let offered = capabilities.get("triggers").and_then(Value::as_object);
+    let missing: Vec<&'static str> = REGISTERED
+        .iter()
+        .map(|kind| kind.name())
+        .filter(|name| offered.is_none_or(|offered| !offered.contains_key(*name)))
+        .collect();
+    if missing.is_empty() {
+        Ok(version)
+    } else {
+        Err(MistCompatibility::UnknownTriggerSet {
+            version,
+            missing,
+            needed: REGISTERED.iter().map(|kind| kind.name()).collect(),
+        })
+    }
+}
+
+/// Waits for Mist to answer, retrying with backoff (each failure logged
+/// and counted), then checks it: an incompatible MistServer is an error
+/// the daemon cannot go on from.
+pub async fn wait_for_mist(
+    mist: &MistClient,
+    backoff_max: Duration,
+) -> Result<String, MistCompatibility> {
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        match check_mist(mist).await {
+            Err(MistCompatibility::Mist(error)) => {
+                counter!("frameworks_edge_mist_errors_total", "call" => "version").increment(1);
+                warn!(%error, retry_in = ?backoff, "MistServer is not answering yet");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(backoff_max);
+            }
+            checked => return checked,
+        }
+    }
 }
 
 /// Puts the daemon's trigger set and server id into Mist if they differ;

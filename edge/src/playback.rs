@@ -131,6 +131,18 @@ impl Denied {
     }
 }
 
+/// The token a viewer brought, from USER_NEW's request URL (`?jwt=`) and
+/// session token. Mist reads the session token from `?tkn=`, `?sid=`,
+/// `?jwt=`, a cookie or an `Authorization: Bearer` header, and makes up a
+/// number when the viewer brought none, so it counts only when it has a
+/// JWT's shape.
+pub fn viewer_token(url: &str, session_token: &str) -> Option<String> {
+    token_in_url(url).or_else(|| {
+        let parts: Vec<&str> = session_token.split('.').collect();
+        (parts.len() == 3 && parts.iter().all(|p| !p.is_empty())).then(|| session_token.to_owned())
+    })
+}
+
 /// The viewer's token in a request URL: its `jwt` query parameter.
 pub fn token_in_url(url: &str) -> Option<String> {
     let parsed = url::Url::parse(url).ok()?;
@@ -508,5 +520,18 @@ mod tests {
         );
         assert_eq!(token_in_url("http://e/hls/pb/index.m3u8"), None);
         assert_eq!(token_in_url("http://e/hls/pb/index.m3u8?jwt="), None);
+        assert_eq!(
+            viewer_token("http://e/hls/pb/index.m3u8", "abc.def.ghi").as_deref(),
+            Some("abc.def.ghi"),
+            "a token Mist read from a cookie or a Bearer header"
+        );
+        assert_eq!(
+            viewer_token("http://e/hls/pb/index.m3u8", "3815161789"),
+            None
+        );
+        assert_eq!(
+            viewer_token("http://e/x?jwt=u.r.l", "s.e.ss").as_deref(),
+            Some("u.r.l")
+        );
     }
 }

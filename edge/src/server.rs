@@ -6,8 +6,16 @@
 //! fails Mist gets a 503 and retries. A blocking trigger is answered from
 //! [`Answers`] within its budget. Every accepted trigger is handed to the
 //! forwarder, which sends it to the balancer's ingress.
+//!
+//! Mist writes an asynchronous trigger and closes its socket without
+//! reading the answer. [`serve`] reads such a request to its end and
+//! handles it all the same (HTTP/1 half-close), and the handler's work
+//! runs in a task of its own, so that nothing read is dropped halfway.
 
+use std::future::Future;
+use std::pin::pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, to_bytes};
@@ -15,9 +23,13 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
 use metrics::counter;
-use tokio::sync::mpsc;
-use tracing::{error, warn};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tracing::{debug, error, warn};
 
 use crate::answers::{Action, Answers, Resolver};
 use crate::journal::{Journal, JournalEntry};
@@ -39,6 +51,69 @@ impl<R: Resolver> TriggerEndpoint<R> {
             // The limit is applied while reading, so that oversize bodies are counted.
             .layer(DefaultBodyLimit::disable())
             .with_state(self)
+    }
+}
+
+/// How long connections still open at shutdown get to finish.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// Serves `router` on `listener` until `shutdown` resolves, then lets the
+/// open connections finish (within [`DRAIN`]). Unlike `axum::serve`, a
+/// peer that closes its side right after writing its request still has
+/// that request read and handled.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let mut shutdown = pin!(shutdown);
+    let (stop, stopping) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    connections.spawn(serve_connection(stream, router.clone(), stopping.clone()));
+                }
+                Err(error) => {
+                    // Out of file descriptors and the like: pause, then go on.
+                    warn!(%error, "could not accept a trigger connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            () = &mut shutdown => break,
+        }
+    }
+    let _ = stop.send(true);
+    let drained = tokio::time::timeout(DRAIN, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        warn!(
+            open = connections.len(),
+            "trigger connections still open at shutdown"
+        );
+    }
+    Ok(())
+}
+
+async fn serve_connection(stream: TcpStream, router: Router, mut stopping: watch::Receiver<bool>) {
+    let connection = hyper::server::conn::http1::Builder::new()
+        .half_close(true)
+        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(router));
+    let mut connection = pin!(connection);
+    let served = tokio::select! {
+        served = connection.as_mut() => served,
+        () = async { drop(stopping.wait_for(|stop| *stop).await) } => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = served {
+        // Mist's closed sockets end most connections this way.
+        debug!(%error, "trigger connection ended");
     }
 }
 
@@ -76,9 +151,32 @@ async fn receive<R: Resolver>(
         Ok(request) => request,
         Err(error) => return refuse(&error),
     };
+    // Mist writes an asynchronous trigger and closes the socket without
+    // reading the answer, and hyper then drops this future. The work runs
+    // in a task of its own so that a trigger once read is journaled,
+    // counted and forwarded whether or not anyone waits for the answer.
+    let body = String::from_utf8_lossy(&body).into_owned();
+    match tokio::spawn(handle(endpoint, request, body)).await {
+        Ok(response) => response,
+        Err(failed) => {
+            error!(error = %failed, "a trigger handler failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "trigger handler failed\n",
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn handle<R: Resolver>(
+    endpoint: Arc<TriggerEndpoint<R>>,
+    request: TriggerRequest,
+    body: String,
+) -> Response {
     let kind = request.meta.kind;
     counter!("frameworks_edge_triggers_total", "trigger" => kind.name()).increment(1);
-    let mut entry = JournalEntry::new(&request.meta, &String::from_utf8_lossy(&body));
+    let mut entry = JournalEntry::new(&request.meta, &body);
     if kind.accounting() {
         let journal = endpoint.journal.clone();
         let durable = entry.clone();

@@ -3,8 +3,9 @@
 //! and by the edge (trigger payloads, before they leave the node).
 
 /// Query parameters whose value may be a secret, by a part of their name.
-const SECRET_PARAMETERS: [&str; 8] = [
-    "pass", "secret", "token", "key", "auth", "sig", "streamid", "jwt",
+/// `tkn` and `sid` are where Mist reads a viewer's session token from.
+const SECRET_PARAMETERS: [&str; 10] = [
+    "pass", "secret", "token", "key", "auth", "sig", "streamid", "jwt", "tkn", "sid",
 ];
 
 /// The URI without user info, and with the values of query parameters that

@@ -1,7 +1,9 @@
 //! Load driver for the edge daemon's blocking answers: replays every
 //! captured blocking trigger (PUSH_REWRITE, USER_NEW, PLAY_REWRITE,
 //! PUSH_OUT_START, STREAM_SOURCE, ...) against the trigger endpoint, each
-//! answer known to the edge (cached routes), and prints p50/p99 answer
+//! answer known to the edge (cached routes; a push's key is always asked
+//! of the balancer, here one that answers in memory, so the figure is the
+//! edge's own cost), and prints p50/p99 answer
 //! times: over loopback HTTP as Mist sees them (a connection per trigger,
 //! as Mist opens one), and the decision alone.
 //!
@@ -12,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use frameworks_edge::answers::{
-    AnswerSettings, Answers, NoResolver, PlaybackPolicy, PullSource, Routes, key_sha256,
+    AnswerSettings, Answers, PlaybackPolicy, PullSource, Resolved, Resolver, Routes, key_sha256,
 };
 use frameworks_edge::journal::Journal;
 use frameworks_edge::server::TriggerEndpoint;
@@ -37,11 +39,21 @@ fn main() {
     runtime.block_on(run(rounds));
 }
 
+/// A balancer that answers at once: the key "test" publishes to `live+stream-1`.
+struct InMemoryBalancer;
+
+impl Resolver for InMemoryBalancer {
+    async fn resolve(&self, _: TriggerKind, hash: &str) -> Option<Resolved> {
+        Some(Resolved::Ingest {
+            key_sha256: hash.to_owned(),
+            stream: (hash == key_sha256("test")).then(|| "live+stream-1".into()),
+            momentary: false,
+        })
+    }
+}
+
 fn routes() -> Routes {
     let mut routes = Routes::default();
-    routes
-        .ingest
-        .insert(key_sha256("test"), Some("live+stream-1".into()));
     routes.playback.insert("test".into(), Some("test".into()));
     routes.viewers.insert("test".into(), PlaybackPolicy::Public);
     routes.sources.insert(
@@ -70,7 +82,7 @@ async fn run(rounds: usize) {
     std::fs::create_dir_all(&dir).expect("scratch directory");
     let journal = Journal::open(&dir.join("journal.redb")).expect("journal");
     let answers = Answers::new(
-        NoResolver,
+        InMemoryBalancer,
         AnswerSettings {
             budget: Duration::from_millis(50),
             admit_unknown_viewers: false,
@@ -86,7 +98,11 @@ async fn run(rounds: usize) {
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("listener");
     let address = listener.local_addr().expect("address");
-    tokio::spawn(async move { axum::serve(listener, endpoint.router()).await });
+    tokio::spawn(frameworks_edge::server::serve(
+        listener,
+        endpoint.router(),
+        std::future::pending(),
+    ));
 
     let blocking: Vec<_> = captures::triggers()
         .iter()

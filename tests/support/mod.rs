@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
+pub mod mist;
+
 /// The checkout under test. Read at run time (cargo sets it when it runs
 /// tests): the target dir is shared between clones, so a path baked in at
 /// compile time may name another, since deleted, clone.

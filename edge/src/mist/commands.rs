@@ -21,6 +21,10 @@ pub struct TriggerHandler {
     /// The answer Mist uses when the handler fails (empty means "true").
     #[serde(default)]
     pub default: String,
+    /// What a blocking trigger does when the handler fails, in place of
+    /// `default`: `deny`, `keep`, `offline` or `use-configured`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onfail: Option<String>,
     /// Extra parameter (LIVE_BANDWIDTH's threshold).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub params: Option<String>,
@@ -359,12 +363,13 @@ impl MistClient {
 
 impl TriggerKind {
     /// This trigger's handler on the edge daemon at `base` (`http://host:port`).
-    pub fn handler(self, base: &str, default: &str) -> TriggerHandler {
+    pub fn handler(self, base: &str, default: &str, onfail: Option<&str>) -> TriggerHandler {
         TriggerHandler {
             handler: format!("{}/trigger/{}", base.trim_end_matches('/'), self.name()),
             sync: self.blocking(),
             streams: Vec::new(),
             default: default.to_owned(),
+            onfail: onfail.filter(|_| self.blocking()).map(str::to_owned),
             params: None,
         }
     }

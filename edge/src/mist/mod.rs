@@ -8,6 +8,7 @@
 //! without a Content-Length on a connection Mist keeps open, so the client
 //! reads the status line only, and every call is bounded by a timeout.
 
+pub mod bootstrap;
 mod commands;
 
 use std::sync::{Mutex, PoisonError};

@@ -189,7 +189,7 @@ pub enum Trigger {
         reason: String,
     },
     UserEnd {
-        /// The connection identifier USER_NEW carried (its third field).
+        /// The session token USER_NEW carried (its third field).
         session: String,
         stream: String,
         connector: String,
@@ -204,7 +204,10 @@ pub enum Trigger {
     UserNew {
         stream: String,
         address: String,
-        connection_id: u64,
+        /// The viewer's session token: what the viewer brought in `?tkn=`,
+        /// `?sid=`, `?jwt=`, a cookie or a Bearer header, else a number Mist
+        /// made up. USER_END's first field is the same token.
+        session_token: String,
         connector: String,
         url: String,
         /// A hash identifying the viewer's session across connections.
@@ -559,7 +562,7 @@ impl Trigger {
                 Self::UserNew {
                     stream: f.text(),
                     address: f.text(),
-                    connection_id: f.number("connection identifier")?,
+                    session_token: f.text(),
                     connector: f.text(),
                     url: f.text(),
                     session_id: f.text(),

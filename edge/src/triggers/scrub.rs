@@ -31,6 +31,16 @@ fn scrub_target(fields: &mut [String], index: usize) {
     }
 }
 
+/// A viewer's session token leaves as its SHA-256 (USER_NEW and USER_END
+/// scrubbed alike still pair up); a number Mist made up is no secret.
+fn scrub_session_token(fields: &mut [String], index: usize) {
+    if let Some(token) = fields.get_mut(index)
+        && !token.bytes().all(|b| b.is_ascii_digit())
+    {
+        *token = format!("sha256:{}", key_sha256(token));
+    }
+}
+
 fn scrub_url(fields: &mut [String], index: usize) {
     if let Some(url) = fields.get_mut(index) {
         *url = redact::uri(url);
@@ -71,8 +81,13 @@ pub fn scrub(kind: TriggerKind, fields: &mut [String]) {
         }
         // [stream, target, connector, ...]
         TriggerKind::RecordingEnd | TriggerKind::RecordingSegment => scrub_target(fields, 1),
-        // [stream, host, connection, connector, request URL, session, ...]
-        TriggerKind::UserNew => scrub_url(fields, 4),
+        // [stream, host, session token, connector, request URL, session, ...]
+        TriggerKind::UserNew => {
+            scrub_session_token(fields, 2);
+            scrub_url(fields, 4);
+        }
+        // [session token, stream, connector, host, ...]
+        TriggerKind::UserEnd => scrub_session_token(fields, 0),
         // [playback id, host, connector, request URL]
         TriggerKind::PlayRewrite => scrub_url(fields, 3),
         _ => {}
@@ -126,5 +141,23 @@ mod tests {
         );
         scrub(TriggerKind::UserNew, &mut viewer);
         assert_eq!(viewer[4], "https://e/hls/pb/index.m3u8?jwt=redacted");
+        assert_eq!(viewer[2], "42", "a number Mist made up stays");
+    }
+
+    #[test]
+    fn a_viewer_token_leaves_as_its_hash_in_user_new_and_user_end_alike() {
+        let token = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ2In0.c2ln";
+        let mut new = fields(&format!(
+            "live+s1\n203.0.113.7\n{token}\nHLS\nhttps://e/hls/pb/index.m3u8?tkn={token}\nsess"
+        ));
+        scrub(TriggerKind::UserNew, &mut new);
+        let mut end = fields(&format!("{token}\nlive+s1\nHLS\n203.0.113.7\n2\n10\n20\n"));
+        scrub(TriggerKind::UserEnd, &mut end);
+        assert!(
+            new.iter().chain(&end).all(|f| !f.contains(token)),
+            "{new:?} {end:?}"
+        );
+        assert_eq!(new[2], format!("sha256:{}", key_sha256(token)));
+        assert_eq!(new[2], end[0], "the session still pairs up");
     }
 }

@@ -696,6 +696,10 @@ pub fn decision_route(key_sha256: &str, decision: &IngestDecision) -> proto::Rou
             key_sha256: key_sha256.to_owned(),
             internal_name: internal,
             refusal,
+            momentary: matches!(
+                decision,
+                IngestDecision::Refuse(IngestRefusal::LiveElsewhere { .. })
+            ),
         })),
     }
 }

@@ -153,7 +153,8 @@ fn protocol(url: &str) -> String {
     }
 }
 
-/// A viewer session's id: Mist's connection id, unique per node.
+/// A viewer session's id: Mist's session token (as the edge scrubbed it),
+/// unique per node.
 fn session_id(node: &str, connection: &str) -> String {
     format!("{node}/{connection}")
 }
@@ -226,14 +227,14 @@ fn stream_facts(node: &str, received: &MistTriggerReceived) -> Vec<StreamFact> {
         Trigger::UserNew {
             stream,
             address,
-            connection_id,
+            session_token,
             connector,
             url,
             ..
         } if received.answer == "true" => vec![fact(
             &stream,
             ViewerSessionStarted {
-                session_id: session_id(node, &connection_id.to_string()),
+                session_id: session_id(node, &session_token),
                 node_id,
                 connector,
                 viewer_ip: address,

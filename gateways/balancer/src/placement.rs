@@ -287,6 +287,9 @@ impl Placer {
                 charges.pending_bps(node, now)
             })
         });
+        if ranked.first().is_some_and(|r| r.over_limits) {
+            counter!("frameworks_balancer_placements_over_limits_total").increment(1);
+        }
         let placements = ranked
             .into_iter()
             .filter_map(|ranked| {

@@ -12,7 +12,7 @@
 //! scans the edges once, allocates nothing per edge and keeps only the best
 //! `limit` candidates in a bounded heap.
 
-use std::cmp::Ordering;
+use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, Instant};
@@ -237,6 +237,9 @@ fn parse_weight(value: &str) -> Result<f64, String> {
 pub struct Ranked {
     pub index: u32,
     pub score: f64,
+    /// Over its limits (CPU or bandwidth), offered because no edge within
+    /// them could take the demand: a degraded answer beats none.
+    pub over_limits: bool,
 }
 
 /// What is being placed: a viewer of `stream` (or an encoder, with no
@@ -264,6 +267,11 @@ pub struct Demand<'a> {
 /// when no live edge is eligible. Equal scores are ordered by node id, so
 /// the same inputs always give the same answer.
 ///
+/// When every edge the demand may use is over its CPU or bandwidth limit,
+/// the least-loaded of them (one that has the stream first) is answered
+/// alone, marked [`Ranked::over_limits`]: a busy machine serves slowly,
+/// while no answer serves nobody.
+///
 /// Negative or non-finite weights count as zero; when all are zero every
 /// eligible edge scores 0 and the order is by node id.
 pub fn rank(
@@ -287,6 +295,18 @@ pub fn rank(
     let viewer = viewer.map(|p| p.unit_vector());
     let mut live = TopK::new(limit);
     let mut stale = TopK::new(limit);
+    // The least-loaded edge over its limits: (has the stream, cpu, index).
+    let mut least_loaded: Option<(bool, f64, u32)> = None;
+    let node_of = |index: u32| fleet.edges.get(index as usize).map(|e| e.node_id.as_str());
+    let mut over_limits = |index: u32, cpu: f64| {
+        let present = present.contains(&index);
+        let better = least_loaded.is_none_or(|(p, c, i)| {
+            (present, -cpu, Reverse(node_of(index))) > (p, -c, Reverse(node_of(i)))
+        });
+        if better {
+            least_loaded = Some((present, cpu, index));
+        }
+    };
     for ((index, edge), vector) in (0u32..).zip(&fleet.edges).zip(&fleet.vectors) {
         if clusters.is_some_and(|usable| !usable.contains(&edge.cluster_id)) {
             continue;
@@ -298,12 +318,17 @@ pub fn rank(
             Liveness::Stale | Liveness::Gone => continue,
         };
         let cpu_percent = edge.cpu_percent;
-        if !edge.accepts_viewers || cpu_percent.is_nan() || cpu_percent >= CPU_CEILING_PERCENT {
+        if !edge.accepts_viewers || cpu_percent.is_nan() {
+            continue;
+        }
+        if cpu_percent >= CPU_CEILING_PERCENT {
+            over_limits(index, cpu_percent);
             continue;
         }
         let limit_bps = edge.bandwidth_limit_bps;
         let committed = edge.bandwidth_up_bps.saturating_add(estimate_bps);
         if limit_bps != 0 && committed > limit_bps {
+            over_limits(index, cpu_percent);
             continue;
         }
         let headroom = |load: u64| match limit_bps {
@@ -337,6 +362,7 @@ pub fn rank(
         } else {
             let load = committed.saturating_add(pending_bps(&edge.node_id));
             if load > limit_bps {
+                over_limits(index, cpu_percent);
                 continue;
             }
             headroom(load)
@@ -348,10 +374,19 @@ pub fn rank(
             index,
         });
     }
-    if live.is_empty() {
+    if !live.is_empty() {
+        live.into_ranked()
+    } else if !stale.is_empty() {
         stale.into_ranked()
     } else {
-        live.into_ranked()
+        least_loaded
+            .map(|(_, _, index)| Ranked {
+                index,
+                score: 0.0,
+                over_limits: true,
+            })
+            .into_iter()
+            .collect()
     }
 }
 
@@ -480,6 +515,7 @@ impl<'a> TopK<'a> {
             .map(|c| Ranked {
                 index: c.index,
                 score: c.score,
+                over_limits: false,
             })
             .collect()
     }
@@ -885,8 +921,39 @@ mod tests {
         fleet.add_presence("s", "gone");
         let weights = Weights::default();
         assert_eq!(best(&fleet, Some("s"), at(LONDON), &weights), ["far"]);
-        let nothing = Fleet::new(vec![draining, gone, stale_gone, hot]);
+        let nothing = Fleet::new(vec![draining, gone, stale_gone]);
         assert!(best(&nothing, None, at(LONDON), &weights).is_empty());
+    }
+
+    #[test]
+    fn when_every_edge_is_over_its_limits_the_least_loaded_is_offered() {
+        let mut hot = edge("hot", at(LONDON));
+        hot.cpu_percent = 99.6;
+        let mut hotter = edge("hotter", at(LONDON));
+        hotter.cpu_percent = 99.9;
+        let mut full = edge("full", at(LONDON));
+        full.cpu_percent = 99.8;
+        full.bandwidth_limit_bps = 10_000_000;
+        full.bandwidth_up_bps = 10_000_000;
+        let mut draining = edge("draining", at(LONDON));
+        draining.accepts_viewers = false;
+        let weights = Weights::default();
+        let fleet = Fleet::new(vec![hotter.clone(), hot.clone(), full.clone(), draining]);
+        assert_eq!(best(&fleet, None, at(LONDON), &weights), ["hot"]);
+        let ranking = rank(&fleet, &anyone_at(at(LONDON), 3), &weights, &none);
+        assert!(ranking.iter().all(|r| r.over_limits), "{ranking:?}");
+        // One that has the stream goes first, however loaded.
+        let mut with_stream = fleet.clone();
+        with_stream.add_presence("s", "hotter");
+        assert_eq!(
+            best(&with_stream, Some("s"), at(LONDON), &weights),
+            ["hotter"]
+        );
+        // An edge within its limits is always preferred, and is not degraded.
+        let fleet = Fleet::new(vec![hot, edge("far", at(SYDNEY))]);
+        let ranking = rank(&fleet, &anyone_at(at(LONDON), 3), &weights, &none);
+        assert_eq!(ranked(&fleet, &ranking), ["far"]);
+        assert!(!ranking[0].over_limits);
     }
 
     #[test]

@@ -125,6 +125,14 @@ impl Firing {
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer in time"))?
     }
 
+    /// Sends it to `handler` and closes the socket at once, without reading
+    /// the answer: what Mist does with an asynchronous trigger.
+    pub async fn fire_and_close(&self, handler: SocketAddr) -> std::io::Result<()> {
+        let mut stream = TcpStream::connect(handler).await?;
+        stream.write_all(&self.to_bytes(&handler)).await?;
+        stream.shutdown().await
+    }
+
     async fn exchange(&self, handler: SocketAddr) -> std::io::Result<Reply> {
         let mut stream = TcpStream::connect(handler).await?;
         stream.write_all(&self.to_bytes(&handler)).await?;

@@ -1,0 +1,550 @@
+//! The edge daemon in front of a real MistServer (built from the shared
+//! source by `compose/mist`), with every role of the platform running as
+//! a process, real RTMP from ffmpeg and real HLS viewers: what the
+//! simulator cannot show. Figures (time to live, to the first segment,
+//! trigger answer times) are printed.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use frameworks_edge::config_sync;
+use serde_json::{Value, json};
+use support::mist::{Encoder, MistServer, fetch, playlist_entries, post_json, probe_codecs};
+use support::{RoleProcess, ScratchDir, free_port, spawn_read_side_role, spawn_role};
+use uuid::Uuid;
+
+/// Polls `check` every 200 ms until it answers `Some`, failing after `limit`.
+async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Every role but the edge, as processes on the test's own topics,
+/// database, key prefix and ClickHouse base.
+struct Platform {
+    _roles: Vec<RoleProcess>,
+    kafka: frameworks_events::kafka::KafkaSettings,
+    _db: support::TestDatabase,
+    bridge: String,
+    balancer_http: String,
+    balancer_grpc: String,
+    clickhouse_base: String,
+}
+
+impl Platform {
+    async fn start() -> Self {
+        let db = support::fresh_database().await;
+        let kafka = support::kafka_with_topics().await;
+        let prefix = kafka.catalogue.prefix.clone();
+        let mut roles: Vec<RoleProcess> = ["relay", "projector", "live-state"]
+            .into_iter()
+            .map(|role| spawn_read_side_role(role, &kafka, &db.url, &prefix))
+            .collect();
+        let clickhouse_base = format!("test_{}", &Uuid::now_v7().simple().to_string()[20..]);
+        let (_, data_keys) = frameworks_commands::secrets::SecretBox::generate("real-mist");
+        roles.push(spawn_role(
+            "analytics",
+            &kafka,
+            &[
+                ("FRAMEWORKS_CLICKHOUSE_DATABASE", clickhouse_base.clone()),
+                ("FRAMEWORKS_ANALYTICS_GROUP", format!("{prefix}-analytics")),
+                ("FRAMEWORKS_ANALYTICS_BATCH_WAIT_MS", "100".into()),
+                ("FRAMEWORKS_ANALYTICS_METRICS_LISTEN", "127.0.0.1:0".into()),
+            ],
+        ));
+        let (bridge, bridge_port) = support::spawn_bridge(
+            &kafka,
+            &db.url,
+            &data_keys,
+            &prefix,
+            &clickhouse_base,
+            &[("FRAMEWORKS_SESSION_SECRET", "s".repeat(32))],
+        );
+        roles.push(bridge);
+        let balancer_http = format!("127.0.0.1:{}", free_port());
+        let balancer_grpc = format!("127.0.0.1:{}", free_port());
+        roles.push(spawn_role(
+            "balancer",
+            &kafka,
+            &[
+                ("FRAMEWORKS_DATABASE_URL", db.url.clone()),
+                ("FRAMEWORKS_DATA_KEYS", data_keys.clone()),
+                ("FRAMEWORKS_REDIS_URL", support::redis_url()),
+                ("FRAMEWORKS_LIVE_KEY_PREFIX", prefix.clone()),
+                ("FRAMEWORKS_BALANCER_HTTP_LISTEN", balancer_http.clone()),
+                ("FRAMEWORKS_BALANCER_GRPC_LISTEN", balancer_grpc.clone()),
+                ("FRAMEWORKS_BALANCER_METRICS_LISTEN", "127.0.0.1:0".into()),
+                ("FRAMEWORKS_BALANCER_EDGE_SCHEME", "http".into()),
+                ("FRAMEWORKS_BALANCER_HEARTBEAT_SECONDS", "1".into()),
+                (
+                    "FRAMEWORKS_BALANCER_INSTANCE_ID",
+                    format!("{prefix}-balancer"),
+                ),
+            ],
+        ));
+        let platform = Self {
+            _roles: roles,
+            kafka,
+            _db: db,
+            bridge: format!("http://127.0.0.1:{bridge_port}"),
+            balancer_http,
+            balancer_grpc,
+            clickhouse_base,
+        };
+        let bridge_up = format!("{}/graphql", platform.bridge);
+        eventually(Duration::from_secs(60), "the bridge answering", || {
+            let url = bridge_up.clone();
+            async move {
+                tokio::time::timeout(Duration::from_secs(2), async {
+                    tokio::net::TcpStream::connect(
+                        url.trim_start_matches("http://")
+                            .trim_end_matches("/graphql"),
+                    )
+                    .await
+                })
+                .await
+                .ok()?
+                .ok()
+                .map(drop)
+            }
+        })
+        .await;
+        platform
+    }
+
+    async fn graphql(&self, token: &str, query: &str) -> Value {
+        let answer = post_json(
+            &format!("{}/graphql", self.bridge),
+            &json!({ "query": query }),
+            Some(token),
+        )
+        .await;
+        assert!(answer.get("errors").is_none(), "{query}: {answer}");
+        answer["data"].clone()
+    }
+
+    /// A tenant signed up through `/auth/register`: its session token.
+    async fn sign_up(&self) -> String {
+        let email = format!("mist-{}@frameworks.localhost", Uuid::now_v7().simple());
+        let answer = post_json(
+            &format!("{}/auth/register", self.bridge),
+            &json!({"email": email, "password": "correct horse battery", "tenantName": "Real Mist"}),
+            None,
+        )
+        .await;
+        answer["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{answer}"))
+            .to_owned()
+    }
+
+    /// Whether GraphQL shows the stream with `playback_id` live.
+    async fn is_live(&self, token: &str, playback_id: &str) -> bool {
+        let data = self
+            .graphql(
+                token,
+                "{ streamsConnection { nodes { playbackId metrics { isLive } } } }",
+            )
+            .await;
+        data["streamsConnection"]["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|n| n["playbackId"] == playback_id && n["metrics"]["isLive"] == true)
+    }
+
+    /// Rows of `table` in the live analytics generation matching `filter`.
+    async fn clickhouse_count(&self, table: &str, filter: &str) -> u64 {
+        let database =
+            frameworks_projections::generations::clickhouse::ClickHouseGenerations::database(
+                &self.clickhouse_base,
+                1,
+            );
+        let query = format!("SELECT count() FROM {database}.{table} FINAL WHERE {filter}");
+        let url = url::Url::parse_with_params(
+            &std::env::var("FRAMEWORKS_CLICKHOUSE_URL")
+                .unwrap_or_else(|_| "http://127.0.0.1:8123".into()),
+            &[("query", query.as_str())],
+        )
+        .unwrap();
+        let answer = fetch(url.as_str(), &[]).await;
+        if answer.status != 200 {
+            // The generation's tables appear with the analytics role's first write.
+            return 0;
+        }
+        answer
+            .text()
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{}", answer.text()))
+    }
+}
+
+/// `frameworks edge` in front of `mist`, enrolled with `token`.
+fn spawn_edge(
+    platform: &Platform,
+    mist: &MistServer,
+    token: &str,
+    dir: &ScratchDir,
+    listen: &str,
+) -> RoleProcess {
+    spawn_role(
+        "edge",
+        &platform.kafka,
+        &[
+            ("FRAMEWORKS_EDGE_LISTEN", listen.to_owned()),
+            ("FRAMEWORKS_EDGE_METRICS_LISTEN", "127.0.0.1:0".into()),
+            ("FRAMEWORKS_MIST_ADDRESS", mist.api()),
+            ("FRAMEWORKS_MIST_USERNAME", support::mist::USERNAME.into()),
+            ("FRAMEWORKS_MIST_PASSWORD", mist.password.clone()),
+            (
+                "FRAMEWORKS_EDGE_BALANCER",
+                format!("http://{}", platform.balancer_grpc),
+            ),
+            ("FRAMEWORKS_EDGE_PUBLIC_HOST", mist.http()),
+            (
+                "FRAMEWORKS_EDGE_JOURNAL",
+                format!("{}/journal.redb", dir.path()),
+            ),
+            (
+                "FRAMEWORKS_EDGE_NODE_ID_FILE",
+                format!("{}/node-id", dir.path()),
+            ),
+            (
+                "FRAMEWORKS_EDGE_RECORDINGS_DIR",
+                format!("{}/recordings", dir.path()),
+            ),
+            ("FRAMEWORKS_EDGE_ENROLMENT_TOKEN", token.to_owned()),
+            ("FRAMEWORKS_EDGE_CONFIG_SYNC_SECONDS", "1".into()),
+            ("FRAMEWORKS_EDGE_POLL_SECONDS", "1".into()),
+            (
+                "FRAMEWORKS_EDGE_HARDWARE_FINGERPRINT",
+                format!("real-mist-{}", Uuid::now_v7().simple()),
+            ),
+        ],
+    )
+}
+
+/// The segments behind a `/play` HLS URL: follows the 307, the master
+/// playlist and one variant; (the edge URL, the segment URLs).
+async fn hls_segments(play_url: &str, headers: &[(&str, &str)]) -> (String, Vec<String>) {
+    let redirect = fetch(play_url, headers).await;
+    assert_eq!(redirect.status, 307, "{play_url}: {}", redirect.text());
+    let edge_url = redirect.header("location").unwrap().to_owned();
+    let master = fetch(&edge_url, headers).await;
+    assert_eq!(master.status, 200, "{edge_url}: {}", master.text());
+    let mut playlist_url = edge_url.clone();
+    let mut playlist = master.text();
+    if playlist.contains("#EXT-X-STREAM-INF") {
+        playlist_url = playlist_entries(&edge_url, &playlist)[0].clone();
+        let variant = fetch(&playlist_url, headers).await;
+        assert_eq!(variant.status, 200, "{playlist_url}: {}", variant.text());
+        playlist = variant.text();
+    }
+    (edge_url, playlist_entries(&playlist_url, &playlist))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_in_front_of_a_real_mistserver_publishes_plays_and_accounts() {
+    let platform = Platform::start().await;
+    let token = platform.sign_up().await;
+    let stream = platform
+        .graphql(
+            &token,
+            r#"mutation { createStream(input: {name: "real"}) { __typename ... on Stream { id streamKey playbackId } } }"#,
+        )
+        .await;
+    let key = stream["createStream"]["streamKey"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let playback_id = stream["createStream"]["playbackId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cluster = platform
+        .graphql(
+            &token,
+            r#"mutation { createEdgeCluster(input: {clusterName: "Real Mist"}) { __typename ... on CreateEdgeClusterResponse { bootstrapToken { token } } } }"#,
+        )
+        .await;
+    let enrolment = cluster["createEdgeCluster"]["bootstrapToken"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let mut mist = MistServer::start("real-mist").await;
+    let mist_api = mist.client();
+    let version = config_sync::check_mist(&mist_api).await.unwrap();
+    println!("MistServer {version}: every registered trigger offered");
+
+    let edge_dir = ScratchDir::new("real-mist-edge");
+    let edge_listen = format!("127.0.0.1:{}", free_port());
+    let mut edge = spawn_edge(&platform, &mist, &enrolment, &edge_dir, &edge_listen);
+
+    // Trigger registration in Mist's real config, failing closed.
+    let desired = config_sync::desired(&format!("http://{edge_listen}"));
+    eventually(
+        Duration::from_secs(30),
+        "the trigger set in Mist's config",
+        || {
+            let (mist_api, desired) = (&mist_api, &desired);
+            async move { (mist_api.config().await.ok()?.1 == *desired).then_some(()) }
+        },
+    )
+    .await;
+    let (_, registered) = mist_api.config().await.unwrap();
+    for blocking in ["PUSH_REWRITE", "PLAY_REWRITE", "USER_NEW", "PUSH_OUT_START"] {
+        assert_eq!(
+            registered[blocking][0].onfail.as_deref(),
+            Some("deny"),
+            "{blocking}"
+        );
+    }
+    assert_eq!(
+        registered["STREAM_SOURCE"][0].onfail.as_deref(),
+        Some("offline")
+    );
+    // Drift repaired: an operator's edit is put back.
+    let mut drifted = desired.clone();
+    drifted.remove("USER_END");
+    mist_api
+        .set_triggers("someone-else", &drifted)
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(30),
+        "the drifted trigger set repaired",
+        || {
+            let (mist_api, desired) = (&mist_api, &desired);
+            async move { (mist_api.config().await.ok()?.1 == *desired).then_some(()) }
+        },
+    )
+    .await;
+    // The stream template the balancer's seed names.
+    eventually(
+        Duration::from_secs(30),
+        "the `live` template in Mist",
+        || {
+            let mist_api = &mist_api;
+            async move {
+                let streams = mist_api.streams().await.ok()?;
+                (streams.get("live")?.get("source")? == "push://").then_some(())
+            }
+        },
+    )
+    .await;
+
+    let rtmp_port = mist.listeners.rtmp_port;
+    let rtmp = move |key: &str| format!("rtmp://127.0.0.1:{rtmp_port}/live/{key}");
+    // A wrong key is refused by Mist on the edge's answer.
+    let mut wrong = Encoder::rtmp(&rtmp("sk_never_issued"), 20, &edge_dir.0.join("wrong.log"));
+    let refused = wrong.exited_within(Duration::from_secs(15)).await;
+    assert!(
+        refused.is_some_and(|s| !s.success()),
+        "a wrong key is refused: {refused:?}"
+    );
+
+    // The right key publishes, and the stream is live in GraphQL.
+    let first_packet = Instant::now();
+    let _encoder = Encoder::rtmp(&rtmp(&key), 120, &edge_dir.0.join("encoder.log"));
+    eventually(
+        Duration::from_secs(30),
+        "the stream live in GraphQL",
+        || {
+            let (platform, token, playback_id) = (&platform, &token, &playback_id);
+            async move { platform.is_live(token, playback_id).await.then_some(()) }
+        },
+    )
+    .await;
+    println!(
+        "figure: first RTMP packet to live in GraphQL: {:?}",
+        first_packet.elapsed()
+    );
+
+    // Viewers through the balancer: the 307 to the real edge, the playlist
+    // and three segments decoded by ffprobe.
+    let play = format!(
+        "http://{}/play/{playback_id}/hls/index.m3u8",
+        platform.balancer_http
+    );
+    let asked = Instant::now();
+    let (edge_url, segments) = eventually(Duration::from_secs(30), "three HLS segments", || {
+        let play = play.clone();
+        async move {
+            let (edge_url, segments) = hls_segments(&play, &[]).await;
+            (segments.len() >= 3).then_some((edge_url, segments))
+        }
+    })
+    .await;
+    assert!(
+        edge_url.starts_with(&format!("http://{}/hls/{playback_id}/", mist.http())),
+        "{edge_url}"
+    );
+    let first = fetch(&segments[0], &[]).await;
+    println!(
+        "figure: first viewer request to first segment: {:?}",
+        asked.elapsed()
+    );
+    assert_eq!(first.status, 200);
+    let recorded = edge_dir.0.join("segments.ts");
+    let mut bytes = first.body;
+    for segment in &segments[1..3] {
+        let fetched = fetch(segment, &[]).await;
+        assert_eq!(fetched.status, 200, "{segment}");
+        bytes.extend(fetched.body);
+    }
+    std::fs::write(&recorded, &bytes).unwrap();
+    let codecs = probe_codecs(&recorded);
+    assert!(
+        codecs.contains(&"h264".to_owned()) && codecs.contains(&"aac".to_owned()),
+        "{codecs:?}"
+    );
+
+    // A viewer who brings a token (a Bearer header, which Mist makes the
+    // session token) watches a public stream: defect 2 of the issue.
+    let bearer = "Bearer eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ2aWV3ZXIifQ.c2lnbmF0dXJl";
+    let (_, with_token) = hls_segments(&play, &[("authorization", bearer)]).await;
+    let fetched = fetch(&with_token[0], &[("authorization", bearer)]).await;
+    assert_eq!(
+        fetched.status, 200,
+        "a token-bearing viewer of a public stream is admitted"
+    );
+
+    // LL-HLS (CMAF) and MP4 through the balancer too.
+    let llhls = fetch(
+        &format!(
+            "http://{}/play/{playback_id}/llhls/index.m3u8",
+            platform.balancer_http
+        ),
+        &[],
+    )
+    .await;
+    assert_eq!(llhls.status, 307);
+    let cmaf = fetch(llhls.header("location").unwrap(), &[]).await;
+    assert_eq!(cmaf.status, 200, "{}", cmaf.text());
+    assert!(cmaf.text().contains("#EXTM3U"));
+    let mp4 = fetch(
+        &format!("http://{}/play/{playback_id}/mp4", platform.balancer_http),
+        &[],
+    )
+    .await;
+    assert_eq!(mp4.status, 307);
+
+    // Polling: Mist's clients and active streams reach the live state.
+    eventually(
+        Duration::from_secs(30),
+        "viewers counted from Mist's clients",
+        || {
+            let (platform, token) = (&platform, &token);
+            async move {
+                let data = platform
+                    .graphql(
+                        token,
+                        "{ streamsConnection { nodes { metrics { currentViewers } } } }",
+                    )
+                    .await;
+                let viewers =
+                    data["streamsConnection"]["nodes"][0]["metrics"]["currentViewers"].as_u64()?;
+                (viewers >= 1).then_some(())
+            }
+        },
+    )
+    .await;
+
+    // No socket of Mist's reaches past loopback.
+    let remotes = support::mist::remote_addresses(&mist.group_pids());
+    assert!(!remotes.is_empty(), "Mist's sockets are read");
+    for (protocol, pair) in &remotes {
+        let remote = pair.rsplit(" -> ").next().unwrap();
+        assert!(
+            remote.starts_with("127.")
+                || remote.starts_with("0.0.0.0:")
+                || remote.starts_with("[00000000"),
+            "{protocol} {pair}: Mist sent traffic off loopback"
+        );
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(mist.log_path())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600, "Mist's log holds push URLs with stream keys");
+
+    // Viewer sessions end (Mist's session timeout) and are accounted once each.
+    let stream_id = stream["createStream"]["id"].as_str().unwrap().to_owned();
+    let ended = eventually(
+        Duration::from_secs(90),
+        "USER_END rows in ClickHouse",
+        || {
+            let (platform, stream_id) = (&platform, &stream_id);
+            async move {
+                let rows = platform
+                    .clickhouse_count(
+                        "viewer_sessions",
+                        &format!(
+                            "delta = -1 AND stream_id LIKE '%{}%'",
+                            stream_id.rsplit(':').next().unwrap_or(&stream_id)
+                        ),
+                    )
+                    .await;
+                (rows >= 2).then_some(rows)
+            }
+        },
+    )
+    .await;
+    println!("viewer sessions ended and accounted: {ended}");
+
+    // Blocking triggers fail closed when the edge is down: Mist refuses
+    // the viewer by itself.
+    edge.kill();
+    let unreachable = fetch(&format!("{edge_url}"), &[("authorization", "Bearer a.b.c")]).await;
+    assert_ne!(
+        unreachable.status,
+        200,
+        "no viewer is let in unchecked: {}",
+        unreachable.text()
+    );
+
+    // Mist killed and restarted under the push: the edge (back up) re-syncs
+    // its config and the stream comes back.
+    let _edge = spawn_edge(&platform, &mist, &enrolment, &edge_dir, &edge_listen);
+    mist.kill();
+    mist.launch().await;
+    eventually(
+        Duration::from_secs(30),
+        "the trigger set back in the restarted Mist",
+        || {
+            let (mist_api, desired) = (&mist_api, &desired);
+            async move { (mist_api.config().await.ok()?.1 == *desired).then_some(()) }
+        },
+    )
+    .await;
+    let _again = Encoder::rtmp(&rtmp(&key), 120, &edge_dir.0.join("encoder-again.log"));
+    eventually(
+        Duration::from_secs(45),
+        "HLS served again after the restart",
+        || {
+            let play = play.clone();
+            async move {
+                let (_, segments) = hls_segments(&play, &[]).await;
+                (!segments.is_empty()).then_some(())
+            }
+        },
+    )
+    .await;
+}
