@@ -45,7 +45,6 @@ use frameworks_events::proto::v1::telemetry::{
     MistTriggerReceived, NodeHeartbeat, NodeMetrics, StreamSampled,
 };
 use frameworks_events::{EventPayload, Topic};
-use p256::pkcs8::DecodePrivateKey;
 use support::{
     client_python, drop_topics, fresh_database, kafka_with_topics, redis_url, repo_root, within,
 };
@@ -384,6 +383,29 @@ async fn ingest_is_validated_triggers_become_stream_facts_and_viewers_are_routed
         edge.resolve_key(&mut ingress, &stream_key).await,
         (name.clone(), String::new())
     );
+    // The accepted push holds the stream for this edge until the live state
+    // shows it there: another edge asking now is refused (momentarily),
+    // this one is not, and the claim goes when the ingest ends.
+    assert_eq!(
+        shared
+            .claim_ingest(stream, "another-node", Duration::from_secs(20))
+            .await
+            .unwrap(),
+        Some(edge.node_id.clone())
+    );
+    assert_eq!(
+        edge.resolve_key(&mut ingress, &stream_key).await,
+        (name.clone(), String::new())
+    );
+    shared.release_ingest(stream, "another-node").await.unwrap();
+    assert_eq!(
+        shared
+            .claim_ingest(stream, "another-node", Duration::from_secs(20))
+            .await
+            .unwrap(),
+        Some(edge.node_id.clone()),
+        "only the holder releases a claim"
+    );
     assert_eq!(
         edge.resolve_key(&mut ingress, "sk_never_issued").await,
         (String::new(), "unknown stream key".into())
@@ -516,7 +538,6 @@ async fn ingest_is_validated_triggers_become_stream_facts_and_viewers_are_routed
         },
     );
     answers.seed(std::slice::from_ref(&guarded_route));
-    let signing = p256::ecdsa::SigningKey::from_pkcs8_pem(&private_key_pem).unwrap();
     let now = chrono::Utc::now().timestamp();
     let viewer_with = |token: Option<String>| {
         let query = token.map(|t| format!("?jwt={t}")).unwrap_or_default();
@@ -533,20 +554,10 @@ async fn ingest_is_validated_triggers_become_stream_facts_and_viewers_are_routed
         async move { answers.answer(TriggerKind::UserNew, &trigger).await }
     };
     let token = |aud: &str| {
-        use base64::Engine;
-        let b64 = |v: serde_json::Value| {
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
-        };
-        let input = format!(
-            "{}.{}",
-            b64(serde_json::json!({"alg": "ES256", "kid": kid, "typ": "JWT"})),
-            b64(serde_json::json!({"aud": aud, "exp": now + 300}))
-        );
-        let signature: p256::ecdsa::Signature =
-            p256::ecdsa::signature::Signer::sign(&signing, input.as_bytes());
-        format!(
-            "{input}.{}",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature.to_bytes())
+        support::sign_playback_jwt(
+            &private_key_pem,
+            &kid,
+            &serde_json::json!({"aud": aud, "exp": now + 300}),
         )
     };
     assert_eq!(viewer_with(Some(token("player"))).await.body, "true");

@@ -11,8 +11,11 @@ mod support;
 use std::time::{Duration, Instant};
 
 use frameworks_edge::config_sync;
+use futures::StreamExt;
 use serde_json::{Value, json};
-use support::mist::{Encoder, MistServer, fetch, playlist_entries, post_json, probe_codecs};
+use support::mist::{
+    Encoder, MistServer, fetch, playlist_entries, post_json, probe_codecs, try_fetch,
+};
 use support::{RoleProcess, ScratchDir, free_port, spawn_read_side_role, spawn_role};
 use uuid::Uuid;
 
@@ -30,6 +33,12 @@ where
         assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Whether Mist let the viewer in: a refused HLS viewer gets a 200 with a
+/// playlist that ends at once with `#EXT-X-ERROR` (or another status).
+fn admitted(answer: &support::mist::Fetched) -> bool {
+    answer.status == 200 && !answer.text().contains("#EXT-X-ERROR")
 }
 
 /// Every role but the edge, as processes on the test's own topics,
@@ -200,13 +209,14 @@ fn spawn_edge(
     token: &str,
     dir: &ScratchDir,
     listen: &str,
+    metrics: &str,
 ) -> RoleProcess {
     spawn_role(
         "edge",
         &platform.kafka,
         &[
             ("FRAMEWORKS_EDGE_LISTEN", listen.to_owned()),
-            ("FRAMEWORKS_EDGE_METRICS_LISTEN", "127.0.0.1:0".into()),
+            ("FRAMEWORKS_EDGE_METRICS_LISTEN", metrics.to_owned()),
             ("FRAMEWORKS_MIST_ADDRESS", mist.api()),
             ("FRAMEWORKS_MIST_USERNAME", support::mist::USERNAME.into()),
             ("FRAMEWORKS_MIST_PASSWORD", mist.password.clone()),
@@ -293,7 +303,15 @@ async fn an_edge_in_front_of_a_real_mistserver_publishes_plays_and_accounts() {
 
     let edge_dir = ScratchDir::new("real-mist-edge");
     let edge_listen = format!("127.0.0.1:{}", free_port());
-    let mut edge = spawn_edge(&platform, &mist, &enrolment, &edge_dir, &edge_listen);
+    let edge_metrics = format!("127.0.0.1:{}", free_port());
+    let mut edge = spawn_edge(
+        &platform,
+        &mist,
+        &enrolment,
+        &edge_dir,
+        &edge_listen,
+        &edge_metrics,
+    );
 
     // Trigger registration in Mist's real config, failing closed.
     let desired = config_sync::desired(&format!("http://{edge_listen}"));
@@ -381,25 +399,30 @@ async fn an_edge_in_front_of_a_real_mistserver_publishes_plays_and_accounts() {
         "http://{}/play/{playback_id}/hls/index.m3u8",
         platform.balancer_http
     );
-    let asked = Instant::now();
-    let (edge_url, segments) = eventually(Duration::from_secs(30), "three HLS segments", || {
-        let play = play.clone();
-        async move {
-            let (edge_url, segments) = hls_segments(&play, &[]).await;
-            (segments.len() >= 3).then_some((edge_url, segments))
-        }
-    })
-    .await;
+    let since_live = Instant::now();
+    let (edge_url, segments, first, one_viewer) =
+        eventually(Duration::from_secs(30), "three HLS segments", || {
+            let play = play.clone();
+            async move {
+                // One viewer's way in: /play, the 307, the playlists, a segment.
+                let asked = Instant::now();
+                let (edge_url, segments) = hls_segments(&play, &[]).await;
+                if segments.len() < 3 {
+                    return None;
+                }
+                let first = fetch(&segments[0], &[]).await;
+                (first.status == 200).then(|| (edge_url, segments, first, asked.elapsed()))
+            }
+        })
+        .await;
+    println!(
+        "figure: first viewer request to first segment: {one_viewer:?} ({:?} after live, until Mist listed three segments)",
+        since_live.elapsed()
+    );
     assert!(
         edge_url.starts_with(&format!("http://{}/hls/{playback_id}/", mist.http())),
         "{edge_url}"
     );
-    let first = fetch(&segments[0], &[]).await;
-    println!(
-        "figure: first viewer request to first segment: {:?}",
-        asked.elapsed()
-    );
-    assert_eq!(first.status, 200);
     let recorded = edge_dir.0.join("segments.ts");
     let mut bytes = first.body;
     for segment in &segments[1..3] {
@@ -485,44 +508,181 @@ async fn an_edge_in_front_of_a_real_mistserver_publishes_plays_and_accounts() {
         & 0o777;
     assert_eq!(mode, 0o600, "Mist's log holds push URLs with stream keys");
 
-    // Viewer sessions end (Mist's session timeout) and are accounted once each.
-    let stream_id = stream["createStream"]["id"].as_str().unwrap().to_owned();
+    // A thousand viewers, each with a session token of its own: Mist fires
+    // USER_NEW for each (blocking) and, once each session times out,
+    // USER_END, writing it and closing the socket at once. Every one is
+    // accounted in ClickHouse exactly once.
+    const SESSIONS: u64 = 1_000;
+    let started = Instant::now();
+    let viewers = futures::stream::iter(0..SESSIONS)
+        .map(|n| {
+            let url = format!("{edge_url}?tkn={}", 9_000_000_000u64 + n);
+            async move {
+                // A player asks again when a playlist does not come: so
+                // does this one, three times at most, counting each.
+                for attempt in 0..3u32 {
+                    if let Some(answer) = try_fetch(&url, &[], Duration::from_secs(10)).await {
+                        return (admitted(&answer), attempt);
+                    }
+                }
+                (false, 3)
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<(bool, u32)>>()
+        .await;
+    let retried: u32 = viewers.iter().map(|(_, retries)| retries).sum();
+    assert!(viewers.iter().all(|(a, _)| *a), "every viewer admitted");
+    println!(
+        "{SESSIONS} viewers: {retried} playlist requests asked again after 10 s without an answer"
+    );
+    println!(
+        "{SESSIONS} viewer sessions opened in {:?}",
+        started.elapsed()
+    );
+    let ours = "match(session_id, '/9000000[0-9]{3}$')";
     let ended = eventually(
-        Duration::from_secs(90),
-        "USER_END rows in ClickHouse",
+        Duration::from_secs(180),
+        "1,000 USER_ENDs in ClickHouse",
         || {
-            let (platform, stream_id) = (&platform, &stream_id);
+            let platform = &platform;
             async move {
                 let rows = platform
-                    .clickhouse_count(
-                        "viewer_sessions",
-                        &format!(
-                            "delta = -1 AND stream_id LIKE '%{}%'",
-                            stream_id.rsplit(':').next().unwrap_or(&stream_id)
-                        ),
-                    )
+                    .clickhouse_count("viewer_sessions", &format!("delta = -1 AND {ours}"))
                     .await;
-                (rows >= 2).then_some(rows)
+                (rows >= SESSIONS).then_some(rows)
             }
         },
     )
     .await;
-    println!("viewer sessions ended and accounted: {ended}");
+    println!(
+        "figure: {ended} of {SESSIONS} USER_ENDs accounted, {:?} after the first viewer",
+        started.elapsed()
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        platform
+            .clickhouse_count("viewer_sessions", &format!("delta = -1 AND {ours}"))
+            .await,
+        SESSIONS,
+        "each USER_END once, none lost"
+    );
+    assert_eq!(
+        platform
+            .clickhouse_count("viewer_sessions", &format!("delta = 1 AND {ours}"))
+            .await,
+        SESSIONS,
+        "each USER_NEW admitted once"
+    );
+
+    // A JWT playback policy, enforced by Mist on the edge's answer.
+    let stream_id = stream["createStream"]["id"].as_str().unwrap().to_owned();
+    let signing_key = platform
+        .graphql(
+            &token,
+            r#"mutation { createSigningKey(input: {name: "player"}) { __typename ... on CreateSigningKeySuccess { privateKeyPem signingKey { kid } } } }"#,
+        )
+        .await;
+    let pem = signing_key["createSigningKey"]["privateKeyPem"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let kid = signing_key["createSigningKey"]["signingKey"]["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    platform
+        .graphql(
+            &token,
+            &format!(
+                r#"mutation {{ setPlaybackPolicy(input: {{streamId: "{stream_id}", policy: {{type: JWT, jwt: {{requiredAudience: ["player"]}}}}}}) {{ __typename }} }}"#
+            ),
+        )
+        .await;
+    let jwt = support::sign_playback_jwt(
+        &pem,
+        &kid,
+        &json!({"aud": "player", "exp": chrono::Utc::now().timestamp() + 600}),
+    );
+    let guarded = |query: String| format!("{edge_url}{query}");
+    eventually(
+        Duration::from_secs(30),
+        "a viewer without a token refused by Mist",
+        || {
+            let url = guarded(format!("?tkn={}", Uuid::now_v7().simple()));
+            async move { (!admitted(&fetch(&url, &[]).await)).then_some(()) }
+        },
+    )
+    .await;
+    let (_, protected) = hls_segments(&format!("{play}?jwt={jwt}"), &[]).await;
+    assert!(
+        !protected.is_empty(),
+        "a viewer with a valid token is admitted"
+    );
+    let watched = fetch(&protected[0], &[]).await;
+    assert_eq!(watched.status, 200, "and gets segments");
+    let wrong_audience = support::sign_playback_jwt(
+        &pem,
+        &kid,
+        &json!({"aud": "elsewhere", "exp": chrono::Utc::now().timestamp() + 600}),
+    );
+    let refused = fetch(&guarded(format!("?jwt={wrong_audience}")), &[]).await;
+    assert!(
+        !admitted(&refused),
+        "a token for another audience is refused: {}",
+        refused.text()
+    );
+
+    // Trigger answer times, as the edge measured them.
+    let metrics = fetch(&format!("http://{edge_metrics}/metrics"), &[])
+        .await
+        .text();
+    for trigger in ["PUSH_REWRITE", "PLAY_REWRITE", "USER_NEW"] {
+        let quantile = |q: &str| {
+            metrics
+                .lines()
+                .find(|l| {
+                    l.starts_with("frameworks_edge_trigger_answer_seconds{")
+                        && l.contains(&format!("trigger=\"{trigger}\""))
+                        && l.contains(&format!("quantile=\"{q}\""))
+                })
+                .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .unwrap_or(f64::NAN)
+        };
+        println!(
+            "figure: {trigger} answered in p50 {:.2} ms, p99 {:.2} ms",
+            quantile("0.5") * 1000.0,
+            quantile("0.99") * 1000.0
+        );
+    }
 
     // Blocking triggers fail closed when the edge is down: Mist refuses
     // the viewer by itself.
     edge.kill();
-    let unreachable = fetch(&format!("{edge_url}"), &[("authorization", "Bearer a.b.c")]).await;
-    assert_ne!(
-        unreachable.status,
-        200,
+    // Mist tries the handler a few times before it applies `onfail`.
+    let unreachable = try_fetch(
+        &guarded(format!("?tkn=edge-down-{}", Uuid::now_v7().simple())),
+        &[],
+        Duration::from_secs(60),
+    )
+    .await
+    .expect("Mist answers once its attempts at the edge have failed");
+    assert!(
+        !admitted(&unreachable),
         "no viewer is let in unchecked: {}",
         unreachable.text()
     );
 
     // Mist killed and restarted under the push: the edge (back up) re-syncs
     // its config and the stream comes back.
-    let _edge = spawn_edge(&platform, &mist, &enrolment, &edge_dir, &edge_listen);
+    let _edge = spawn_edge(
+        &platform,
+        &mist,
+        &enrolment,
+        &edge_dir,
+        &edge_listen,
+        &edge_metrics,
+    );
     mist.kill();
     mist.launch().await;
     eventually(

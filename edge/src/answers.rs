@@ -410,7 +410,10 @@ impl<R: Resolver> Answers<R> {
                 };
                 match self.ingest(kind, key).await {
                     Some(Some(internal)) => Answer::value(internal),
-                    Some(None) => Answer::deny("unknown or refused stream key"),
+                    Some(None) => {
+                        counter!("frameworks_edge_pushes_refused_total").increment(1);
+                        Answer::deny("unknown or refused stream key")
+                    }
                     None => self.fallback(kind),
                 }
             }
@@ -607,6 +610,85 @@ mod tests {
                 .action,
             Action::Keep
         );
+    }
+
+    fn ingest(key: &str, internal_name: &str, momentary: bool) -> proto::Route {
+        proto::Route {
+            kind: Some(route::Kind::Ingest(proto::IngestRoute {
+                key_sha256: key_sha256(key),
+                internal_name: internal_name.into(),
+                refusal: if internal_name.is_empty() {
+                    "refused".into()
+                } else {
+                    String::new()
+                },
+                momentary,
+            })),
+        }
+    }
+
+    /// A balancer whose answer for every key is set by the test, counting
+    /// how often it is asked.
+    #[derive(Default)]
+    struct ScriptedBalancer {
+        stream: std::sync::Mutex<Option<String>>,
+        asked: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Resolver for Arc<ScriptedBalancer> {
+        async fn resolve(&self, _: TriggerKind, hash: &str) -> Option<Resolved> {
+            self.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let stream = self
+                .stream
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            Some(Resolved::Ingest {
+                key_sha256: hash.to_owned(),
+                momentary: stream.is_none(),
+                stream,
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn every_push_is_asked_of_the_balancer_and_only_lasting_refusals_are_kept() {
+        let balancer = Arc::new(ScriptedBalancer::default());
+        let answers = Answers::new(
+            Arc::clone(&balancer),
+            AnswerSettings {
+                budget: Duration::from_millis(200),
+                admit_unknown_viewers: false,
+            },
+        );
+        let push = |key: &str| Trigger::PushRewrite {
+            url: format!("rtmp://127.0.0.1/live/{key}"),
+            host: "203.0.113.9".into(),
+            stream: key.into(),
+        };
+        // A reconnecting edge's seed says the key publishes; the balancer,
+        // asked all the same, says the stream is live on another edge now.
+        answers.seed(&[ingest("k", "live+s1", false), ingest("gone", "", false)]);
+        let refused = answers.answer(TriggerKind::PushRewrite, &push("k")).await;
+        assert_eq!(refused.action, Action::Deny);
+        // That refusal was momentary: the next push is asked about again,
+        // and let through once the other encoder has gone.
+        *balancer
+            .stream
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some("live+s1".into());
+        let accepted = answers.answer(TriggerKind::PushRewrite, &push("k")).await;
+        assert_eq!(
+            (accepted.action, accepted.body.as_str()),
+            (Action::Value, "live+s1")
+        );
+        assert_eq!(balancer.asked.load(std::sync::atomic::Ordering::SeqCst), 2);
+        // A lasting refusal from the seed is answered without asking.
+        let gone = answers
+            .answer(TriggerKind::PushRewrite, &push("gone"))
+            .await;
+        assert_eq!(gone.action, Action::Deny);
+        assert_eq!(balancer.asked.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 
     #[test]

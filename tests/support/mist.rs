@@ -36,6 +36,7 @@ pub struct MistServer {
     pub dir: ScratchDir,
     pub listeners: MistListeners,
     pub password: String,
+    udp_api_port: u16,
     controller: Option<Child>,
 }
 
@@ -54,6 +55,7 @@ impl MistServer {
             dir,
             listeners,
             password: format!("pw-{}", uuid::Uuid::now_v7().simple()),
+            udp_api_port: free_udp_port(),
             controller: None,
         };
         mist.launch().await;
@@ -116,15 +118,24 @@ impl MistServer {
             .spawn()
             .expect("MistController starts");
         self.controller = Some(controller);
+        // The API answers at once; Mist starts its protocols a few seconds later.
         let client = self.client();
         let deadline = Instant::now() + Duration::from_secs(30);
+        let listening = |port: u16| async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        };
         loop {
-            if client.version().await.is_ok() {
+            if client.version().await.is_ok()
+                && listening(self.listeners.http_port).await
+                && listening(self.listeners.rtmp_port).await
+            {
                 break;
             }
             assert!(
                 Instant::now() < deadline,
-                "MistServer's API did not answer within 30 s; see {}",
+                "MistServer's API and protocols did not answer within 30 s; see {}",
                 self.log_path().display()
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -173,6 +184,14 @@ impl Drop for MistServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A UDP port free on 127.0.0.1 now.
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|socket| socket.local_addr())
+        .expect("an ephemeral UDP port on 127.0.0.1")
+        .port()
 }
 
 /// Every remote address the sockets of `pids` are connected or sending to,
@@ -337,7 +356,24 @@ pub async fn post_json(
         .unwrap_or_else(|_| panic!("POST {url}: {} {}", answer.status, answer.text()))
 }
 
+/// GETs `url` within `limit`; `None` when it did not finish in time.
+pub async fn try_fetch(url: &str, headers: &[(&str, &str)], limit: Duration) -> Option<Fetched> {
+    send_within("GET", url, headers, Vec::new(), limit).await
+}
+
 async fn send(method: &str, url: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Fetched {
+    send_within(method, url, headers, body, Duration::from_secs(15))
+        .await
+        .unwrap_or_else(|| panic!("{method} {url} did not finish within 15 s"))
+}
+
+async fn send_within(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+    limit: Duration,
+) -> Option<Fetched> {
     use http_body_util::BodyExt;
     let parsed = url::Url::parse(url).unwrap_or_else(|_| panic!("{url} is a URL"));
     let address = format!(
@@ -392,9 +428,7 @@ async fn send(method: &str, url: &str, headers: &[(&str, &str)], body: Vec<u8>) 
             body,
         }
     };
-    tokio::time::timeout(Duration::from_secs(15), exchange)
-        .await
-        .unwrap_or_else(|_| panic!("{method} {url} did not finish within 15 s"))
+    tokio::time::timeout(limit, exchange).await.ok()
 }
 
 /// The URIs of a playlist's entries (variant playlists or segments),

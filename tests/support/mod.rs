@@ -80,8 +80,12 @@ impl ScratchDir {
 }
 
 impl Drop for ScratchDir {
+    /// Removed, unless FRAMEWORKS_KEEP_SCRATCH is set (to read a failed
+    /// test's logs afterwards).
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        if std::env::var_os("FRAMEWORKS_KEEP_SCRATCH").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
 }
 
@@ -103,6 +107,18 @@ impl Drop for RoleProcess {
     }
 }
 
+/// Where a spawned role's log goes: nowhere, or, when
+/// FRAMEWORKS_TEST_LOG_DIR names a directory, `<role>-<n>.log` in it (to
+/// read what a failed test's roles said).
+fn role_log(role: &str) -> std::process::Stdio {
+    let Some(dir) = std::env::var_os("FRAMEWORKS_TEST_LOG_DIR") else {
+        return std::process::Stdio::null();
+    };
+    let path = PathBuf::from(dir).join(format!("{role}-{}.log", Uuid::now_v7().simple()));
+    std::fs::File::create(&path)
+        .map_or_else(|_| std::process::Stdio::null(), std::process::Stdio::from)
+}
+
 /// Starts `frameworks <role>` on the test's Kafka prefix, quiet but for
 /// warnings, with `env` on top; it is killed when the handle drops.
 pub fn spawn_role(
@@ -117,7 +133,7 @@ pub fn spawn_role(
             .env("FRAMEWORKS_TOPIC_PREFIX", &kafka.catalogue.prefix)
             .env("FRAMEWORKS_LOG", "warn")
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .stdout(std::process::Stdio::null())
+            .stdout(role_log(role))
             .stderr(std::process::Stdio::inherit())
             .spawn()
             .expect("the frameworks binary starts"),
@@ -296,4 +312,26 @@ pub fn client_python() -> PathBuf {
         assert!(pip.success(), "pip install {CLIENT}");
     }
     python
+}
+
+/// An ES256 playback token signed with the PKCS#8 `private_key_pem`, its
+/// header naming `kid`, with `claims`.
+pub fn sign_playback_jwt(private_key_pem: &str, kid: &str, claims: &serde_json::Value) -> String {
+    use base64::Engine;
+    use p256::pkcs8::DecodePrivateKey;
+    let signing = p256::ecdsa::SigningKey::from_pkcs8_pem(private_key_pem).expect("a PKCS#8 key");
+    let b64 = |v: &serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let input = format!(
+        "{}.{}",
+        b64(&serde_json::json!({"alg": "ES256", "kid": kid, "typ": "JWT"})),
+        b64(claims)
+    );
+    let signature: p256::ecdsa::Signature =
+        p256::ecdsa::signature::Signer::sign(&signing, input.as_bytes());
+    format!(
+        "{input}.{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature.to_bytes())
+    )
 }

@@ -346,13 +346,15 @@ impl MistClient {
         self.one("capabilities", json!(true)).await
     }
 
-    /// MistServer's version string.
+    /// MistServer's version string (`fw-51c613a4`). Mist answers an object
+    /// (`{"version": .., "release": .., "date": .., "time": ..}`).
     pub async fn version(&self) -> Result<String, MistError> {
         let version = self.one("version", json!(true)).await?;
         version
-            .as_str()
+            .get("version")
+            .and_then(Value::as_str)
             .map(str::to_owned)
-            .ok_or_else(|| bad("version", "not a string"))
+            .ok_or_else(|| bad("version", "no version string"))
     }
 
     /// Writes Mist's config to disk now.

@@ -157,6 +157,45 @@ impl SharedState {
         self.redis.clone().hgetall(self.key("seen")).await
     }
 
+    /// Claims `stream`'s ingest for `node` for `hold`: the node that holds
+    /// it already, if another one does. A claim closes the window between a
+    /// push accepted on one edge and the live state showing the stream
+    /// there, in which a second encoder on another edge would be let in
+    /// too; the same node claiming again renews its claim.
+    pub async fn claim_ingest(
+        &self,
+        stream: Uuid,
+        node: &str,
+        hold: Duration,
+    ) -> Result<Option<String>, redis::RedisError> {
+        const CLAIM: &str = r"
+            local holder = redis.call('GET', KEYS[1])
+            if holder and holder ~= ARGV[1] then return holder end
+            redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+            return false";
+        let held: Option<String> = redis::Script::new(CLAIM)
+            .key(self.key(&format!("ingest:{stream}")))
+            .arg(node)
+            .arg(u64::try_from(hold.as_millis()).unwrap_or(u64::MAX).max(1))
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        Ok(held)
+    }
+
+    /// Gives up `node`'s claim on `stream`'s ingest (its ingest ended), so
+    /// that the next encoder may publish at once from any edge.
+    pub async fn release_ingest(&self, stream: Uuid, node: &str) -> Result<(), redis::RedisError> {
+        const RELEASE: &str = r"
+            if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+            return 0";
+        let _: i64 = redis::Script::new(RELEASE)
+            .key(self.key(&format!("ingest:{stream}")))
+            .arg(node)
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        Ok(())
+    }
+
     /// Holds `bps` on `node` for the redirect `key`.
     pub async fn charge(&self, node: &str, key: &str, bps: u64) -> Result<(), redis::RedisError> {
         self.redis

@@ -29,10 +29,14 @@ use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use crate::control::EdgeControlService;
-use crate::directory::{self, DirectoryError, Forgotten, IngestDecision, stream_of};
+use crate::directory::{self, DirectoryError, Forgotten, IngestDecision, IngestRefusal, stream_of};
 
 /// Most triggers in one submission.
 const MAX_BATCH: usize = 1_000;
+
+/// How long an accepted push holds its stream for its edge before the live
+/// state shows it there (released early when the ingest ends).
+const INGEST_CLAIM_HOLD: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Namespace of the event ids derived from trigger ids.
 const TRIGGER_EVENTS: Uuid = Uuid::from_u128(0x6a0f_4d2e_8b1c_4f3a_9e57_2c81_d0b4_e613);
@@ -417,6 +421,12 @@ impl EdgeControlService {
                 }
                 continue;
             }
+            if let EventPayload::IngestEnded(_) = &record.payload {
+                if let Err(error) = self.shared.release_ingest(stream, node).await {
+                    warn!(%error, "an ingest claim could not be released; it expires");
+                }
+                continue;
+            }
             let EventPayload::IngestStarted(_) = record.payload else {
                 continue;
             };
@@ -517,11 +527,23 @@ impl Ingress for EdgeControlService {
                     ));
                 }
                 let hash = hash.to_ascii_lowercase();
-                let decision = self
+                let mut decision = self
                     .directory
                     .ingest(&hash, &request.node_id)
                     .await
                     .map_err(unavailable)?;
+                if let IngestDecision::Accept { stream, .. } = decision {
+                    let held = self
+                        .shared
+                        .claim_ingest(stream, &request.node_id, INGEST_CLAIM_HOLD)
+                        .await
+                        .map_err(|error| {
+                            Status::unavailable(format!("the shared state: {error}"))
+                        })?;
+                    if let Some(node) = held {
+                        decision = IngestDecision::Refuse(IngestRefusal::LiveElsewhere { node });
+                    }
+                }
                 let outcome = match &decision {
                     IngestDecision::Accept { .. } => "accepted",
                     IngestDecision::Refuse(_) => "refused",

@@ -344,7 +344,15 @@ impl MistState {
                 self.saves += 1;
                 None
             }
-            "version" => Some(("version".into(), json!("fw-51c613a4"))),
+            "version" => Some((
+                "version".into(),
+                json!({
+                    "version": "fw-51c613a4",
+                    "release": "Generic_x86_64",
+                    "date": "Nov 21 2026",
+                    "time": "04:41:07"
+                }),
+            )),
             _ => None,
         }
     }
