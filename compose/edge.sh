@@ -132,7 +132,14 @@ start_mist() {
     (umask 077 && touch "$LOG_DIR/mist.log")
     chmod 600 "$LOG_DIR/mist.log"
     step "mist: starting MistServer ($bin_dir)"
-    setsid "$bin_dir/MistController" -c "$MIST_DATA_DIR/config.json" -i 127.0.0.1 -p "$FRAMEWORKS_MIST_API_PORT" \
+    # Mist's processes share state through /dev/shm under fixed names and
+    # find the controller's UDP API there: this Mist gets a /dev/shm of its
+    # own (a private mount namespace, gone with it, so a killed Mist leaves
+    # nothing stale) and its own UDP API port, so it never meets another
+    # Mist on this machine (the tests run their own).
+    UDP_API="udp://127.0.0.1:$FRAMEWORKS_MIST_UDP_API_PORT" setsid unshare --mount --propagation private -- \
+        sh -c 'mount -t tmpfs -o size=2g,mode=1777 frameworks-mist-shm /dev/shm && exec "$0" "$@"' \
+        "$bin_dir/MistController" -c "$MIST_DATA_DIR/config.json" -i 127.0.0.1 -p "$FRAMEWORKS_MIST_API_PORT" \
         </dev/null >>"$LOG_DIR/mist.log" 2>&1 &
     pid=$!
     record_pid mist "$pid" "MistController -c $MIST_DATA_DIR/config.json" "$FRAMEWORKS_MIST_API_PORT"

@@ -101,7 +101,15 @@ impl MistServer {
         // Mist logs push URLs with their stream keys: owner-only.
         let log = open_private(&self.log_path()).expect("Mist's log file");
         use std::os::unix::process::CommandExt;
-        let controller = Command::new(bin_dir().join("MistController"))
+        // Mist's processes share state through /dev/shm under fixed names
+        // (its trigger set, config and streams) and find the controller's
+        // UDP API there: each test's Mist gets a /dev/shm of its own (a
+        // private mount namespace) and a UDP API port of its own, so it
+        // never meets compose/up's Mist or what a killed one left behind.
+        let controller = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+            .arg(r#"mount -t tmpfs -o size=2g,mode=1777 frameworks-mist-shm /dev/shm && exec "$0" "$@""#)
+            .arg(bin_dir().join("MistController"))
             .arg("-c")
             .arg(self.config_path())
             .args([
@@ -110,6 +118,7 @@ impl MistServer {
                 "-p",
                 &self.listeners.api_port.to_string(),
             ])
+            .env("UDP_API", format!("udp://127.0.0.1:{}", self.udp_api_port))
             // Not from a terminal: no interactive first-time set-up.
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log handle"))
@@ -254,12 +263,21 @@ fn decode(address: &str) -> String {
     format!("[{ip}]:{port}")
 }
 
-/// An ffmpeg test pattern (H.264 and AAC) pushed over RTMP to `url`, for
-/// `seconds`; killed when dropped.
+/// An ffmpeg test pattern (H.264 and AAC) pushed to `url` for `seconds`;
+/// killed when dropped.
 pub struct Encoder(pub Child);
 
 impl Encoder {
     pub fn rtmp(url: &str, seconds: u32, log: &Path) -> Self {
+        Self::push("flv", url, seconds, log)
+    }
+
+    /// The same test pattern as MPEG-TS over SRT (`srt://host:port?streamid=<key>`).
+    pub fn srt(url: &str, seconds: u32, log: &Path) -> Self {
+        Self::push("mpegts", url, seconds, log)
+    }
+
+    fn push(format: &str, url: &str, seconds: u32, log: &Path) -> Self {
         let log = std::fs::File::create(log).expect("encoder log");
         Self(
             Command::new("ffmpeg")
@@ -276,7 +294,7 @@ impl Encoder {
                     "zerolatency",
                 ])
                 .args([
-                    "-g", "30", "-pix_fmt", "yuv420p", "-c:a", "aac", "-f", "flv", url,
+                    "-g", "30", "-pix_fmt", "yuv420p", "-c:a", "aac", "-f", format, url,
                 ])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
