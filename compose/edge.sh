@@ -137,6 +137,7 @@ start_mist() {
     # own (a private mount namespace, gone with it, so a killed Mist leaves
     # nothing stale) and its own UDP API port, so it never meets another
     # Mist on this machine (the tests run their own).
+    # shellcheck disable=SC2016 # $0 and $@ are the inner shell's.
     UDP_API="udp://127.0.0.1:$FRAMEWORKS_MIST_UDP_API_PORT" setsid unshare --mount --propagation private -- \
         sh -c 'mount -t tmpfs -o size=2g,mode=1777 frameworks-mist-shm /dev/shm && exec "$0" "$@"' \
         "$bin_dir/MistController" -c "$MIST_DATA_DIR/config.json" -i 127.0.0.1 -p "$FRAMEWORKS_MIST_API_PORT" \
@@ -151,7 +152,7 @@ stop_mist() {
     local pid
     pid="$(pid_of mist)" || true
     stop_component mist TERM
-    [[ -n "$pid" ]] && kill -KILL -- "-$pid" 2>/dev/null || true
+    if [[ -n "$pid" ]]; then kill -KILL -- "-$pid" 2>/dev/null || true; fi
 }
 
 # start_encoder: an ffmpeg test pattern pushing the demo stream over RTMP,
@@ -176,12 +177,18 @@ start_encoder() {
 start_edge() {
     # shellcheck source=/dev/null
     source "$DEMO_ENV"
-    case "$FRAMEWORKS_EDGE_MIST" in
-    real) start_mist ;;
-    simulated) start_mist_simulator ;;
-    *) die "FRAMEWORKS_EDGE_MIST='$FRAMEWORKS_EDGE_MIST' is neither 'real' nor 'simulated'" ;;
-    esac
+    [[ "$FRAMEWORKS_EDGE_MIST" == real || "$FRAMEWORKS_EDGE_MIST" == simulated ]] ||
+        die "FRAMEWORKS_EDGE_MIST='$FRAMEWORKS_EDGE_MIST' is neither 'real' nor 'simulated'"
     mkdir -p "$EDGE_DATA_DIR"
+    # Switching between the real and the simulated Mist: the other one
+    # stops, and the edge daemon restarts in front of the chosen one.
+    local mode_file="$EDGE_DATA_DIR/mist-mode"
+    if [[ -f "$mode_file" && "$(cat "$mode_file")" != "$FRAMEWORKS_EDGE_MIST" ]]; then
+        say "edge: switching to the $FRAMEWORKS_EDGE_MIST MistServer"
+        stop_edge
+    fi
+    if [[ "$FRAMEWORKS_EDGE_MIST" == real ]]; then start_mist; else start_mist_simulator; fi
+    printf '%s\n' "$FRAMEWORKS_EDGE_MIST" >"$mode_file"
     export FRAMEWORKS_EDGE_LISTEN FRAMEWORKS_EDGE_METRICS_LISTEN
     export FRAMEWORKS_EDGE_BALANCER="http://$FRAMEWORKS_BALANCER_GRPC_LISTEN"
     export FRAMEWORKS_EDGE_JOURNAL="$EDGE_DATA_DIR/journal.redb"

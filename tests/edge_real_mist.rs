@@ -35,6 +35,19 @@ where
     }
 }
 
+/// The sum of a Prometheus counter's series at `listen` whose labels
+/// mention `label` (every series when empty).
+async fn metric(listen: &str, name: &str, label: &str) -> f64 {
+    fetch(&format!("http://{listen}/metrics"), &[])
+        .await
+        .text()
+        .lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter(|l| label.is_empty() || l.contains(&format!("\"{label}\"")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .fold(0.0, |sum, value| sum + value)
+}
+
 /// Whether Mist let the viewer in: a refused HLS viewer gets a 200 with a
 /// playlist that ends at once with `#EXT-X-ERROR` (or another status).
 fn admitted(answer: &support::mist::Fetched) -> bool {
@@ -50,6 +63,7 @@ struct Platform {
     bridge: String,
     balancer_http: String,
     balancer_grpc: String,
+    balancer_metrics: String,
     clickhouse_base: String,
 }
 
@@ -85,6 +99,7 @@ impl Platform {
         roles.push(bridge);
         let balancer_http = format!("127.0.0.1:{}", free_port());
         let balancer_grpc = format!("127.0.0.1:{}", free_port());
+        let balancer_metrics = format!("127.0.0.1:{}", free_port());
         roles.push(spawn_role(
             "balancer",
             &kafka,
@@ -95,7 +110,10 @@ impl Platform {
                 ("FRAMEWORKS_LIVE_KEY_PREFIX", prefix.clone()),
                 ("FRAMEWORKS_BALANCER_HTTP_LISTEN", balancer_http.clone()),
                 ("FRAMEWORKS_BALANCER_GRPC_LISTEN", balancer_grpc.clone()),
-                ("FRAMEWORKS_BALANCER_METRICS_LISTEN", "127.0.0.1:0".into()),
+                (
+                    "FRAMEWORKS_BALANCER_METRICS_LISTEN",
+                    balancer_metrics.clone(),
+                ),
                 ("FRAMEWORKS_BALANCER_EDGE_SCHEME", "http".into()),
                 ("FRAMEWORKS_BALANCER_HEARTBEAT_SECONDS", "1".into()),
                 (
@@ -111,6 +129,7 @@ impl Platform {
             bridge: format!("http://127.0.0.1:{bridge_port}"),
             balancer_http,
             balancer_grpc,
+            balancer_metrics,
             clickhouse_base,
         };
         let bridge_up = format!("{}/graphql", platform.bridge);
@@ -248,7 +267,8 @@ fn spawn_edge(
             ("FRAMEWORKS_EDGE_POLL_SECONDS", "1".into()),
             (
                 "FRAMEWORKS_EDGE_HARDWARE_FINGERPRINT",
-                format!("real-mist-{}", Uuid::now_v7().simple()),
+                // One machine, whichever process runs on it: the scratch dir's name.
+                dir.0.file_name().unwrap().to_string_lossy().into_owned(),
             ),
         ],
     )
@@ -554,20 +574,47 @@ async fn an_edge_in_front_of_a_real_mistserver_publishes_plays_and_accounts() {
         started.elapsed()
     );
     let ours = "match(session_id, '/9000000[0-9]{3}$')";
-    let ended = eventually(
-        Duration::from_secs(180),
-        "1,000 USER_ENDs in ClickHouse",
-        || {
-            let platform = &platform;
-            async move {
-                let rows = platform
-                    .clickhouse_count("viewer_sessions", &format!("delta = -1 AND {ours}"))
-                    .await;
-                (rows >= SESSIONS).then_some(rows)
-            }
-        },
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut ended = 0;
+    while Instant::now() < deadline {
+        ended = platform
+            .clickhouse_count("viewer_sessions", &format!("delta = -1 AND {ours}"))
+            .await;
+        if ended >= SESSIONS {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Where each USER_END got to: Mist, the edge, the balancer's ingress.
+    let mist_fired = std::fs::read_to_string(mist.log_path())
+        .unwrap()
+        .matches("Executing USER_END trigger")
+        .count();
+    let edge_counted = metric(&edge_metrics, "frameworks_edge_triggers_total", "USER_END").await;
+    let refused = metric(&edge_metrics, "frameworks_edge_triggers_rejected_total", "").await;
+    let ingress = metric(
+        &platform.balancer_metrics,
+        "frameworks_balancer_triggers_accepted_total",
+        "",
     )
     .await;
+    let unknown = metric(
+        &platform.balancer_metrics,
+        "frameworks_balancer_triggers_unknown_stream_total",
+        "",
+    )
+    .await;
+    let facts_refused = metric(
+        &platform.balancer_metrics,
+        "frameworks_balancer_facts_rejected_total",
+        "",
+    )
+    .await;
+    println!(
+        "USER_END: fired by Mist {mist_fired}, taken by the edge {edge_counted} (refused {refused}), \
+         ingress accepted {ingress} triggers (unknown stream {unknown}, typed facts refused {facts_refused}), \
+         {ended} of ours in ClickHouse"
+    );
     println!(
         "figure: {ended} of {SESSIONS} USER_ENDs accounted, {:?} after the first viewer",
         started.elapsed()

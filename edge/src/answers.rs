@@ -338,11 +338,27 @@ pub struct Answers<R> {
     settings: AnswerSettings,
 }
 
-/// The last path segment of a push URL: the stream key in
-/// `rtmp://host/live/<key>` (query and `+` suffixes removed).
-pub(crate) fn stream_key(url: &str) -> &str {
-    let path = url.split(['?', '#']).next().unwrap_or_default();
-    path.rsplit('/').next().unwrap_or_default()
+/// The stream key in a push URL: SRT's `streamid` parameter
+/// (`srt://host:port?streamid=<key>`, also in the access-control form
+/// `#!::r=<key>,m=publish`), else the last path segment
+/// (`rtmp://host/live/<key>`, query removed).
+pub(crate) fn stream_key(url: &str) -> String {
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    let streamid = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(name, _)| name == "streamid")
+        .map(|(_, value)| value.into_owned());
+    if let Some(streamid) = streamid.filter(|id| !id.is_empty()) {
+        return match streamid.strip_prefix("#!::") {
+            Some(pairs) => pairs
+                .split(',')
+                .find_map(|pair| pair.strip_prefix("r="))
+                .unwrap_or_default()
+                .to_owned(),
+            None => streamid,
+        };
+    }
+    let path = path.split('#').next().unwrap_or_default();
+    path.rsplit('/').next().unwrap_or_default().to_owned()
 }
 
 impl<R: Resolver> Answers<R> {
@@ -406,9 +422,9 @@ impl<R: Resolver> Answers<R> {
                 let key = if stream.is_empty() {
                     stream_key(url)
                 } else {
-                    stream
+                    stream.clone()
                 };
-                match self.ingest(kind, key).await {
+                match self.ingest(kind, &key).await {
                     Some(Some(internal)) => Answer::value(internal),
                     Some(None) => {
                         counter!("frameworks_edge_pushes_refused_total").increment(1);
@@ -694,7 +710,12 @@ mod tests {
     #[test]
     fn the_key_is_the_push_urls_last_segment() {
         assert_eq!(stream_key("rtmp://127.0.0.1:1935/live/abc123"), "abc123");
-        assert_eq!(stream_key("srt://h:9000/live/k?streamid=x"), "k");
+        assert_eq!(stream_key("srt://127.0.0.1:8889/?streamid=sk_1"), "sk_1");
+        assert_eq!(stream_key("srt://h:9000/live/k?streamid=x"), "x");
+        assert_eq!(
+            stream_key("srt://h:9000?streamid=%23%21%3A%3Ar%3Dsk_2%2Cm%3Dpublish"),
+            "sk_2"
+        );
         assert_eq!(stream_key(""), "");
     }
 }

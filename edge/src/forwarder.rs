@@ -1,7 +1,8 @@
 //! Sends accepted triggers to the balancer's ingress. Triggers arriving
-//! from Mist go at once; accounting triggers also wait in the journal and
-//! are sent again every round until the ingress acknowledges them (Kafka
-//! holds them) or refuses them for good, and only then are they deleted.
+//! from Mist go at once. Accounting triggers wait in the journal: their
+//! arrival starts a round of the journal at once, and every round sends
+//! what the journal holds until the ingress acknowledges it (Kafka holds
+//! it) or refuses it for good, and only then is it deleted.
 
 use std::time::Duration;
 
@@ -100,7 +101,22 @@ pub async fn run(
                 }
             }
             entry = live.recv() => match entry {
-                Some(entry) => vec![entry],
+                Some(first) => {
+                    let mut arrived = vec![first];
+                    while let Ok(more) = live.try_recv() {
+                        arrived.push(more);
+                    }
+                    // Accounting triggers are in the journal already: they
+                    // go with its next round, which starts now, so that none
+                    // is sent twice (once live, once from the journal).
+                    let (journaled, direct): (Vec<_>, Vec<_>) = arrived
+                        .into_iter()
+                        .partition(|e| e.kind().is_some_and(TriggerKind::accounting));
+                    if !journaled.is_empty() {
+                        rounds.reset_immediately();
+                    }
+                    direct
+                }
                 None => return,
             },
         };

@@ -107,16 +107,20 @@ impl Drop for RoleProcess {
     }
 }
 
-/// Where a spawned role's log goes: nowhere, or, when
-/// FRAMEWORKS_TEST_LOG_DIR names a directory, `<role>-<n>.log` in it (to
-/// read what a failed test's roles said).
-fn role_log(role: &str) -> std::process::Stdio {
+/// Where a spawned role's output goes: stdout nowhere and stderr to the
+/// test's, or, when FRAMEWORKS_TEST_LOG_DIR names a directory, both to
+/// `<role>-<n>.log` in it (to read what a failed test's roles said).
+fn role_output(role: &str) -> (std::process::Stdio, std::process::Stdio) {
+    use std::process::Stdio;
+    let inherited = || (Stdio::null(), Stdio::inherit());
     let Some(dir) = std::env::var_os("FRAMEWORKS_TEST_LOG_DIR") else {
-        return std::process::Stdio::null();
+        return inherited();
     };
     let path = PathBuf::from(dir).join(format!("{role}-{}.log", Uuid::now_v7().simple()));
-    std::fs::File::create(&path)
-        .map_or_else(|_| std::process::Stdio::null(), std::process::Stdio::from)
+    match std::fs::File::create(&path).and_then(|f| Ok((f.try_clone()?, f))) {
+        Ok((out, err)) => (Stdio::from(out), Stdio::from(err)),
+        Err(_) => inherited(),
+    }
 }
 
 /// Starts `frameworks <role>` on the test's Kafka prefix, quiet but for
@@ -126,6 +130,7 @@ pub fn spawn_role(
     kafka: &frameworks_events::kafka::KafkaSettings,
     env: &[(&str, String)],
 ) -> RoleProcess {
+    let (stdout, stderr) = role_output(role);
     RoleProcess(
         std::process::Command::new(env!("CARGO_BIN_EXE_frameworks"))
             .arg(role)
@@ -133,8 +138,8 @@ pub fn spawn_role(
             .env("FRAMEWORKS_TOPIC_PREFIX", &kafka.catalogue.prefix)
             .env("FRAMEWORKS_LOG", "warn")
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .stdout(role_log(role))
-            .stderr(std::process::Stdio::inherit())
+            .stdout(stdout)
+            .stderr(stderr)
             .spawn()
             .expect("the frameworks binary starts"),
     )

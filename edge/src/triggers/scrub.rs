@@ -56,7 +56,7 @@ pub fn scrub(kind: TriggerKind, fields: &mut [String]) {
             let key = if key.is_empty() {
                 fields
                     .first()
-                    .map(|url| crate::answers::stream_key(url).to_owned())
+                    .map(|url| crate::answers::stream_key(url))
                     .unwrap_or_default()
             } else {
                 key
