@@ -215,7 +215,7 @@ stop_edge() {
 edge_endpoints() {
     if [[ "$FRAMEWORKS_EDGE_MIST" == real ]]; then
         cat <<LINES
-  mist        MistServer $(basename "$(dirname "$("$COMPOSE_DIR/mist" bin)")") on 127.0.0.1: API $FRAMEWORKS_MIST_API_PORT, HTTP $FRAMEWORKS_MIST_HTTP_PORT, RTMP $FRAMEWORKS_MIST_RTMP_PORT, SRT $FRAMEWORKS_MIST_SRT_PORT (log $LOG_DIR/mist.log)
+  mist        MistServer $(cat "$(dirname "$("$COMPOSE_DIR/mist" bin)")/.built") on 127.0.0.1: API $FRAMEWORKS_MIST_API_PORT, HTTP $FRAMEWORKS_MIST_HTTP_PORT, RTMP $FRAMEWORKS_MIST_RTMP_PORT, SRT $FRAMEWORKS_MIST_SRT_PORT (log $LOG_DIR/mist.log)
   edge        frameworks edge in front of it (triggers http://$FRAMEWORKS_EDGE_LISTEN, metrics http://$FRAMEWORKS_EDGE_METRICS_LISTEN/metrics)
 LINES
     else

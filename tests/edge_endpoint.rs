@@ -436,7 +436,7 @@ async fn a_simulated_broadcast_is_answered_and_its_accounting_journaled() {
     let stream = broadcast.play(&api).await.unwrap();
     assert_eq!(
         stream, "live+stream-1",
-        "PUSH_REWRITE answered from the routes"
+        "PUSH_REWRITE answered by the balancer"
     );
     let mut accounted: Vec<String> = edge
         .journal

@@ -11,6 +11,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use frameworks_edge::config_sync;
+use frameworks_edge::mist::{MistClient, TriggerSet};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use support::mist::{
@@ -46,6 +47,22 @@ async fn metric(listen: &str, name: &str, label: &str) -> f64 {
         .filter(|l| label.is_empty() || l.contains(&format!("\"{label}\"")))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .fold(0.0, |sum, value| sum + value)
+}
+
+/// Waits until Mist's config holds exactly the edge's trigger set.
+async fn trigger_set_in_mist(mist: &MistClient, desired: &TriggerSet, what: &str) {
+    eventually(Duration::from_secs(30), what, || async {
+        (mist.config().await.ok()?.1 == *desired).then_some(())
+    })
+    .await;
+}
+
+/// The string at `pointer` (`/createStream/streamKey`) in a GraphQL answer.
+fn text(data: &Value, pointer: &str) -> String {
+    data.pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("no string at {pointer} in {data}"))
+        .to_owned()
 }
 
 /// Whether Mist let the viewer in: a refused HLS viewer gets a 200 with a
@@ -303,24 +320,15 @@ async fn an_edge_in_front_of_a_real_mistserver_publishes_plays_and_accounts() {
             r#"mutation { createStream(input: {name: "real"}) { __typename ... on Stream { id streamKey playbackId } } }"#,
         )
         .await;
-    let key = stream["createStream"]["streamKey"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let playback_id = stream["createStream"]["playbackId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let key = text(&stream, "/createStream/streamKey");
+    let playback_id = text(&stream, "/createStream/playbackId");
     let cluster = platform
         .graphql(
             &token,
             r#"mutation { createEdgeCluster(input: {clusterName: "Real Mist"}) { __typename ... on CreateEdgeClusterResponse { bootstrapToken { token } } } }"#,
         )
         .await;
-    let enrolment = cluster["createEdgeCluster"]["bootstrapToken"]["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let enrolment = text(&cluster, "/createEdgeCluster/bootstrapToken/token");
 
     let mut mist = MistServer::start("real-mist").await;
     let mist_api = mist.client();
@@ -341,15 +349,7 @@ async fn an_edge_in_front_of_a_real_mistserver_publishes_plays_and_accounts() {
 
     // Trigger registration in Mist's real config, failing closed.
     let desired = config_sync::desired(&format!("http://{edge_listen}"));
-    eventually(
-        Duration::from_secs(30),
-        "the trigger set in Mist's config",
-        || {
-            let (mist_api, desired) = (&mist_api, &desired);
-            async move { (mist_api.config().await.ok()?.1 == *desired).then_some(()) }
-        },
-    )
-    .await;
+    trigger_set_in_mist(&mist_api, &desired, "the trigger set in Mist's config").await;
     let (_, registered) = mist_api.config().await.unwrap();
     for blocking in ["PUSH_REWRITE", "PLAY_REWRITE", "USER_NEW", "PUSH_OUT_START"] {
         assert_eq!(
@@ -369,15 +369,7 @@ async fn an_edge_in_front_of_a_real_mistserver_publishes_plays_and_accounts() {
         .set_triggers("someone-else", &drifted)
         .await
         .unwrap();
-    eventually(
-        Duration::from_secs(30),
-        "the drifted trigger set repaired",
-        || {
-            let (mist_api, desired) = (&mist_api, &desired);
-            async move { (mist_api.config().await.ok()?.1 == *desired).then_some(()) }
-        },
-    )
-    .await;
+    trigger_set_in_mist(&mist_api, &desired, "the drifted trigger set repaired").await;
     // The stream template the balancer's seed names.
     eventually(
         Duration::from_secs(30),
@@ -652,21 +644,15 @@ async fn an_edge_in_front_of_a_real_mistserver_publishes_plays_and_accounts() {
     );
 
     // A JWT playback policy, enforced by Mist on the edge's answer.
-    let stream_id = stream["createStream"]["id"].as_str().unwrap().to_owned();
+    let stream_id = text(&stream, "/createStream/id");
     let signing_key = platform
         .graphql(
             &token,
             r#"mutation { createSigningKey(input: {name: "player"}) { __typename ... on CreateSigningKeySuccess { privateKeyPem signingKey { kid } } } }"#,
         )
         .await;
-    let pem = signing_key["createSigningKey"]["privateKeyPem"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let kid = signing_key["createSigningKey"]["signingKey"]["kid"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let pem = text(&signing_key, "/createSigningKey/privateKeyPem");
+    let kid = text(&signing_key, "/createSigningKey/signingKey/kid");
     platform
         .graphql(
             &token,
@@ -768,13 +754,10 @@ async fn an_edge_in_front_of_a_real_mistserver_publishes_plays_and_accounts() {
     );
     mist.kill();
     mist.launch().await;
-    eventually(
-        Duration::from_secs(30),
+    trigger_set_in_mist(
+        &mist_api,
+        &desired,
         "the trigger set back in the restarted Mist",
-        || {
-            let (mist_api, desired) = (&mist_api, &desired);
-            async move { (mist_api.config().await.ok()?.1 == *desired).then_some(()) }
-        },
     )
     .await;
     // Back over SRT this time: ingest by `streamid`, checked as RTMP is.

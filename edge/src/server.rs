@@ -3,7 +3,8 @@
 //! Every request is parsed whole first; a malformed one gets a 400 naming
 //! the problem (413 when oversize) and is counted. An accounting trigger is
 //! written to the durable [`Journal`] before Mist is answered; if that
-//! fails Mist gets a 503 and retries. A blocking trigger is answered from
+//! fails the answer is a 503 and the failure is logged (Mist never retries
+//! an asynchronous trigger). A blocking trigger is answered from
 //! [`Answers`] within its budget. Every accepted trigger is handed to the
 //! forwarder, which sends it to the balancer's ingress.
 //!
