@@ -238,7 +238,11 @@ async fn the_trigger_set_is_registered_and_drift_is_put_back() {
         assert_eq!(state.server_id.as_deref(), Some("node-1"));
         assert_eq!(state.triggers.len(), config_sync::REGISTERED.len());
         assert_eq!(state.triggers["PUSH_REWRITE"][0]["sync"], true);
-        assert_eq!(state.triggers["PUSH_REWRITE"][0]["default"], "");
+        // Fail closed: an empty default is `true` to Mist.
+        assert_eq!(state.triggers["PUSH_REWRITE"][0]["default"], "false");
+        assert_eq!(state.triggers["PUSH_REWRITE"][0]["onfail"], "deny");
+        assert_eq!(state.triggers["STREAM_SOURCE"][0]["onfail"], "offline");
+        assert!(state.triggers["USER_END"][0].get("onfail").is_none());
         assert_eq!(state.triggers["USER_END"][0]["sync"], false);
         assert_eq!(state.saves, 1, "the config is written to disk");
     }
