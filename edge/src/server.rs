@@ -183,7 +183,16 @@ async fn handle<R: Resolver>(
         let durable = entry.clone();
         let written = tokio::task::spawn_blocking(move || journal.append(&durable)).await;
         match written {
-            Ok(Ok(_)) => {}
+            // Mist sends a trigger again (same UUID, `X-Attempt` 2) when its
+            // socket failed while sending: journaled once, counted apart.
+            Ok(Ok(true)) => {
+                counter!("frameworks_edge_triggers_journaled_total", "trigger" => kind.name())
+                    .increment(1);
+            }
+            Ok(Ok(false)) => {
+                counter!("frameworks_edge_triggers_repeated_total", "trigger" => kind.name())
+                    .increment(1);
+            }
             Ok(Err(failure)) => {
                 error!(error = %failure, trigger = %kind, "could not journal an accounting trigger");
                 return (StatusCode::SERVICE_UNAVAILABLE, "journal unavailable\n").into_response();

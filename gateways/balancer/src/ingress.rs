@@ -180,7 +180,13 @@ fn stream_facts(node: &str, received: &MistTriggerReceived) -> Vec<StreamFact> {
         }
     };
     let fact = |name: &str, payload: EventPayload| {
-        stream_of(name).map(|stream| StreamFact { stream, payload })
+        let stream = stream_of(name);
+        if stream.is_none() {
+            // Not a platform stream (`live+<stream id>`): the raw fact stands alone.
+            counter!("frameworks_balancer_triggers_other_stream_total", "trigger" => kind.name())
+                .increment(1);
+        }
+        stream.map(|stream| StreamFact { stream, payload })
     };
     let node_id = node.to_owned();
     let facts = match trigger {
