@@ -372,7 +372,40 @@ struct Submission<'a> {
     refusal: Option<String>,
 }
 
+/// Where a viewer trigger names its stream: USER_NEW first, USER_END second.
+fn viewer_stream_field(trigger: &str) -> Option<usize> {
+    match trigger.parse::<TriggerKind>().ok()? {
+        TriggerKind::UserNew => Some(0),
+        TriggerKind::UserEnd => Some(1),
+        _ => None,
+    }
+}
+
 impl EdgeControlService {
+    /// A viewer trigger that names its stream by playback id (Mist ends a
+    /// session it has just started before PLAY_REWRITE renamed it) as if
+    /// it named the stream's internal name; `None` when nothing changes.
+    async fn by_internal_name(
+        &self,
+        trigger: &MistTriggerReceived,
+    ) -> Result<Option<MistTriggerReceived>, DirectoryError> {
+        let Some(field) = viewer_stream_field(&trigger.trigger) else {
+            return Ok(None);
+        };
+        let Some(name) = trigger.fields.get(field) else {
+            return Ok(None);
+        };
+        if stream_of(name).is_some() || name.is_empty() {
+            return Ok(None);
+        }
+        let Some(target) = self.directory.playback(name).await? else {
+            return Ok(None);
+        };
+        let mut named = trigger.clone();
+        named.fields[field] = directory::internal_name(target.stream);
+        Ok(Some(named))
+    }
+
     async fn records<'a>(
         &self,
         node: &str,
@@ -390,7 +423,8 @@ impl EdgeControlService {
             correlation_id,
             event_id: Some(record_id(&trigger.trigger_id, 0)),
         }];
-        for (index, fact) in (1..).zip(stream_facts(node, trigger)) {
+        let named = self.by_internal_name(trigger).await?;
+        for (index, fact) in (1..).zip(stream_facts(node, named.as_ref().unwrap_or(trigger))) {
             let Some(owner) = self.directory.owner(fact.stream).await? else {
                 counter!("frameworks_balancer_triggers_unknown_stream_total").increment(1);
                 continue;
