@@ -185,6 +185,11 @@ fn stream_facts(node: &str, received: &MistTriggerReceived) -> Vec<StreamFact> {
             // Not a platform stream (`live+<stream id>`): the raw fact stands alone.
             counter!("frameworks_balancer_triggers_other_stream_total", "trigger" => kind.name())
                 .increment(1);
+            debug!(
+                trigger = kind.name(),
+                stream = name,
+                "a trigger about no platform stream"
+            );
         }
         stream.map(|stream| StreamFact { stream, payload })
     };
