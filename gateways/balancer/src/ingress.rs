@@ -390,25 +390,24 @@ impl EdgeControlService {
     /// A viewer trigger that names its stream by playback id (Mist ends a
     /// session it has just started before PLAY_REWRITE renamed it) as if
     /// it named the stream's internal name; `None` when nothing changes.
-    async fn by_internal_name(
-        &self,
-        trigger: &MistTriggerReceived,
-    ) -> Result<Option<MistTriggerReceived>, DirectoryError> {
-        let Some(field) = viewer_stream_field(&trigger.trigger) else {
-            return Ok(None);
-        };
-        let Some(name) = trigger.fields.get(field) else {
-            return Ok(None);
-        };
+    /// A directory that cannot answer leaves the trigger as it is (its raw
+    /// fact stands; the trigger is not held back for a name it may not need).
+    async fn by_internal_name(&self, trigger: &MistTriggerReceived) -> Option<MistTriggerReceived> {
+        let field = viewer_stream_field(&trigger.trigger)?;
+        let name = trigger.fields.get(field)?;
         if stream_of(name).is_some() || name.is_empty() {
-            return Ok(None);
+            return None;
         }
-        let Some(target) = self.directory.playback(name).await? else {
-            return Ok(None);
+        let target = match self.directory.playback(name).await {
+            Ok(target) => target?,
+            Err(error) => {
+                debug!(%error, "a viewer trigger's stream name could not be looked up");
+                return None;
+            }
         };
         let mut named = trigger.clone();
         named.fields[field] = directory::internal_name(target.stream);
-        Ok(Some(named))
+        Some(named)
     }
 
     async fn records<'a>(
@@ -428,7 +427,7 @@ impl EdgeControlService {
             correlation_id,
             event_id: Some(record_id(&trigger.trigger_id, 0)),
         }];
-        let named = self.by_internal_name(trigger).await?;
+        let named = self.by_internal_name(trigger).await;
         for (index, fact) in (1..).zip(stream_facts(node, named.as_ref().unwrap_or(trigger))) {
             let Some(owner) = self.directory.owner(fact.stream).await? else {
                 counter!("frameworks_balancer_triggers_unknown_stream_total").increment(1);
