@@ -63,7 +63,7 @@ ensure_demo() {
         session="$(bridge_post /auth/login "$credentials")"
         token="$(json_get token <<<"$session" 2>/dev/null)" || die "could not sign in as $DEMO_EMAIL: $session"
     fi
-    stream="$(graphql 'mutation { createStream(input: {name: "demo", description: "Broadcast by the simulated edge"}) { __typename ... on Stream { streamKey playbackId } ... on Error { message } } }' "$token")"
+    stream="$(graphql 'mutation { createStream(input: {name: "demo", description: "The demo stream, pushed by the test encoder"}) { __typename ... on Stream { streamKey playbackId } ... on Error { message } } }' "$token")"
     cluster="$(graphql 'mutation { createEdgeCluster(input: {clusterName: "Simulated edges"}) { __typename ... on CreateEdgeClusterResponse { bootstrapToken { token } } ... on Error { message } } }' "$token")"
     (
         umask 077

@@ -318,6 +318,7 @@ impl EdgeCommand {
             answers,
             journal,
             forward,
+            sessions: Default::default(),
         });
         info!(listen = %listener.local_addr()?, balancer = %self.balancer, "edge daemon taking MistServer's triggers");
         let serve = frameworks_edge::server::serve(listener, endpoint.router(), shutdown_signal());

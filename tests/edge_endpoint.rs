@@ -84,6 +84,7 @@ async fn edge<R: Resolver>(resolver: R, budget: Duration) -> Edge {
         answers: answers.clone(),
         journal: journal.clone(),
         forward,
+        sessions: Default::default(),
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();

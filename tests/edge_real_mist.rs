@@ -15,7 +15,8 @@ use frameworks_edge::mist::{MistClient, TriggerSet};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use support::mist::{
-    Encoder, MistServer, fetch, playlist_entries, post_json, probe_codecs, try_fetch,
+    Encoder, MistServer, fetch, fetch_if_listening, playlist_entries, post_json, probe_codecs,
+    try_fetch,
 };
 use support::{RoleProcess, ScratchDir, free_port, spawn_read_side_role, spawn_role};
 use uuid::Uuid;
@@ -37,10 +38,14 @@ where
 }
 
 /// The sum of a Prometheus counter's series at `listen` whose labels
-/// mention `label` (every series when empty).
+/// mention `label` (every series when empty); 0 while nothing answers there.
 async fn metric(listen: &str, name: &str, label: &str) -> f64 {
-    fetch(&format!("http://{listen}/metrics"), &[])
-        .await
+    let Some(answer) =
+        fetch_if_listening(&format!("http://{listen}/metrics"), Duration::from_secs(5)).await
+    else {
+        return 0.0;
+    };
+    answer
         .text()
         .lines()
         .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
@@ -133,6 +138,9 @@ impl Platform {
                 ),
                 ("FRAMEWORKS_BALANCER_EDGE_SCHEME", "http".into()),
                 ("FRAMEWORKS_BALANCER_HEARTBEAT_SECONDS", "1".into()),
+                // A killed edge leaves routing within seconds.
+                ("FRAMEWORKS_BALANCER_STALE_AFTER_SECONDS", "3".into()),
+                ("FRAMEWORKS_BALANCER_GONE_AFTER_SECONDS", "6".into()),
                 (
                     "FRAMEWORKS_BALANCER_INSTANCE_ID",
                     format!("{prefix}-balancer"),
@@ -198,17 +206,22 @@ impl Platform {
 
     /// Whether GraphQL shows the stream with `playback_id` live.
     async fn is_live(&self, token: &str, playback_id: &str) -> bool {
+        self.live_on(token, playback_id).await.is_some()
+    }
+
+    /// The node GraphQL shows the stream with `playback_id` live on.
+    async fn live_on(&self, token: &str, playback_id: &str) -> Option<String> {
         let data = self
             .graphql(
                 token,
-                "{ streamsConnection { nodes { playbackId metrics { isLive } } } }",
+                "{ streamsConnection { nodes { playbackId metrics { isLive nodeId } } } }",
             )
             .await;
         data["streamsConnection"]["nodes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|n| n["playbackId"] == playback_id && n["metrics"]["isLive"] == true)
+            .as_array()?
+            .iter()
+            .find(|n| n["playbackId"] == playback_id && n["metrics"]["isLive"] == true)
+            .and_then(|n| n["metrics"]["nodeId"].as_str().map(str::to_owned))
     }
 
     /// Rows of `table` in the live analytics generation matching `filter`.
@@ -241,7 +254,14 @@ impl Platform {
         .unwrap();
         let answer = fetch(url.as_str(), &[]).await;
         if answer.status != 200 {
-            // The generation's tables appear with the analytics role's first write.
+            // The generation's database and tables appear with the analytics
+            // role's first write (ClickHouse's UNKNOWN_DATABASE, UNKNOWN_TABLE);
+            // any other error is the query's.
+            let error = answer.text();
+            assert!(
+                error.contains("Code: 81") || error.contains("Code: 60"),
+                "{query}: {error}"
+            );
             return 0;
         }
         answer
@@ -252,51 +272,110 @@ impl Platform {
     }
 }
 
-/// `frameworks edge` in front of `mist`, enrolled with `token`.
+/// `frameworks edge` in front of `mist`, enrolled with `token`, with
+/// `extra` settings.
 fn spawn_edge(
     platform: &Platform,
     mist: &MistServer,
     token: &str,
     dir: &ScratchDir,
-    listen: &str,
-    metrics: &str,
+    (listen, metrics): (&str, &str),
+    extra: &[(&str, String)],
 ) -> RoleProcess {
-    spawn_role(
-        "edge",
-        &platform.kafka,
-        &[
-            ("FRAMEWORKS_EDGE_LISTEN", listen.to_owned()),
-            ("FRAMEWORKS_EDGE_METRICS_LISTEN", metrics.to_owned()),
-            ("FRAMEWORKS_MIST_ADDRESS", mist.api()),
-            ("FRAMEWORKS_MIST_USERNAME", support::mist::USERNAME.into()),
-            ("FRAMEWORKS_MIST_PASSWORD", mist.password.clone()),
-            (
-                "FRAMEWORKS_EDGE_BALANCER",
-                format!("http://{}", platform.balancer_grpc),
-            ),
-            ("FRAMEWORKS_EDGE_PUBLIC_HOST", mist.http()),
-            (
-                "FRAMEWORKS_EDGE_JOURNAL",
-                format!("{}/journal.redb", dir.path()),
-            ),
-            (
-                "FRAMEWORKS_EDGE_NODE_ID_FILE",
-                format!("{}/node-id", dir.path()),
-            ),
-            (
-                "FRAMEWORKS_EDGE_RECORDINGS_DIR",
-                format!("{}/recordings", dir.path()),
-            ),
-            ("FRAMEWORKS_EDGE_ENROLMENT_TOKEN", token.to_owned()),
-            ("FRAMEWORKS_EDGE_CONFIG_SYNC_SECONDS", "1".into()),
-            ("FRAMEWORKS_EDGE_POLL_SECONDS", "1".into()),
-            (
-                "FRAMEWORKS_EDGE_HARDWARE_FINGERPRINT",
-                // One machine, whichever process runs on it: the scratch dir's name.
-                dir.0.file_name().unwrap().to_string_lossy().into_owned(),
-            ),
-        ],
+    let mut settings = vec![
+        ("FRAMEWORKS_EDGE_LISTEN", listen.to_owned()),
+        ("FRAMEWORKS_EDGE_METRICS_LISTEN", metrics.to_owned()),
+        ("FRAMEWORKS_MIST_ADDRESS", mist.api()),
+        ("FRAMEWORKS_MIST_USERNAME", support::mist::USERNAME.into()),
+        ("FRAMEWORKS_MIST_PASSWORD", mist.password.clone()),
+        (
+            "FRAMEWORKS_EDGE_BALANCER",
+            format!("http://{}", platform.balancer_grpc),
+        ),
+        ("FRAMEWORKS_EDGE_PUBLIC_HOST", mist.http()),
+        (
+            "FRAMEWORKS_EDGE_JOURNAL",
+            format!("{}/journal.redb", dir.path()),
+        ),
+        (
+            "FRAMEWORKS_EDGE_NODE_ID_FILE",
+            format!("{}/node-id", dir.path()),
+        ),
+        (
+            "FRAMEWORKS_EDGE_RECORDINGS_DIR",
+            format!("{}/recordings", dir.path()),
+        ),
+        ("FRAMEWORKS_EDGE_ENROLMENT_TOKEN", token.to_owned()),
+        ("FRAMEWORKS_EDGE_CONFIG_SYNC_SECONDS", "1".into()),
+        ("FRAMEWORKS_EDGE_POLL_SECONDS", "1".into()),
+        (
+            "FRAMEWORKS_EDGE_HARDWARE_FINGERPRINT",
+            // One machine, whichever process runs on it: the scratch dir's name.
+            dir.0.file_name().unwrap().to_string_lossy().into_owned(),
+        ),
+    ];
+    settings.extend(extra.iter().cloned());
+    spawn_role("edge", &platform.kafka, &settings)
+}
+
+/// Whether the edge behind `metrics` holds a control stream to the
+/// balancer, its seed applied.
+async fn connected(metrics: &str) -> bool {
+    fetch_if_listening(&format!("http://{metrics}/metrics"), Duration::from_secs(2))
+        .await
+        .is_some_and(|answer| {
+            answer
+                .text()
+                .lines()
+                .any(|l| l == "frameworks_edge_control_connected 1")
+        })
+}
+
+/// The recordings (`*.ts`) in an edge's scratch dir, oldest first (the
+/// test records one stream, in `recordings/live+<stream id>/`).
+fn recordings(dir: &ScratchDir) -> Vec<std::path::PathBuf> {
+    let files = |dir: std::path::PathBuf| {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| Some(entry.ok()?.path()))
+    };
+    let mut found: Vec<_> = files(dir.0.join("recordings"))
+        .filter(|stream| {
+            stream
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("live+"))
+        })
+        .flat_map(files)
+        .filter(|path| path.extension().is_some_and(|e| e == "ts"))
+        .collect();
+    // Named by the unix milliseconds they started at.
+    found.sort();
+    found
+}
+
+/// Waits until `dir` holds a recording of at least 256 KiB beside the
+/// `earlier` ones, and checks ffprobe finds the test pattern's H.264 and
+/// AAC in it; its path.
+async fn recording_written(dir: &ScratchDir, earlier: usize) -> std::path::PathBuf {
+    let file = eventually(
+        Duration::from_secs(60),
+        "a recording written by Mist",
+        || async {
+            recordings(dir)
+                .into_iter()
+                .nth(earlier)
+                .filter(|file| std::fs::metadata(file).is_ok_and(|m| m.len() >= 256 * 1024))
+        },
     )
+    .await;
+    let codecs = probe_codecs(&file);
+    assert!(
+        codecs.contains(&"h264".to_owned()) && codecs.contains(&"aac".to_owned()),
+        "{}: {codecs:?}",
+        file.display()
+    );
+    file
 }
 
 /// The segments behind a `/play` HLS URL: follows the 307, the master
@@ -325,18 +404,20 @@ async fn an_edge_in_front_of_a_real_mistserver_publishes_plays_and_accounts() {
     let stream = platform
         .graphql(
             &token,
-            r#"mutation { createStream(input: {name: "real"}) { __typename ... on Stream { id streamKey playbackId } } }"#,
+            r#"mutation { createStream(input: {name: "real", record: true}) { __typename ... on Stream { id streamKey playbackId } } }"#,
         )
         .await;
     let key = text(&stream, "/createStream/streamKey");
     let playback_id = text(&stream, "/createStream/playbackId");
+    let stream_id = text(&stream, "/createStream/id");
     let cluster = platform
         .graphql(
             &token,
-            r#"mutation { createEdgeCluster(input: {clusterName: "Real Mist"}) { __typename ... on CreateEdgeClusterResponse { bootstrapToken { token } } } }"#,
+            r#"mutation { createEdgeCluster(input: {clusterName: "Real Mist"}) { __typename ... on CreateEdgeClusterResponse { cluster { id } bootstrapToken { token } } } }"#,
         )
         .await;
     let enrolment = text(&cluster, "/createEdgeCluster/bootstrapToken/token");
+    let cluster_id = text(&cluster, "/createEdgeCluster/cluster/id");
 
     let mut mist = MistServer::start("real-mist").await;
     let mist_api = mist.client();
@@ -351,8 +432,8 @@ async fn an_edge_in_front_of_a_real_mistserver_publishes_plays_and_accounts() {
         &mist,
         &enrolment,
         &edge_dir,
-        &edge_listen,
-        &edge_metrics,
+        (&edge_listen, &edge_metrics),
+        &[],
     );
 
     // Trigger registration in Mist's real config, failing closed.
@@ -470,6 +551,15 @@ async fn an_edge_in_front_of_a_real_mistserver_publishes_plays_and_accounts() {
         "{codecs:?}"
     );
 
+    // The stream records (`record: true`): the balancer asked the edge
+    // where its ingest started, and Mist writes it to a file.
+    let recording = recording_written(&edge_dir, 0).await;
+    println!(
+        "recording: {} ({} bytes so far) decodes as H.264 and AAC",
+        recording.display(),
+        std::fs::metadata(&recording).unwrap().len()
+    );
+
     // A viewer who brings a token (a Bearer header, which Mist makes the
     // session token) watches a public stream: defect 2 of the issue.
     let bearer = "Bearer eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ2aWV3ZXIifQ.c2lnbmF0dXJl";
@@ -584,8 +674,13 @@ async fn an_edge_in_front_of_a_real_mistserver_publishes_plays_and_accounts() {
     // lines. Nor is "every start has its end": a session Mist ended at once
     // and the player's retry started again has two USER_NEWs and one end.)
     let ours = "match(session_id, '/9000000[0-9]{3}$')";
-    let open_sessions = "SELECT count() FROM (SELECT session_id, sum(delta) AS open \
-                         FROM {db}.viewer_sessions FINAL GROUP BY session_id HAVING open != 0)";
+    // Ours still open: a session Mist ended at once and the player's retry
+    // started again may have one start more than its ends; no other may.
+    let ours_open = format!(
+        "SELECT count() FROM (SELECT session_id, sum(delta) AS open \
+         FROM {{db}}.viewer_sessions FINAL WHERE {ours} GROUP BY session_id HAVING open != 0)"
+    );
+    let retried = u64::from(unanswered + ended_at_once);
     // Distinct USER_ENDs: Mist sends one again (same UUID) when its socket
     // failed while sending; the journal keeps it once.
     let taken = || {
@@ -597,9 +692,10 @@ async fn an_edge_in_front_of_a_real_mistserver_publishes_plays_and_accounts() {
     };
     let deadline = Instant::now() + Duration::from_secs(120);
     let (mut ours_ended, mut open, mut ends, mut taken_now) = (0, 0, 0, 0);
-    // A USER_END for a session Mist ended before it knew the stream names
-    // no stream: the ingress keeps it raw and counts it, and it is not a
-    // viewer session of the stream.
+    // A USER_END for a session Mist ended before it counted a second on
+    // the stream names no stream: the edge fills in the stream USER_NEW
+    // admitted the session to. One about a session the edge never admitted
+    // stays raw at the ingress, counted, and is no viewer session.
     while Instant::now() < deadline {
         ours_ended = platform
             .clickhouse_number(
@@ -608,7 +704,7 @@ async fn an_edge_in_front_of_a_real_mistserver_publishes_plays_and_accounts() {
                 &format!("delta = -1 AND {ours}"),
             )
             .await;
-        open = platform.clickhouse_query(open_sessions).await;
+        open = platform.clickhouse_query(&ours_open).await;
         ends = platform
             .clickhouse_count("viewer_sessions", "delta = -1")
             .await;
@@ -619,7 +715,7 @@ async fn an_edge_in_front_of_a_real_mistserver_publishes_plays_and_accounts() {
             "USER_END",
         )
         .await as u64;
-        if ours_ended == SESSIONS && ends + elsewhere == taken_now {
+        if ours_ended == SESSIONS && open <= retried && ends + elsewhere == taken_now {
             break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -632,9 +728,9 @@ async fn an_edge_in_front_of_a_real_mistserver_publishes_plays_and_accounts() {
     )
     .await as u64;
     assert!(
-        ours_ended == SESSIONS && ends + elsewhere == taken_now,
+        ours_ended == SESSIONS && open <= retried && ends + elsewhere == taken_now,
         "every session's USER_END accounted once: {ours_ended} of {SESSIONS} of ours ended, \
-         {open} sessions open, {ends} ends in ClickHouse, {taken_now} distinct USER_ENDs the edge \
+         {open} of ours open ({retried} asked again), {ends} ends in ClickHouse, {taken_now} distinct USER_ENDs the edge \
          journaled ({} sent again by Mist); \
          at the ingress, USER_ENDs of no platform stream {}, not understood {}",
         metric(
@@ -653,6 +749,15 @@ async fn an_edge_in_front_of_a_real_mistserver_publishes_plays_and_accounts() {
         started.elapsed(),
         taken().await
     );
+    println!(
+        "USER_ENDs naming no stream, given the one USER_NEW admitted the session to: {}",
+        metric(
+            &edge_metrics,
+            "frameworks_edge_session_streams_completed_total",
+            ""
+        )
+        .await
+    );
     assert_eq!(
         platform
             .clickhouse_number(
@@ -666,7 +771,6 @@ async fn an_edge_in_front_of_a_real_mistserver_publishes_plays_and_accounts() {
     );
 
     // A JWT playback policy, enforced by Mist on the edge's answer.
-    let stream_id = text(&stream, "/createStream/id");
     let signing_key = platform
         .graphql(
             &token,
@@ -760,13 +864,13 @@ async fn an_edge_in_front_of_a_real_mistserver_publishes_plays_and_accounts() {
 
     // Mist killed and restarted under the push: the edge (back up) re-syncs
     // its config and the stream comes back.
-    let _edge = spawn_edge(
+    let mut edge = spawn_edge(
         &platform,
         &mist,
         &enrolment,
         &edge_dir,
-        &edge_listen,
-        &edge_metrics,
+        (&edge_listen, &edge_metrics),
+        &[],
     );
     mist.kill();
     mist.launch().await;
@@ -781,7 +885,7 @@ async fn an_edge_in_front_of_a_real_mistserver_publishes_plays_and_accounts() {
         "srt://127.0.0.1:{}?streamid={key}",
         mist.listeners.srt_port.unwrap()
     );
-    let _again = Encoder::srt(&srt, 120, &edge_dir.0.join("encoder-srt.log"));
+    let srt_encoder = Encoder::srt(&srt, 120, &edge_dir.0.join("encoder-srt.log"));
     let protected_play = format!("{play}?jwt={jwt}");
     eventually(
         Duration::from_secs(45),
@@ -795,4 +899,202 @@ async fn an_edge_in_front_of_a_real_mistserver_publishes_plays_and_accounts() {
         },
     )
     .await;
+    // The push that came back is recorded anew, beside the first recording.
+    recording_written(&edge_dir, 1).await;
+
+    // Ingest exclusivity across edges and reconnects (defect 4 of the
+    // issue): a second edge in the cluster, in front of a MistServer of its
+    // own, and hot (a 1 Mbps uplink: any viewer is over its limit there).
+    let node_a = node_id(&edge_dir);
+    let second_token = platform
+        .graphql(
+            &token,
+            &format!(
+                r#"mutation {{ createEnrollmentToken(clusterId: "{cluster_id}", name: "second") {{ __typename ... on CreateEnrollmentTokenResponse {{ bootstrapToken {{ token }} }} }} }}"#
+            ),
+        )
+        .await;
+    let second_token = text(&second_token, "/createEnrollmentToken/bootstrapToken/token");
+    let mut mist_b = MistServer::start("real-mist-b").await;
+    let dir_b = ScratchDir::new("real-mist-edge-b");
+    let (listen_b, metrics_b) = (
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
+    let hot = [("FRAMEWORKS_EDGE_BANDWIDTH_LIMIT_MBPS", "1".to_owned())];
+    let spawn_b = || {
+        spawn_edge(
+            &platform,
+            &mist_b,
+            &second_token,
+            &dir_b,
+            (&listen_b, &metrics_b),
+            &hot,
+        )
+    };
+    let mut edge_b = spawn_b();
+    trigger_set_in_mist(
+        &mist_b.client(),
+        &config_sync::desired(&format!("http://{listen_b}")),
+        "the trigger set in the second Mist",
+    )
+    .await;
+    let rtmp_b = format!("rtmp://127.0.0.1:{}/live/{key}", mist_b.listeners.rtmp_port);
+    for round in ["first connection", "reconnected"] {
+        eventually(
+            Duration::from_secs(30),
+            "the second edge connected to the balancer",
+            || async { connected(&metrics_b).await.then_some(()) },
+        )
+        .await;
+        let log = dir_b
+            .0
+            .join(format!("refused-{}.log", round.replace(' ', "-")));
+        let mut second = Encoder::rtmp(&rtmp_b, 20, &log);
+        let refused = second.exited_within(Duration::from_secs(15)).await;
+        assert!(
+            refused.is_some_and(|s| !s.success()),
+            "{round}: a second encoder is refused while the stream is live on the first edge: {refused:?}"
+        );
+        assert_eq!(
+            metric(&metrics_b, "frameworks_edge_pushes_refused_total", "").await,
+            1.0,
+            "{round}: the refusal is counted"
+        );
+        assert_eq!(
+            platform.live_on(&token, &playback_id).await.as_deref(),
+            Some(node_a.as_str()),
+            "{round}: the stream stays on the first edge"
+        );
+        if round == "first connection" {
+            edge_b.kill();
+            edge_b = spawn_b();
+        }
+    }
+    // The first encoder stops; once the stream has ended on the first
+    // edge, the second edge may take it.
+    drop(srt_encoder);
+    let ended = Instant::now();
+    eventually(
+        Duration::from_secs(60),
+        "the stream ended on the first edge",
+        || async {
+            platform
+                .live_on(&token, &playback_id)
+                .await
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+    println!(
+        "the first edge's stream ended {:?} after its encoder stopped",
+        ended.elapsed()
+    );
+    let _encoder_b = Encoder::rtmp(&rtmp_b, 120, &dir_b.0.join("encoder.log"));
+    let node_b = eventually(
+        Duration::from_secs(30),
+        "the stream live on the second edge",
+        || async {
+            let node = platform.live_on(&token, &playback_id).await?;
+            (node != node_a).then_some(node)
+        },
+    )
+    .await;
+    assert_eq!(node_b, node_id(&dir_b));
+    recording_written(&dir_b, 0).await;
+
+    // Every edge hot (the first one gone, the second over its limit):
+    // viewers are still offered the least-loaded edge that has the stream
+    // (defect 7), and the degraded answer is counted.
+    edge.kill();
+    mist.kill();
+    let degraded = || {
+        metric(
+            &platform.balancer_metrics,
+            "frameworks_balancer_placements_over_limits_total",
+            "",
+        )
+    };
+    let degraded_before = degraded().await;
+    let hot_edge = format!("http://{}/hls/{playback_id}/", mist_b.http());
+    // While the first edge is only stale (no heartbeat for 3 s) it is still
+    // the fallback; once gone (6 s), the hot edge is offered (and admits the
+    // viewer by the stream's JWT policy).
+    eventually(
+        Duration::from_secs(30),
+        "viewers offered the hot edge",
+        || async {
+            let redirect = fetch(&protected_play, &[]).await;
+            (redirect.status == 307 && redirect.header("location")?.starts_with(&hot_edge))
+                .then_some(())
+        },
+    )
+    .await;
+    let segment = eventually(
+        Duration::from_secs(30),
+        "a segment from the hot edge",
+        || async { hls_segments(&protected_play, &[]).await.1.first().cloned() },
+    )
+    .await;
+    assert_eq!(fetch(&segment, &[]).await.status, 200);
+    assert!(
+        degraded().await > degraded_before,
+        "a placement over every limit is counted"
+    );
+    edge_b.kill();
+    mist_b.kill();
+    // Through every kill and restart above, no session ended twice.
+    let ended_twice = platform
+        .clickhouse_query(
+            "SELECT count() FROM (SELECT session_id FROM {db}.viewer_sessions FINAL \
+             WHERE delta = -1 GROUP BY session_id HAVING count() > 1)",
+        )
+        .await;
+    assert_eq!(ended_twice, 0, "sessions ended twice in ClickHouse");
+
+    // A MistServer that does not answer: the edge says so, retries with
+    // backoff and never hangs; once Mist answers, its config is synced.
+    let mut edge = spawn_edge(
+        &platform,
+        &mist,
+        &enrolment,
+        &edge_dir,
+        (&edge_listen, &edge_metrics),
+        &[],
+    );
+    eventually(
+        Duration::from_secs(30),
+        "the edge retrying a MistServer that does not answer",
+        || async {
+            let failures = metric(
+                &edge_metrics,
+                "frameworks_edge_mist_errors_total",
+                "version",
+            )
+            .await;
+            (failures >= 3.0).then_some(())
+        },
+    )
+    .await;
+    assert!(
+        edge.0.try_wait().unwrap().is_none(),
+        "the edge waits for Mist"
+    );
+    mist.launch().await;
+    trigger_set_in_mist(
+        &mist_api,
+        &desired,
+        "the trigger set in Mist once it answers",
+    )
+    .await;
+    edge.kill();
+}
+
+/// The node id an edge was enrolled as, from its scratch dir.
+fn node_id(dir: &ScratchDir) -> String {
+    std::fs::read_to_string(dir.0.join("node-id"))
+        .unwrap()
+        .trim()
+        .to_owned()
 }

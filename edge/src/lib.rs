@@ -27,4 +27,5 @@ pub mod machine;
 pub mod mist;
 pub mod playback;
 pub mod server;
+pub mod sessions;
 pub mod triggers;

@@ -34,6 +34,7 @@ use tracing::{debug, error, warn};
 
 use crate::answers::{Action, Answers, Resolver};
 use crate::journal::{Journal, JournalEntry};
+use crate::sessions::SessionStreams;
 use crate::triggers::{MAX_BODY_BYTES, TriggerError, TriggerKind, TriggerRequest};
 
 /// What the trigger endpoint needs.
@@ -43,6 +44,9 @@ pub struct TriggerEndpoint<R> {
     pub journal: Journal,
     /// Accepted triggers, on their way to the ingress.
     pub forward: mpsc::Sender<JournalEntry>,
+    /// The streams of the sessions USER_NEW admitted, for the USER_END
+    /// that names none.
+    pub sessions: SessionStreams,
 }
 
 impl<R: Resolver> TriggerEndpoint<R> {
@@ -178,6 +182,7 @@ async fn handle<R: Resolver>(
     let kind = request.meta.kind;
     counter!("frameworks_edge_triggers_total", "trigger" => kind.name()).increment(1);
     let mut entry = JournalEntry::new(&request.meta, &body);
+    endpoint.sessions.observe(kind, &mut entry.fields, false);
     if kind.accounting() {
         let journal = endpoint.journal.clone();
         let durable = entry.clone();
@@ -211,6 +216,9 @@ async fn handle<R: Resolver>(
     // The platform learns what was let through (a push's stream, a viewer admitted).
     if answer.action == Action::Value {
         entry.answer = Some(answer.body.clone());
+        endpoint
+            .sessions
+            .observe(kind, &mut entry.fields, answer.body == "true");
     }
     forward(&endpoint.forward, entry);
     let mut response = (StatusCode::OK, answer.body).into_response();

@@ -95,6 +95,7 @@ async fn run(rounds: usize) {
         answers: answers.clone(),
         journal,
         forward,
+        sessions: Default::default(),
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("listener");
     let address = listener.local_addr().expect("address");

@@ -379,6 +379,19 @@ pub async fn try_fetch(url: &str, headers: &[(&str, &str)], limit: Duration) -> 
     send_within("GET", url, headers, Vec::new(), limit).await
 }
 
+/// GETs `url` when something listens there (a process starting, or one
+/// killed, may not): `None` when nothing does, or no answer came in `limit`.
+pub async fn fetch_if_listening(url: &str, limit: Duration) -> Option<Fetched> {
+    let parsed = url::Url::parse(url).unwrap_or_else(|_| panic!("{url} is a URL"));
+    let address = format!(
+        "{}:{}",
+        parsed.host_str().expect("a host"),
+        parsed.port_or_known_default().expect("a port")
+    );
+    tokio::net::TcpStream::connect(&address).await.ok()?;
+    try_fetch(url, &[], limit).await
+}
+
 async fn send(method: &str, url: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Fetched {
     send_within(method, url, headers, body, Duration::from_secs(15))
         .await

@@ -124,7 +124,8 @@ fn role_output(role: &str) -> (std::process::Stdio, std::process::Stdio) {
 }
 
 /// Starts `frameworks <role>` on the test's Kafka prefix, quiet but for
-/// warnings, with `env` on top; it is killed when the handle drops.
+/// warnings (or logging as FRAMEWORKS_TEST_LOG filters, to debug a test),
+/// with `env` on top; it is killed when the handle drops.
 pub fn spawn_role(
     role: &str,
     kafka: &frameworks_events::kafka::KafkaSettings,
@@ -136,7 +137,10 @@ pub fn spawn_role(
             .arg(role)
             .env("FRAMEWORKS_KAFKA_BROKERS", &kafka.brokers)
             .env("FRAMEWORKS_TOPIC_PREFIX", &kafka.catalogue.prefix)
-            .env("FRAMEWORKS_LOG", "warn")
+            .env(
+                "FRAMEWORKS_LOG",
+                std::env::var("FRAMEWORKS_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(stdout)
             .stderr(stderr)

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use metrics::counter;
+use metrics::{counter, gauge};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
@@ -116,7 +116,9 @@ pub async fn run<H: EdgeHost>(
 ) {
     let mut backoff = settings.backoff_initial;
     loop {
-        match session(&settings, &host, routes.as_ref(), &seeds).await {
+        let ended = session(&settings, &host, routes.as_ref(), &seeds).await;
+        gauge!("frameworks_edge_control_connected").set(0.0);
+        match ended {
             Ok(()) => {}
             Err(error) => {
                 counter!("frameworks_edge_control_disconnects_total").increment(1);
@@ -183,6 +185,9 @@ async fn session<H: EdgeHost>(
     let every = Duration::from_secs(u64::from(seed.heartbeat_seconds.max(1)));
     routes.seed(&seed.routes);
     seeds.send_replace(Some(seed));
+    // Up once the seed's routes are in place: blocking triggers are
+    // answered with what the balancer knows from here on.
+    gauge!("frameworks_edge_control_connected").set(1.0);
     let mut ticks = tokio::time::interval(every);
     let mut polls = tokio::time::interval(settings.poll_every);
     polls.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -176,15 +176,12 @@ impl EdgeControlService {
             })
     }
 
-    /// Sends a route change to every connected edge but `except`.
-    pub(crate) fn broadcast(&self, update: &RouteUpdate, except: Option<&str>) {
+    /// Sends a route change to every connected edge.
+    fn broadcast(&self, update: &RouteUpdate) {
         let message = BalancerMessage {
             kind: Some(balancer_message::Kind::Routes(update.clone())),
         };
         for (node, session) in self.lock().iter() {
-            if except == Some(node.as_str()) {
-                continue;
-            }
             // A full outbox is an edge far behind; it resyncs when it reconnects.
             if session.outbox.try_send(Ok(message.clone())).is_err() {
                 counter!("frameworks_balancer_route_updates_dropped_total").increment(1);
@@ -199,7 +196,7 @@ impl EdgeControlService {
         let directory = self.directory.clone();
         directory
             .follow(feed.subscribe(), watcher, |forgotten| {
-                self.broadcast(&forgotten.into_update(), None);
+                self.broadcast(&forgotten.into_update());
             })
             .await;
     }

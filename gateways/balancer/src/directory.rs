@@ -130,6 +130,8 @@ struct PlaybackRow {
 pub struct StreamOwner {
     pub tenant: Option<Uuid>,
     pub deleted: bool,
+    /// The tenant asked for the stream to be recorded (`record: true`).
+    pub record: bool,
 }
 
 /// A key's static facts (everything but where the stream is live).
@@ -433,13 +435,18 @@ impl Directory {
             return Ok(owner);
         }
         let epoch = self.cache().epoch;
-        let row: Option<(Option<Uuid>, bool)> = sqlx::query_as(
-            "SELECT tenant_id, deleted_at IS NOT NULL FROM read_models.rm_streams WHERE id = $1",
+        let row: Option<(Option<Uuid>, bool, bool)> = sqlx::query_as(
+            "SELECT tenant_id, deleted_at IS NOT NULL, record
+             FROM read_models.rm_streams WHERE id = $1",
         )
         .bind(stream)
         .fetch_optional(&self.pool)
         .await?;
-        let owner = row.map(|(tenant, deleted)| StreamOwner { tenant, deleted });
+        let owner = row.map(|(tenant, deleted, record)| StreamOwner {
+            tenant,
+            deleted,
+            record,
+        });
         let mut cache = self.cache();
         if cache.epoch == epoch {
             remember(&mut cache.owners, stream, owner, self.ttl);
@@ -471,17 +478,6 @@ impl Directory {
             remember(&mut cache.clusters, tenant, Arc::clone(&clusters), self.ttl);
         }
         Ok(clusters)
-    }
-
-    /// The SHA-256 (hex) of every key of a stream.
-    pub async fn key_hashes(&self, stream: Uuid) -> Result<Vec<String>, DirectoryError> {
-        let hashes: Vec<Vec<u8>> = sqlx::query_scalar(
-            "SELECT lookup_hash FROM read_models.rm_stream_keys WHERE stream_id = $1",
-        )
-        .bind(stream)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(hashes.iter().map(|hash| hex(hash)).collect())
     }
 
     /// Whether `event` can change an answer.
@@ -668,14 +664,19 @@ impl Directory {
     }
 
     /// What the balancer knows now, as routes for an edge's config seed:
-    /// every cached key and playback answer still within its TTL.
+    /// every cached lasting key refusal and playback answer still within its
+    /// TTL. Accepted keys are left out: an edge asks about every push it
+    /// lets through, since only the balancer knows where the stream is live.
     pub fn routes(&self, secrets: &SecretBox) -> Vec<proto::Route> {
         let cache = self.cache();
         let keys = cache
             .keys
             .iter()
             .filter(|(_, (at, _))| at.elapsed() < self.ttl)
-            .map(|(hash, (_, facts))| decision_route(hash, &facts.decision()));
+            .filter_map(|(hash, (_, facts))| match facts.decision() {
+                IngestDecision::Accept { .. } => None,
+                refused => Some(decision_route(hash, &refused)),
+            });
         let playback = cache
             .playback
             .iter()

@@ -196,6 +196,37 @@ impl SharedState {
         Ok(())
     }
 
+    /// Marks that `stream`'s ingest on `node`, just started, is to be
+    /// recorded once Mist has buffered it (Mist refuses to record a stream
+    /// that is not ready yet); the mark lapses after `hold`.
+    pub async fn mark_recording_due(
+        &self,
+        stream: Uuid,
+        node: &str,
+        hold: Duration,
+    ) -> Result<(), redis::RedisError> {
+        let hold_ms = u64::try_from(hold.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.redis
+            .clone()
+            .pset_ex(self.key(&format!("recording:{stream}:{node}")), 1, hold_ms)
+            .await
+    }
+
+    /// Takes the mark [`Self::mark_recording_due`] left: true for the one
+    /// caller (of every balancer instance) that finds it.
+    pub async fn take_recording_due(
+        &self,
+        stream: Uuid,
+        node: &str,
+    ) -> Result<bool, redis::RedisError> {
+        let removed: u64 = self
+            .redis
+            .clone()
+            .del(self.key(&format!("recording:{stream}:{node}")))
+            .await?;
+        Ok(removed == 1)
+    }
+
     /// Holds `bps` on `node` for the redirect `key`.
     pub async fn charge(&self, node: &str, key: &str, bps: u64) -> Result<(), redis::RedisError> {
         self.redis

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use frameworks_commands::telemetry::{TelemetryCommand, TelemetryError};
 use frameworks_edge::control::proto::ingress_server::Ingress;
 use frameworks_edge::control::proto::{
-    RejectedTrigger, ResolveRequest, Route, TriggerAck, TriggerBatch, resolve_request,
+    RejectedTrigger, ResolveRequest, Route, TriggerAck, TriggerBatch, edge_command, resolve_request,
 };
 use frameworks_edge::triggers::{BufferState as MistBuffer, Trigger, TriggerKind};
 use frameworks_events::EventPayload;
@@ -29,7 +29,7 @@ use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use crate::control::EdgeControlService;
-use crate::directory::{self, DirectoryError, Forgotten, IngestDecision, IngestRefusal, stream_of};
+use crate::directory::{self, DirectoryError, IngestDecision, IngestRefusal, stream_of};
 
 /// Most triggers in one submission.
 const MAX_BATCH: usize = 1_000;
@@ -37,6 +37,10 @@ const MAX_BATCH: usize = 1_000;
 /// How long an accepted push holds its stream for its edge before the live
 /// state shows it there (released early when the ingest ends).
 const INGEST_CLAIM_HOLD: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// How long an ingest that started waits for Mist's full buffer to be
+/// recorded; a stream that takes longer to buffer is not recorded.
+const RECORDING_DUE_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Namespace of the event ids derived from trigger ids.
 const TRIGGER_EVENTS: Uuid = Uuid::from_u128(0x6a0f_4d2e_8b1c_4f3a_9e57_2c81_d0b4_e613);
@@ -450,42 +454,84 @@ impl EdgeControlService {
     }
 
     /// What an accepted trigger changes beyond Kafka: a viewer that showed
-    /// up releases the bandwidth its redirect held; when a stream starts on
-    /// an edge, the other edges forget its keys, so a second encoder with
-    /// the same key is asked about (and refused) there.
+    /// up releases the bandwidth its redirect held; an ingest that ended
+    /// releases the stream's claim; an ingest that started on a stream its
+    /// tenant records is recorded on that edge once Mist has buffered it.
     async fn accepted(&self, node: &str, submission: &Submission<'_>) {
         for record in &submission.records[1..] {
             let Ok(stream) = Uuid::parse_str(&record.subject_id) else {
                 continue;
             };
-            if let EventPayload::ViewerSessionStarted(started) = &record.payload {
-                let redirect = format!("{stream}/{}/", started.viewer_ip);
-                if let Err(error) = self.shared.release(node, &redirect).await {
-                    warn!(%error, "a provisional charge could not be released; it expires");
-                }
-                continue;
-            }
-            if let EventPayload::IngestEnded(_) = &record.payload {
-                if let Err(error) = self.shared.release_ingest(stream, node).await {
-                    warn!(%error, "an ingest claim could not be released; it expires");
-                }
-                continue;
-            }
-            let EventPayload::IngestStarted(_) = record.payload else {
-                continue;
-            };
-            match self.directory.key_hashes(stream).await {
-                Ok(hashes) => self.broadcast(
-                    &Forgotten {
-                        key_sha256: hashes,
-                        playback_ids: Vec::new(),
+            match &record.payload {
+                EventPayload::ViewerSessionStarted(started) => {
+                    let redirect = format!("{stream}/{}/", started.viewer_ip);
+                    if let Err(error) = self.shared.release(node, &redirect).await {
+                        warn!(%error, "a provisional charge could not be released; it expires");
                     }
-                    .into_update(),
-                    Some(node),
-                ),
-                Err(error) => warn!(%error, %stream, "the stream's keys could not be read"),
+                }
+                EventPayload::IngestEnded(_) => {
+                    if let Err(error) = self.shared.release_ingest(stream, node).await {
+                        warn!(%error, "an ingest claim could not be released; it expires");
+                    }
+                }
+                EventPayload::IngestStarted(_) => self.recording_due(node, stream).await,
+                EventPayload::StreamBufferChanged(changed)
+                    if changed.state == BufferState::Full as i32 =>
+                {
+                    self.start_recording_if_due(node, stream).await;
+                }
+                _ => {}
             }
         }
+    }
+
+    /// Marks the ingest that has just started on `node` to be recorded, when
+    /// its tenant asked for that (`record: true`).
+    async fn recording_due(&self, node: &str, stream: Uuid) {
+        match self.directory.owner(stream).await {
+            Ok(Some(owner)) if owner.record && !owner.deleted => {
+                if let Err(error) = self
+                    .shared
+                    .mark_recording_due(stream, node, RECORDING_DUE_FOR)
+                    .await
+                {
+                    warn!(%error, %stream, "the stream's recording could not be marked due");
+                }
+            }
+            Ok(_) => {}
+            Err(error) => warn!(%error, %stream, "whether the stream records could not be read"),
+        }
+    }
+
+    /// Asks `node` to record the stream Mist has buffered, if its ingest is
+    /// due a recording. The command runs on its own: the edge's batch is
+    /// acknowledged without waiting for Mist.
+    async fn start_recording_if_due(&self, node: &str, stream: Uuid) {
+        match self.shared.take_recording_due(stream, node).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(error) => {
+                warn!(%error, %stream, "whether the stream is due a recording could not be read");
+                return;
+            }
+        }
+        let control = self.clone();
+        let node = node.to_owned();
+        tokio::spawn(async move {
+            let action = edge_command::Action::StartRecording(directory::internal_name(stream));
+            let outcome = match control.command(&node, action).await {
+                Ok(()) => {
+                    info!(%stream, node, "recording started");
+                    "started"
+                }
+                Err(error) => {
+                    warn!(%error, %stream, node, "the stream's recording could not be started");
+                    "failed"
+                }
+            };
+            counter!("frameworks_balancer_recordings_requested_total", "outcome" => outcome)
+                .increment(1);
+        });
     }
 }
 
