@@ -356,6 +356,33 @@ async fn asynchronous_triggers_from_a_peer_that_closes_at_once_are_journaled_and
     assert_eq!(journaled, expected, "every USER_END journaled once");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_end_naming_no_stream_is_journaled_with_the_stream_its_viewer_was_admitted_to() {
+    let edge = edge(TestBalancer, Duration::from_millis(200)).await;
+    let new_viewer = Firing::from_capture(captures::of("USER_NEW").next().unwrap(), "/trigger");
+    let (stream, session) = {
+        let fields: Vec<&str> = new_viewer.body.split('\n').collect();
+        (fields[0].to_owned(), fields[5].to_owned())
+    };
+    let admitted = new_viewer.send(edge.address, WAIT).await.unwrap();
+    assert_eq!(admitted.body, "true");
+    // Mist ended the session before counting a second on the stream.
+    let end = Firing::from_capture(captures::of("USER_END").next().unwrap(), "/trigger");
+    let mut fields: Vec<&str> = end.body.split('\n').collect();
+    assert_eq!(fields.len(), 12, "{:?}", end.body);
+    fields[1] = "";
+    fields[11] = &session;
+    let body = fields.join("\n");
+    end.with_body(body).send(edge.address, WAIT).await.unwrap();
+    let pending = edge.journal.pending().unwrap();
+    let journaled: Vec<_> = pending
+        .iter()
+        .filter(|e| e.kind() == Some(TriggerKind::UserEnd))
+        .collect();
+    assert_eq!(journaled.len(), 1);
+    assert_eq!(journaled[0].fields[1], stream);
+}
+
 #[tokio::test]
 async fn malformed_requests_get_a_400_naming_the_problem() {
     let edge = edge(TestBalancer, Duration::from_millis(100)).await;
