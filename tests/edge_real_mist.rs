@@ -482,6 +482,30 @@ async fn an_edge_in_front_of_a_real_mistserver_publishes_plays_and_accounts() {
         refused.is_some_and(|s| !s.success()),
         "a wrong key is refused: {refused:?}"
     );
+    // So is a revoked one: the stream's key is rotated, and the key it had
+    // publishes no more.
+    let refreshed = platform
+        .graphql(
+            &token,
+            &format!(
+                r#"mutation {{ refreshStreamKey(id: "{stream_id}") {{ __typename ... on Stream {{ streamKey }} }} }}"#
+            ),
+        )
+        .await;
+    let revoked_key = key;
+    let key = text(&refreshed, "/refreshStreamKey/streamKey");
+    assert_ne!(key, revoked_key);
+    let mut revoked = Encoder::rtmp(&rtmp(&revoked_key), 20, &edge_dir.0.join("revoked.log"));
+    let refused = revoked.exited_within(Duration::from_secs(15)).await;
+    assert!(
+        refused.is_some_and(|s| !s.success()),
+        "a revoked key is refused: {refused:?}"
+    );
+    assert_eq!(
+        metric(&edge_metrics, "frameworks_edge_pushes_refused_total", "").await,
+        2.0,
+        "both refusals counted"
+    );
 
     // The right key publishes, and the stream is live in GraphQL.
     let first_packet = Instant::now();
@@ -589,6 +613,22 @@ async fn an_edge_in_front_of_a_real_mistserver_publishes_plays_and_accounts() {
     )
     .await;
     assert_eq!(mp4.status, 307);
+    // ffprobe opens each as a player would, through the balancer's 307,
+    // and finds the test pattern's H.264 and AAC.
+    for protocol in ["llhls/index.m3u8", "mp4"] {
+        let url = format!(
+            "http://{}/play/{playback_id}/{protocol}",
+            platform.balancer_http
+        );
+        let probed = url.clone();
+        let codecs = tokio::task::spawn_blocking(move || probe_codecs(&probed))
+            .await
+            .unwrap();
+        assert!(
+            codecs.contains(&"h264".to_owned()) && codecs.contains(&"aac".to_owned()),
+            "{url}: {codecs:?}"
+        );
+    }
 
     // Polling: Mist's clients and active streams reach the live state.
     eventually(

@@ -475,24 +475,29 @@ pub fn playlist_entries(playlist_url: &str, playlist: &str) -> Vec<String> {
         .collect()
 }
 
-/// The codec names ffprobe finds in `file`, in stream order.
-pub fn probe_codecs(file: &Path) -> Vec<String> {
+/// The codec names ffprobe finds in `input` (a file, or a URL it opens
+/// as a player would, following redirects), in stream order.
+pub fn probe_codecs(input: impl AsRef<std::ffi::OsStr>) -> Vec<String> {
+    let input = input.as_ref();
     let output = Command::new("ffprobe")
         .args([
             "-v",
             "error",
+            // A URL that stops answering fails within 10 s (microseconds).
+            "-rw_timeout",
+            "10000000",
             "-show_entries",
             "stream=codec_name",
             "-of",
             "csv=p=0",
         ])
-        .arg(file)
+        .arg(input)
         .output()
         .expect("ffprobe runs");
     assert!(
         output.status.success(),
         "ffprobe {}: {}",
-        file.display(),
+        input.to_string_lossy(),
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout)
