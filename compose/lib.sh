@@ -24,6 +24,7 @@ FRAMEWORKS_CLICKHOUSE_TCP_PORT="${FRAMEWORKS_CLICKHOUSE_TCP_PORT:-9000}"
 # Seconds each component gets to answer its health check after a start.
 FRAMEWORKS_START_TIMEOUT="${FRAMEWORKS_START_TIMEOUT:-90}"
 
+# shellcheck disable=SC2034 # read by the scripts that source this file
 KAFKA_VERSION="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$COMPOSE_DIR/kafka/pom.xml")"
 
 RUN_DIR="$FRAMEWORKS_DATA_DIR/run"
@@ -184,6 +185,7 @@ build_frameworks() {
 
 # The platform's own long-running roles, in start order. Each serves
 # Prometheus metrics, which doubles as its health check.
+# shellcheck disable=SC2034 # read by the scripts that source this file
 ROLES=(relay projector live-state analytics bridge balancer)
 FRAMEWORKS_RELAY_METRICS_LISTEN="${FRAMEWORKS_RELAY_METRICS_LISTEN:-127.0.0.1:18039}"
 FRAMEWORKS_PROJECTOR_METRICS_LISTEN="${FRAMEWORKS_PROJECTOR_METRICS_LISTEN:-127.0.0.1:18049}"
@@ -204,6 +206,7 @@ FRAMEWORKS_MIST_HTTP_PORT="${FRAMEWORKS_MIST_HTTP_PORT:-18080}"
 FRAMEWORKS_MIST_RTMP_PORT="${FRAMEWORKS_MIST_RTMP_PORT:-11935}"
 FRAMEWORKS_MIST_SRT_PORT="${FRAMEWORKS_MIST_SRT_PORT:-18889}"
 FRAMEWORKS_MIST_UDP_API_PORT="${FRAMEWORKS_MIST_UDP_API_PORT:-14244}"
+# shellcheck disable=SC2034 # read by the scripts that source this file
 MIST_SIMULATOR_BIN="$CARGO_TARGET_DIR/debug/frameworks-mist-simulator"
 
 role_metrics() {
