@@ -23,6 +23,18 @@ CREATE TABLE IF NOT EXISTS written_offsets (
 ) ENGINE = ReplacingMergeTree(upto)
 ORDER BY (topic, partition);
 
+-- Written after the rows of each batch: Kafka offsets below `upto` have all
+-- their rows here. A replay switches to a generation only once these marks
+-- reach the end of the log, so queries never meet a generation that is
+-- still missing the rows of its last batch.
+CREATE TABLE IF NOT EXISTS applied_offsets (
+    topic      String,
+    partition  UInt32,
+    upto       UInt64,
+    written_at DateTime('UTC')
+) ENGINE = ReplacingMergeTree(upto)
+ORDER BY (topic, partition);
+
 -- Ingest start and end, buffer state changes.
 CREATE TABLE IF NOT EXISTS stream_lifecycle (
     event_id         UUID,

@@ -15,6 +15,9 @@
 //!    suspects: their event ids are looked up in the target table, and the ones
 //!    already there are dropped before the insert.
 //! 3. Records at or above the mark cannot have been written and go straight in.
+//! 4. After the rows, `applied_offsets` records the same reach: below it every
+//!    record has its rows. A replay waits for these marks, not the first ones,
+//!    before it switches queries to the new generation.
 //!
 //! The lookup costs one query per table, and only for the first batches after
 //! a restart or rebalance. The raw tables are still ReplacingMergeTree on the
@@ -471,21 +474,7 @@ impl AnalyticsProjector {
         }
 
         // The marks first: once any row of this batch can exist, a restart must know.
-        let mut insert = self
-            .client
-            .insert::<WrittenOffset>("written_offsets")
-            .await?;
-        for (&(topic, partition), &(_, last)) in &ranges {
-            insert
-                .write(&WrittenOffset {
-                    topic: topic.to_owned(),
-                    partition: u32::try_from(partition).unwrap_or_default(),
-                    upto: u64::try_from(last + 1).unwrap_or_default(),
-                    written_at: Utc::now(),
-                })
-                .await?;
-        }
-        insert.end().await?;
+        self.write_marks("written_offsets", &ranges).await?;
         {
             let mut known = self.lock_marks();
             for (&(topic, partition), &(_, last)) in &ranges {
@@ -496,6 +485,8 @@ impl AnalyticsProjector {
 
         outcome.skipped = tables.write(&self.client).await?;
         outcome.inserted -= outcome.skipped;
+        // Every row of the batch is in: what a replay waits for.
+        self.write_marks("applied_offsets", &ranges).await?;
         counter!("frameworks_projector_events_total", "projection" => NAME, "outcome" => "applied")
             .increment(outcome.inserted as u64);
         counter!("frameworks_projector_events_total", "projection" => NAME, "outcome" => "duplicate")
@@ -506,6 +497,27 @@ impl AnalyticsProjector {
             }
         }
         Ok(outcome)
+    }
+
+    /// Records, in `table` (`written_offsets` or `applied_offsets`), how
+    /// far the batch covering `ranges` reaches in each partition.
+    async fn write_marks(
+        &self,
+        table: &str,
+        ranges: &std::collections::BTreeMap<(&str, i32), (i64, i64)>,
+    ) -> Result<(), AnalyticsError> {
+        let mut insert = self.client.insert::<WrittenOffset>(table).await?;
+        for (&(topic, partition), &(_, last)) in ranges {
+            insert
+                .write(&WrittenOffset {
+                    topic: topic.to_owned(),
+                    partition: u32::try_from(partition).unwrap_or_default(),
+                    upto: u64::try_from(last + 1).unwrap_or_default(),
+                    written_at: Utc::now(),
+                })
+                .await?;
+        }
+        Ok(insert.end().await?)
     }
 
     fn lock_marks(&self) -> std::sync::MutexGuard<'_, HashMap<(String, i32), i64>> {
@@ -544,8 +556,9 @@ impl AnalyticsProjector {
     }
 }
 
-/// Per partition, how far the analytics in `database` reach (the `written_offsets` marks).
-pub async fn written_marks(
+/// Per partition, how far the analytics in `database` reach: the
+/// `applied_offsets` marks, below which every record has its rows.
+pub async fn applied_marks(
     client: &Client,
     database: &str,
 ) -> Result<Vec<(String, i32, i64)>, clickhouse::error::Error> {
@@ -555,12 +568,22 @@ pub async fn written_marks(
         partition: u32,
         upto: u64,
     }
-    let marks: Vec<Mark> = client
-        .clone()
-        .with_database(database)
-        .query("SELECT topic, partition, max(upto) AS upto FROM written_offsets GROUP BY topic, partition")
-        .fetch_all()
-        .await?;
+    let client = client.clone().with_database(database);
+    let marks = |table: &str| {
+        client
+            .query(&format!(
+                "SELECT topic, partition, max(upto) AS upto FROM {table} GROUP BY topic, partition"
+            ))
+            .fetch_all::<Mark>()
+    };
+    let marks = match marks("applied_offsets").await {
+        // A generation built before `applied_offsets` existed (its replay
+        // `--if-outdated` rebuilds it): its first marks are all it has.
+        Err(clickhouse::error::Error::BadResponse(error)) if error.contains("Code: 60") => {
+            marks("written_offsets").await?
+        }
+        read => read?,
+    };
     Ok(marks
         .into_iter()
         .map(|m| {

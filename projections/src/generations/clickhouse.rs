@@ -247,6 +247,6 @@ impl Generations for ClickHouseGenerations {
     }
 
     async fn applied(&self, generation: u32) -> Result<Vec<(String, i32, i64)>, Self::Error> {
-        analytics::written_marks(&self.client, &Self::database(&self.base, generation)).await
+        analytics::applied_marks(&self.client, &Self::database(&self.base, generation)).await
     }
 }
