@@ -177,6 +177,25 @@ ensure_rust() {
     ensure_packages build-essential pkg-config zlib1g-dev libssl-dev
 }
 
+# Checking tools the test command runs, each pinned and built once into
+# $FRAMEWORKS_CACHE_DIR/tools (its own target dir, outside the clone).
+# shellcheck disable=SC2034 # read by compose/test
+CARGO_MACHETE_VERSION=0.9.2
+TOOLS_DIR="$FRAMEWORKS_CACHE_DIR/tools"
+export PATH="$TOOLS_DIR/bin:$PATH"
+
+# ensure_cargo_tool CRATE VERSION: installs that version of CRATE's binary
+# from crates.io unless it is there already.
+ensure_cargo_tool() {
+    local crate="$1" version="$2"
+    if [[ -x "$TOOLS_DIR/bin/$crate" ]] && "$TOOLS_DIR/bin/$crate" --version 2>/dev/null | grep -qF "$version"; then
+        return 0
+    fi
+    step "installing $crate $version into $TOOLS_DIR"
+    CARGO_TARGET_DIR="$TOOLS_DIR/target" cargo install --locked --quiet \
+        --root "$TOOLS_DIR" --version "$version" "$crate" || die "could not install $crate $version"
+}
+
 build_frameworks() {
     step "building the frameworks binary and the Mist simulator (target dir $CARGO_TARGET_DIR)"
     (cd "$REPO_DIR" && cargo build --locked -p frameworks --bin frameworks \

@@ -32,7 +32,7 @@ const FORWARD_QUEUE: usize = 10_000;
 /// keep its trigger config in sync, and talk to the balancer.
 #[derive(Debug, clap::Args)]
 pub struct EdgeCommand {
-    /// Where MistServer posts its triggers (POST /trigger/<NAME>).
+    /// Where MistServer posts its triggers (`POST /trigger/<NAME>`).
     #[arg(
         long = "listen",
         env = "FRAMEWORKS_EDGE_LISTEN",
@@ -40,7 +40,7 @@ pub struct EdgeCommand {
     )]
     listen: SocketAddr,
 
-    /// The base URL MistServer reaches the trigger endpoint at (default: http://<listen>).
+    /// The base URL MistServer reaches the trigger endpoint at (default: `http://<listen>`).
     #[arg(long = "trigger-base-url", env = "FRAMEWORKS_EDGE_TRIGGER_BASE_URL")]
     trigger_base_url: Option<String>,
 

@@ -17,7 +17,7 @@ pub struct CommandContext {
     pub tenant_id: Option<Uuid>,
     /// True for platform operators, who may act on any tenant's aggregates.
     pub operator: bool,
-    /// Audit trail: "user:<id>", "token:<id>", "operator:<name>", "edge:<node>".
+    /// Audit trail: `user:<id>`, `token:<id>`, `operator:<name>`, `edge:<node>`.
     pub actor: String,
     /// Becomes the causation id of every event the command produces.
     pub command_id: Uuid,

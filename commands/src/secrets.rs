@@ -93,7 +93,7 @@ impl SecretBox {
         (ring, spec)
     }
 
-    /// Seals `plaintext`, bound to `context` (e.g. "stream/<id>/pull_source").
+    /// Seals `plaintext`, bound to `context` (e.g. `stream/<id>/pull_source`).
     pub fn seal(&self, plaintext: &[u8], context: &str) -> SealedSecret {
         let nonce = random_bytes::<12>();
         let cipher = &self.keys[&self.active];

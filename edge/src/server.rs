@@ -63,7 +63,7 @@ impl<R: Resolver> TriggerEndpoint<R> {
 const DRAIN: Duration = Duration::from_secs(5);
 
 /// Serves `router` on `listener` until `shutdown` resolves, then lets the
-/// open connections finish (within [`DRAIN`]). Unlike `axum::serve`, a
+/// open connections finish (within `DRAIN`). Unlike `axum::serve`, a
 /// peer that closes its side right after writing its request still has
 /// that request read and handled.
 pub async fn serve(

@@ -1,6 +1,6 @@
 //! Every event type the platform emits, declared once.
 //!
-//! The [`event_registry!`] table below is the single place that binds an
+//! The `event_registry!` table below is the single place that binds an
 //! event's dotted name to its payload message, the aggregate it belongs to,
 //! the topic it travels on and its current schema version. Adding an event is
 //! adding a line here and a message in `schemas/proto`.
