@@ -771,8 +771,24 @@ async fn apply_change(conn: &mut PgConnection, event: &Event) -> Result<(), Appl
             .await?;
             touched(rows.rows_affected(), event, "node", &event.aggregate_id)?;
         }
-        // Telemetry lives on other topics and in other projections.
-        _ => {}
+        // Telemetry lives on other topics and in other projections. Named
+        // one by one, so that a new event type does not compile until it is
+        // placed here or above.
+        EventPayload::NodeHeartbeat(_)
+        | EventPayload::NodeMetrics(_)
+        | EventPayload::MistTriggerReceived(_)
+        | EventPayload::ViewerSessionStarted(_)
+        | EventPayload::ViewerSessionEnded(_)
+        | EventPayload::IngestStarted(_)
+        | EventPayload::IngestEnded(_)
+        | EventPayload::StreamBufferChanged(_)
+        | EventPayload::StreamHealthReported(_)
+        | EventPayload::TrackListUpdated(_)
+        | EventPayload::StreamSampled(_)
+        | EventPayload::PushEnded(_)
+        | EventPayload::RecordingSegmentWritten(_)
+        | EventPayload::RecordingEnded(_)
+        | EventPayload::InputClosed(_) => {}
     }
     Ok(())
 }

@@ -257,7 +257,54 @@ pub fn row_for(event: &Event) -> Result<Option<AnalyticsRow>, ApplyError> {
             shm_total_bytes: p.shm_total_bytes,
             window_ms: p.window_ms,
         }),
-        _ => return Ok(None),
+        // Not analytics: control-plane facts, and telemetry kept elsewhere
+        // (heartbeats, raw triggers, samples, pushes, recordings, input
+        // closes). Named one by one, so that a new event type does not
+        // compile until it is placed here or above.
+        EventPayload::TenantCreated(_)
+        | EventPayload::TenantSuspended(_)
+        | EventPayload::TenantReactivated(_)
+        | EventPayload::SigningKeyCreated(_)
+        | EventPayload::SigningKeyRevoked(_)
+        | EventPayload::TenantPreferredClusterSet(_)
+        | EventPayload::UserRegistered(_)
+        | EventPayload::UserPasswordChanged(_)
+        | EventPayload::UserLoginFailed(_)
+        | EventPayload::UserLoginSucceeded(_)
+        | EventPayload::ApiTokenCreated(_)
+        | EventPayload::ApiTokenRevoked(_)
+        | EventPayload::StreamCreated(_)
+        | EventPayload::StreamUpdated(_)
+        | EventPayload::StreamDeleted(_)
+        | EventPayload::StreamKeyCreated(_)
+        | EventPayload::StreamKeyRotated(_)
+        | EventPayload::StreamKeyDeleted(_)
+        | EventPayload::StreamPlaybackPolicySet(_)
+        | EventPayload::ClusterCreated(_)
+        | EventPayload::ClusterUpdated(_)
+        | EventPayload::NodeEnrolmentTokenIssued(_)
+        | EventPayload::NodeEnrolmentTokenConsumed(_)
+        | EventPayload::ClusterMarketplaceUpdated(_)
+        | EventPayload::ClusterSubscriptionRequested(_)
+        | EventPayload::ClusterSubscriptionApproved(_)
+        | EventPayload::ClusterSubscriptionRejected(_)
+        | EventPayload::ClusterSubscriptionCancelled(_)
+        | EventPayload::ClusterInviteCreated(_)
+        | EventPayload::ClusterInviteRevoked(_)
+        | EventPayload::ClusterInviteAccepted(_)
+        | EventPayload::EdgePreRegistered(_)
+        | EventPayload::NodeEnrolled(_)
+        | EventPayload::NodeReenrolled(_)
+        | EventPayload::NodeDecommissioned(_)
+        | EventPayload::NodeModeChanged(_)
+        | EventPayload::NodeServicesReported(_)
+        | EventPayload::NodeHeartbeat(_)
+        | EventPayload::MistTriggerReceived(_)
+        | EventPayload::StreamSampled(_)
+        | EventPayload::PushEnded(_)
+        | EventPayload::RecordingSegmentWritten(_)
+        | EventPayload::RecordingEnded(_)
+        | EventPayload::InputClosed(_) => return Ok(None),
     };
     Ok(Some(row))
 }

@@ -51,7 +51,7 @@ mod tests {
     #[test]
     fn every_statement_creates_something_idempotently() {
         let statements = statements();
-        assert_eq!(statements.len(), 10);
+        assert_eq!(statements.len(), 11);
         for statement in &statements {
             assert!(
                 statement.starts_with("CREATE TABLE IF NOT EXISTS")
