@@ -318,6 +318,17 @@ fn spawn_edge(
     spawn_role("edge", &platform.kafka, &settings)
 }
 
+/// Pushes RTMP to `url` and checks Mist refuses it (ffmpeg fails within
+/// 15 s); `what` names the push in the failure.
+async fn push_refused(url: &str, log: &std::path::Path, what: &str) {
+    let mut encoder = Encoder::rtmp(url, 20, log);
+    let exited = encoder.exited_within(Duration::from_secs(15)).await;
+    assert!(
+        exited.is_some_and(|s| !s.success()),
+        "{what} is refused: {exited:?}"
+    );
+}
+
 /// Whether the edge behind `metrics` holds a control stream to the
 /// balancer, its seed applied.
 async fn connected(metrics: &str) -> bool {
@@ -476,12 +487,12 @@ async fn an_edge_in_front_of_a_real_mistserver_publishes_plays_and_accounts() {
     let rtmp_port = mist.listeners.rtmp_port;
     let rtmp = move |key: &str| format!("rtmp://127.0.0.1:{rtmp_port}/live/{key}");
     // A wrong key is refused by Mist on the edge's answer.
-    let mut wrong = Encoder::rtmp(&rtmp("sk_never_issued"), 20, &edge_dir.0.join("wrong.log"));
-    let refused = wrong.exited_within(Duration::from_secs(15)).await;
-    assert!(
-        refused.is_some_and(|s| !s.success()),
-        "a wrong key is refused: {refused:?}"
-    );
+    push_refused(
+        &rtmp("sk_never_issued"),
+        &edge_dir.0.join("wrong.log"),
+        "a wrong key",
+    )
+    .await;
     // So is a revoked one: the stream's key is rotated, and the key it had
     // publishes no more.
     let refreshed = platform
@@ -495,12 +506,12 @@ async fn an_edge_in_front_of_a_real_mistserver_publishes_plays_and_accounts() {
     let revoked_key = key;
     let key = text(&refreshed, "/refreshStreamKey/streamKey");
     assert_ne!(key, revoked_key);
-    let mut revoked = Encoder::rtmp(&rtmp(&revoked_key), 20, &edge_dir.0.join("revoked.log"));
-    let refused = revoked.exited_within(Duration::from_secs(15)).await;
-    assert!(
-        refused.is_some_and(|s| !s.success()),
-        "a revoked key is refused: {refused:?}"
-    );
+    push_refused(
+        &rtmp(&revoked_key),
+        &edge_dir.0.join("revoked.log"),
+        "a revoked key",
+    )
+    .await;
     assert_eq!(
         metric(&edge_metrics, "frameworks_edge_pushes_refused_total", "").await,
         2.0,
@@ -990,12 +1001,12 @@ async fn an_edge_in_front_of_a_real_mistserver_publishes_plays_and_accounts() {
         let log = dir_b
             .0
             .join(format!("refused-{}.log", round.replace(' ', "-")));
-        let mut second = Encoder::rtmp(&rtmp_b, 20, &log);
-        let refused = second.exited_within(Duration::from_secs(15)).await;
-        assert!(
-            refused.is_some_and(|s| !s.success()),
-            "{round}: a second encoder is refused while the stream is live on the first edge: {refused:?}"
-        );
+        push_refused(
+            &rtmp_b,
+            &log,
+            &format!("{round}: a second encoder while the stream is live on the first edge"),
+        )
+        .await;
         assert_eq!(
             metric(&metrics_b, "frameworks_edge_pushes_refused_total", "").await,
             1.0,
