@@ -181,6 +181,8 @@ ensure_rust() {
 # $FRAMEWORKS_CACHE_DIR/tools (its own target dir, outside the clone).
 # shellcheck disable=SC2034 # read by compose/test
 CARGO_MACHETE_VERSION=0.9.2
+# shellcheck disable=SC2034 # read by compose/test
+CARGO_DENY_VERSION=0.19.0
 TOOLS_DIR="$FRAMEWORKS_CACHE_DIR/tools"
 export PATH="$TOOLS_DIR/bin:$PATH"
 
