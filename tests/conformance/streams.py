@@ -278,6 +278,26 @@ def _():
 # --- documents and limits ------------------------------------------------------
 
 
+@check("the standard introspection query passes the limits and gives the whole schema")
+def _():
+    from graphql import build_client_schema, get_introspection_query
+
+    # What GraphiQL's docs explorer and code generators send, every option on.
+    query = get_introspection_query(
+        descriptions=True,
+        specified_by_url=True,
+        directive_is_repeatable=True,
+        schema_description=True,
+        input_value_deprecation=True,
+    )
+    response = post({"query": query}, token=token_a).json()
+    assert "errors" not in response, response.get("errors")
+    schema = build_client_schema(response["data"])
+    assert schema.query_type.name == "Query"
+    assert "streamsConnection" in schema.query_type.fields
+    assert schema.subscription_type is not None
+
+
 @check("parse, validation, depth and complexity failures carry their codes")
 def _():
     def code(body):
@@ -286,7 +306,7 @@ def _():
 
     assert code({"query": "{ streamsConnection { totalCount "}) == "GRAPHQL_PARSE_FAILED"
     assert code({"query": "{ streamsConnection { noSuchField } }"}) == "GRAPHQL_VALIDATION_FAILED"
-    deep = "{ __schema { types { fields { type { ofType { ofType { ofType { ofType { ofType { ofType { name } } } } } } } } } } }"
+    deep = "{ __schema { types { fields { type { " + "ofType { " * 11 + "name" + " }" * 11 + " } } } } }"
     assert code({"query": deep}) == "QUERY_TOO_DEEP"
     wide = "{ " + " ".join(f"s{i}: streamsConnection {{ totalCount }}" for i in range(1100)) + " }"
     assert code({"query": wide}) == "QUERY_TOO_COMPLEX"
