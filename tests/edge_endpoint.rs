@@ -381,6 +381,38 @@ async fn a_user_end_naming_no_stream_is_journaled_with_the_stream_its_viewer_was
         .collect();
     assert_eq!(journaled.len(), 1);
     assert_eq!(journaled[0].fields[1], stream);
+
+    // A viewer USER_NEW refused is not remembered: its end names no stream.
+    let refused = Firing::from_capture(captures::of("USER_NEW").next().unwrap(), "/trigger");
+    let mut fields: Vec<String> = refused.body.split('\n').map(str::to_owned).collect();
+    fields[0] = "private".into();
+    fields[5] = "refused-session".into();
+    let answer = refused
+        .with_body(fields.join("\n"))
+        .send(edge.address, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(answer.body, "false");
+    let end = Firing::from_capture(captures::of("USER_END").next().unwrap(), "/trigger");
+    let mut fields: Vec<String> = end.body.split('\n').map(str::to_owned).collect();
+    fields[1] = String::new();
+    fields[11] = "refused-session".into();
+    end.with_body(fields.join("\n"))
+        .send(edge.address, WAIT)
+        .await
+        .unwrap();
+    let pending = edge.journal.pending().unwrap();
+    let unnamed = pending
+        .iter()
+        .filter(|e| e.kind() == Some(TriggerKind::UserEnd))
+        .filter(|e| e.fields[11] == "refused-session")
+        .map(|e| e.fields[1].clone())
+        .collect::<Vec<_>>();
+    assert_eq!(
+        unnamed,
+        [String::new()],
+        "a refused viewer is not remembered"
+    );
 }
 
 #[tokio::test]

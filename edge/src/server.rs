@@ -182,7 +182,9 @@ async fn handle<R: Resolver>(
     let kind = request.meta.kind;
     counter!("frameworks_edge_triggers_total", "trigger" => kind.name()).increment(1);
     let mut entry = JournalEntry::new(&request.meta, &body);
-    endpoint.sessions.observe(kind, &mut entry.fields, false);
+    if kind == TriggerKind::UserEnd {
+        endpoint.sessions.ended(&mut entry.fields);
+    }
     if kind.accounting() {
         let journal = endpoint.journal.clone();
         let durable = entry.clone();
@@ -216,9 +218,9 @@ async fn handle<R: Resolver>(
     // The platform learns what was let through (a push's stream, a viewer admitted).
     if answer.action == Action::Value {
         entry.answer = Some(answer.body.clone());
-        endpoint
-            .sessions
-            .observe(kind, &mut entry.fields, answer.body == "true");
+        if kind == TriggerKind::UserNew && answer.body == "true" {
+            endpoint.sessions.admitted(&entry.fields);
+        }
     }
     forward(&endpoint.forward, entry);
     let mut response = (StatusCode::OK, answer.body).into_response();

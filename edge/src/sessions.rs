@@ -14,8 +14,6 @@ use std::sync::{Mutex, PoisonError};
 
 use metrics::counter;
 
-use crate::triggers::TriggerKind;
-
 /// USER_NEW: stream, host, session token, protocol, request URL, session id.
 const USER_NEW_STREAM: usize = 0;
 const USER_NEW_SESSION: usize = 5;
@@ -91,19 +89,6 @@ impl SessionStreams {
         }
     }
 
-    /// What the trigger endpoint does with every trigger: a USER_END is
-    /// completed before it is journaled, and `admitted` says whether a
-    /// USER_NEW let its viewer in.
-    pub fn observe(&self, kind: TriggerKind, fields: &mut [String], admitted: bool) {
-        match kind {
-            TriggerKind::UserNew if admitted => self.admitted(fields),
-            TriggerKind::UserEnd => {
-                self.ended(fields);
-            }
-            _ => {}
-        }
-    }
-
     /// Sessions remembered now.
     pub fn len(&self) -> usize {
         self.lock().streams.len()
@@ -137,9 +122,9 @@ mod tests {
     #[test]
     fn a_user_end_naming_no_stream_gets_the_stream_its_session_was_admitted_to() {
         let sessions = SessionStreams::default();
-        sessions.observe(TriggerKind::UserNew, &mut user_new("live+s1", "abc"), true);
+        sessions.admitted(&user_new("live+s1", "abc"));
         let mut end = user_end("", "abc");
-        sessions.observe(TriggerKind::UserEnd, &mut end, false);
+        sessions.ended(&mut end);
         assert_eq!(end[USER_END_STREAMS], "live+s1");
         assert!(sessions.is_empty(), "an ended session is forgotten");
     }
@@ -147,25 +132,23 @@ mod tests {
     #[test]
     fn a_user_end_naming_its_streams_is_kept_as_mist_sent_it() {
         let sessions = SessionStreams::default();
-        sessions.observe(TriggerKind::UserNew, &mut user_new("live+s1", "abc"), true);
+        sessions.admitted(&user_new("live+s1", "abc"));
         let mut end = user_end("live+s1,live+s2", "abc");
         let sent = end.clone();
-        sessions.observe(TriggerKind::UserEnd, &mut end, false);
+        sessions.ended(&mut end);
         assert_eq!(end, sent);
         assert!(sessions.is_empty());
     }
 
     #[test]
-    fn refused_viewers_and_unknown_sessions_change_nothing() {
+    fn unknown_sessions_change_nothing() {
         let sessions = SessionStreams::default();
-        sessions.observe(TriggerKind::UserNew, &mut user_new("live+s1", "abc"), false);
-        assert!(sessions.is_empty(), "a refused viewer is not remembered");
         let mut end = user_end("", "abc");
-        sessions.observe(TriggerKind::UserEnd, &mut end, false);
+        sessions.ended(&mut end);
         assert_eq!(end[USER_END_STREAMS], "", "no stream is made up");
         // A short USER_END (no session id) is left alone.
         let mut short = fields("9000000001\n\nHLS");
-        sessions.observe(TriggerKind::UserEnd, &mut short, false);
+        sessions.ended(&mut short);
         assert_eq!(short.len(), 3);
     }
 
