@@ -205,7 +205,7 @@ build_frameworks() {
 }
 
 # The platform's own long-running roles, in start order. Each serves
-# Prometheus metrics, which doubles as its health check.
+# Prometheus metrics and /health.
 # shellcheck disable=SC2034 # read by the scripts that source this file
 ROLES=(relay projector live-state analytics bridge balancer)
 FRAMEWORKS_RELAY_METRICS_LISTEN="${FRAMEWORKS_RELAY_METRICS_LISTEN:-127.0.0.1:18039}"
@@ -273,7 +273,9 @@ random_base64() { head -c "$1" /dev/urandom | base64 -w0; }
 # A one-key data-key ring (`KEY_ID:BASE64`) for sealing secrets at rest.
 dev_data_keys() { printf 'dev1:%s' "$(random_base64 32)"; }
 
-role_healthy() { curl -fsS --max-time 2 "http://$(role_metrics "$ROLE")/metrics" >/dev/null 2>&1; }
+# Healthy: /health answers 200 (every supervised task of the role is up);
+# it is served beside /metrics.
+role_healthy() { curl -fsS --max-time 2 "http://$(role_metrics "$ROLE")/health" >/dev/null 2>&1; }
 
 # start_role NAME: starts `frameworks NAME` unless it already runs the current binary.
 start_role() {

@@ -1,5 +1,6 @@
 //! Compiles schemas/proto with protox (a protobuf compiler in Rust, so no
-//! `protoc` is needed on any machine) and generates the prost types.
+//! `protoc` is needed on any machine), generates the prost types and writes
+//! the contract's descriptor set.
 
 use std::path::PathBuf;
 
@@ -18,6 +19,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed={}", proto_root.display());
 
     let descriptors = protox::compile(&files, [&proto_root])?;
+    // The contract as a descriptor set, without comments and source
+    // positions: `contract::DESCRIPTOR_SET`, compared with the committed
+    // snapshot so a breaking change to a stored event fails a test.
+    let mut contract = descriptors.clone();
+    for file in &mut contract.file {
+        file.source_code_info = None;
+    }
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(
+        out_dir.join("frameworks.events.v1.binpb"),
+        prost::Message::encode_to_vec(&contract),
+    )?;
     let mut config = prost_build::Config::new();
     // Payload messages (every package below frameworks.events.v1) get proptest's
     // Arbitrary so property tests can cover every event type without fixtures.

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use frameworks_events::kafka::{KafkaSettings, apply_catalogue};
@@ -12,6 +13,8 @@ use frameworks_projections::generations::clickhouse::ClickHouseGenerations;
 
 use crate::generations::follow_live;
 use crate::metrics;
+use crate::relay::until_shutdown;
+use crate::supervisor::Supervisor;
 
 /// Apply stream and node telemetry to the ClickHouse analytics, exactly once in effect.
 #[derive(Debug, clap::Args)]
@@ -36,28 +39,44 @@ pub struct AnalyticsCommand {
 
 impl AnalyticsCommand {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
-        metrics::serve(self.metrics_listen)?;
+        let mut supervisor = Supervisor::new();
+        metrics::serve(self.metrics_listen, &mut supervisor).await?;
         apply_catalogue(&self.kafka, &self.kafka.catalogue())
             .await
             .context("applying the topic catalogue")?;
-        let generations = ClickHouseGenerations::open(&self.clickhouse)
-            .await
-            .context("connecting to ClickHouse (FRAMEWORKS_CLICKHOUSE_URL)")?;
-        follow_live(&generations, |generation| {
+        let generations = Arc::new(
+            ClickHouseGenerations::open(&self.clickhouse)
+                .await
+                .context("connecting to ClickHouse (FRAMEWORKS_CLICKHOUSE_URL)")?,
+        );
+        let (clickhouse, kafka, settings) = (self.clickhouse, self.kafka, self.analytics);
+        supervisor.restarting("analytics", move || {
+            let generations = Arc::clone(&generations);
             let (clickhouse, kafka, settings) =
-                (&self.clickhouse, &self.kafka, self.analytics.clone());
+                (clickhouse.clone(), kafka.clone(), settings.clone());
             async move {
-                let projector =
-                    AnalyticsProjector::for_generation(clickhouse, kafka, settings, generation)
+                follow_live(&*generations, |generation| {
+                    let (clickhouse, kafka, settings) =
+                        (clickhouse.clone(), kafka.clone(), settings.clone());
+                    async move {
+                        let projector = AnalyticsProjector::for_generation(
+                            &clickhouse,
+                            &kafka,
+                            settings,
+                            generation,
+                        )
                         .await
                         .context("creating the analytics tables and joining the Kafka group")?;
-                projector
-                    .run(std::future::pending())
-                    .await
-                    .context("projecting analytics")
+                        projector
+                            .run(std::future::pending())
+                            .await
+                            .context("projecting analytics")
+                    }
+                })
+                .await
             }
-        })
-        .await?;
+        });
+        supervisor.run(until_shutdown()).await?;
         Ok(ExitCode::SUCCESS)
     }
 }

@@ -15,8 +15,8 @@ use frameworks_balancer::placement::{Placer, RoutingSettings};
 use frameworks_balancer::play;
 use frameworks_commands::telemetry::TelemetryPublisher;
 use frameworks_commands::{CommandBus, DatabaseSettings, EventStore, SecretBox};
-use frameworks_edge::control::proto::edge_control_server::EdgeControlServer;
-use frameworks_edge::control::proto::ingress_server::IngressServer;
+use frameworks_edge_protocol::proto::edge_control_server::EdgeControlServer;
+use frameworks_edge_protocol::proto::ingress_server::IngressServer;
 use frameworks_events::Topic;
 use frameworks_events::kafka::{EventFeed, EventPublisher, KafkaSettings};
 use frameworks_projections::live::{LiveState, LiveStateSettings};
@@ -27,6 +27,7 @@ use uuid::Uuid;
 
 use crate::metrics;
 use crate::relay::shutdown_signal;
+use crate::supervisor::Supervisor;
 
 /// Largest gRPC message an edge may send (a full trigger batch fits easily).
 const MAX_GRPC_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
@@ -118,7 +119,8 @@ pub struct BalancerCommand {
 
 impl BalancerCommand {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
-        metrics::serve(self.metrics_listen)?;
+        let mut supervisor = Supervisor::new();
+        metrics::serve(self.metrics_listen, &mut supervisor).await?;
         let secrets = SecretBox::from_spec(&self.data_keys)
             .context("reading the data-key ring (FRAMEWORKS_DATA_KEYS)")?;
         let store = EventStore::connect(&self.database)
@@ -132,8 +134,12 @@ impl BalancerCommand {
             .await
             .context("connecting to Redis (FRAMEWORKS_REDIS_URL)")?;
         let shared = SharedState::new(live.connection(), &self.live.key_prefix);
-        let placer = Placer::start(pool.clone(), live.clone(), shared.clone(), &self.routing)
+        let placer = Placer::open(pool.clone(), live.clone(), shared.clone(), &self.routing)
             .context("loading the GeoIP database (FRAMEWORKS_BALANCER_GEOIP_CSV)")?;
+        supervisor.restarting("fleet-view", {
+            let (placer, pool, live) = (placer.clone(), pool.clone(), live.clone());
+            move || placer.keep_fresh(pool.clone(), live.clone())
+        });
         let service = EdgeControlService::new(
             bus,
             TelemetryPublisher::new(publisher),
@@ -144,17 +150,26 @@ impl BalancerCommand {
                 command_timeout: Duration::from_secs(self.command_timeout_seconds),
             },
         );
-        let feed = EventFeed::start(
+        let (feed, reading) = EventFeed::open(
             &self.kafka,
             "frameworks-balancer-directory",
             &[Topic::Tenants, Topic::Streams, Topic::Infrastructure],
             INVALIDATION_BUFFER,
         )
         .context("reading the control-plane topics from Kafka")?;
-        let watcher = ProjectionWatcher::start(pool.clone())
+        supervisor.essential("kafka-feed", reading);
+        let (watcher, listening) = ProjectionWatcher::open(pool.clone())
             .await
             .context("listening for projection commits")?;
-        tokio::spawn(service.clone().push_invalidations(feed, watcher));
+        supervisor.essential("projection-watcher", listening);
+        supervisor.restarting("directory-invalidation", {
+            let service = service.clone();
+            move || {
+                service
+                    .clone()
+                    .push_invalidations(feed.clone(), watcher.clone())
+            }
+        });
 
         let instance = self.instance_id.clone().unwrap_or_else(|| {
             let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
@@ -165,13 +180,25 @@ impl BalancerCommand {
             instance.clone(),
             Duration::from_secs(self.leader_ttl_seconds),
         );
-        tokio::spawn(singleton_jobs(
-            leadership.watch(),
-            shared.clone(),
-            self.routing.fleet.clone(),
-            Duration::from_secs(5),
-        ));
-        tokio::spawn(leadership.clone().run());
+        supervisor.restarting("singleton-jobs", {
+            let (leadership, shared, fleet) = (
+                leadership.clone(),
+                shared.clone(),
+                self.routing.fleet.clone(),
+            );
+            move || {
+                singleton_jobs(
+                    leadership.watch(),
+                    shared.clone(),
+                    fleet.clone(),
+                    Duration::from_secs(5),
+                )
+            }
+        });
+        supervisor.restarting("leadership", {
+            let leadership = leadership.clone();
+            move || leadership.clone().run()
+        });
 
         let http = tokio::net::TcpListener::bind(self.http_listen)
             .await
@@ -187,7 +214,9 @@ impl BalancerCommand {
         );
         let http_server = axum::serve(
             http,
-            play::router(placer).into_make_service_with_connect_info::<SocketAddr>(),
+            play::router(placer)
+                .merge(supervisor.health().router())
+                .into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown_signal());
         let grpc_server = tonic::transport::Server::builder()
@@ -206,12 +235,18 @@ impl BalancerCommand {
             shutdown_signal().await;
             tokio::time::sleep(SHUTDOWN_DRAIN).await;
         };
-        let outcome = tokio::select! {
-            results = servers => Some(results),
-            () = drained => None,
+        let mut outcome = None;
+        let serving = async {
+            outcome = tokio::select! {
+                results = servers => Some(results),
+                () = drained => None,
+            };
+            Ok(())
         };
+        let supervised = supervisor.run(serving).await;
         // Hand leadership over now rather than after the TTL.
         let _ = leadership.resign().await;
+        supervised?;
         match outcome {
             Some((http_result, grpc_result)) => {
                 http_result.context("serving HTTP")?;

@@ -7,16 +7,19 @@ use anyhow::Context;
 use frameworks_balancer::fleet::SharedState;
 use frameworks_balancer::placement::{Placer, RoutingSettings};
 use frameworks_bridge::BridgeSettings;
+use frameworks_bridge::graphiql::Graphiql;
 use frameworks_commands::{DatabaseSettings, EventStore};
 use frameworks_events::kafka::KafkaSettings;
 use frameworks_projections::analytics::ClickHouseSettings;
 use frameworks_projections::analytics::reader::AnalyticsReader;
 use frameworks_projections::live::{LiveState, LiveStateSettings};
 use frameworks_projections::read_your_writes::ProjectionWatcher;
-use metrics_exporter_prometheus::PrometheusBuilder;
+
 use tracing::info;
 
+use crate::metrics;
 use crate::relay::shutdown_signal;
+use crate::supervisor::Supervisor;
 
 /// Events a subscription may fall behind by before it skips some.
 const SUBSCRIPTION_BUFFER: usize = 16_384;
@@ -46,19 +49,20 @@ pub struct BridgeCommand {
 
 impl BridgeCommand {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
-        // The bridge serves /metrics itself, on its own port.
-        let metrics = PrometheusBuilder::new()
-            .install_recorder()
-            .context("installing the metrics recorder")?;
+        let mut supervisor = Supervisor::new();
+        // The bridge serves /metrics and /health itself, on its own port.
+        let metrics = metrics::install(&mut supervisor)?;
         let store = EventStore::connect(&self.database)
             .await
             .context("connecting to PostgreSQL (FRAMEWORKS_DATABASE_URL)")?;
         store.migrate().await.context("migrating the database")?;
-        let feed = frameworks_bridge::feed::start(&self.kafka, SUBSCRIPTION_BUFFER)
+        let (feed, reading) = frameworks_bridge::feed::open(&self.kafka, SUBSCRIPTION_BUFFER)
             .context("reading Kafka for subscriptions (FRAMEWORKS_KAFKA_BROKERS)")?;
-        let projections = ProjectionWatcher::start(store.pool().clone())
+        supervisor.essential("kafka-feed", reading);
+        let (projections, listening) = ProjectionWatcher::open(store.pool().clone())
             .await
             .context("listening for projection commits")?;
+        supervisor.essential("projection-watcher", listening);
         let live = LiveState::connect(&self.live.redis_url, &self.live.key_prefix)
             .await
             .context("connecting to Redis (FRAMEWORKS_REDIS_URL)")?;
@@ -66,14 +70,28 @@ impl BridgeCommand {
             .await
             .context("connecting to ClickHouse (FRAMEWORKS_CLICKHOUSE_URL)")?;
         let shared = SharedState::new(live.connection(), &self.live.key_prefix);
-        let placer = Placer::start(store.pool().clone(), live.clone(), shared, &self.routing)
+        let placer = Placer::open(store.pool().clone(), live.clone(), shared, &self.routing)
             .context("loading the GeoIP database (FRAMEWORKS_BALANCER_GEOIP_CSV)")?;
+        supervisor.restarting("fleet-view", {
+            let (placer, pool, live) = (placer.clone(), store.pool().clone(), live.clone());
+            move || placer.keep_fresh(pool.clone(), live.clone())
+        });
         // Keys, streams, tenants and clusters changed drop the directory's answers.
-        tokio::spawn(placer.directory.clone().follow(
-            feed.subscribe(),
-            projections.clone(),
-            |_| {},
-        ));
+        supervisor.restarting("directory-invalidation", {
+            let (directory, feed, projections) =
+                (placer.directory.clone(), feed.clone(), projections.clone());
+            move || {
+                directory
+                    .clone()
+                    .follow(feed.subscribe(), projections.clone(), |_| {})
+            }
+        });
+        let health = supervisor.health();
+        let pinged = store.clone();
+        health.check("database", move || {
+            let store = pinged.clone();
+            async move { store.ping().await }
+        });
         let state = frameworks_bridge::state(
             &store,
             &self.bridge,
@@ -84,23 +102,31 @@ impl BridgeCommand {
             placer,
         )
         .context("reading the data-key ring (FRAMEWORKS_DATA_KEYS)")?;
+        let graphiql = self
+            .bridge
+            .graphiql
+            .then(|| Graphiql::load(self.bridge.graphiql_assets.as_deref()))
+            .transpose()
+            .context("loading GraphiQL (--graphiql)")?;
         let router = frameworks_bridge::http::router(
             state,
             metrics,
-            self.bridge.graphiql,
+            graphiql,
             usize::try_from(self.bridge.max_body_bytes).unwrap_or(usize::MAX),
-        );
+        )
+        .merge(health.router());
         let listener = tokio::net::TcpListener::bind(self.bridge.listen)
             .await
             .with_context(|| format!("listening on {} (is the port taken?)", self.bridge.listen))?;
         info!(listen = %listener.local_addr()?, "bridge serving /graphql");
-        axum::serve(
+        let serving = axum::serve(
             listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+        .with_graceful_shutdown(shutdown_signal());
+        supervisor
+            .run(async { serving.await.context("serving HTTP") })
+            .await?;
         Ok(ExitCode::SUCCESS)
     }
 }

@@ -10,7 +10,6 @@ use anyhow::Context;
 use frameworks_edge::answers::{AnswerSettings, Answers, RouteTable};
 use frameworks_edge::config_sync;
 use frameworks_edge::control::client::{self, ClientSettings, Identity};
-use frameworks_edge::control::proto::ingress_client::IngressClient;
 use frameworks_edge::control::resolver::BalancerResolver;
 use frameworks_edge::forwarder;
 use frameworks_edge::host::{MistCommands, MistHost};
@@ -18,12 +17,14 @@ use frameworks_edge::journal::Journal;
 use frameworks_edge::machine::MachineProbe;
 use frameworks_edge::mist::{MistClient, MistSettings};
 use frameworks_edge::server::TriggerEndpoint;
-use tokio::sync::{mpsc, watch};
+use frameworks_edge_protocol::proto::ingress_client::IngressClient;
+use tokio::sync::{Mutex, mpsc, watch};
 use tonic::transport::Endpoint;
 use tracing::info;
 
 use crate::metrics;
 use crate::relay::shutdown_signal;
+use crate::supervisor::Supervisor;
 
 /// Triggers waiting for the forwarder before live ones are dropped (counted).
 const FORWARD_QUEUE: usize = 10_000;
@@ -221,7 +222,8 @@ fn machine_fingerprint() -> anyhow::Result<String> {
 
 impl EdgeCommand {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
-        metrics::serve(self.metrics_listen)?;
+        let mut supervisor = Supervisor::new();
+        metrics::serve(self.metrics_listen, &mut supervisor).await?;
         if let Some(dir) = self.journal_path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
@@ -246,13 +248,23 @@ impl EdgeCommand {
             },
         );
         let (forward, forwarded) = mpsc::channel(FORWARD_QUEUE);
-        tokio::spawn(forwarder::run(
+        // Held by one attempt of the forwarder at a time, and by the next
+        // one once a dead attempt let go of it.
+        let forwarded = Arc::new(Mutex::new(forwarded));
+        let (ingress, forwarder_journal, every) = (
             IngressClient::new(balancer),
             journal.clone(),
-            seen,
-            forwarded,
             Duration::from_millis(self.forward_every_ms),
-        ));
+        );
+        supervisor.restarting("edge-forwarder", move || {
+            forwarder::run(
+                ingress.clone(),
+                forwarder_journal.clone(),
+                seen.clone(),
+                Arc::clone(&forwarded),
+                every,
+            )
+        });
 
         let hostname = std::fs::read_to_string("/etc/hostname")
             .map(|h| h.trim().to_owned())
@@ -271,27 +283,30 @@ impl EdgeCommand {
             MachineProbe::default(),
             self.bandwidth_limit_mbps * 1_000_000,
         ));
-        tokio::spawn(client::run(
-            ClientSettings {
-                balancer: self.balancer.clone(),
-                identity: Identity {
-                    hardware_fingerprint: fingerprint,
-                    hostname,
-                    edge_version: env!("CARGO_PKG_VERSION").to_owned(),
-                    public_host: self.public_host.clone(),
-                    latitude: self.latitude,
-                    longitude: self.longitude,
-                },
-                enrolment_token: self.enrolment_token.clone(),
-                node_id_file: self.node_id_file.clone(),
-                backoff_initial: Duration::from_millis(500),
-                backoff_max: Duration::from_secs(30),
-                poll_every: Duration::from_secs(self.poll_seconds),
+        let settings = ClientSettings {
+            balancer: self.balancer.clone(),
+            identity: Identity {
+                hardware_fingerprint: fingerprint,
+                hostname,
+                edge_version: env!("CARGO_PKG_VERSION").to_owned(),
+                public_host: self.public_host.clone(),
+                latitude: self.latitude,
+                longitude: self.longitude,
             },
-            host,
-            routes,
-            seeds,
-        ));
+            enrolment_token: self.enrolment_token.clone(),
+            node_id_file: self.node_id_file.clone(),
+            backoff_initial: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(30),
+            poll_every: Duration::from_secs(self.poll_seconds),
+        };
+        supervisor.restarting("edge-control", move || {
+            client::run(
+                settings.clone(),
+                Arc::clone(&host),
+                Arc::clone(&routes),
+                seeds.clone(),
+            )
+        });
 
         let listener = tokio::net::TcpListener::bind(self.listen)
             .await
@@ -306,13 +321,15 @@ impl EdgeCommand {
         );
         // Mist is checked before its config is touched; one whose trigger
         // set this daemon does not know ends the daemon.
-        let config = tokio::spawn(async move {
+        supervisor.essential("mist-config-sync", async move {
             let mist = MistClient::new(mist_settings);
-            let version = config_sync::wait_for_mist(&mist, Duration::from_secs(30)).await?;
+            let version = config_sync::wait_for_mist(&mist, Duration::from_secs(30))
+                .await
+                .context("checking MistServer")?;
             info!(%version, "MistServer answers and offers every trigger the edge registers");
             let desired = config_sync::desired(&base);
             config_sync::keep_in_sync(&mist, &server_id, &desired, seeds_for_config, every).await;
-            Ok::<(), config_sync::MistCompatibility>(())
+            anyhow::Ok(())
         });
         let endpoint = Arc::new(TriggerEndpoint {
             answers,
@@ -322,14 +339,9 @@ impl EdgeCommand {
         });
         info!(listen = %listener.local_addr()?, balancer = %self.balancer, "edge daemon taking MistServer's triggers");
         let serve = frameworks_edge::server::serve(listener, endpoint.router(), shutdown_signal());
-        tokio::select! {
-            served = serve => served.context("serving the trigger endpoint")?,
-            checked = config => match checked {
-                Ok(Err(incompatible)) => return Err(incompatible).context("checking MistServer"),
-                Ok(Ok(())) => anyhow::bail!("the MistServer config sync ended"),
-                Err(failed) => return Err(failed).context("the MistServer config sync failed"),
-            },
-        }
+        supervisor
+            .run(async { serve.await.context("serving the trigger endpoint") })
+            .await?;
         Ok(ExitCode::SUCCESS)
     }
 }

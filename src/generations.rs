@@ -9,23 +9,20 @@ use anyhow::Context;
 use frameworks_projections::generations::{Generations, switched_from};
 use tracing::info;
 
-use crate::relay::shutdown_signal;
-
 /// How often a role checks whether a replay switched generations.
 const SWITCH_POLL: Duration = Duration::from_secs(2);
 
-/// Runs `project(generation)` on the live generation until SIGINT or SIGTERM,
-/// starting it again on the new generation after each switch. `project`
-/// returns only on a fatal error. Stopping it mid-batch is safe: every
-/// projector's batch is atomic or idempotent on its store.
-pub async fn follow_live<G, F, Fut>(generations: &G, mut project: F) -> anyhow::Result<()>
+/// Runs `project(generation)` on the live generation, starting it again on
+/// the new generation after each switch. `project` returns only on a fatal
+/// error, which ends this too (the role's supervisor starts it again).
+/// Stopping it mid-batch is safe: every projector's batch is atomic or
+/// idempotent on its store.
+pub async fn follow_live<G, F, Fut>(generations: &G, project: F) -> anyhow::Result<()>
 where
     G: Generations,
-    F: FnMut(u32) -> Fut,
+    F: Fn(u32) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
-    let shutdown = shutdown_signal();
-    tokio::pin!(shutdown);
     loop {
         let generation = generations
             .ensure_live()
@@ -37,7 +34,6 @@ where
         );
         tokio::select! {
             result = project(generation) => return result,
-            () = &mut shutdown => return Ok(()),
             next = switched_from(generations, generation, SWITCH_POLL) => {
                 info!(projection = generations.projection(), from = generation, to = next, "a replay switched generations");
             }

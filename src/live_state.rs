@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use frameworks_events::kafka::{KafkaSettings, apply_catalogue};
@@ -9,6 +10,8 @@ use frameworks_projections::live::{LiveStateProjector, LiveStateSettings};
 
 use crate::generations::follow_live;
 use crate::metrics;
+use crate::relay::until_shutdown;
+use crate::supervisor::Supervisor;
 
 /// Apply stream and node telemetry to Redis: live streams, viewer counts, node load.
 #[derive(Debug, clap::Args)]
@@ -30,26 +33,38 @@ pub struct LiveStateCommand {
 
 impl LiveStateCommand {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
-        metrics::serve(self.metrics_listen)?;
+        let mut supervisor = Supervisor::new();
+        metrics::serve(self.metrics_listen, &mut supervisor).await?;
         apply_catalogue(&self.kafka, &self.kafka.catalogue())
             .await
             .context("applying the topic catalogue")?;
-        let generations = LiveStateProjector::generations(&self.live)
-            .await
-            .context("connecting to Redis (FRAMEWORKS_REDIS_URL)")?;
-        follow_live(&generations, |generation| {
-            let (kafka, settings) = (&self.kafka, self.live.clone());
+        let generations = Arc::new(
+            LiveStateProjector::generations(&self.live)
+                .await
+                .context("connecting to Redis (FRAMEWORKS_REDIS_URL)")?,
+        );
+        let (kafka, settings) = (self.kafka, self.live);
+        supervisor.restarting("live-state", move || {
+            let generations = Arc::clone(&generations);
+            let (kafka, settings) = (kafka.clone(), settings.clone());
             async move {
-                let projector = LiveStateProjector::for_generation(kafka, settings, generation)
-                    .await
-                    .context("connecting to Redis and joining the Kafka group")?;
-                projector
-                    .run(std::future::pending())
-                    .await
-                    .context("projecting live state")
+                follow_live(&*generations, |generation| {
+                    let (kafka, settings) = (kafka.clone(), settings.clone());
+                    async move {
+                        let projector =
+                            LiveStateProjector::for_generation(&kafka, settings, generation)
+                                .await
+                                .context("connecting to Redis and joining the Kafka group")?;
+                        projector
+                            .run(std::future::pending())
+                            .await
+                            .context("projecting live state")
+                    }
+                })
+                .await
             }
-        })
-        .await?;
+        });
+        supervisor.run(until_shutdown()).await?;
         Ok(ExitCode::SUCCESS)
     }
 }

@@ -22,6 +22,7 @@ mod projections;
 mod projector;
 mod relay;
 mod replay;
+mod supervisor;
 mod topics;
 
 #[derive(Debug, Parser)]
@@ -54,6 +55,8 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(&cli.logging);
+    // Failpoints from FAILPOINTS (test builds only; nothing otherwise).
+    let _failpoints = fail::FailScenario::setup();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -11,6 +11,8 @@ use frameworks_projections::postgres::{PostgresProjector, ProjectorSettings};
 
 use crate::generations::follow_live;
 use crate::metrics;
+use crate::relay::until_shutdown;
+use crate::supervisor::Supervisor;
 
 /// Apply the control-plane topics to the PostgreSQL read models, exactly once in effect.
 #[derive(Debug, clap::Args)]
@@ -35,7 +37,8 @@ pub struct ProjectorCommand {
 
 impl ProjectorCommand {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
-        metrics::serve(self.metrics_listen)?;
+        let mut supervisor = Supervisor::new();
+        metrics::serve(self.metrics_listen, &mut supervisor).await?;
         let store = EventStore::connect(&self.database)
             .await
             .context("connecting to PostgreSQL (FRAMEWORKS_DATABASE_URL)")?;
@@ -43,21 +46,28 @@ impl ProjectorCommand {
         apply_catalogue(&self.kafka, &self.kafka.catalogue())
             .await
             .context("applying the topic catalogue")?;
-        let generations = PostgresGenerations::new(store.pool().clone());
-        follow_live(&generations, |generation| {
-            let pool = store.pool().clone();
-            let (kafka, settings) = (&self.kafka, self.projector.clone());
+        let pool = store.pool().clone();
+        let (kafka, settings) = (self.kafka, self.projector);
+        supervisor.restarting("projector", move || {
+            let generations = PostgresGenerations::new(pool.clone());
+            let (pool, kafka, settings) = (pool.clone(), kafka.clone(), settings.clone());
             async move {
-                let projector =
-                    PostgresProjector::for_generation(pool, kafka, settings, generation)
-                        .context("joining the Kafka consumer group")?;
-                projector
-                    .run(std::future::pending())
-                    .await
-                    .context("projecting")
+                follow_live(&generations, |generation| {
+                    let (pool, settings) = (pool.clone(), settings.clone());
+                    let projector =
+                        PostgresProjector::for_generation(pool, &kafka, settings, generation);
+                    async move {
+                        projector
+                            .context("joining the Kafka consumer group")?
+                            .run(std::future::pending())
+                            .await
+                            .context("projecting")
+                    }
+                })
+                .await
             }
-        })
-        .await?;
+        });
+        supervisor.run(until_shutdown()).await?;
         Ok(ExitCode::SUCCESS)
     }
 }

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use frameworks_commands::relay::{OutboxRelay, RelaySettings};
@@ -10,6 +11,7 @@ use frameworks_events::kafka::{EventPublisher, KafkaSettings, apply_catalogue};
 use tracing::info;
 
 use crate::metrics;
+use crate::supervisor::Supervisor;
 
 /// Publish appended events from the Postgres outbox to Kafka (one leader at a time).
 #[derive(Debug, clap::Args)]
@@ -34,7 +36,8 @@ pub struct RelayCommand {
 
 impl RelayCommand {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
-        metrics::serve(self.metrics_listen)?;
+        let mut supervisor = Supervisor::new();
+        metrics::serve(self.metrics_listen, &mut supervisor).await?;
         let store = EventStore::connect(&self.database)
             .await
             .context("connecting to PostgreSQL (FRAMEWORKS_DATABASE_URL)")?;
@@ -44,14 +47,27 @@ impl RelayCommand {
             .context("applying the topic catalogue")?;
         let publisher = EventPublisher::new(&self.kafka, "frameworks-relay")
             .context("creating the Kafka producer")?;
-        let relay = OutboxRelay::new(store, publisher, self.relay);
+        let relay = Arc::new(OutboxRelay::new(store, publisher, self.relay));
         info!(metrics = %self.metrics_listen, "relay started");
-        relay
-            .run(shutdown_signal())
-            .await
-            .context("relaying the outbox")?;
+        supervisor.restarting("relay", move || {
+            let relay = Arc::clone(&relay);
+            async move {
+                relay
+                    .run(std::future::pending())
+                    .await
+                    .context("relaying the outbox")
+            }
+        });
+        supervisor.run(until_shutdown()).await?;
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// The role future of a role whose work is all in supervised tasks: it
+/// ends, cleanly, on SIGINT or SIGTERM.
+pub async fn until_shutdown() -> anyhow::Result<()> {
+    shutdown_signal().await;
+    Ok(())
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -5,7 +5,7 @@
 // The helpers below fail the test by panicking, as test code should.
 #![allow(clippy::unwrap_used)]
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

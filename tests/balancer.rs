@@ -11,7 +11,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,16 +30,17 @@ use frameworks_commands::aggregates::stream::{Ingest, Stream, StreamCommand, Str
 use frameworks_commands::aggregates::tenant::{Tenant, TenantCommand, TenantOutcome};
 use frameworks_commands::telemetry::TelemetryPublisher;
 use frameworks_commands::{CommandBus, CommandContext, SecretBox};
-use frameworks_edge::answers::{AnswerSettings, Answers, NoResolver, RouteTable, key_sha256};
-use frameworks_edge::control::proto::edge_control_client::EdgeControlClient;
-use frameworks_edge::control::proto::edge_control_server::EdgeControlServer;
-use frameworks_edge::control::proto::ingress_client::IngressClient;
-use frameworks_edge::control::proto::ingress_server::IngressServer;
-use frameworks_edge::control::proto::{
+use frameworks_edge::answers::{AnswerSettings, Answers, NoResolver, RouteTable};
+use frameworks_edge_protocol::keys::key_sha256;
+use frameworks_edge_protocol::proto::edge_control_client::EdgeControlClient;
+use frameworks_edge_protocol::proto::edge_control_server::EdgeControlServer;
+use frameworks_edge_protocol::proto::ingress_client::IngressClient;
+use frameworks_edge_protocol::proto::ingress_server::IngressServer;
+use frameworks_edge_protocol::proto::{
     BalancerMessage, EdgeMessage, Heartbeat, PlaybackPolicy, Register, ResolveRequest,
     StreamSamples, TriggerBatch, balancer_message, edge_message, register, resolve_request, route,
 };
-use frameworks_edge::triggers::{Trigger, TriggerKind};
+use frameworks_edge_protocol::triggers::{Trigger, TriggerKind};
 use frameworks_events::kafka::{EventConsumer, EventFeed, EventPublisher};
 use frameworks_events::proto::v1::telemetry::{
     MistTriggerReceived, NodeHeartbeat, NodeMetrics, StreamSampled,

@@ -1,7 +1,7 @@
 //! The `frameworks` binary: help everywhere, settings validated up front,
 //! failures that say what is wrong.
 
-mod support;
+use crate::support;
 
 use std::net::TcpListener;
 use std::process::{Command, Output};

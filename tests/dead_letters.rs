@@ -1,7 +1,7 @@
 //! A record a consumer cannot read goes to the dead-letter topic with the
 //! reason, and the consumer keeps going.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -9,7 +9,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -64,8 +64,21 @@ impl Roles {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn accounting_triggers_count_once_while_edge_and_balancer_are_killed() {
+/// An event store, Kafka topics, a simulated MistServer, and the settings
+/// of a balancer and an edge enrolled into a cluster, ready to start.
+struct Stage {
+    db: support::TestDatabase,
+    kafka: KafkaSettings,
+    prefix: String,
+    roles: Roles,
+    edge_address: SocketAddr,
+    _state: ScratchDir,
+    _mist: MistApi,
+}
+
+/// The stage for one test; `edge_env` comes after (and wins over) the
+/// edge's usual settings.
+async fn stage(name: &str, edge_env: &[(&'static str, String)]) -> Stage {
     let db = fresh_database().await;
     let kafka = kafka_with_topics().await;
     let prefix = kafka.catalogue.prefix.clone();
@@ -78,7 +91,7 @@ async fn accounting_triggers_count_once_while_edge_and_balancer_are_killed() {
     let mist_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mist_address = mist_listener.local_addr().unwrap();
     tokio::spawn(serve(mist_listener, mist.clone()));
-    let state = ScratchDir::new("edge-accounting");
+    let state = ScratchDir::new(name);
     let grpc = free_port();
     let edge_address: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let roles = Roles {
@@ -121,19 +134,50 @@ async fn accounting_triggers_count_once_while_edge_and_balancer_are_killed() {
                 format!("fp-{prefix}"),
             ),
             ("FRAMEWORKS_EDGE_FORWARD_EVERY_MS", "200".into()),
-        ],
+        ]
+        .into_iter()
+        .chain(edge_env.iter().cloned())
+        .collect(),
     };
-    let mut balancer = roles.balancer();
-    let mut edge = roles.edge();
+    Stage {
+        db,
+        kafka,
+        prefix,
+        roles,
+        edge_address,
+        _state: state,
+        _mist: mist,
+    }
+}
 
-    // Mist fires; each trigger is retried until the edge answers 200.
-    let firings: Vec<Firing> = (0..TRIGGERS)
+/// Fires an accounting trigger of each kind at the edge, each retried until
+/// the edge answers 200 as Mist does; answers their trigger ids.
+fn accounting_firings(count: usize) -> Vec<Firing> {
+    (0..count)
         .map(|i| {
             let name = ACCOUNTING[i % ACCOUNTING.len()];
             Firing::from_capture(captures::of(name).next().unwrap(), "/trigger")
                 .with_header("X-Trigger-UUID", Uuid::now_v7().to_string())
         })
-        .collect();
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounting_triggers_count_once_while_edge_and_balancer_are_killed() {
+    let Stage {
+        db,
+        kafka,
+        prefix,
+        roles,
+        edge_address,
+        _state,
+        _mist,
+    } = stage("edge-accounting", &[]).await;
+    let mut balancer = roles.balancer();
+    let mut edge = roles.edge();
+
+    // Mist fires; each trigger is retried until the edge answers 200.
+    let firings = accounting_firings(TRIGGERS);
     let sent: BTreeSet<String> = firings
         .iter()
         .map(|f| f.uuid().unwrap().to_owned())
@@ -211,6 +255,85 @@ async fn accounting_triggers_count_once_while_edge_and_balancer_are_killed() {
     );
 
     drop((edge, balancer));
+    drop_topics(&kafka).await;
+    frameworks_test_harness::drop_redis_prefix(&redis_url(), &prefix).await;
+    db.drop_now().await;
+}
+
+/// The edge's forwarder runs supervised: made to die four times on start
+/// (a failpoint; the test build compiles them in), it is down on `/health`
+/// through the backoff, counted, started again, and then forwards what Mist
+/// fired, journaled meanwhile, to Kafka.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_forwarder_is_restarted_and_health_reports_it_meanwhile() {
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let Stage {
+        db,
+        kafka,
+        prefix,
+        roles,
+        edge_address,
+        _state,
+        _mist,
+    } = stage(
+        "edge-supervision",
+        &[
+            ("FRAMEWORKS_EDGE_METRICS_LISTEN", metrics.clone()),
+            ("FAILPOINTS", "edge-forwarder=4*panic".into()),
+        ],
+    )
+    .await;
+    let _balancer = roles.balancer();
+    let _edge = roles.edge();
+
+    let firings = accounting_firings(ACCOUNTING.len());
+    let sent: BTreeSet<String> = firings
+        .iter()
+        .map(|f| f.uuid().unwrap().to_owned())
+        .collect();
+    // Mist's triggers are journaled (answered 200) while the forwarder is down.
+    within(Duration::from_secs(30), "the edge answering Mist", async {
+        for firing in &firings {
+            while !matches!(firing.send(edge_address, Duration::from_secs(2)).await, Ok(r) if r.status == 200) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    })
+    .await;
+    let down =
+        support::down_then_healthy(&metrics, "edge-forwarder", Duration::from_secs(30)).await;
+    let restarts =
+        support::metric(&metrics, "frameworks_task_restarts_total", "edge-forwarder").await;
+    assert_eq!(restarts, 4.0, "four deaths, four restarts");
+
+    let consumer = EventConsumer::subscribe(
+        &kafka,
+        &format!("{prefix}-supervision"),
+        &[Topic::NodeTelemetry],
+    )
+    .unwrap();
+    let mut forwarded = BTreeSet::new();
+    within(
+        Duration::from_secs(60),
+        "the journaled triggers in Kafka",
+        async {
+            while forwarded.len() < sent.len() {
+                if let EventPayload::MistTriggerReceived(trigger) =
+                    consumer.next().await.unwrap().event.payload
+                {
+                    forwarded.insert(trigger.trigger_id);
+                }
+            }
+        },
+    )
+    .await;
+    assert_eq!(forwarded, sent);
+    println!(
+        "the forwarder died 4 times; /health said so for at least {down:?}; {} triggers forwarded after its restart",
+        sent.len()
+    );
+
+    drop((_edge, _balancer));
     drop_topics(&kafka).await;
     frameworks_test_harness::drop_redis_prefix(&redis_url(), &prefix).await;
     db.drop_now().await;

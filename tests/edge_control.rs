@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,19 +17,19 @@ use frameworks_commands::telemetry::TelemetryPublisher;
 use frameworks_commands::{CommandBus, SecretBox};
 use frameworks_edge::answers::{Action, AnswerSettings, Answers, NoResolver};
 use frameworks_edge::control::client::{self, ClientSettings, EdgeHost, Identity};
-use frameworks_edge::control::proto::edge_control_client::EdgeControlClient;
-use frameworks_edge::control::proto::edge_control_server::EdgeControlServer;
-use frameworks_edge::control::proto::ingress_client::IngressClient;
-use frameworks_edge::control::proto::ingress_server::IngressServer;
-use frameworks_edge::control::proto::{
-    ConfigSeed, EdgeMessage, Heartbeat, Register, StartPush, StreamTemplate, edge_command,
-    edge_message, register,
-};
 use frameworks_edge::forwarder;
 use frameworks_edge::host::MistCommands;
 use frameworks_edge::journal::{Journal, JournalEntry};
 use frameworks_edge::mist::{MistClient, MistSettings};
-use frameworks_edge::triggers::{Trigger, TriggerKind, TriggerMeta};
+use frameworks_edge_protocol::proto::edge_control_client::EdgeControlClient;
+use frameworks_edge_protocol::proto::edge_control_server::EdgeControlServer;
+use frameworks_edge_protocol::proto::ingress_client::IngressClient;
+use frameworks_edge_protocol::proto::ingress_server::IngressServer;
+use frameworks_edge_protocol::proto::{
+    ConfigSeed, EdgeMessage, Heartbeat, Register, StartPush, StreamTemplate, edge_command,
+    edge_message, register,
+};
+use frameworks_edge_protocol::triggers::{Trigger, TriggerKind, TriggerMeta};
 use frameworks_events::kafka::{EventConsumer, EventPublisher, KafkaSettings};
 use frameworks_events::proto::v1::telemetry::{NodeHeartbeat, NodeMetrics};
 use frameworks_events::{AggregateType, EventPayload, Topic};
@@ -396,7 +396,7 @@ async fn an_edge_enrols_heartbeats_obeys_commands_and_comes_back_after_a_reconne
         ingress.clone(),
         journal.clone(),
         seen.clone(),
-        live_rx,
+        std::sync::Arc::new(tokio::sync::Mutex::new(live_rx)),
         Duration::from_millis(100),
     ));
     let late = Firing::from_capture(captures::of("PUSH_END").next().unwrap(), "/trigger");
@@ -447,7 +447,7 @@ async fn an_edge_enrols_heartbeats_obeys_commands_and_comes_back_after_a_reconne
     let stop_nothing = service
         .command(
             &node_id,
-            edge_command::Action::StopPush(frameworks_edge::control::proto::StopPush {
+            edge_command::Action::StopPush(frameworks_edge_protocol::proto::StopPush {
                 stream: "live+s1".into(),
                 target: "rtmp://elsewhere".into(),
             }),
@@ -466,7 +466,7 @@ async fn an_edge_enrols_heartbeats_obeys_commands_and_comes_back_after_a_reconne
     service
         .command(
             &node_id,
-            edge_command::Action::StopPush(frameworks_edge::control::proto::StopPush {
+            edge_command::Action::StopPush(frameworks_edge_protocol::proto::StopPush {
                 stream: "live+s1".into(),
                 target: "rtmp://example.net/live/x".into(),
             }),

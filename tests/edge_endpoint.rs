@@ -11,11 +11,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use frameworks_edge::answers::{
-    AnswerSettings, Answers, PlaybackPolicy, Resolved, Resolver, RouteTable, Routes, key_sha256,
+    AnswerSettings, Answers, PlaybackPolicy, Resolved, Resolver, RouteTable, Routes,
 };
 use frameworks_edge::journal::{Journal, JournalEntry};
 use frameworks_edge::server::TriggerEndpoint;
-use frameworks_edge::triggers::TriggerKind;
+use frameworks_edge_protocol::keys::key_sha256;
+use frameworks_edge_protocol::triggers::TriggerKind;
 use frameworks_mist_simulator::captures;
 use frameworks_mist_simulator::sender::Firing;
 use tokio::net::TcpListener;
@@ -148,7 +149,8 @@ async fn the_journal_outlives_its_process_and_forgets_what_was_acknowledged() {
     let path = dir.0.join("journal.redb");
     let capture = captures::of("USER_END").next().unwrap();
     let firing = Firing::from_capture(capture, "/trigger");
-    let meta = frameworks_edge::triggers::TriggerMeta::from_headers(|n| firing.header(n)).unwrap();
+    let meta = frameworks_edge_protocol::triggers::TriggerMeta::from_headers(|n| firing.header(n))
+        .unwrap();
     {
         let journal = Journal::open(&path).unwrap();
         let entry = JournalEntry::new(&meta, &firing.body);
@@ -550,9 +552,9 @@ async fn a_simulated_broadcast_is_answered_and_its_accounting_journaled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushes_and_recordings_report_through_their_triggers() {
     use frameworks_edge::config_sync;
-    use frameworks_edge::control::proto::{StartPush, edge_command::Action};
     use frameworks_edge::host::MistCommands;
     use frameworks_edge::mist::{MistClient, MistSettings};
+    use frameworks_edge_protocol::proto::{StartPush, edge_command::Action};
     use frameworks_mist_simulator::{MistApi, serve};
 
     let edge = edge(TestBalancer, Duration::from_millis(200)).await;

@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use frameworks_edge::config_sync;
-use frameworks_edge::mist::{MistClient, MistError, MistSettings, TriggerSet};
-use frameworks_edge::triggers::TriggerKind;
+use frameworks_edge::mist::{MistClient, MistError, MistSettings, TriggerHandler, TriggerSet};
+use frameworks_edge_protocol::triggers::TriggerKind;
 use frameworks_mist_simulator::api::{ActiveStream, Client};
 use frameworks_mist_simulator::{MistApi, serve};
 use serde_json::{Map, json};
@@ -136,7 +136,12 @@ async fn the_typed_commands_do_what_mist_does() {
     for kind in [TriggerKind::UserNew, TriggerKind::StreamEnd] {
         triggers.insert(
             kind.name().into(),
-            vec![kind.handler("http://127.0.0.1:18007", "true", None)],
+            vec![TriggerHandler::for_trigger(
+                kind,
+                "http://127.0.0.1:18007",
+                "true",
+                None,
+            )],
         );
     }
     mist.set_triggers("edge-1", &triggers).await.unwrap();
@@ -257,7 +262,12 @@ async fn the_trigger_set_is_registered_and_drift_is_put_back() {
     let mut drifted = TriggerSet::new();
     drifted.insert(
         "USER_NEW".into(),
-        vec![TriggerKind::UserNew.handler("http://elsewhere:1", "true", None)],
+        vec![TriggerHandler::for_trigger(
+            TriggerKind::UserNew,
+            "http://elsewhere:1",
+            "true",
+            None,
+        )],
     );
     mist.set_triggers("node-1", &drifted).await.unwrap();
     assert!(
@@ -270,7 +280,7 @@ async fn the_trigger_set_is_registered_and_drift_is_put_back() {
 
 #[tokio::test]
 async fn the_seeds_stream_templates_are_kept_in_mist() {
-    use frameworks_edge::control::proto::StreamTemplate;
+    use frameworks_edge_protocol::proto::StreamTemplate;
     let api = MistApi::new(Some(("admin", "secret")), true);
     let mist = client(simulator(&api).await, "secret");
     mist.add_stream("operators-own", "push://10.0.0.1", Map::new())

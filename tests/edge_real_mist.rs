@@ -6,7 +6,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,7 @@ use support::mist::{
     Encoder, MistServer, fetch, fetch_if_listening, playlist_entries, post_json, probe_codecs,
     try_fetch,
 };
-use support::{RoleProcess, ScratchDir, free_port, spawn_read_side_role, spawn_role};
+use support::{RoleProcess, ScratchDir, free_port, metric, spawn_read_side_role, spawn_role};
 use uuid::Uuid;
 
 /// Polls `check` every 200 ms until it answers `Some`, failing after `limit`.
@@ -35,23 +35,6 @@ where
         assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-/// The sum of a Prometheus counter's series at `listen` whose labels
-/// mention `label` (every series when empty); 0 while nothing answers there.
-async fn metric(listen: &str, name: &str, label: &str) -> f64 {
-    let Some(answer) =
-        fetch_if_listening(&format!("http://{listen}/metrics"), Duration::from_secs(5)).await
-    else {
-        return 0.0;
-    };
-    answer
-        .text()
-        .lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter(|l| label.is_empty() || l.contains(&format!("\"{label}\"")))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .fold(0.0, |sum, value| sum + value)
 }
 
 /// Waits until Mist's config holds exactly the edge's trigger set.

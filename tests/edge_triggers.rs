@@ -5,7 +5,9 @@
 
 use std::collections::BTreeSet;
 
-use frameworks_edge::triggers::{BufferState, Trigger, TriggerError, TriggerKind, TriggerRequest};
+use frameworks_edge_protocol::triggers::{
+    BufferState, Trigger, TriggerError, TriggerKind, TriggerRequest,
+};
 use frameworks_mist_simulator::captures::{self, Capture};
 
 fn parse(capture: &Capture) -> Result<TriggerRequest, TriggerError> {

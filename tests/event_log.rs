@@ -1,7 +1,7 @@
 //! Every event type travels through a real Kafka topic and comes back equal,
 //! and one aggregate's events arrive in the order they were published.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::time::Duration;

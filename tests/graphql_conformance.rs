@@ -9,7 +9,7 @@
 // The helpers below fail the test by panicking, as test code should.
 #![allow(clippy::unwrap_used)]
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
@@ -319,6 +319,42 @@ async fn report_node_load(kafka: &KafkaSettings, tenant: Uuid, node: &str, hour:
     }
 }
 
+/// GraphiQL's page, and every script and stylesheet it loads, come from the
+/// bridge: the files `compose/graphiql` fetched, byte for byte.
+async fn graphiql_is_served_by_the_bridge_alone(port: u16) {
+    let assets = std::path::PathBuf::from(std::env::var("FRAMEWORKS_BRIDGE_GRAPHIQL_ASSETS").expect(
+        "FRAMEWORKS_BRIDGE_GRAPHIQL_ASSETS names GraphiQL's assets (compose/test sets it: compose/graphiql dir)",
+    ));
+    let page = support::mist::fetch(&format!("http://127.0.0.1:{port}/graphql"), &[]).await;
+    assert_eq!(page.status, 200);
+    let html = page.text();
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "the GraphiQL page names an outside host:\n{html}"
+    );
+    let referenced: Vec<&str> = html
+        .split('"')
+        .filter(|value| value.starts_with("/graphql/assets/"))
+        .collect();
+    assert_eq!(referenced.len(), 4, "{referenced:?}");
+    for path in referenced {
+        let served = support::mist::fetch(&format!("http://127.0.0.1:{port}{path}"), &[]).await;
+        assert_eq!(served.status, 200, "{path}");
+        let file = assets.join(path.trim_start_matches("/graphql/assets/"));
+        assert!(
+            served.body == std::fs::read(&file).unwrap(),
+            "{path} is not {}",
+            file.display()
+        );
+    }
+    let missing = support::mist::fetch(
+        &format!("http://127.0.0.1:{port}/graphql/assets/none.js"),
+        &[],
+    )
+    .await;
+    assert_eq!(missing.status, 404);
+}
+
 fn wait_listening(port: u16) {
     let address = SocketAddr::from(([127, 0, 0, 1], port));
     for _ in 0..300 {
@@ -423,6 +459,7 @@ async fn the_published_client_drives_every_operation_it_has_here() {
         &[
             ("FRAMEWORKS_SESSION_SECRET", session_secret.clone()),
             ("FRAMEWORKS_BRIDGE_RATE_LIMIT_PER_MINUTE", "100000".into()),
+            ("FRAMEWORKS_BRIDGE_GRAPHIQL", "true".into()),
         ],
     );
     let (limited, limited_port) = support::spawn_bridge(
@@ -442,6 +479,7 @@ async fn the_published_client_drives_every_operation_it_has_here() {
     })
     .await
     .unwrap();
+    graphiql_is_served_by_the_bridge_alone(port).await;
 
     // The node reports its load, so the live state and the analytics have
     // something to show.

@@ -1,6 +1,6 @@
 //! compose/infra: idempotent start, clear failures, and stopping only what it started.
 
-mod support;
+use crate::support;
 
 use std::net::TcpListener;
 use std::path::Path;

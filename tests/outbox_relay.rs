@@ -2,7 +2,7 @@
 //! Kafka, in sequence order per aggregate, and a duplicate (a row published
 //! but not yet deleted when the relay died) carries the same event id.
 
-mod support;
+use crate::support;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

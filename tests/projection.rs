@@ -5,7 +5,7 @@
 // The helpers below fail the test by panicking, as test code should.
 #![allow(clippy::unwrap_used)]
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -737,6 +737,63 @@ async fn a_command_can_wait_until_its_events_are_projected() {
             .unwrap();
     assert_eq!(name, "read me");
     running.abort();
+    drop_topics(&kafka).await;
+    db.drop_now().await;
+}
+
+/// The projector role's loop runs supervised: made to die four times on
+/// start (a failpoint; the test build compiles them in), it is down on
+/// `/health` through the backoff, counted, started again, and then projects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_projector_loop_is_restarted_and_health_reports_it_meanwhile() {
+    let db = fresh_database().await;
+    let kafka = kafka_with_topics().await;
+    let (secrets, _) = SecretBox::generate("test-key");
+    let bus = CommandBus::new(db.store.clone(), secrets);
+    let ctx = CommandContext::for_tenant(Uuid::now_v7(), "user:test");
+    let stream = Uuid::now_v7().to_string();
+    let create = StreamCommand::Create {
+        name: "after the restarts".into(),
+        description: String::new(),
+        record: false,
+        ingest: Ingest::Push,
+        pull_source: None,
+        allow_private_sources: false,
+    };
+    bus.execute::<Stream>(&stream, &create, &ctx, None)
+        .await
+        .unwrap();
+    publish(&db.store, &kafka, 0).await;
+
+    let metrics = format!("127.0.0.1:{}", support::free_port());
+    let group = format!("{}-supervised", kafka.catalogue.prefix);
+    let _projector = spawn_role(
+        "projector",
+        &kafka,
+        &[
+            ("FRAMEWORKS_DATABASE_URL", db.url.clone()),
+            ("FRAMEWORKS_PROJECTOR_GROUP", group),
+            ("FRAMEWORKS_PROJECTOR_METRICS_LISTEN", metrics.clone()),
+            ("FAILPOINTS", "projector=4*panic".into()),
+        ],
+    );
+    let down = support::down_then_healthy(&metrics, "projector", Duration::from_secs(30)).await;
+    let restarts = support::metric(&metrics, "frameworks_task_restarts_total", "projector").await;
+    assert_eq!(restarts, 4.0, "four deaths, four restarts");
+    wait_for(
+        db.store.pool(),
+        NAME,
+        AggregateType::Stream,
+        &stream,
+        2,
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    println!(
+        "the projector's loop died 4 times; /health said so for at least {down:?}; then it projected"
+    );
+    drop(_projector);
     drop_topics(&kafka).await;
     db.drop_now().await;
 }

@@ -1,7 +1,7 @@
 //! Edge telemetry: validated without an aggregate, published in batches,
 //! keyed by stream or node; one bad record does not hold back its batch.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::time::Duration;

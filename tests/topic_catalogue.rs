@@ -1,6 +1,6 @@
 //! Applying the topic catalogue is idempotent and repairs drifted settings.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

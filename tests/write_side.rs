@@ -1,7 +1,7 @@
 //! The write side against a real PostgreSQL: optimistic concurrency,
 //! idempotency, validation, and the rules of every aggregate.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 
@@ -194,31 +194,12 @@ async fn bad_input_is_a_typed_error_naming_the_field_and_appends_nothing() {
     let ctx = CommandContext::for_tenant(tenant, "user:test");
     let stream = Uuid::now_v7().to_string();
 
-    let pull = |uri: &str| StreamCommand::Create {
-        name: "pull".into(),
-        description: String::new(),
-        record: false,
-        ingest: Ingest::Pull,
-        pull_source: Some(uri.into()),
-        allow_private_sources: false,
-    };
+    // Every rule lives with its aggregate (given/when/then, no database:
+    // `commands/src/aggregates/*`); here, that a refusal reaches the caller
+    // typed and appends nothing.
     let cases = [
         (create_push(""), "input.name"),
         (create_push(&"x".repeat(101)), "input.name"),
-        (pull("ftp://origin.example.com/live"), "input.pullSource"),
-        (pull("rtmp://192.168.1.20/live/cam"), "input.pullSource"),
-        (pull("rtmp://127.0.0.1/live"), "input.pullSource"),
-        (
-            StreamCommand::Create {
-                name: "pull".into(),
-                description: String::new(),
-                record: false,
-                ingest: Ingest::Pull,
-                pull_source: None,
-                allow_private_sources: false,
-            },
-            "input.pullSource",
-        ),
     ];
     for (command, field) in cases {
         let error = rejection(bus.execute::<Stream>(&stream, &command, &ctx, None).await);
@@ -284,21 +265,9 @@ async fn streams_seal_their_secrets_and_rotate_keys() {
     };
     assert!(playback_id.len() >= 20 && stream_key.starts_with("sk_"));
 
-    // Neither secret is stored in clear; both open with the key ring.
+    // The stored source opens with the key ring (that the decided events
+    // hold no secret in clear is the aggregate's own test).
     let history = db.history(AggregateType::Stream, &stream).await;
-    for event in &history {
-        let bytes = event.encode();
-        assert!(
-            !bytes.windows(6).any(|w| w == b"s3cret"),
-            "pull source credentials stored in clear"
-        );
-        assert!(
-            !bytes
-                .windows(stream_key.len())
-                .any(|w| w == stream_key.as_bytes()),
-            "stream key stored in clear"
-        );
-    }
     let EventPayload::StreamCreated(created) = &history[0].payload else {
         panic!()
     };

@@ -5,7 +5,7 @@ use frameworks_events::{Event, EventPayload};
 use metrics::counter;
 use tracing::{debug, instrument};
 
-use crate::aggregate::{Aggregate, CommandContext, HandleEnv};
+use crate::aggregate::{Aggregate, CommandContext, Decision, HandleEnv};
 use crate::error::{CommandError, ExecuteError};
 use crate::secrets::{SecretBox, sha256};
 use crate::store::{AppendError, Batch, EventStore, IdempotencyRecord, StoreError};
@@ -127,29 +127,14 @@ impl CommandBus {
             if decision.events.is_empty() {
                 return Ok(decision.outcome);
             }
-            let batch = Batch {
-                aggregate_type: A::TYPE,
-                aggregate_id: aggregate_id.to_owned(),
-                expected_version: version,
-                events: build_events(
-                    ctx,
-                    aggregate.owner(aggregate_id).or(ctx.tenant_id),
-                    aggregate_id,
-                    version,
-                    decision.events,
-                ),
-                claims: decision.claims,
-                releases: decision.releases,
-            };
-            let record = request
-                .as_ref()
-                .map(|r| self.seal_outcome(r, &decision.outcome));
+            let (batch, outcome) = decided(ctx, &aggregate, aggregate_id, version, decision);
+            let record = request.as_ref().map(|r| self.seal_outcome(r, &outcome));
             match self
                 .store
                 .append(std::slice::from_ref(&batch), record.as_ref())
                 .await
             {
-                Ok(()) => return Ok(decision.outcome),
+                Ok(()) => return Ok(outcome),
                 Err(AppendError::Conflict { .. }) => {
                     counter!("frameworks_command_conflicts_total", "aggregate" => A::RESOURCE)
                         .increment(1);
@@ -171,6 +156,66 @@ impl CommandBus {
                     if let Some(outcome) = self.replay_keyed::<A>(request.as_ref()).await? {
                         return Ok(outcome);
                     }
+                }
+                Err(AppendError::Store(error)) => return Err(error.into()),
+            }
+        }
+        Err(ExecuteError::Contended(self.max_attempts))
+    }
+
+    /// Runs two commands on two aggregates as one: both are decided, then
+    /// their events, claims and outbox rows commit in one transaction, or
+    /// nothing does (a refusal of either, a claim taken, a crash). For
+    /// state that must never exist half made: registering creates the
+    /// tenant and its owner together.
+    #[instrument(skip_all, fields(first = A::RESOURCE, second = B::RESOURCE, actor = %ctx.actor))]
+    pub async fn execute_together<A: Aggregate, B: Aggregate>(
+        &self,
+        (first_id, first): (&str, &A::Command),
+        (second_id, second): (&str, &B::Command),
+        ctx: &CommandContext,
+    ) -> Result<(A::Outcome, B::Outcome), ExecuteError> {
+        for attempt in 1..=self.max_attempts {
+            let (a, a_version) = self.load::<A>(first_id).await?;
+            let (b, b_version) = self.load::<B>(second_id).await?;
+            let env = |aggregate_id, version| HandleEnv {
+                ctx,
+                aggregate_id,
+                version,
+                secrets: &self.secrets,
+            };
+            let (first_batch, first_outcome) = decided(
+                ctx,
+                &a,
+                first_id,
+                a_version,
+                a.handle(first, &env(first_id, a_version))?,
+            );
+            let (second_batch, second_outcome) = decided(
+                ctx,
+                &b,
+                second_id,
+                b_version,
+                b.handle(second, &env(second_id, b_version))?,
+            );
+            let batches = [first_batch, second_batch];
+            match self.store.append(&batches, None).await {
+                Ok(()) => {
+                    for resource in [A::RESOURCE, B::RESOURCE] {
+                        counter!("frameworks_commands_total", "aggregate" => resource, "outcome" => "accepted")
+                            .increment(1);
+                    }
+                    return Ok((first_outcome, second_outcome));
+                }
+                Err(AppendError::Conflict { .. } | AppendError::IdempotencyRace) => {
+                    debug!(attempt, "lost a concurrent write; retrying both");
+                }
+                Err(AppendError::ClaimTaken { kind }) => {
+                    return Err(CommandError::Conflict(format!(
+                        "{} is already in use",
+                        claim_noun(&kind)
+                    ))
+                    .into());
                 }
                 Err(AppendError::Store(error)) => return Err(error.into()),
             }
@@ -296,6 +341,31 @@ pub fn build_events(
             event
         })
         .collect()
+}
+
+/// A handler's decision as the batch that appends it, and its outcome.
+fn decided<A: Aggregate>(
+    ctx: &CommandContext,
+    aggregate: &A,
+    aggregate_id: &str,
+    version: u64,
+    decision: Decision<A::Outcome>,
+) -> (Batch, A::Outcome) {
+    let batch = Batch {
+        aggregate_type: A::TYPE,
+        aggregate_id: aggregate_id.to_owned(),
+        expected_version: version,
+        events: build_events(
+            ctx,
+            aggregate.owner(aggregate_id).or(ctx.tenant_id),
+            aggregate_id,
+            version,
+            decision.events,
+        ),
+        claims: decision.claims,
+        releases: decision.releases,
+    };
+    (batch, decision.outcome)
 }
 
 /// Words for claim kinds in user-facing messages.

@@ -37,10 +37,12 @@ pub mod relay;
 pub mod secrets;
 pub mod store;
 pub mod telemetry;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod validate;
 
 pub use aggregate::{Aggregate, CommandContext, Decision, HandleEnv};
 pub use bus::{CommandBus, Idempotency};
-pub use error::{CommandError, ExecuteError};
+pub use error::{CommandError, ExecuteError, RefusalCode};
 pub use secrets::SecretBox;
 pub use store::{DatabaseSettings, EventStore};

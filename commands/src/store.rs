@@ -50,6 +50,13 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("running migrations")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database holds a migration this build does not have, or has with
+    /// other contents: it was migrated by another build (the migrations were
+    /// squashed while no database was deployed). Never applied over.
+    #[error(
+        "the database was migrated by another build: its migration {version} is missing from or differs in this one's schemas/sql (a development database is wiped by `compose/infra reset`)"
+    )]
+    ForeignMigrations { version: i64 },
     #[error("stored event {event_id} of {aggregate_type} {aggregate_id} does not decode")]
     Corrupt {
         aggregate_type: String,
@@ -141,10 +148,21 @@ impl EventStore {
         &self.pool
     }
 
+    /// Whether PostgreSQL answers (a role's health check).
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
     /// Applies pending migrations from `schemas/sql`; safe to run concurrently.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR.run(&self.pool).await?;
-        Ok(())
+        match MIGRATOR.run(&self.pool).await {
+            Ok(()) => Ok(()),
+            Err(
+                sqlx::migrate::MigrateError::VersionMismatch(version)
+                | sqlx::migrate::MigrateError::VersionMissing(version),
+            ) => Err(StoreError::ForeignMigrations { version }),
+            Err(other) => Err(other.into()),
+        }
     }
 
     /// The aggregate's events in sequence order (empty if it does not exist).

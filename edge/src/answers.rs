@@ -12,12 +12,12 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use frameworks_edge_protocol::keys::{key_sha256, stream_key};
 use metrics::{counter, histogram};
-use sha2::{Digest, Sha256};
 
-use crate::control::proto::{self, route};
 use crate::playback::{self, JwtPolicy, SigningKeys};
-use crate::triggers::{Trigger, TriggerKind};
+use frameworks_edge_protocol::proto::{self, route};
+use frameworks_edge_protocol::triggers::{Trigger, TriggerKind};
 
 /// How Mist should take an answer (`X-Mist-Trigger-Action`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,11 +177,6 @@ impl std::fmt::Debug for PullSource {
     }
 }
 
-/// Lower-case hex SHA-256 of a stream key: the only form the edge keeps.
-pub fn key_sha256(key: &str) -> String {
-    data_encoding::HEXLOWER.encode(&Sha256::digest(key.as_bytes()))
-}
-
 /// What the balancer told this edge; looked up on every blocking trigger.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Routes {
@@ -336,29 +331,6 @@ pub struct Answers<R> {
     routes: RwLock<Routes>,
     resolver: R,
     settings: AnswerSettings,
-}
-
-/// The stream key in a push URL: SRT's `streamid` parameter
-/// (`srt://host:port?streamid=<key>`, also in the access-control form
-/// `#!::r=<key>,m=publish`), else the last path segment
-/// (`rtmp://host/live/<key>`, query removed).
-pub(crate) fn stream_key(url: &str) -> String {
-    let (path, query) = url.split_once('?').unwrap_or((url, ""));
-    let streamid = url::form_urlencoded::parse(query.as_bytes())
-        .find(|(name, _)| name == "streamid")
-        .map(|(_, value)| value.into_owned());
-    if let Some(streamid) = streamid.filter(|id| !id.is_empty()) {
-        return match streamid.strip_prefix("#!::") {
-            Some(pairs) => pairs
-                .split(',')
-                .find_map(|pair| pair.strip_prefix("r="))
-                .unwrap_or_default()
-                .to_owned(),
-            None => streamid,
-        };
-    }
-    let path = path.split('#').next().unwrap_or_default();
-    path.rsplit('/').next().unwrap_or_default().to_owned()
 }
 
 impl<R: Resolver> Answers<R> {
@@ -705,17 +677,5 @@ mod tests {
             .await;
         assert_eq!(gone.action, Action::Deny);
         assert_eq!(balancer.asked.load(std::sync::atomic::Ordering::SeqCst), 2);
-    }
-
-    #[test]
-    fn the_key_is_the_push_urls_last_segment() {
-        assert_eq!(stream_key("rtmp://127.0.0.1:1935/live/abc123"), "abc123");
-        assert_eq!(stream_key("srt://127.0.0.1:8889/?streamid=sk_1"), "sk_1");
-        assert_eq!(stream_key("srt://h:9000/live/k?streamid=x"), "x");
-        assert_eq!(
-            stream_key("srt://h:9000?streamid=%23%21%3A%3Ar%3Dsk_2%2Cm%3Dpublish"),
-            "sk_2"
-        );
-        assert_eq!(stream_key(""), "");
     }
 }

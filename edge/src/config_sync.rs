@@ -13,9 +13,9 @@ use serde_json::{Map, Value, json};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::control::proto::{ConfigSeed, StreamTemplate};
-use crate::mist::{MistClient, MistError, TriggerSet};
-use crate::triggers::TriggerKind;
+use crate::mist::{MistClient, MistError, TriggerHandler, TriggerSet};
+use frameworks_edge_protocol::proto::{ConfigSeed, StreamTemplate};
+use frameworks_edge_protocol::triggers::TriggerKind;
 
 /// The triggers the daemon registers. Left out: CONN_* and LIVE_BANDWIDTH
 /// (they fire for every segment request or second), and the ones it has no
@@ -66,7 +66,7 @@ pub fn desired(base: &str) -> TriggerSet {
             let (default, onfail) = when_unreachable(kind);
             (
                 kind.name().to_owned(),
-                vec![kind.handler(base, default, onfail)],
+                vec![TriggerHandler::for_trigger(kind, base, default, onfail)],
             )
         })
         .collect()

@@ -4,18 +4,19 @@
 //! what the journal holds until the ingress acknowledges it (Kafka holds
 //! it) or refuses it for good, and only then is it deleted.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use frameworks_events::proto::v1::telemetry::MistTriggerReceived;
 use metrics::counter;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Mutex, mpsc, watch};
 use tonic::transport::Channel;
 use tracing::warn;
 
-use crate::control::proto::ingress_client::IngressClient;
-use crate::control::proto::{ConfigSeed, TriggerAck, TriggerBatch};
 use crate::journal::{Journal, JournalEntry};
-use crate::triggers::TriggerKind;
+use frameworks_edge_protocol::proto::ingress_client::IngressClient;
+use frameworks_edge_protocol::proto::{ConfigSeed, TriggerAck, TriggerBatch};
+use frameworks_edge_protocol::triggers::TriggerKind;
 
 /// Most triggers sent at once.
 const BATCH: usize = 500;
@@ -75,14 +76,18 @@ pub async fn submit(
 }
 
 /// Forwards for as long as the task runs: live triggers as they come, the
-/// journal every `every`, whenever the control stream has a seed.
+/// journal every `every`, whenever the control stream has a seed. The live
+/// queue is shared so that a forwarder started again after a death (see
+/// the binary's supervisor) carries on with it; one forwarder holds it at a
+/// time. Returns once the queue's sender is gone (the daemon is stopping).
 pub async fn run(
     mut client: IngressClient<Channel>,
     journal: Journal,
     seeds: watch::Receiver<Option<ConfigSeed>>,
-    mut live: mpsc::Receiver<JournalEntry>,
+    live: Arc<Mutex<mpsc::Receiver<JournalEntry>>>,
     every: Duration,
 ) {
+    let mut live = live.lock().await;
     let mut rounds = tokio::time::interval(every);
     loop {
         let entries = tokio::select! {

@@ -13,9 +13,9 @@ use tracing::{info, warn};
 
 use crate::answers::RouteTable;
 use crate::control::client::EdgeHost;
-use crate::control::proto::{Heartbeat, StreamSamples, edge_command};
 use crate::machine::MachineProbe;
 use crate::mist::{MistClient, MistError};
+use frameworks_edge_protocol::proto::{Heartbeat, StreamSamples, edge_command};
 
 /// What Mist serves now: each active stream with its counters, and its
 /// connections' current rates and viewer protocols (from `clients`).

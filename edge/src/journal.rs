@@ -14,7 +14,7 @@ use std::sync::Arc;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use crate::triggers::{TriggerKind, TriggerMeta};
+use frameworks_edge_protocol::triggers::{TriggerKind, TriggerMeta};
 
 /// trigger UUID -> the entry, as JSON.
 const PENDING: TableDefinition<&str, &[u8]> = TableDefinition::new("pending");
@@ -38,10 +38,10 @@ pub struct JournalEntry {
 
 impl JournalEntry {
     /// The entry for a trigger, its payload scrubbed of secrets
-    /// ([`scrub`](crate::triggers::scrub)): what the journal keeps and the ingress gets.
+    /// ([`scrub`](frameworks_edge_protocol::triggers::scrub)): what the journal keeps and the ingress gets.
     pub fn new(meta: &TriggerMeta, body: &str) -> Self {
         let mut fields: Vec<String> = body.split('\n').map(str::to_owned).collect();
-        crate::triggers::scrub::scrub(meta.kind, &mut fields);
+        frameworks_edge_protocol::triggers::scrub::scrub(meta.kind, &mut fields);
         Self {
             id: meta.uuid.to_string(),
             trigger: meta.kind.name().to_owned(),

@@ -1,7 +1,9 @@
 //! The edge daemon (`frameworks edge`): it runs beside MistServer on each
 //! edge node.
 //!
-//! - [`triggers`]: Mist's trigger requests, parsed into typed values;
+//! Mist's triggers as typed values and the control protocol it speaks to
+//! the balancer are `frameworks_edge_protocol`'s.
+//!
 //! - [`server`]: the endpoint Mist posts triggers to;
 //! - [`answers`]: answers to the blocking triggers, from what the balancer
 //!   pushed, within a budget;
@@ -28,4 +30,3 @@ pub mod mist;
 pub mod playback;
 pub mod server;
 pub mod sessions;
-pub mod triggers;

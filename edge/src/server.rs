@@ -35,7 +35,9 @@ use tracing::{debug, error, warn};
 use crate::answers::{Action, Answers, Resolver};
 use crate::journal::{Journal, JournalEntry};
 use crate::sessions::SessionStreams;
-use crate::triggers::{MAX_BODY_BYTES, TriggerError, TriggerKind, TriggerRequest};
+use frameworks_edge_protocol::triggers::{
+    MAX_BODY_BYTES, TriggerError, TriggerKind, TriggerRequest,
+};
 
 /// What the trigger endpoint needs.
 #[derive(Debug)]

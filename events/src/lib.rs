@@ -1,6 +1,8 @@
 //! The FrameWorks event contract and the Kafka backbone it travels on.
 //!
 //! - [`proto`]: the prost types generated from `schemas/proto`.
+//! - [`contract`]: the same contract as a descriptor set, and the rules that
+//!   keep stored events readable (checked against a committed snapshot).
 //! - [`registry`]: every event type, its payload message, aggregate, topic and
 //!   schema version, declared once.
 //! - [`envelope`]: [`Event`], the decoded envelope, and its wire codec.
@@ -11,6 +13,7 @@
 //! - [`redact`]: what of a URI may be carried, shown or logged.
 
 pub mod catalogue;
+pub mod contract;
 pub mod envelope;
 pub mod kafka;
 pub mod proto;

@@ -1,4 +1,4 @@
-//! The control-plane read models in PostgreSQL (`schemas/sql/0002_read_models.sql`).
+//! The control-plane read models in PostgreSQL (`schemas/sql/read_models/control_plane.sql`, one schema per generation).
 //!
 //! [`apply`] runs inside the projector's batch transaction. Events of one
 //! aggregate arrive in order; different aggregates' events do not (they sit

@@ -41,11 +41,23 @@ pub struct ProjectionWatcher {
 }
 
 impl ProjectionWatcher {
+    /// Listens in a task of its own: for tests and tools. Roles
+    /// [`open`](Self::open) it and supervise the listener.
     pub async fn start(pool: PgPool) -> Result<Self, sqlx::Error> {
+        let (watcher, listening) = Self::open(pool).await?;
+        tokio::spawn(listening);
+        Ok(watcher)
+    }
+
+    /// The watcher, and the task that feeds it commits (the caller's to
+    /// run; it ends once every watcher is gone).
+    pub async fn open(
+        pool: PgPool,
+    ) -> Result<(Self, impl Future<Output = ()> + Send + 'static), sqlx::Error> {
         let mut listener = PgListener::connect_with(&pool).await?;
         listener.listen(PROJECTED_CHANNEL).await?;
         let (sender, commits) = watch::channel(0u64);
-        tokio::spawn(async move {
+        let listening = async move {
             loop {
                 tokio::select! {
                     // Every watcher is gone: release the connection.
@@ -59,8 +71,8 @@ impl ProjectionWatcher {
                     },
                 }
             }
-        });
-        Ok(Self { pool, commits })
+        };
+        Ok((Self { pool, commits }, listening))
     }
 
     /// Returns once `projection` has applied version `version` (or later) of

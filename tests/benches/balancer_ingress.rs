@@ -17,11 +17,11 @@ use std::time::{Duration, Instant};
 use frameworks_balancer::control::{ControlSettings, EdgeControlService};
 use frameworks_commands::telemetry::TelemetryPublisher;
 use frameworks_commands::{CommandBus, SecretBox};
-use frameworks_edge::control::proto::edge_control_client::EdgeControlClient;
-use frameworks_edge::control::proto::edge_control_server::EdgeControlServer;
-use frameworks_edge::control::proto::ingress_client::IngressClient;
-use frameworks_edge::control::proto::ingress_server::IngressServer;
-use frameworks_edge::control::proto::{
+use frameworks_edge_protocol::proto::edge_control_client::EdgeControlClient;
+use frameworks_edge_protocol::proto::edge_control_server::EdgeControlServer;
+use frameworks_edge_protocol::proto::ingress_client::IngressClient;
+use frameworks_edge_protocol::proto::ingress_server::IngressServer;
+use frameworks_edge_protocol::proto::{
     EdgeMessage, Register, TriggerBatch, balancer_message, edge_message, register,
 };
 use frameworks_events::kafka::EventPublisher;

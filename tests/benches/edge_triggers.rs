@@ -14,11 +14,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use frameworks_edge::answers::{
-    AnswerSettings, Answers, PlaybackPolicy, PullSource, Resolved, Resolver, Routes, key_sha256,
+    AnswerSettings, Answers, PlaybackPolicy, PullSource, Resolved, Resolver, Routes,
 };
 use frameworks_edge::journal::Journal;
 use frameworks_edge::server::TriggerEndpoint;
-use frameworks_edge::triggers::{TriggerKind, TriggerRequest};
+use frameworks_edge_protocol::keys::key_sha256;
+use frameworks_edge_protocol::triggers::{TriggerKind, TriggerRequest};
 use frameworks_mist_simulator::captures;
 use frameworks_mist_simulator::sender::Firing;
 use hdrhistogram::Histogram;

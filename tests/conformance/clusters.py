@@ -148,7 +148,7 @@ def _():
     query = "query($id: ID!, $r: TimeRangeInput) { node(id: $id) { ... on InfrastructureNode { metrics1hConnection(timeRange: $r) { totalCount } } } }"
     answer = post({"query": query, "variables": {"id": NODE, "r": empty}}, token=fw_token).json()
     (error,) = answer["errors"]
-    assert error["extensions"]["code"] == "BAD_USER_INPUT" and error["extensions"]["field"] == "timeRange", error
+    assert error["extensions"]["code"] == "VALIDATION_FAILED" and error["extensions"]["field"] == "timeRange", error
     assert error["path"] == ["node", "metrics1hConnection"]
     assert fw.get_infrastructure_node_metrics_connection(SHARED).node.typename__ == "Cluster", "a cluster id names the cluster"
     assert fw.get_infrastructure_node_metrics_connection(FOREIGN).node is None

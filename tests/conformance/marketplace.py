@@ -177,7 +177,7 @@ def _():
     assert waiting.tenant_id == tenant_c
     no = expect_result(a.reject_cluster_subscription(waiting.id, reason="capacity is reserved").reject_cluster_subscription, "ClusterSubscription")
     assert no.subscription_status == "REJECTED" and no.rejection_reason == "capacity is reserved"
-    raises(lambda: c.subscribe_to_cluster(SHARED), GraphQLError, code="BAD_USER_INPUT")
+    raises(lambda: c.subscribe_to_cluster(SHARED), GraphQLError, code="VALIDATION_FAILED")
     raises(lambda: c.subscribe_to_cluster(FOREIGN), GraphQLError, code="NOT_FOUND")
     raises(lambda: reader.subscribe_to_cluster(SHARED), GraphQLError, code="FORBIDDEN")
 

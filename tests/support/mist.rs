@@ -395,7 +395,7 @@ pub async fn fetch_if_listening(url: &str, limit: Duration) -> Option<Fetched> {
 async fn send(method: &str, url: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Fetched {
     send_within(method, url, headers, body, Duration::from_secs(15))
         .await
-        .unwrap_or_else(|| panic!("{method} {url} did not finish within 15 s"))
+        .unwrap_or_else(|| panic!("{method} {url} got no answer within 15 s"))
 }
 
 async fn send_within(
@@ -417,13 +417,13 @@ async fn send_within(
         path = format!("{path}?{query}");
     }
     let exchange = async {
-        let stream = tokio::net::TcpStream::connect(&address)
-            .await
-            .expect("connects");
+        // A refused connection, a reset or a cut body is no answer (None),
+        // as for a peer being killed and started again.
+        let stream = tokio::net::TcpStream::connect(&address).await.ok()?;
         let (mut sender, connection) =
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
                 .await
-                .expect("HTTP/1 handshake");
+                .ok()?;
         tokio::spawn(connection);
         let mut request = hyper::Request::builder()
             .method(method)
@@ -439,7 +439,7 @@ async fn send_within(
                     .expect("a request"),
             )
             .await
-            .expect("an answer");
+            .ok()?;
         let status = response.status().as_u16();
         let headers = response
             .headers()
@@ -450,16 +450,34 @@ async fn send_within(
             .into_body()
             .collect()
             .await
-            .expect("a body")
+            .ok()?
             .to_bytes()
             .to_vec();
-        Fetched {
+        Some(Fetched {
             status,
             headers,
             body,
-        }
+        })
     };
-    tokio::time::timeout(limit, exchange).await.ok()
+    tokio::time::timeout(limit, exchange).await.ok().flatten()
+}
+
+/// POSTs `body` as JSON to `url`: `None` when nothing answered in `limit`
+/// (nothing listens, the connection broke).
+pub async fn try_post_json(
+    url: &str,
+    body: &serde_json::Value,
+    limit: Duration,
+) -> Option<Fetched> {
+    let body = serde_json::to_vec(body).expect("JSON encodes");
+    send_within(
+        "POST",
+        url,
+        &[("content-type", "application/json")],
+        body,
+        limit,
+    )
+    .await
 }
 
 /// The URIs of a playlist's entries (variant playlists or segments),

@@ -344,3 +344,58 @@ pub fn sign_playback_jwt(private_key_pem: &str, kid: &str, claims: &serde_json::
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature.to_bytes())
     )
 }
+
+/// The sum of a Prometheus metric's samples at `http://<listen>/metrics`
+/// (those whose labels hold the value `label`, if not empty); 0 while
+/// nothing listens there.
+pub async fn metric(listen: &str, name: &str, label: &str) -> f64 {
+    let Some(answer) =
+        mist::fetch_if_listening(&format!("http://{listen}/metrics"), Duration::from_secs(5)).await
+    else {
+        return 0.0;
+    };
+    answer
+        .text()
+        .lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter(|l| label.is_empty() || l.contains(&format!("\"{label}\"")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .fold(0.0, |sum, value| sum + value)
+}
+
+/// A role's `/health` at `listen`: its status and body, or `None` while
+/// nothing listens there.
+pub async fn health(listen: &str) -> Option<(u16, String)> {
+    let answer =
+        mist::fetch_if_listening(&format!("http://{listen}/health"), Duration::from_secs(5))
+            .await?;
+    Some((answer.status, answer.text()))
+}
+
+/// Waits (up to `limit`) until the role at `listen` reports `task` down on
+/// `/health` (503, naming it), then until it is healthy again; answers how
+/// long it was seen down. Fails if either does not happen in time.
+pub async fn down_then_healthy(listen: &str, task: &str, limit: Duration) -> Duration {
+    let seen_down = within(limit, &format!("/health reports {task} down"), async {
+        loop {
+            if let Some((503, body)) = health(listen).await
+                && body.contains(&format!("\"{task}\""))
+            {
+                return std::time::Instant::now();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    within(
+        limit,
+        &format!("/health healthy again after {task}"),
+        async {
+            while !matches!(health(listen).await, Some((200, _))) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        },
+    )
+    .await;
+    seen_down.elapsed()
+}

@@ -427,3 +427,161 @@ impl Aggregate for Stream {
 pub fn stream_key_lookup(stream_key: &str) -> String {
     sha256_hex(stream_key.as_bytes())
 }
+
+#[cfg(test)]
+mod tests {
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::aggregate::CommandContext;
+    use crate::testing::AggregateTest;
+
+    fn tenant() -> CommandContext {
+        CommandContext::for_tenant(Uuid::now_v7(), "user:test")
+    }
+
+    fn create(name: &str, ingest: Ingest, pull_source: Option<&str>) -> StreamCommand {
+        StreamCommand::Create {
+            name: name.into(),
+            description: String::new(),
+            record: false,
+            ingest,
+            pull_source: pull_source.map(Into::into),
+            allow_private_sources: false,
+        }
+    }
+
+    fn create_push(name: &str) -> StreamCommand {
+        create(name, Ingest::Push, None)
+    }
+
+    #[test]
+    fn bad_input_is_refused_naming_the_field() {
+        let cases = [
+            (create_push(""), "input.name"),
+            (create_push(&"x".repeat(101)), "input.name"),
+            (
+                create("pull", Ingest::Pull, Some("ftp://origin.example.com/live")),
+                "input.pullSource",
+            ),
+            (
+                create("pull", Ingest::Pull, Some("rtmp://192.168.1.20/live/cam")),
+                "input.pullSource",
+            ),
+            (
+                create("pull", Ingest::Pull, Some("rtmp://127.0.0.1/live")),
+                "input.pullSource",
+            ),
+            (create("pull", Ingest::Pull, None), "input.pullSource"),
+        ];
+        for (command, field) in cases {
+            AggregateTest::<Stream>::new(tenant())
+                .when(&command)
+                .then_invalid(field);
+        }
+    }
+
+    #[test]
+    fn another_tenants_stream_reads_as_missing() {
+        let stream = AggregateTest::<Stream>::new(tenant())
+            .given_commands([create_push("mine")])
+            .acting_as(tenant());
+        for command in [StreamCommand::Delete, StreamCommand::RefreshKey] {
+            let refused = stream.when(&command).then_refused();
+            assert!(
+                matches!(refused, CommandError::NotFound { .. }),
+                "{refused:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn secrets_are_sealed_in_the_events_a_creation_decides() {
+        let source = "rtmp://ingest:s3cret@origin.example.com/live/main";
+        let stream = AggregateTest::<Stream>::new(tenant());
+        let mut decided = Vec::new();
+        let outcome = stream
+            .when(&create("pulled", Ingest::Pull, Some(source)))
+            .then_events(|events| decided = events.to_vec());
+        let StreamOutcome::Created {
+            playback_id,
+            stream_key,
+            ..
+        } = outcome
+        else {
+            panic!("expected a creation, got {outcome:?}");
+        };
+        assert!(playback_id.len() >= 20 && stream_key.starts_with("sk_"));
+        for event in &decided {
+            let bytes = event.encode_to_vec();
+            assert!(
+                !bytes.windows(6).any(|w| w == b"s3cret"),
+                "pull source in clear"
+            );
+            assert!(
+                !bytes
+                    .windows(stream_key.len())
+                    .any(|w| w == stream_key.as_bytes()),
+                "stream key in clear"
+            );
+        }
+        let Some(EventPayload::StreamCreated(created)) = decided.first() else {
+            panic!("a creation starts with StreamCreated: {decided:?}");
+        };
+        let context = format!("stream/{}/pull_source", stream.aggregate_id());
+        let opened = stream
+            .secrets()
+            .open(
+                created.pull_source.as_ref().expect("sealed source"),
+                &context,
+            )
+            .expect("the source opens with the ring");
+        assert_eq!(opened, source.as_bytes());
+    }
+
+    #[test]
+    fn a_refresh_rotates_the_primary_key() {
+        let mut created_key = String::new();
+        let stream = AggregateTest::<Stream>::new(tenant()).given_commands([create_push("cam")]);
+        let StreamOutcome::Key { key_id, stream_key } = stream
+            .when(&StreamCommand::RefreshKey)
+            .then_events(|events| match events {
+                [EventPayload::StreamKeyRotated(rotated)] => {
+                    created_key = rotated.previous_key_id.clone();
+                    assert_eq!(rotated.lookup_hash.len(), 32);
+                }
+                other => panic!("expected one StreamKeyRotated, got {other:?}"),
+            })
+        else {
+            panic!("a refresh answers the new key");
+        };
+        assert!(stream_key.starts_with("sk_"));
+        assert!(!created_key.is_empty() && key_id != created_key);
+        // The created key is still the primary one (the refresh was only
+        // decided): it cannot be deleted, only replaced.
+        stream
+            .when(&StreamCommand::DeleteKey {
+                key_id: created_key,
+            })
+            .then_invalid("input.keyId");
+    }
+
+    #[test]
+    fn a_deleted_stream_is_gone_for_every_command() {
+        let stream = AggregateTest::<Stream>::new(tenant())
+            .given_commands([create_push("cam"), StreamCommand::Delete]);
+        for command in [
+            StreamCommand::RefreshKey,
+            StreamCommand::Delete,
+            StreamCommand::AddKey {
+                label: "backup".into(),
+            },
+        ] {
+            let refused = stream.when(&command).then_refused();
+            assert!(
+                matches!(refused, CommandError::NotFound { .. }),
+                "{refused:?}"
+            );
+        }
+    }
+}

@@ -14,12 +14,12 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
 use tracing::{info, warn};
 
-use super::proto::edge_control_client::EdgeControlClient;
-use super::proto::{
+use crate::answers::RouteTable;
+use frameworks_edge_protocol::proto::edge_control_client::EdgeControlClient;
+use frameworks_edge_protocol::proto::{
     CommandResult, ConfigSeed, EdgeMessage, Heartbeat, Register, StreamSamples, balancer_message,
     edge_command, edge_message, register,
 };
-use crate::answers::RouteTable;
 
 /// Who this machine is, as it registers.
 #[derive(Debug, Clone)]

@@ -1,15 +1,5 @@
-//! The edge control protocol (`schemas/proto/frameworks/edge/v1/control.proto`):
-//! one bidirectional gRPC stream between an edge daemon and the balancer.
-
-#[allow(
-    clippy::all,
-    missing_debug_implementations,
-    missing_docs,
-    unused_qualifications
-)]
-pub mod proto {
-    tonic::include_proto!("frameworks.edge.v1");
-}
+//! The edge's side of the control stream to the balancer (the protocol
+//! itself is `frameworks_edge_protocol::proto`).
 
 pub mod client;
 pub mod resolver;

@@ -8,10 +8,10 @@ use tokio::sync::watch;
 use tonic::transport::Channel;
 use tracing::debug;
 
-use super::proto::ingress_client::IngressClient;
-use super::proto::{ConfigSeed, ResolveRequest, resolve_request};
 use crate::answers::{Resolved, Resolver};
-use crate::triggers::TriggerKind;
+use frameworks_edge_protocol::proto::ingress_client::IngressClient;
+use frameworks_edge_protocol::proto::{ConfigSeed, ResolveRequest, resolve_request};
+use frameworks_edge_protocol::triggers::TriggerKind;
 
 #[derive(Debug, Clone)]
 pub struct BalancerResolver {

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::{MistClient, MistError};
-use crate::triggers::TriggerKind;
+use frameworks_edge_protocol::triggers::TriggerKind;
 
 /// One handler of a trigger in Mist's config.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -363,15 +363,15 @@ impl MistClient {
     }
 }
 
-impl TriggerKind {
-    /// This trigger's handler on the edge daemon at `base` (`http://host:port`).
-    pub fn handler(self, base: &str, default: &str, onfail: Option<&str>) -> TriggerHandler {
-        TriggerHandler {
-            handler: format!("{}/trigger/{}", base.trim_end_matches('/'), self.name()),
-            sync: self.blocking(),
+impl TriggerHandler {
+    /// The handler of `kind` on the edge daemon at `base` (`http://host:port`).
+    pub fn for_trigger(kind: TriggerKind, base: &str, default: &str, onfail: Option<&str>) -> Self {
+        Self {
+            handler: format!("{}/trigger/{}", base.trim_end_matches('/'), kind.name()),
+            sync: kind.blocking(),
             streams: Vec::new(),
             default: default.to_owned(),
-            onfail: onfail.filter(|_| self.blocking()).map(str::to_owned),
+            onfail: onfail.filter(|_| kind.blocking()).map(str::to_owned),
             params: None,
         }
     }

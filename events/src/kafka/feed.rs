@@ -33,6 +33,19 @@ impl EventFeed {
         topics: &[Topic],
         capacity: usize,
     ) -> Result<Self, KafkaError> {
+        let (feed, reading) = Self::open(kafka, reader, topics, capacity)?;
+        tokio::spawn(reading);
+        Ok(feed)
+    }
+
+    /// As [`Self::start`], but the reading task is the caller's to run (a
+    /// role supervises it: the feed is over when it ends).
+    pub fn open(
+        kafka: &KafkaSettings,
+        reader: &'static str,
+        topics: &[Topic],
+        capacity: usize,
+    ) -> Result<(Self, impl Future<Output = ()> + Send + 'static), KafkaError> {
         let consumer: StreamConsumer = kafka
             .client_config(reader)
             // Offsets are never committed: the group id only names the reader.
@@ -51,8 +64,8 @@ impl EventFeed {
         }
         consumer.assign(&assignment)?;
         let (sender, _) = broadcast::channel(capacity);
-        tokio::spawn(pump(consumer, reader, sender.clone()));
-        Ok(Self { sender })
+        let reading = pump(consumer, reader, sender.clone());
+        Ok((Self { sender }, reading))
     }
 
     /// A feed that no reader fills: for schema printing and unit tests.

@@ -22,9 +22,9 @@ use frameworks_commands::aggregates::infrastructure::{
 };
 use frameworks_commands::secrets::{new_token, sha256};
 use frameworks_commands::telemetry::{TelemetryCommand, TelemetryPublisher};
-use frameworks_commands::{CommandBus, CommandContext, CommandError, ExecuteError};
-use frameworks_edge::control::proto::edge_control_server::EdgeControl;
-use frameworks_edge::control::proto::{
+use frameworks_commands::{CommandBus, CommandContext, ExecuteError};
+use frameworks_edge_protocol::proto::edge_control_server::EdgeControl;
+use frameworks_edge_protocol::proto::{
     BalancerMessage, CommandResult, ConfigSeed, EdgeCommand, EdgeMessage, Heartbeat, Register,
     RouteUpdate, StreamSamples, StreamTemplate, balancer_message, edge_command, edge_message,
     register,
@@ -106,19 +106,15 @@ pub enum CommandFailure {
     Failed(String),
 }
 
+/// A refused command with the gRPC status the error table gives it
+/// ([`frameworks_commands::RefusalCode`]); a failure of the write side is
+/// UNAVAILABLE (the edge retries).
 fn refusal(error: ExecuteError) -> Status {
     match error {
-        ExecuteError::Rejected(CommandError::Unauthenticated(message)) => {
-            Status::unauthenticated(message)
-        }
-        ExecuteError::Rejected(CommandError::Validation { field, message }) => {
-            Status::invalid_argument(format!("{field}: {message}"))
-        }
-        ExecuteError::Rejected(CommandError::NotFound { resource, id }) => {
-            Status::not_found(format!("{resource} {id} not found"))
-        }
-        ExecuteError::Rejected(CommandError::Conflict(message)) => Status::already_exists(message),
-        ExecuteError::Rejected(other) => Status::permission_denied(other.to_string()),
+        ExecuteError::Rejected(refusal) => Status::new(
+            tonic::Code::from_i32(refusal.code().grpc_code),
+            refusal.to_string(),
+        ),
         other => {
             warn!(error = %other, "enrolment failed");
             Status::unavailable("the platform could not record the enrolment; retry")
@@ -486,5 +482,49 @@ impl EdgeControl for EdgeControlService {
         }
         tokio::spawn(self.clone().follow(node_id, stream, inbound));
         Ok(Response::new(Box::pin(ReceiverStream::new(messages))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use frameworks_commands::{CommandError, ExecuteError};
+    use tonic::Code;
+
+    use super::refusal;
+
+    /// Each refusal gets the gRPC status the error table gives it; a
+    /// failure of the write side is UNAVAILABLE, which edges retry.
+    #[test]
+    fn refusals_get_the_status_that_fits() {
+        let cases = [
+            (
+                CommandError::invalid("fingerprint", "empty"),
+                Code::InvalidArgument,
+            ),
+            (CommandError::not_found("cluster", "c1"), Code::NotFound),
+            (
+                CommandError::Conflict("already enrolled".into()),
+                Code::FailedPrecondition,
+            ),
+            (
+                CommandError::Forbidden("not this cluster".into()),
+                Code::PermissionDenied,
+            ),
+            (
+                CommandError::Unauthenticated("token expired".into()),
+                Code::Unauthenticated,
+            ),
+        ];
+        for (error, expected) in cases {
+            assert_eq!(
+                refusal(ExecuteError::Rejected(error.clone())).code(),
+                expected,
+                "{error:?}"
+            );
+        }
+        assert_eq!(
+            refusal(ExecuteError::Contended(5)).code(),
+            Code::Unavailable
+        );
     }
 }

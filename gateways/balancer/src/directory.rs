@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use frameworks_commands::SecretBox;
 use frameworks_commands::aggregates::stream::pull_source_context;
-use frameworks_edge::control::proto::{self, route};
+use frameworks_edge_protocol::proto::{self, route};
 use frameworks_events::proto::v1::common::SealedSecret;
 use frameworks_events::proto::v1::stream::{PlaybackPolicy, PlaybackPolicyType};
 use frameworks_events::{AggregateType, Event, EventPayload};

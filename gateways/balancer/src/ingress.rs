@@ -11,11 +11,11 @@
 
 use chrono::{DateTime, Utc};
 use frameworks_commands::telemetry::{TelemetryCommand, TelemetryError};
-use frameworks_edge::control::proto::ingress_server::Ingress;
-use frameworks_edge::control::proto::{
+use frameworks_edge_protocol::proto::ingress_server::Ingress;
+use frameworks_edge_protocol::proto::{
     RejectedTrigger, ResolveRequest, Route, TriggerAck, TriggerBatch, edge_command, resolve_request,
 };
-use frameworks_edge::triggers::{BufferState as MistBuffer, Trigger, TriggerKind};
+use frameworks_edge_protocol::triggers::{BufferState as MistBuffer, Trigger, TriggerKind};
 use frameworks_events::EventPayload;
 use frameworks_events::proto::v1::telemetry::{
     BufferState, IngestEnded, IngestStarted, InputClosed, MistTriggerReceived, PushEnded,

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use frameworks_edge::answers::key_sha256;
+use frameworks_edge_protocol::keys::key_sha256;
 use frameworks_projections::live::LiveState;
 use metrics::{counter, histogram};
 use sqlx::PgPool;
@@ -228,10 +228,33 @@ impl std::fmt::Debug for Placer {
 }
 
 impl Placer {
-    /// Builds routing on the read models and keeps its snapshot fresh in
-    /// the background (the first round runs at once). The directory's cache
-    /// is the caller's to keep current ([`Directory::follow`]).
+    /// Builds routing on the read models and keeps its snapshot fresh in a
+    /// task of its own (the first round runs at once): for tests and tools.
+    /// Roles [`open`](Self::open) it and supervise [`Self::keep_fresh`].
     pub fn start(
+        pool: PgPool,
+        live: LiveState,
+        shared: SharedState,
+        settings: &RoutingSettings,
+    ) -> Result<Placer, GeoIpError> {
+        let placer = Self::open(pool.clone(), live.clone(), shared, settings)?;
+        tokio::spawn(placer.keep_fresh(pool, live));
+        Ok(placer)
+    }
+
+    /// Keeps the fleet snapshot fresh for as long as it runs.
+    pub fn keep_fresh(
+        &self,
+        pool: PgPool,
+        live: LiveState,
+    ) -> impl Future<Output = ()> + Send + use<> {
+        Arc::clone(&self.view).keep_fresh(pool, live, self.shared.clone())
+    }
+
+    /// Builds routing on the read models; its fleet snapshot is empty until
+    /// [`Self::keep_fresh`] runs. The directory's cache is the caller's to
+    /// keep current ([`Directory::follow`]).
+    pub fn open(
         pool: PgPool,
         live: LiveState,
         shared: SharedState,
@@ -250,7 +273,6 @@ impl Placer {
             Duration::from_secs(settings.directory_ttl_seconds),
         );
         let view = FleetView::new(settings.fleet.clone());
-        tokio::spawn(Arc::clone(&view).keep_fresh(pool, live, shared.clone()));
         Ok(Placer {
             directory,
             view,

@@ -229,7 +229,6 @@ async fn ingest(
 /// The routing endpoints (serve with `into_make_service_with_connect_info`).
 pub fn router(placer: Placer) -> Router {
     Router::new()
-        .route("/health", get(|| async { "ok" }))
         .route("/play/{playback_id}", get(play))
         .route("/play/{playback_id}/{*rest}", get(redirect))
         .route("/ingest/{stream_key}", get(ingest))

@@ -17,7 +17,11 @@ pub const TOPICS: [Topic; 4] = [
     Topic::StreamTelemetry,
 ];
 
-/// Starts the bridge's reader of [`TOPICS`], from their current end.
-pub fn start(kafka: &KafkaSettings, capacity: usize) -> Result<EventFeed, KafkaError> {
-    EventFeed::start(kafka, "frameworks-bridge-feed", &TOPICS, capacity)
+/// The bridge's reader of [`TOPICS`], from their current end, and the task
+/// that reads them (the caller's to run).
+pub fn open(
+    kafka: &KafkaSettings,
+    capacity: usize,
+) -> Result<(EventFeed, impl Future<Output = ()> + Send + 'static), KafkaError> {
+    EventFeed::open(kafka, "frameworks-bridge-feed", &TOPICS, capacity)
 }

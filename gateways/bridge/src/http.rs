@@ -1,6 +1,7 @@
 //! The bridge's HTTP surface: POST /graphql, subscriptions over
 //! graphql-transport-ws at /graphql/ws, GraphiQL at GET /graphql when
-//! enabled, /auth/register and /auth/login, /health and /metrics.
+//! enabled, /auth/register and /auth/login, and /metrics (the role adds
+//! /health, which knows its supervised tasks).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use axum::body::Bytes;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::{SinkExt, StreamExt};
 use metrics::{counter, histogram};
@@ -21,6 +22,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 
 use crate::auth::{Principal, rest};
+use crate::graphiql::Graphiql;
 use crate::graphql::endpoints::RequestOrigin;
 use crate::graphql::{self, BridgeSchema};
 use crate::state::BridgeState;
@@ -51,7 +53,7 @@ struct App {
 pub fn router(
     state: Arc<BridgeState>,
     metrics: PrometheusHandle,
-    graphiql: bool,
+    graphiql: Option<Graphiql>,
     max_body_bytes: usize,
 ) -> Router {
     let app = App {
@@ -60,8 +62,10 @@ pub fn router(
         metrics,
     };
     let mut graphql_routes = post(graphql_post);
-    if graphiql {
-        graphql_routes = graphql_routes.get(graphiql_page);
+    let mut assets = Router::new();
+    if let Some(graphiql) = graphiql {
+        graphql_routes = graphql_routes.get(crate::graphiql::page);
+        assets = graphiql.router();
     }
     let auth = Router::new()
         .route("/auth/register", post(rest::register))
@@ -70,30 +74,11 @@ pub fn router(
     Router::new()
         .route("/graphql", graphql_routes)
         .route("/graphql/ws", get(graphql_ws))
-        .route("/health", get(health))
         .route("/metrics", get(render_metrics))
         .with_state(app)
         .merge(auth)
+        .merge(assets)
         .layer(DefaultBodyLimit::max(max_body_bytes))
-}
-
-async fn graphiql_page() -> Html<String> {
-    Html(
-        async_graphql::http::GraphiQLSource::build()
-            .endpoint("/graphql")
-            .finish(),
-    )
-}
-
-async fn health(State(app): State<App>) -> Response {
-    match sqlx::query("SELECT 1").execute(&app.state.pool).await {
-        Ok(_) => axum::Json(json!({ "status": "ok" })).into_response(),
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({ "status": "unavailable", "reason": "database" })),
-        )
-            .into_response(),
-    }
 }
 
 async fn render_metrics(State(app): State<App>) -> String {

@@ -1,8 +1,9 @@
 //! The GraphQL bridge: the platform's public API, compatible with the
 //! published `livepeer-frameworks` client (0.4.x).
 //!
-//! - [`http`]: the routes (POST /graphql, /auth/*, /health, /metrics), the
+//! - [`http`]: the routes (POST /graphql, /auth/*, /metrics), the
 //!   authentication gate and the per-caller rate limit;
+//! - [`graphiql`]: GraphiQL and its assets, served without any outside host;
 //! - [`auth`]: session tokens, API tokens, scopes, sign-up and sign-in;
 //! - [`feed`]: the Kafka reader that feeds every subscription;
 //! - [`graphql`]: the schema: queries read the control-plane read model,
@@ -11,6 +12,7 @@
 pub mod auth;
 mod cache;
 pub mod feed;
+pub mod graphiql;
 pub mod graphql;
 pub mod http;
 mod rate_limit;

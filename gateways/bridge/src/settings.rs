@@ -50,6 +50,11 @@ pub struct BridgeSettings {
     )]
     pub graphiql: bool,
 
+    /// GraphiQL's browser assets (`compose/graphiql dir`), served by the
+    /// bridge itself; required with --graphiql.
+    #[arg(long = "graphiql-assets", env = "FRAMEWORKS_BRIDGE_GRAPHIQL_ASSETS")]
+    pub graphiql_assets: Option<std::path::PathBuf>,
+
     /// Largest request body accepted, in bytes.
     #[arg(
         long = "bridge-max-body-bytes",

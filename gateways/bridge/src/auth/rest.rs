@@ -12,7 +12,7 @@ use frameworks_commands::aggregates::tenant::{Tenant, TenantCommand};
 use frameworks_commands::aggregates::user::{Role, User, UserCommand, UserOutcome};
 use frameworks_commands::secrets::SecretString;
 use frameworks_commands::validate;
-use frameworks_commands::{CommandContext, CommandError, ExecuteError};
+use frameworks_commands::{CommandContext, ExecuteError};
 use frameworks_events::AggregateType;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
@@ -79,21 +79,21 @@ impl RestError {
     }
 }
 
+/// A refusal answers 4xx with the error table's status and code
+/// ([`frameworks_commands::RefusalCode`]); anything else is a 500.
 impl From<ExecuteError> for RestError {
     fn from(error: ExecuteError) -> Self {
         match error {
-            ExecuteError::Rejected(CommandError::Validation { field, message }) => Self {
-                status: StatusCode::BAD_REQUEST,
-                code: "VALIDATION_FAILED",
-                message: format!("{field}: {message}"),
-                field: Some(field),
-            },
-            ExecuteError::Rejected(CommandError::Conflict(message)) => Self {
-                status: StatusCode::CONFLICT,
-                code: "CONFLICT",
-                message,
-                field: None,
-            },
+            ExecuteError::Rejected(refusal) => {
+                let code = refusal.code();
+                Self {
+                    status: StatusCode::from_u16(code.http_status)
+                        .unwrap_or(StatusCode::BAD_REQUEST),
+                    code: code.code,
+                    message: refusal.to_string(),
+                    field: refusal.field().map(str::to_owned),
+                }
+            }
             other => Self::internal(&other),
         }
     }
@@ -118,9 +118,9 @@ pub async fn register(
     let user = Uuid::now_v7();
     let ctx = CommandContext::for_tenant(tenant, format!("signup:{user}"));
     let email = request.email.trim().to_owned();
-    // Both commands' input is checked before either runs, so a refused
-    // request leaves neither a user without a tenant nor a tenant without
-    // an owner. The e-mail is claimed first: a taken address creates nothing.
+    // The tenant and its owner are created in one transaction: a refusal of
+    // either, a taken e-mail or a crash at any moment leaves neither. The
+    // tenant's name is checked here to name the REST field.
     let tenant_name = request.tenant_name.unwrap_or_else(|| email.clone());
     validate::name("input.tenantName", &tenant_name, 100)
         .map_err(|e| RestError::from(ExecuteError::Rejected(e)))?;
@@ -132,10 +132,6 @@ pub async fn register(
         password: SecretString::from(request.password),
         role: Role::Owner,
     };
-    state
-        .bus
-        .execute::<User>(&user.to_string(), &register, &ctx, None)
-        .await?;
     let create = TenantCommand::Create {
         name: tenant_name,
         tier: "free".into(),
@@ -143,7 +139,11 @@ pub async fn register(
     };
     state
         .bus
-        .execute::<Tenant>(&tenant.to_string(), &create, &ctx, None)
+        .execute_together::<User, Tenant>(
+            (&user.to_string(), &register),
+            (&tenant.to_string(), &create),
+            &ctx,
+        )
         .await?;
     // Answer once the user can sign in (the login reads the read model).
     state

@@ -57,6 +57,10 @@ pub struct DeleteSuccess {
     pub pending: Option<bool>,
 }
 
+/// The code of bad input everywhere (the error table's, for refused
+/// commands; the same for bad arguments and values that do not coerce).
+const VALIDATION_FAILED: &str = "VALIDATION_FAILED";
+
 /// What every error member of a result union has.
 #[derive(Debug, Clone, Interface)]
 #[graphql(
@@ -75,7 +79,7 @@ impl ValidationError {
     pub fn new(field: &str, message: impl Into<String>, constraint: Option<&str>) -> Self {
         Self {
             message: format!("{field}: {}", message.into()),
-            code: Some("VALIDATION_FAILED".into()),
+            code: Some(VALIDATION_FAILED.into()),
             field: Some(field.to_owned()),
             constraint: constraint.map(str::to_owned),
         }
@@ -103,49 +107,33 @@ impl Refusal {
     /// Sorts a command failure: refusals become union members, anything
     /// else (the database, Kafka) a top-level INTERNAL error.
     pub fn of(error: ExecuteError) -> async_graphql::Result<Self> {
-        let refusal = match error {
-            ExecuteError::Rejected(CommandError::Validation { field, message }) => {
+        let ExecuteError::Rejected(refusal) = error else {
+            return Err(internal(&error));
+        };
+        let code = Some(refusal.code().code.to_owned());
+        let message = refusal.to_string();
+        Ok(match refusal {
+            CommandError::Validation { field, message } => {
                 Self::Validation(ValidationError::new(&field, message, None))
             }
-            ExecuteError::Rejected(CommandError::NotFound { resource, id }) => {
-                Self::NotFound(NotFoundError {
-                    message: format!("{resource} {id} not found"),
-                    code: Some("NOT_FOUND".into()),
-                    resource_type: resource,
-                    resource_id: ID(id),
-                })
-            }
-            ExecuteError::Rejected(CommandError::Conflict(message)) => {
-                Self::Validation(ValidationError {
-                    message,
-                    code: Some("CONFLICT".into()),
-                    field: None,
-                    constraint: None,
-                })
-            }
-            ExecuteError::Rejected(CommandError::IdempotencyMismatch { key }) => {
-                Self::Validation(ValidationError {
-                    message: format!(
-                        "idempotency key {key:?} was already used with another request"
-                    ),
-                    code: Some("IDEMPOTENCY_KEY_REUSED".into()),
-                    field: None,
-                    constraint: None,
-                })
-            }
-            ExecuteError::Rejected(CommandError::Forbidden(message)) => Self::Auth(AuthError {
+            CommandError::NotFound { resource, id } => Self::NotFound(NotFoundError {
                 message,
-                code: Some("FORBIDDEN".into()),
+                code,
+                resource_type: resource,
+                resource_id: ID(id),
             }),
-            ExecuteError::Rejected(CommandError::Unauthenticated(message)) => {
-                Self::Auth(AuthError {
+            CommandError::Conflict(_) | CommandError::IdempotencyMismatch { .. } => {
+                Self::Validation(ValidationError {
                     message,
-                    code: Some("UNAUTHORIZED".into()),
+                    code,
+                    field: None,
+                    constraint: None,
                 })
             }
-            other => return Err(internal(&other)),
-        };
-        Ok(refusal)
+            CommandError::Forbidden(_) | CommandError::Unauthenticated(_) => {
+                Self::Auth(AuthError { message, code })
+            }
+        })
     }
 
     pub fn not_found(resource: &str, id: &str) -> Self {
@@ -167,17 +155,8 @@ impl NotFoundError {
 /// A command's refusal as a top-level error, for mutations that answer a
 /// plain value instead of a result union.
 pub fn rejected(refusal: &CommandError) -> async_graphql::Error {
-    let code = match refusal {
-        CommandError::Validation { .. } => "BAD_USER_INPUT",
-        CommandError::NotFound { .. } => "NOT_FOUND",
-        CommandError::Conflict(_) | CommandError::IdempotencyMismatch { .. } => "CONFLICT",
-        CommandError::Forbidden(_) => "FORBIDDEN",
-        CommandError::Unauthenticated(_) => "UNAUTHORIZED",
-    };
-    let field = match refusal {
-        CommandError::Validation { field, .. } => Some(field.clone()),
-        _ => None,
-    };
+    let code = refusal.code().code;
+    let field = refusal.field().map(str::to_owned);
     async_graphql::Error::new(refusal.to_string()).extend_with(move |_, e| {
         e.set("code", code);
         if let Some(field) = &field {
@@ -189,7 +168,7 @@ pub fn rejected(refusal: &CommandError) -> async_graphql::Error {
 /// A top-level error for bad query arguments.
 pub fn bad_input(field: &str, message: &str) -> async_graphql::Error {
     async_graphql::Error::new(format!("{field}: {message}")).extend_with(|_, e| {
-        e.set("code", "BAD_USER_INPUT");
+        e.set("code", VALIDATION_FAILED);
         e.set("field", field);
     })
 }
@@ -294,7 +273,7 @@ pub fn ensure_codes(response: &mut async_graphql::Response) {
     for error in &mut response.errors {
         let extensions = error.extensions.get_or_insert_with(Default::default);
         if extensions.get("code").is_none() {
-            extensions.set("code", "BAD_USER_INPUT");
+            extensions.set("code", VALIDATION_FAILED);
         }
     }
 }

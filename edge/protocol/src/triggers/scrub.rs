@@ -10,7 +10,7 @@
 use frameworks_events::redact;
 
 use super::TriggerKind;
-use crate::answers::key_sha256;
+use crate::keys::key_sha256;
 
 /// Replaces every occurrence of `secret` in `field` by `shown`.
 fn replace_in(field: &mut String, secret: &str, shown: &str) {
@@ -56,7 +56,7 @@ pub fn scrub(kind: TriggerKind, fields: &mut [String]) {
             let key = if key.is_empty() {
                 fields
                     .first()
-                    .map(|url| crate::answers::stream_key(url))
+                    .map(|url| crate::keys::stream_key(url))
                     .unwrap_or_default()
             } else {
                 key

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Read at run time: the target dir is shared between clones.
-    let proto_root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../schemas/proto");
+    let proto_root =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../schemas/proto");
     let control = proto_root.join("frameworks/edge/v1/control.proto");
     println!("cargo:rerun-if-changed={}", proto_root.display());
     let descriptors = protox::compile([&control], [&proto_root])?;

@@ -1,14 +1,7 @@
--- Read models move into generations: each projection is built into a fresh
+-- Read models live in generations: each projection is built into a fresh
 -- schema (or key prefix, or ClickHouse database) by `frameworks replay`, and
--- queries switch to it atomically once it has caught up.
---
--- The control-plane tables of 0002 lived in `public`. They are projections of
--- the Kafka log, so they are dropped rather than moved: the projector builds
--- generation 1 from the log when it starts.
-
-DROP TABLE IF EXISTS rm_tenants, rm_users, rm_api_tokens, rm_streams, rm_stream_keys,
-    rm_signing_keys, rm_clusters, rm_enrolment_tokens, rm_nodes,
-    projection_offsets, projection_versions;
+-- queries switch to it atomically once it has caught up. The tables of a
+-- control-plane generation are `read_models/control_plane.sql`.
 
 CREATE TABLE projection_generations (
     projection  text        NOT NULL,

@@ -1,0 +1,336 @@
+//! Every long-running task of a role runs under its [`Supervisor`].
+//!
+//! A task is either *restarting* or *essential*:
+//!
+//! - a restarting task (the edge's forwarder and control stream, a
+//!   projector's loop, the balancer's leadership) that ends for any reason,
+//!   an error, a panic or simply returning, is logged, counted
+//!   (`frameworks_task_restarts_total{task}`) and started again after a
+//!   backoff that doubles from 500 ms to 30 s (reset once an attempt has
+//!   run for a minute). While it is down, `/health` answers 503 and names it;
+//! - an essential task (a server the role exists for, the check that the
+//!   edge's MistServer is one it can drive) ends the role when it ends, with
+//!   its error, so the process exits non-zero and its own supervisor
+//!   (systemd, compose) sees it.
+//!
+//! Each attempt passes a failpoint named after the task first (the `fail`
+//! crate; compiled in only with its `failpoints` feature, which the test
+//! build turns on), so tests can make a real role's task die:
+//! `FAILPOINTS=edge-forwarder=3*panic`.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::anyhow;
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use metrics::{counter, gauge};
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tracing::{error, warn};
+
+/// The first wait before a dead task is started again.
+const BACKOFF_INITIAL: Duration = Duration::from_millis(500);
+/// The longest wait between two attempts.
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// An attempt that ran this long was healthy: the next death waits
+/// [`BACKOFF_INITIAL`] again.
+const HEALTHY_AFTER: Duration = Duration::from_secs(60);
+
+/// What a task's future may answer: nothing (it runs for good) or a result.
+pub trait TaskOutput: Send + 'static {
+    fn into_result(self) -> anyhow::Result<()>;
+}
+
+impl TaskOutput for () {
+    fn into_result(self) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+impl<E: Into<anyhow::Error> + Send + 'static> TaskOutput for Result<(), E> {
+    fn into_result(self) -> anyhow::Result<()> {
+        self.map_err(Into::into)
+    }
+}
+
+type Check = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
+
+/// Whether the role is healthy: every supervised task up, every check passing.
+#[derive(Clone, Default)]
+pub struct Health {
+    /// Task name -> whether it is running now.
+    tasks: Arc<Mutex<BTreeMap<&'static str, bool>>>,
+    checks: Arc<Mutex<Vec<(&'static str, Check)>>>,
+}
+
+impl std::fmt::Debug for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Health")
+            .field("tasks_down", &self.tasks_down())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Health {
+    fn set(&self, task: &'static str, up: bool) {
+        self.tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(task, up);
+        gauge!("frameworks_task_up", "task" => task).set(if up { 1.0 } else { 0.0 });
+    }
+
+    /// The supervised tasks that are not running now.
+    pub fn tasks_down(&self) -> Vec<&'static str> {
+        self.tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|(_, up)| !**up)
+            .map(|(name, _)| *name)
+            .collect()
+    }
+
+    /// Adds a check `/health` runs on every request (the bridge's database).
+    pub fn check<F, Fut>(&self, name: &'static str, check: F)
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = bool> + Send + 'static,
+    {
+        let check: Check = Arc::new(move || Box::pin(check()));
+        self.checks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((name, check));
+    }
+
+    /// Everything that is down now: tasks, then failed checks.
+    pub async fn down(&self) -> Vec<&'static str> {
+        let mut down = self.tasks_down();
+        let checks: Vec<_> = self
+            .checks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        for (name, check) in checks {
+            if !check().await {
+                down.push(name);
+            }
+        }
+        down
+    }
+
+    /// `GET /health`: 200 `{"status":"ok"}`, or 503 with what is down.
+    pub fn router(&self) -> Router {
+        let health = self.clone();
+        Router::new().route(
+            "/health",
+            get(move || {
+                let health = health.clone();
+                async move { health.response().await }
+            }),
+        )
+    }
+
+    async fn response(&self) -> Response {
+        let down = self.down().await;
+        if down.is_empty() {
+            axum::Json(json!({ "status": "ok" })).into_response()
+        } else {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({ "status": "unavailable", "down": down })),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// The tasks of one role.
+#[derive(Debug)]
+pub struct Supervisor {
+    health: Health,
+    tasks: JoinSet<()>,
+    ended: mpsc::UnboundedSender<anyhow::Error>,
+    ended_rx: mpsc::UnboundedReceiver<anyhow::Error>,
+}
+
+impl Default for Supervisor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Supervisor {
+    pub fn new() -> Self {
+        let (ended, ended_rx) = mpsc::unbounded_channel();
+        Self {
+            health: Health::default(),
+            tasks: JoinSet::new(),
+            ended,
+            ended_rx,
+        }
+    }
+
+    pub fn health(&self) -> Health {
+        self.health.clone()
+    }
+
+    /// Runs the task `start` makes for as long as the role runs, starting it
+    /// again (with backoff) whenever it ends.
+    pub fn restarting<F, Fut>(&mut self, name: &'static str, mut start: F)
+    where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: TaskOutput,
+    {
+        let health = self.health.clone();
+        health.set(name, false);
+        self.tasks.spawn(async move {
+            let mut backoff = BACKOFF_INITIAL;
+            loop {
+                health.set(name, true);
+                let started = Instant::now();
+                let ended = attempt(name, start()).await;
+                health.set(name, false);
+                if started.elapsed() >= HEALTHY_AFTER {
+                    backoff = BACKOFF_INITIAL;
+                }
+                counter!("frameworks_task_restarts_total", "task" => name).increment(1);
+                match ended {
+                    Ok(()) => warn!(task = name, retry_in = ?backoff, "task ended; starting it again"),
+                    Err(error) => {
+                        error!(task = name, error = %format!("{error:#}"), retry_in = ?backoff, "task died; starting it again");
+                    }
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        });
+    }
+
+    /// Runs `task`; when it ends, however it ends, the role ends with it.
+    pub fn essential<Fut>(&mut self, name: &'static str, task: Fut)
+    where
+        Fut: Future + Send + 'static,
+        Fut::Output: TaskOutput,
+    {
+        let health = self.health.clone();
+        let ended = self.ended.clone();
+        health.set(name, true);
+        self.tasks.spawn(async move {
+            let result = attempt(name, task).await;
+            health.set(name, false);
+            let error = match result {
+                Ok(()) => anyhow!("{name} ended"),
+                Err(error) => error.context(format!("{name} failed")),
+            };
+            let _ = ended.send(error);
+        });
+    }
+
+    /// Runs the role's own future (its server, its main loop) until it ends
+    /// or an essential task ends; then stops every task.
+    pub async fn run(
+        mut self,
+        role: impl Future<Output = anyhow::Result<()>>,
+    ) -> anyhow::Result<()> {
+        let result = tokio::select! {
+            result = role => result,
+            Some(error) = self.ended_rx.recv() => Err(error),
+        };
+        self.tasks.shutdown().await;
+        result
+    }
+}
+
+/// One attempt of a task, in a task of its own so that a panic is an
+/// error here rather than the end of the supervisor.
+async fn attempt<Fut>(name: &'static str, task: Fut) -> anyhow::Result<()>
+where
+    Fut: Future + Send + 'static,
+    Fut::Output: TaskOutput,
+{
+    let handle = tokio::spawn(async move {
+        fail::fail_point!(name);
+        task.await.into_result()
+    });
+    match handle.await {
+        Ok(result) => result,
+        Err(joined) if joined.is_panic() => Err(anyhow!("{name} panicked")),
+        Err(joined) => Err(anyhow!("{name} was cancelled: {joined}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dead_task_is_down_then_restarted_with_backoff() {
+        let mut supervisor = Supervisor::new();
+        let health = supervisor.health();
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&attempts);
+        supervisor.restarting("flaky", move || {
+            let attempt = counted.fetch_add(1, Ordering::SeqCst);
+            async move {
+                match attempt {
+                    0 => panic!("first attempt dies"),
+                    1 => Err(anyhow!("second attempt fails")),
+                    _ => std::future::pending::<anyhow::Result<()>>().await,
+                }
+            }
+        });
+        let watch = async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert_eq!(
+                health.tasks_down(),
+                ["flaky"],
+                "down during the first backoff"
+            );
+            // 500 ms after the panic, then 1 s after the error: up for good.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            assert_eq!(attempts.load(Ordering::SeqCst), 3);
+            assert!(health.tasks_down().is_empty());
+            Ok(())
+        };
+        supervisor.run(watch).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_essential_task_that_ends_ends_the_role() {
+        let mut supervisor = Supervisor::new();
+        supervisor.essential("server", async { Err::<(), _>(anyhow!("port lost")) });
+        let error = supervisor
+            .run(std::future::pending())
+            .await
+            .expect_err("the role ends");
+        assert_eq!(format!("{error:#}"), "server failed: port lost");
+
+        let mut supervisor = Supervisor::new();
+        supervisor.essential("sync", async {});
+        let error = supervisor.run(std::future::pending()).await.unwrap_err();
+        assert_eq!(error.to_string(), "sync ended");
+    }
+
+    #[tokio::test]
+    async fn health_names_what_is_down() {
+        let health = Health::default();
+        assert!(health.down().await.is_empty());
+        health.set("edge-forwarder", false);
+        health.check("database", || async { false });
+        assert_eq!(health.down().await, ["edge-forwarder", "database"]);
+        let response = health.response().await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+}
