@@ -22,6 +22,7 @@ mod projections;
 mod projector;
 mod relay;
 mod replay;
+mod settings_doc;
 mod supervisor;
 mod topics;
 
@@ -50,6 +51,9 @@ enum Command {
     Topics(topics::TopicsCommand),
     DeadLetters(dead_letters::DeadLettersCommand),
     Db(db::DbCommand),
+    /// Print every setting of every subcommand (flag, environment variable,
+    /// default) as a Markdown table: `docs/settings.md` is this output.
+    Settings,
 }
 
 fn main() -> ExitCode {
@@ -82,6 +86,11 @@ fn main() -> ExitCode {
             Command::Topics(command) => command.run().await,
             Command::DeadLetters(command) => command.run().await,
             Command::Db(command) => command.run().await,
+            Command::Settings => {
+                use clap::CommandFactory;
+                print!("{}", settings_doc::render(&Cli::command()));
+                Ok(ExitCode::SUCCESS)
+            }
         }
     });
     match result {

@@ -1078,14 +1078,21 @@ async fn an_edge_in_front_of_a_real_mistserver_publishes_plays_and_accounts() {
     );
     edge_b.kill();
     mist_b.kill();
-    // Through every kill and restart above, no session ended twice.
-    let ended_twice = platform
+    // Through every kill and restart above, no session ended more often
+    // than it started. (Not "ended once": for HLS, Mist may open a session
+    // token twice within a second, firing USER_NEW twice and a USER_END
+    // with no connector for the duplicate at once; each is a trigger of
+    // its own, and starts and ends still pair up.)
+    let over_ended = platform
         .clickhouse_query(
-            "SELECT count() FROM (SELECT session_id FROM {db}.viewer_sessions FINAL \
-             WHERE delta = -1 GROUP BY session_id HAVING count() > 1)",
+            "SELECT count() FROM (SELECT session_id, sum(delta) AS net \
+             FROM {db}.viewer_sessions FINAL GROUP BY session_id HAVING net < 0)",
         )
         .await;
-    assert_eq!(ended_twice, 0, "sessions ended twice in ClickHouse");
+    assert_eq!(
+        over_ended, 0,
+        "sessions ended more often than they started in ClickHouse"
+    );
 
     // A MistServer that does not answer: the edge says so, retries with
     // backoff and never hangs; once Mist answers, its config is synced.

@@ -677,8 +677,9 @@ async fn events_the_model_cannot_take_are_dead_lettered_and_projection_goes_on()
     db.drop_now().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_command_can_wait_until_its_events_are_projected() {
+/// A scratch database and topics, and one stream created in the event store
+/// (not yet published): its id.
+async fn one_stream_in_the_store(name: &str) -> (TestDatabase, KafkaSettings, String) {
     let db = fresh_database().await;
     let kafka = kafka_with_topics().await;
     let (secrets, _) = SecretBox::generate("test-key");
@@ -686,7 +687,7 @@ async fn a_command_can_wait_until_its_events_are_projected() {
     let ctx = CommandContext::for_tenant(Uuid::now_v7(), "user:test");
     let stream = Uuid::now_v7().to_string();
     let create = StreamCommand::Create {
-        name: "read me".into(),
+        name: name.into(),
         description: String::new(),
         record: false,
         ingest: Ingest::Push,
@@ -696,6 +697,12 @@ async fn a_command_can_wait_until_its_events_are_projected() {
     bus.execute::<Stream>(&stream, &create, &ctx, None)
         .await
         .unwrap();
+    (db, kafka, stream)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_can_wait_until_its_events_are_projected() {
+    let (db, kafka, stream) = one_stream_in_the_store("read me").await;
 
     // Nothing projects yet: the wait ends, bounded, with a typed error.
     let pool = db.store.pool().clone();
@@ -746,23 +753,7 @@ async fn a_command_can_wait_until_its_events_are_projected() {
 /// `/health` through the backoff, counted, started again, and then projects.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_projector_loop_is_restarted_and_health_reports_it_meanwhile() {
-    let db = fresh_database().await;
-    let kafka = kafka_with_topics().await;
-    let (secrets, _) = SecretBox::generate("test-key");
-    let bus = CommandBus::new(db.store.clone(), secrets);
-    let ctx = CommandContext::for_tenant(Uuid::now_v7(), "user:test");
-    let stream = Uuid::now_v7().to_string();
-    let create = StreamCommand::Create {
-        name: "after the restarts".into(),
-        description: String::new(),
-        record: false,
-        ingest: Ingest::Push,
-        pull_source: None,
-        allow_private_sources: false,
-    };
-    bus.execute::<Stream>(&stream, &create, &ctx, None)
-        .await
-        .unwrap();
+    let (db, kafka, stream) = one_stream_in_the_store("after the restarts").await;
     publish(&db.store, &kafka, 0).await;
 
     let metrics = format!("127.0.0.1:{}", support::free_port());

@@ -22,32 +22,61 @@ use uuid::Uuid;
 const SIGNUPS: usize = 30;
 const KILLS: usize = 6;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_registration_is_whole_however_the_bridge_dies() {
-    let db = fresh_database().await;
-    let kafka = kafka_with_topics().await;
-    let prefix = kafka.catalogue.prefix.clone();
-    let (_, data_keys) = SecretBox::generate("registration");
-    let _read_side = [
-        spawn_read_side_role("relay", &kafka, &db.url, &prefix),
-        spawn_read_side_role("projector", &kafka, &db.url, &prefix),
-    ];
-    let port = free_port();
-    let clickhouse_base = format!("test_{}", &Uuid::now_v7().simple().to_string()[20..]);
-    let bridge = || {
+/// An event store and topics with the relay and the projector running, and
+/// a bridge that starts again on the same port.
+struct Stage {
+    db: support::TestDatabase,
+    kafka: frameworks_events::kafka::KafkaSettings,
+    data_keys: String,
+    port: u16,
+    clickhouse_base: String,
+    _read_side: [support::RoleProcess; 2],
+}
+
+impl Stage {
+    async fn new() -> Self {
+        let db = fresh_database().await;
+        let kafka = kafka_with_topics().await;
+        let prefix = kafka.catalogue.prefix.clone();
+        let (_, data_keys) = SecretBox::generate("registration");
+        let _read_side = [
+            spawn_read_side_role("relay", &kafka, &db.url, &prefix),
+            spawn_read_side_role("projector", &kafka, &db.url, &prefix),
+        ];
+        Self {
+            db,
+            kafka,
+            data_keys,
+            port: free_port(),
+            clickhouse_base: format!("test_{}", &Uuid::now_v7().simple().to_string()[20..]),
+            _read_side,
+        }
+    }
+
+    fn bridge(&self) -> support::RoleProcess {
         support::spawn_bridge(
-            &kafka,
-            &db.url,
-            &data_keys,
-            &prefix,
-            &clickhouse_base,
+            &self.kafka,
+            &self.db.url,
+            &self.data_keys,
+            &self.kafka.catalogue.prefix,
+            &self.clickhouse_base,
             &[
                 ("FRAMEWORKS_SESSION_SECRET", "r".repeat(32)),
-                ("FRAMEWORKS_BRIDGE_LISTEN", format!("127.0.0.1:{port}")),
+                (
+                    "FRAMEWORKS_BRIDGE_LISTEN",
+                    format!("127.0.0.1:{}", self.port),
+                ),
             ],
         )
         .0
-    };
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_is_whole_however_the_bridge_dies() {
+    let stage = Stage::new().await;
+    let (db, kafka, port) = (&stage.db, &stage.kafka, stage.port);
+    let bridge = || stage.bridge();
     let mut running = bridge();
 
     let emails: Vec<String> = (0..SIGNUPS)
@@ -140,7 +169,8 @@ async fn a_registration_is_whole_however_the_bridge_dies() {
     );
 
     drop(running);
-    drop_topics(&kafka).await;
+    drop_topics(kafka).await;
+    let Stage { db, .. } = stage;
     db.drop_now().await;
 }
 
@@ -152,14 +182,8 @@ async fn a_registration_is_whole_however_the_bridge_dies() {
 /// would be left without a tenant and its e-mail taken.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bridge_killed_between_owner_and_tenant_leaves_neither() {
-    let db = fresh_database().await;
-    let kafka = kafka_with_topics().await;
-    let prefix = kafka.catalogue.prefix.clone();
-    let (_, data_keys) = SecretBox::generate("registration");
-    let _read_side = [
-        spawn_read_side_role("relay", &kafka, &db.url, &prefix),
-        spawn_read_side_role("projector", &kafka, &db.url, &prefix),
-    ];
+    let stage = Stage::new().await;
+    let (db, kafka, port) = (&stage.db, &stage.kafka, stage.port);
     let pool = db.store.pool();
     for statement in [
         "CREATE FUNCTION hold_tenant_events() RETURNS trigger LANGUAGE plpgsql AS
@@ -169,22 +193,7 @@ async fn a_bridge_killed_between_owner_and_tenant_leaves_neither() {
     ] {
         sqlx::query(statement).execute(pool).await.unwrap();
     }
-    let port = free_port();
-    let clickhouse_base = format!("test_{}", &Uuid::now_v7().simple().to_string()[20..]);
-    let bridge = || {
-        support::spawn_bridge(
-            &kafka,
-            &db.url,
-            &data_keys,
-            &prefix,
-            &clickhouse_base,
-            &[
-                ("FRAMEWORKS_SESSION_SECRET", "r".repeat(32)),
-                ("FRAMEWORKS_BRIDGE_LISTEN", format!("127.0.0.1:{port}")),
-            ],
-        )
-        .0
-    };
+    let bridge = || stage.bridge();
     let mut running = bridge();
     let url = format!("http://127.0.0.1:{port}/auth/register");
     let body = json!({ "email": format!("held-{}@example.com", Uuid::now_v7().simple()), "password": "a long enough password" });
@@ -260,6 +269,7 @@ async fn a_bridge_killed_between_owner_and_tenant_leaves_neither() {
     }
 
     drop(running);
-    drop_topics(&kafka).await;
+    drop_topics(kafka).await;
+    let Stage { db, .. } = stage;
     db.drop_now().await;
 }

@@ -171,6 +171,27 @@ impl CommandBus {
     #[instrument(skip_all, fields(first = A::RESOURCE, second = B::RESOURCE, actor = %ctx.actor))]
     pub async fn execute_together<A: Aggregate, B: Aggregate>(
         &self,
+        first: (&str, &A::Command),
+        second: (&str, &B::Command),
+        ctx: &CommandContext,
+    ) -> Result<(A::Outcome, B::Outcome), ExecuteError> {
+        let result = self
+            .execute_together_inner::<A, B>(first, second, ctx)
+            .await;
+        let outcome = match &result {
+            Ok(_) => "accepted",
+            Err(ExecuteError::Rejected(_)) => "rejected",
+            Err(_) => "failed",
+        };
+        for resource in [A::RESOURCE, B::RESOURCE] {
+            counter!("frameworks_commands_total", "aggregate" => resource, "outcome" => outcome)
+                .increment(1);
+        }
+        result
+    }
+
+    async fn execute_together_inner<A: Aggregate, B: Aggregate>(
+        &self,
         (first_id, first): (&str, &A::Command),
         (second_id, second): (&str, &B::Command),
         ctx: &CommandContext,
@@ -200,14 +221,12 @@ impl CommandBus {
             );
             let batches = [first_batch, second_batch];
             match self.store.append(&batches, None).await {
-                Ok(()) => {
+                Ok(()) => return Ok((first_outcome, second_outcome)),
+                Err(AppendError::Conflict { .. } | AppendError::IdempotencyRace) => {
                     for resource in [A::RESOURCE, B::RESOURCE] {
-                        counter!("frameworks_commands_total", "aggregate" => resource, "outcome" => "accepted")
+                        counter!("frameworks_command_conflicts_total", "aggregate" => resource)
                             .increment(1);
                     }
-                    return Ok((first_outcome, second_outcome));
-                }
-                Err(AppendError::Conflict { .. } | AppendError::IdempotencyRace) => {
                     debug!(attempt, "lost a concurrent write; retrying both");
                 }
                 Err(AppendError::ClaimTaken { kind }) => {

@@ -33,6 +33,7 @@ pub mod aggregate;
 pub mod aggregates;
 pub mod bus;
 pub mod error;
+pub mod observability;
 pub mod relay;
 pub mod secrets;
 pub mod store;

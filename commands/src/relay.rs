@@ -152,6 +152,8 @@ impl OutboxRelay {
 
     /// A connection holding the leadership lock; waits while another relay leads.
     async fn lead(&self) -> Result<PgConnection, RelayError> {
+        // Not leading until the lock is held (again, after a lost connection).
+        gauge!("frameworks_relay_leader").set(0.0);
         let mut announced = false;
         loop {
             let mut connection = self.store.pool().acquire().await?.detach();

@@ -27,6 +27,7 @@ pub mod host;
 pub mod journal;
 pub mod machine;
 pub mod mist;
+pub mod observability;
 pub mod playback;
 pub mod server;
 pub mod sessions;

@@ -11,11 +11,13 @@
 //! - [`kafka`]: settings, topic administration, the publisher and the consumer
 //!   that routes undecodable records to the dead-letter topic.
 //! - [`redact`]: what of a URI may be carried, shown or logged.
+//! - [`observability`]: how every crate declares its metrics, once.
 
 pub mod catalogue;
 pub mod contract;
 pub mod envelope;
 pub mod kafka;
+pub mod observability;
 pub mod proto;
 pub mod redact;
 pub mod registry;

@@ -19,6 +19,7 @@ mod batch;
 pub mod control_plane;
 pub mod generations;
 pub mod live;
+pub mod observability;
 pub mod postgres;
 pub mod read_your_writes;
 pub mod status;

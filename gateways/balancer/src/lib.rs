@@ -20,6 +20,7 @@ pub mod fleet;
 pub mod geo;
 pub mod ingress;
 pub mod leader;
+pub mod observability;
 pub mod placement;
 pub mod play;
 pub mod routing;

@@ -15,6 +15,7 @@ pub mod feed;
 pub mod graphiql;
 pub mod graphql;
 pub mod http;
+pub mod observability;
 mod rate_limit;
 pub mod settings;
 pub mod state;
