@@ -10,6 +10,8 @@
 //!   counts, node load), with TTLs.
 //! - [`postgres`]: the projector that feeds the control-plane models. Each batch is one
 //!   transaction holding the model changes and the Kafka offsets they cover.
+//! - [`queries`]: queries of the read models for the gateways (which
+//!   clusters a tenant may use, so far).
 //! - [`read_your_writes`]: waiting, with a bound, until a projection has
 //!   applied a given aggregate version.
 //! - [`status`]: lag per partition and dead-letter counts, for operators.
@@ -21,6 +23,7 @@ pub mod generations;
 pub mod live;
 pub mod observability;
 pub mod postgres;
+pub mod queries;
 pub mod read_your_writes;
 pub mod status;
 

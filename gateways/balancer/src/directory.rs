@@ -463,15 +463,7 @@ impl Directory {
             return Ok(clusters);
         }
         let epoch = self.cache().epoch;
-        let ids: Vec<Uuid> = sqlx::query_scalar(
-            "SELECT id FROM read_models.rm_clusters WHERE shared OR tenant_id = $1
-             UNION
-             SELECT cluster_id FROM read_models.rm_cluster_subscriptions
-             WHERE tenant_id = $1 AND status = 'ACTIVE'",
-        )
-        .bind(tenant)
-        .fetch_all(&self.pool)
-        .await?;
+        let ids = frameworks_projections::queries::clusters::usable_ids(&self.pool, tenant).await?;
         let clusters: ClusterSet = Arc::new(ids.iter().map(Uuid::to_string).collect());
         let mut cache = self.cache();
         if cache.epoch == epoch {

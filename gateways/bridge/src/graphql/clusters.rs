@@ -3,8 +3,6 @@
 //! nodes of its own clusters only. Node load and health come from the
 //! live state in Redis.
 
-use std::collections::HashSet;
-
 use async_graphql::{
     ComplexObject, Context, Enum, ID, InputObject, Json, Object, SimpleObject, Union,
 };
@@ -15,6 +13,9 @@ use frameworks_commands::aggregates::infrastructure::{
 };
 use frameworks_commands::aggregates::tenant::{TIERS, set_preferred_cluster};
 use frameworks_events::AggregateType;
+use frameworks_projections::queries::clusters::{
+    push_subscribed, push_usable, subscribed_among, usable,
+};
 use sqlx::{FromRow, Postgres, QueryBuilder};
 use uuid::Uuid;
 
@@ -727,25 +728,6 @@ pub(super) fn cluster_uuid(id: &str) -> Option<Uuid> {
     ids::raw(CLUSTER_TYPE, id).ok()?.parse().ok()
 }
 
-/// Restricts a query to the clusters `tenant` may place streams on: the
-/// platform's shared ones, its own, and those it holds an active
-/// subscription to.
-fn push_usable(query: &mut QueryBuilder<Postgres>, tenant: Uuid) {
-    query
-        .push("(shared OR tenant_id = ")
-        .push_bind(tenant)
-        .push(" OR ");
-    push_subscribed(query, tenant);
-    query.push(")");
-}
-
-fn push_subscribed(query: &mut QueryBuilder<Postgres>, tenant: Uuid) {
-    query
-        .push("id IN (SELECT cluster_id FROM read_models.rm_cluster_subscriptions WHERE status = 'ACTIVE' AND tenant_id = ")
-        .push_bind(tenant)
-        .push(")");
-}
-
 /// A page of clusters, newest first, with the total.
 async fn list(
     state: &BridgeState,
@@ -863,17 +845,9 @@ pub(super) async fn describe(
 ) -> async_graphql::Result<Vec<Cluster>> {
     let tenant = principal.tenant_id();
     let ids: Vec<Uuid> = rows.iter().map(|row| row.id).collect();
-    let subscribed: HashSet<Uuid> = sqlx::query_scalar(
-        "SELECT cluster_id FROM read_models.rm_cluster_subscriptions
-         WHERE cluster_id = ANY($1) AND tenant_id = $2 AND status = 'ACTIVE'",
-    )
-    .bind(&ids)
-    .bind(tenant)
-    .fetch_all(&state.pool)
-    .await
-    .map_err(|e| internal(&e))?
-    .into_iter()
-    .collect();
+    let subscribed = subscribed_among(&state.pool, tenant, &ids)
+        .await
+        .map_err(|e| internal(&e))?;
     let preferred = preferred_cluster(state, tenant).await?;
     let mut loads = cluster_loads(state, &ids).await?;
     Ok(rows
@@ -883,7 +857,12 @@ pub(super) async fn describe(
             let live = loads.iter().filter(|load| load.live()).count();
             let healthy = loads.iter().filter(|load| load.healthy()).count();
             let owned = row.tenant_id == Some(tenant);
-            let usable = row.shared || owned || subscribed.contains(&row.id);
+            let usable = usable(
+                row.shared,
+                row.tenant_id,
+                tenant,
+                subscribed.contains(&row.id),
+            );
             Cluster {
                 id: ids::global(CLUSTER_TYPE, &row.id.to_string()),
                 cluster_id: row.id.to_string(),
