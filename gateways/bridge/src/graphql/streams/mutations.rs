@@ -1,0 +1,289 @@
+//! Stream mutations: stream commands, answered from the read model once
+//! it holds them.
+
+use super::*;
+
+#[derive(Debug, Default)]
+pub struct StreamMutation;
+
+#[Object]
+impl StreamMutation {
+    /// Creates a PUSH stream (encoders publish with its key) or a PULL stream
+    /// (an edge pulls from `pullSource.sourceUri`).
+    async fn create_stream(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateStreamInput,
+    ) -> async_graphql::Result<CreateStreamResult> {
+        let principal = match require_for_mutation(ctx, Scope::StreamsWrite) {
+            Ok(p) => p,
+            Err(refusal) => return Ok(CreateStreamResult::AuthError(refusal)),
+        };
+        if let Some(refusal) = unsupported_create(&input) {
+            return Ok(CreateStreamResult::ValidationError(refusal));
+        }
+        let ingest = match input.ingest_mode.unwrap_or(IngestMode::Push) {
+            IngestMode::Push => Ingest::Push,
+            IngestMode::Pull => Ingest::Pull,
+            IngestMode::Managed => unreachable!("refused above"),
+        };
+        let command = StreamCommand::Create {
+            name: input.name,
+            description: input.description.unwrap_or_default(),
+            record: input.record.unwrap_or(false),
+            ingest,
+            pull_source: input
+                .pull_source
+                .and_then(|p| p.source_uri)
+                .map(SecretString::from),
+            allow_private_sources: false,
+        };
+        let state = state(ctx)?;
+        let id = Uuid::now_v7();
+        match execute(state, principal, id, &command).await? {
+            Ok(_) => Ok(CreateStreamResult::Stream(
+                projected(state, principal, id).await?,
+            )),
+            Err(refusal) => Ok(refusal.into()),
+        }
+    }
+
+    async fn update_stream(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        input: UpdateStreamInput,
+    ) -> async_graphql::Result<UpdateStreamResult> {
+        let principal = match require_for_mutation(ctx, Scope::StreamsWrite) {
+            Ok(p) => p,
+            Err(refusal) => return Ok(UpdateStreamResult::AuthError(refusal)),
+        };
+        let state = state(ctx)?;
+        let stream = match stream_uuid(&id) {
+            Ok(Some(uuid)) => load_stream(state, principal, uuid).await?,
+            Ok(None) => None,
+            Err(message) => {
+                return Ok(UpdateStreamResult::ValidationError(ValidationError::new(
+                    "id", message, None,
+                )));
+            }
+        };
+        let Some(stream) = stream else {
+            return Ok(Refusal::not_found(STREAM_TYPE, &id.0).into());
+        };
+        let current = stream.ingest_mode();
+        if let Some(refusal) = unsupported_update(&input, current) {
+            return Ok(UpdateStreamResult::ValidationError(refusal));
+        }
+        let command = StreamCommand::Update {
+            name: input.name,
+            description: input.description,
+            record: input.record,
+            ingest: None,
+            pull_source: input
+                .pull_source
+                .map(|p| p.source_uri.map(SecretString::from)),
+            allow_private_sources: false,
+        };
+        match execute(state, principal, stream.id, &command).await? {
+            Ok(_) => Ok(UpdateStreamResult::Stream(
+                projected(state, principal, stream.id).await?,
+            )),
+            Err(refusal) => Ok(refusal.into()),
+        }
+    }
+
+    async fn delete_stream(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<DeleteStreamResult> {
+        let principal = match require_for_mutation(ctx, Scope::StreamsWrite) {
+            Ok(p) => p,
+            Err(refusal) => return Ok(DeleteStreamResult::AuthError(refusal)),
+        };
+        let state = state(ctx)?;
+        let Ok(Some(uuid)) = stream_uuid(&id) else {
+            return Ok(DeleteStreamResult::refused(
+                Refusal::not_found(STREAM_TYPE, &id.0),
+                &id.0,
+            ));
+        };
+        match execute(state, principal, uuid, &StreamCommand::Delete).await? {
+            Ok(_) => {
+                wait(state, uuid).await?;
+                Ok(DeleteStreamResult::DeleteSuccess(DeleteSuccess {
+                    success: true,
+                    deleted_id: ids::global(STREAM_TYPE, &uuid.to_string()),
+                    pending: Some(false),
+                }))
+            }
+            Err(refusal) => Ok(DeleteStreamResult::refused(refusal, &id.0)),
+        }
+    }
+
+    /// Replaces the primary stream key; the old one stops working.
+    async fn refresh_stream_key(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<UpdateStreamResult> {
+        let principal = match require_for_mutation(ctx, Scope::StreamsWrite) {
+            Ok(p) => p,
+            Err(refusal) => return Ok(UpdateStreamResult::AuthError(refusal)),
+        };
+        let state = state(ctx)?;
+        let Ok(Some(uuid)) = stream_uuid(&id) else {
+            return Ok(Refusal::not_found(STREAM_TYPE, &id.0).into());
+        };
+        match execute(state, principal, uuid, &StreamCommand::RefreshKey).await? {
+            Ok(_) => Ok(UpdateStreamResult::Stream(
+                projected(state, principal, uuid).await?,
+            )),
+            Err(refusal) => Ok(refusal.into()),
+        }
+    }
+
+    /// Adds a stream key besides the primary one.
+    async fn create_stream_key(
+        &self,
+        ctx: &Context<'_>,
+        stream_id: ID,
+        input: CreateStreamKeyInput,
+    ) -> async_graphql::Result<CreateStreamKeyResult> {
+        let principal = match require_for_mutation(ctx, Scope::StreamsWrite) {
+            Ok(p) => p,
+            Err(refusal) => return Ok(CreateStreamKeyResult::AuthError(refusal)),
+        };
+        let state = state(ctx)?;
+        let Ok(Some(uuid)) = stream_uuid(&stream_id) else {
+            return Ok(Refusal::not_found(STREAM_TYPE, &stream_id.0).into());
+        };
+        let command = StreamCommand::AddKey { label: input.name };
+        let key_id = match execute(state, principal, uuid, &command).await? {
+            Ok(StreamOutcome::Key { key_id, .. }) => key_id,
+            Ok(other) => {
+                return Err(internal(&std::io::Error::other(format!(
+                    "adding a key answered {other:?}"
+                ))));
+            }
+            Err(refusal) => return Ok(refusal.into()),
+        };
+        wait(state, uuid).await?;
+        let row: StreamKeyRow = sqlx::query_as(
+            "SELECT key_id, stream_id, label, sealed_key, created_at FROM read_models.rm_stream_keys WHERE key_id = $1",
+        )
+        .bind(&key_id)
+        .fetch_one(&state.pool)
+        .await
+        .map_err(|e| internal(&e))?;
+        Ok(CreateStreamKeyResult::StreamKey(row.into_key(state)?))
+    }
+
+    async fn delete_stream_key(
+        &self,
+        ctx: &Context<'_>,
+        stream_id: ID,
+        key_id: ID,
+    ) -> async_graphql::Result<DeleteStreamKeyResult> {
+        let principal = match require_for_mutation(ctx, Scope::StreamsWrite) {
+            Ok(p) => p,
+            Err(refusal) => return Ok(DeleteStreamKeyResult::AuthError(refusal)),
+        };
+        let state = state(ctx)?;
+        let Ok(Some(uuid)) = stream_uuid(&stream_id) else {
+            let missing = Refusal::not_found(STREAM_TYPE, &stream_id.0);
+            return Ok(DeleteStreamKeyResult::refused(missing, &key_id.0));
+        };
+        let command = StreamCommand::DeleteKey {
+            key_id: key_id.0.clone(),
+        };
+        match execute(state, principal, uuid, &command).await? {
+            Ok(_) => {
+                wait(state, uuid).await?;
+                Ok(DeleteStreamKeyResult::DeleteSuccess(DeleteSuccess {
+                    success: true,
+                    deleted_id: key_id,
+                    pending: Some(false),
+                }))
+            }
+            Err(refusal) => Ok(DeleteStreamKeyResult::refused(refusal, &key_id.0)),
+        }
+    }
+}
+
+pub(in crate::graphql) fn unsupported(field: &str, what: &str) -> ValidationError {
+    ValidationError::new(
+        field,
+        format!("{what} is not supported by this server"),
+        Some("unsupported"),
+    )
+}
+
+pub(in crate::graphql) fn unsupported_create(input: &CreateStreamInput) -> Option<ValidationError> {
+    if input.ingest_mode == Some(IngestMode::Managed) {
+        return Some(unsupported("input.ingestMode", "MANAGED ingest"));
+    }
+    common_unsupported(
+        input.live_video_abr.as_deref(),
+        input.pull_source.as_ref(),
+        input.source_location.as_ref(),
+    )
+}
+
+pub(in crate::graphql) fn unsupported_update(
+    input: &UpdateStreamInput,
+    current: IngestMode,
+) -> Option<ValidationError> {
+    if input.ingest_mode.is_some_and(|mode| mode != current) {
+        return Some(ValidationError::new(
+            "input.ingestMode",
+            "cannot change after the stream is created",
+            Some("immutable"),
+        ));
+    }
+    if input.dvr_chapter_mode.is_some()
+        || input.dvr_chapter_interval_seconds.is_some_and(|s| s != 0)
+    {
+        return Some(unsupported("input.dvrChapterMode", "DVR chapters"));
+    }
+    if input
+        .monitoring
+        .is_some_and(|m| m != MonitoringToggle::Inherit)
+    {
+        return Some(unsupported("input.monitoring", "a monitoring override"));
+    }
+    common_unsupported(
+        input.live_video_abr.as_deref(),
+        input.pull_source.as_ref(),
+        input.source_location.as_ref(),
+    )
+}
+
+pub(in crate::graphql) fn common_unsupported(
+    live_video_abr: Option<&str>,
+    pull_source: Option<&PullSourceInput>,
+    source_location: Option<&SourceLocationInput>,
+) -> Option<ValidationError> {
+    if live_video_abr.is_some_and(|abr| abr != "INHERIT") {
+        return Some(unsupported(
+            "input.liveVideoAbr",
+            "a live rendition override",
+        ));
+    }
+    if pull_source.is_some_and(|p| p.enabled == Some(false)) {
+        return Some(unsupported(
+            "input.pullSource.enabled",
+            "a disabled pull source",
+        ));
+    }
+    if source_location.is_some_and(|l| {
+        l.mode != SourceLocationMode::Any || !l.clusters.is_empty() || !l.avoid_node_ids.is_empty()
+    }) {
+        return Some(unsupported(
+            "input.sourceLocation",
+            "restricting where a source is ingested",
+        ));
+    }
+    None
+}

@@ -1,0 +1,134 @@
+//! The read model's streams: look-ups, the per-caller cache, and the
+//! command-then-read-your-write path the mutations share.
+
+use super::*;
+
+/// One of the caller's streams, by global or raw id.
+pub(in crate::graphql) async fn stream_by_id(
+    state: &BridgeState,
+    principal: &Principal,
+    id: &ID,
+) -> async_graphql::Result<Option<Stream>> {
+    let Ok(Some(id)) = stream_uuid(id) else {
+        return Ok(None);
+    };
+    Ok(load_stream(state, principal, id).await?.map(Stream))
+}
+
+/// The stream UUID behind an id argument: `Ok(None)` if it is no UUID at all.
+pub(in crate::graphql) fn stream_uuid(id: &ID) -> Result<Option<Uuid>, String> {
+    ids::raw(STREAM_TYPE, &id.0).map(|raw| raw.parse().ok())
+}
+
+pub(in crate::graphql) async fn load_stream(
+    state: &BridgeState,
+    principal: &Principal,
+    id: Uuid,
+) -> async_graphql::Result<Option<StreamRow>> {
+    load_stream_row(&state.pool, principal.tenant_id(), id).await
+}
+
+pub(in crate::graphql) async fn load_stream_row(
+    pool: &PgPool,
+    tenant: Uuid,
+    id: Uuid,
+) -> async_graphql::Result<Option<StreamRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {STREAM_COLUMNS} FROM read_models.rm_streams
+         WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL"
+    )))
+    .bind(id)
+    .bind(tenant)
+    .fetch_optional(pool)
+    .await
+    .map_err(|e| internal(&e))
+}
+
+/// Streams as events refer to them, cached for a second: a thousand
+/// subscribers to one busy stream ask the database once.
+#[derive(Debug, Clone)]
+pub struct StreamCache(TtlCache<(Uuid, Uuid), Option<StreamRow>>);
+
+impl Default for StreamCache {
+    fn default() -> Self {
+        Self(TtlCache::new(Duration::from_secs(1)))
+    }
+}
+
+impl StreamCache {
+    pub async fn get(
+        &self,
+        pool: &PgPool,
+        principal: &Principal,
+        id: Uuid,
+    ) -> async_graphql::Result<Option<Stream>> {
+        let key = (principal.tenant_id(), id);
+        if let Some(row) = self.0.get(&key) {
+            return Ok(row.map(Stream));
+        }
+        let row = load_stream_row(pool, principal.tenant_id(), id).await?;
+        self.0.insert(key, row.clone());
+        Ok(row.map(Stream))
+    }
+}
+
+/// Runs a stream command; a refusal is the caller's answer, anything else an error.
+pub(in crate::graphql) async fn execute(
+    state: &BridgeState,
+    principal: &Principal,
+    id: Uuid,
+    command: &StreamCommand,
+) -> async_graphql::Result<Result<StreamOutcome, Refusal>> {
+    match state
+        .bus
+        .execute::<StreamAggregate>(&id.to_string(), command, &principal.command_context(), None)
+        .await
+    {
+        Ok(outcome) => Ok(Ok(outcome)),
+        Err(error) => Ok(Err(Refusal::of(error)?)),
+    }
+}
+
+pub(in crate::graphql) async fn wait(state: &BridgeState, id: Uuid) -> async_graphql::Result<()> {
+    state
+        .wait_until_projected(AggregateType::Stream, &id.to_string())
+        .await
+        .map_err(|e| internal(&e))
+}
+
+/// The stream as the read model holds it once it has applied the mutation.
+pub(in crate::graphql) async fn projected(
+    state: &BridgeState,
+    principal: &Principal,
+    id: Uuid,
+) -> async_graphql::Result<Stream> {
+    wait(state, id).await?;
+    load_stream(state, principal, id)
+        .await?
+        .map(Stream)
+        .ok_or_else(|| {
+            internal(&std::io::Error::other(format!(
+                "stream {id} vanished after a write"
+            )))
+        })
+}
+
+/// Opens a sealed secret from the read model.
+pub(in crate::graphql) fn open(
+    state: &BridgeState,
+    sealed: &[u8],
+    context: &str,
+) -> async_graphql::Result<String> {
+    let sealed = SealedSecret::decode(sealed).map_err(|e| internal(&e))?;
+    let plain = state
+        .secrets
+        .open(&sealed, context)
+        .map_err(|e| internal(&e))?;
+    String::from_utf8(plain).map_err(|e| internal(&e))
+}
+
+pub(in crate::graphql) fn escape_like(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
