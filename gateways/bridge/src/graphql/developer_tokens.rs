@@ -13,8 +13,9 @@ use super::connection::{ConnectionInput, Listing, Page, Position, connection};
 use super::errors::{
     AuthError, DeleteSuccess, NotFoundError, RateLimitError, Refusal, ValidationError, internal,
 };
+use super::mutation::{answer, caller, command};
 use super::scalars::Time;
-use super::{require, require_for_mutation, state};
+use super::{require, state};
 use crate::auth::{Principal, Scope};
 use crate::state::BridgeState;
 
@@ -148,83 +149,65 @@ impl DeveloperTokenMutation {
         ctx: &Context<'_>,
         input: CreateDeveloperTokenInput,
     ) -> async_graphql::Result<CreateDeveloperTokenResult> {
-        let principal = match require_for_mutation(ctx, Scope::DeveloperWrite) {
-            Ok(p) => p,
-            Err(refusal) => return Ok(CreateDeveloperTokenResult::AuthError(refusal)),
-        };
-        let scopes = match permissions(principal, input.permissions.as_deref()) {
-            Ok(scopes) => scopes,
-            Err(refusal) => return Ok(CreateDeveloperTokenResult::ValidationError(refusal)),
-        };
-        let expires_at = match input.expires_in {
-            None => None,
-            Some(days @ 1..=3650) => Some(Utc::now() + Duration::days(i64::from(days))),
-            Some(_) => {
-                return Ok(CreateDeveloperTokenResult::ValidationError(
-                    ValidationError::new(
-                        "input.expiresIn",
-                        "must be between 1 and 3650 days",
-                        Some("range"),
-                    ),
-                ));
+        let refuse = |refusal| match refusal {
+            // The contract's permissions are one comma-separated string: an
+            // entry's index is not a field of it.
+            Refusal::Validation(mut e) => {
+                if e.field
+                    .as_deref()
+                    .is_some_and(|f| f.starts_with("input.permissions"))
+                {
+                    e.field = Some("input.permissions".into());
+                }
+                CreateDeveloperTokenResult::ValidationError(e)
             }
+            Refusal::Auth(e) => CreateDeveloperTokenResult::AuthError(e),
+            Refusal::NotFound(e) => CreateDeveloperTokenResult::ValidationError(ValidationError {
+                message: e.message,
+                code: e.code,
+                field: None,
+                constraint: None,
+            }),
         };
-        let state = state(ctx)?;
-        let id = Uuid::now_v7();
-        let command = ApiTokenCommand::Create {
-            name: input.name,
-            scopes,
-            expires_at,
-            created_by_user_id: principal.actor(),
-        };
-        let token = match state
-            .bus
-            .execute::<ApiToken>(
-                &id.to_string(),
-                &command,
-                &principal.command_context(),
-                None,
-            )
-            .await
-        {
-            Ok(ApiTokenOutcome::Created { token, .. }) => token,
-            Ok(other) => {
-                return Err(internal(&std::io::Error::other(format!(
-                    "creating a token answered {other:?}"
-                ))));
-            }
-            Err(error) => {
-                return Ok(match Refusal::of(error)? {
-                    // The contract's permissions are one comma-separated string:
-                    // an entry's index is not a field of it.
-                    Refusal::Validation(mut e) => {
-                        if e.field
-                            .as_deref()
-                            .is_some_and(|f| f.starts_with("input.permissions"))
-                        {
-                            e.field = Some("input.permissions".into());
-                        }
-                        CreateDeveloperTokenResult::ValidationError(e)
+        answer(refuse, async {
+            let (principal, state) = caller(ctx, Scope::DeveloperWrite)?;
+            let scopes = permissions(principal, input.permissions.as_deref())?;
+            let expires_at = match input.expires_in {
+                None => None,
+                Some(days @ 1..=3650) => Some(Utc::now() + Duration::days(i64::from(days))),
+                Some(_) => {
+                    let message = "must be between 1 and 3650 days";
+                    return Err(
+                        ValidationError::new("input.expiresIn", message, Some("range")).into(),
+                    );
+                }
+            };
+            let id = Uuid::now_v7();
+            let create = ApiTokenCommand::Create {
+                name: input.name,
+                scopes,
+                expires_at,
+                created_by_user_id: principal.actor(),
+            };
+            let token =
+                match command::<ApiToken>(state, principal, &id.to_string(), &create).await? {
+                    ApiTokenOutcome::Created { token, .. } => token,
+                    other => {
+                        return Err(internal(&std::io::Error::other(format!(
+                            "creating a token answered {other:?}"
+                        )))
+                        .into());
                     }
-                    Refusal::Auth(e) => CreateDeveloperTokenResult::AuthError(e),
-                    Refusal::NotFound(e) => {
-                        CreateDeveloperTokenResult::ValidationError(ValidationError {
-                            message: e.message,
-                            code: e.code,
-                            field: None,
-                            constraint: None,
-                        })
-                    }
-                });
-            }
-        };
-        let mut created = load(state, principal, id).await?.ok_or_else(|| {
-            internal(&std::io::Error::other(format!(
-                "token {id} vanished after a write"
-            )))
-        })?;
-        created.token_value = Some(token);
-        Ok(CreateDeveloperTokenResult::DeveloperToken(created))
+                };
+            let mut created = load(state, principal, id).await?.ok_or_else(|| {
+                internal(&std::io::Error::other(format!(
+                    "token {id} vanished after a write"
+                )))
+            })?;
+            created.token_value = Some(token);
+            Ok(CreateDeveloperTokenResult::DeveloperToken(created))
+        })
+        .await
     }
 
     /// Revokes an API token: it stops authenticating at once.
@@ -233,10 +216,6 @@ impl DeveloperTokenMutation {
         ctx: &Context<'_>,
         id: ID,
     ) -> async_graphql::Result<RevokeDeveloperTokenResult> {
-        let principal = match require_for_mutation(ctx, Scope::DeveloperWrite) {
-            Ok(p) => p,
-            Err(refusal) => return Ok(RevokeDeveloperTokenResult::AuthError(refusal)),
-        };
         let not_found = || {
             RevokeDeveloperTokenResult::NotFoundError(NotFoundError {
                 message: format!("API token {} not found", id.0),
@@ -245,38 +224,29 @@ impl DeveloperTokenMutation {
                 resource_id: id.clone(),
             })
         };
-        let Ok(uuid) = id.0.parse::<Uuid>() else {
-            return Ok(not_found());
+        // Unknown, another tenant's, or already revoked: nothing to revoke.
+        let refuse = |refusal| match refusal {
+            Refusal::Auth(e) => RevokeDeveloperTokenResult::AuthError(e),
+            Refusal::Validation(_) | Refusal::NotFound(_) => not_found(),
         };
-        let state = state(ctx)?;
-        let command = ApiTokenCommand::Revoke {
-            reason: "revoked through the API".into(),
-            revoked_by_user_id: principal.actor(),
-        };
-        match state
-            .bus
-            .execute::<ApiToken>(
-                &uuid.to_string(),
-                &command,
-                &principal.command_context(),
-                None,
-            )
-            .await
-        {
-            Ok(_) => {
-                wait(state, uuid).await?;
-                Ok(RevokeDeveloperTokenResult::DeleteSuccess(DeleteSuccess {
-                    success: true,
-                    deleted_id: id,
-                    pending: Some(false),
-                }))
-            }
-            Err(error) => Ok(match Refusal::of(error)? {
-                Refusal::Auth(e) => RevokeDeveloperTokenResult::AuthError(e),
-                // Unknown, another tenant's, or already revoked: nothing to revoke.
-                _ => not_found(),
-            }),
-        }
+        answer(refuse, async {
+            let (principal, state) = caller(ctx, Scope::DeveloperWrite)?;
+            let uuid =
+                id.0.parse::<Uuid>()
+                    .map_err(|_| Refusal::not_found("DeveloperToken", &id.0))?;
+            let revoke = ApiTokenCommand::Revoke {
+                reason: "revoked through the API".into(),
+                revoked_by_user_id: principal.actor(),
+            };
+            command::<ApiToken>(state, principal, &uuid.to_string(), &revoke).await?;
+            wait(state, uuid).await?;
+            Ok(RevokeDeveloperTokenResult::DeleteSuccess(DeleteSuccess {
+                success: true,
+                deleted_id: id.clone(),
+                pending: Some(false),
+            }))
+        })
+        .await
     }
 }
 

@@ -33,6 +33,7 @@ pub mod global_node;
 pub mod ids;
 pub mod live;
 pub mod marketplace;
+pub mod mutation;
 pub mod network_status;
 mod node_load;
 pub mod node_metrics;

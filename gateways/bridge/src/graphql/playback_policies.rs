@@ -14,11 +14,11 @@ use frameworks_events::proto::v1::stream as proto;
 use prost::Message;
 
 use super::errors::{AuthError, NotFoundError, Refusal, ValidationError};
+use super::mutation::{answer, caller};
 use super::streams::{
     PlaybackJwtPolicy, PlaybackPolicy, PlaybackPolicyType, PlaybackRequiredClaim,
-    PlaybackWebhookPolicy, Stream, execute, load_stream, projected, stream_uuid,
+    PlaybackWebhookPolicy, Stream, load_stream, projected, run, stream_uuid,
 };
-use super::{require_for_mutation, state};
 use crate::auth::Scope;
 
 /// Whether edges apply webhook policies. Until they do, the API refuses
@@ -219,62 +219,46 @@ impl PlaybackPolicyMutation {
         ctx: &Context<'_>,
         input: SetPlaybackPolicyInput,
     ) -> async_graphql::Result<SetPlaybackPolicyResult> {
-        let principal = match require_for_mutation(ctx, Scope::StreamsWrite) {
-            Ok(p) => p,
-            Err(refusal) => return Ok(SetPlaybackPolicyResult::AuthError(refusal)),
-        };
-        let state = state(ctx)?;
-        let named = [&input.stream_id, &input.vod_asset_id, &input.clip_id]
-            .iter()
-            .filter(|id| id.is_some())
-            .count();
-        if named != 1 {
-            return Ok(SetPlaybackPolicyResult::ValidationError(
-                ValidationError::new(
-                    "input",
-                    "name exactly one of streamId, vodAssetId and clipId",
-                    None,
-                ),
-            ));
-        }
-        if let Some(id) = &input.vod_asset_id {
-            return Ok(Refusal::not_found("VodAsset", &id.0).into());
-        }
-        if let Some(id) = &input.clip_id {
-            return Ok(Refusal::not_found("Clip", &id.0).into());
-        }
-        let Some(id) = input.stream_id else {
-            unreachable!("exactly one id is named");
-        };
-        let stream = match stream_uuid(&id) {
-            Ok(Some(uuid)) => load_stream(state, principal, uuid).await?,
-            Ok(None) => None,
-            Err(message) => {
-                return Ok(SetPlaybackPolicyResult::ValidationError(
-                    ValidationError::new("input.streamId", message, None),
-                ));
+        answer(SetPlaybackPolicyResult::from, async {
+            let (principal, state) = caller(ctx, Scope::StreamsWrite)?;
+            let named = [&input.stream_id, &input.vod_asset_id, &input.clip_id]
+                .iter()
+                .filter(|id| id.is_some())
+                .count();
+            if named != 1 {
+                let message = "name exactly one of streamId, vodAssetId and clipId";
+                return Err(ValidationError::new("input", message, None).into());
             }
-        };
-        let Some(stream) = stream else {
-            return Ok(Refusal::not_found("Stream", &id.0).into());
-        };
-        let spec = match spec(input.policy) {
-            Ok(spec) => spec,
-            Err(refusal) => return Ok(SetPlaybackPolicyResult::ValidationError(refusal)),
-        };
-        let uuid = stream.uuid();
-        match execute(
-            state,
-            principal,
-            uuid,
-            &StreamCommand::SetPlaybackPolicy(spec),
-        )
-        .await?
-        {
-            Ok(_) => Ok(SetPlaybackPolicyResult::Stream(
+            if let Some(id) = &input.vod_asset_id {
+                return Err(Refusal::not_found("VodAsset", &id.0).into());
+            }
+            if let Some(id) = &input.clip_id {
+                return Err(Refusal::not_found("Clip", &id.0).into());
+            }
+            let Some(id) = input.stream_id else {
+                unreachable!("exactly one id is named");
+            };
+            let stream = match stream_uuid(&id) {
+                Ok(Some(uuid)) => load_stream(state, principal, uuid).await?,
+                Ok(None) => None,
+                Err(message) => {
+                    return Err(ValidationError::new("input.streamId", message, None).into());
+                }
+            };
+            let stream = stream.ok_or_else(|| Refusal::not_found("Stream", &id.0))?;
+            let spec = spec(input.policy)?;
+            let uuid = stream.uuid();
+            run(
+                state,
+                principal,
+                uuid,
+                &StreamCommand::SetPlaybackPolicy(spec),
+            )
+            .await?;
+            Ok(SetPlaybackPolicyResult::Stream(
                 projected(state, principal, uuid).await?,
-            )),
-            Err(refusal) => Ok(refusal.into()),
-        }
+            ))
+        })
+        .await
     }
 }

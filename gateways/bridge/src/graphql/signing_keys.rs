@@ -15,8 +15,9 @@ use super::errors::{
     AuthError, NotFoundError, RateLimitError, Refusal, ValidationError, bad_input, internal,
 };
 use super::ids;
+use super::mutation::{answer, caller};
 use super::scalars::Time;
-use super::{require, require_for_mutation, state};
+use super::{require, state};
 use crate::auth::{Principal, Scope};
 use crate::state::BridgeState;
 
@@ -205,46 +206,44 @@ impl SigningKeyMutation {
         ctx: &Context<'_>,
         input: CreateSigningKeyInput,
     ) -> async_graphql::Result<CreateSigningKeyResult> {
-        let principal = match require_for_mutation(ctx, Scope::StreamsWrite) {
-            Ok(p) => p,
-            Err(refusal) => return Ok(CreateSigningKeyResult::AuthError(refusal)),
+        // The tenant itself missing means the caller's account is gone.
+        let refuse = |refusal| match refusal {
+            Refusal::Validation(e) => CreateSigningKeyResult::ValidationError(e),
+            Refusal::Auth(e) => CreateSigningKeyResult::AuthError(e),
+            Refusal::NotFound(e) => CreateSigningKeyResult::AuthError(AuthError {
+                message: e.message,
+                code: Some("UNAUTHORIZED".into()),
+            }),
         };
-        let state = state(ctx)?;
-        let command = TenantCommand::CreateSigningKey { name: input.name };
-        let (kid, private_key_pem) = match execute(state, principal, &command).await? {
-            Ok(TenantOutcome::SigningKey {
-                kid,
-                private_key_pem,
-                ..
-            }) => (kid, private_key_pem),
-            Ok(other) => {
-                return Err(internal(&std::io::Error::other(format!(
-                    "creating a signing key answered {other:?}"
-                ))));
-            }
-            Err(refusal) => {
-                return Ok(match refusal {
-                    Refusal::Validation(e) => CreateSigningKeyResult::ValidationError(e),
-                    Refusal::Auth(e) => CreateSigningKeyResult::AuthError(e),
-                    // The tenant itself is missing: the caller's account is gone.
-                    Refusal::NotFound(e) => CreateSigningKeyResult::AuthError(AuthError {
-                        message: e.message,
-                        code: Some("UNAUTHORIZED".into()),
-                    }),
-                });
-            }
-        };
-        let signing_key = load(state, principal, &kid).await?.ok_or_else(|| {
-            internal(&std::io::Error::other(format!(
-                "signing key {kid} vanished after a write"
-            )))
-        })?;
-        Ok(CreateSigningKeyResult::CreateSigningKeySuccess(
-            CreateSigningKeySuccess {
-                signing_key,
-                private_key_pem,
-            },
-        ))
+        answer(refuse, async {
+            let (principal, state) = caller(ctx, Scope::StreamsWrite)?;
+            let command = TenantCommand::CreateSigningKey { name: input.name };
+            let (kid, private_key_pem) = match execute(state, principal, &command).await?? {
+                TenantOutcome::SigningKey {
+                    kid,
+                    private_key_pem,
+                    ..
+                } => (kid, private_key_pem),
+                other => {
+                    return Err(internal(&std::io::Error::other(format!(
+                        "creating a signing key answered {other:?}"
+                    )))
+                    .into());
+                }
+            };
+            let signing_key = load(state, principal, &kid).await?.ok_or_else(|| {
+                internal(&std::io::Error::other(format!(
+                    "signing key {kid} vanished after a write"
+                )))
+            })?;
+            Ok(CreateSigningKeyResult::CreateSigningKeySuccess(
+                CreateSigningKeySuccess {
+                    signing_key,
+                    private_key_pem,
+                },
+            ))
+        })
+        .await
     }
 
     /// Revokes a signing key: JWTs it signed stop opening playback.
@@ -253,10 +252,6 @@ impl SigningKeyMutation {
         ctx: &Context<'_>,
         id: ID,
     ) -> async_graphql::Result<RevokeSigningKeyResult> {
-        let principal = match require_for_mutation(ctx, Scope::StreamsWrite) {
-            Ok(p) => p,
-            Err(refusal) => return Ok(RevokeSigningKeyResult::AuthError(refusal)),
-        };
         let not_found = || {
             RevokeSigningKeyResult::NotFoundError(NotFoundError {
                 message: format!("signing key {} not found", id.0),
@@ -265,23 +260,25 @@ impl SigningKeyMutation {
                 resource_id: id.clone(),
             })
         };
-        let Ok(kid) = ids::raw(TYPE, &id.0) else {
-            return Ok(not_found());
+        // Unknown, another tenant's, or already revoked: not found.
+        let refuse = |refusal| match refusal {
+            Refusal::Auth(e) => RevokeSigningKeyResult::AuthError(e),
+            Refusal::Validation(_) | Refusal::NotFound(_) => not_found(),
         };
-        let state = state(ctx)?;
-        let command = TenantCommand::RevokeSigningKey {
-            kid: kid.clone(),
-            reason: "revoked through the API".into(),
-        };
-        match execute(state, principal, &command).await? {
-            Ok(_) => Ok(match load(state, principal, &kid).await? {
+        answer(refuse, async {
+            let (principal, state) = caller(ctx, Scope::StreamsWrite)?;
+            let kid = ids::raw(TYPE, &id.0).map_err(|_| Refusal::not_found(TYPE, &id.0))?;
+            let command = TenantCommand::RevokeSigningKey {
+                kid: kid.clone(),
+                reason: "revoked through the API".into(),
+            };
+            execute(state, principal, &command).await??;
+            Ok(match load(state, principal, &kid).await? {
                 Some(key) => RevokeSigningKeyResult::SigningKey(key),
                 None => not_found(),
-            }),
-            Err(Refusal::Auth(e)) => Ok(RevokeSigningKeyResult::AuthError(e)),
-            // Unknown, another tenant's, or already revoked.
-            Err(_) => Ok(not_found()),
-        }
+            })
+        })
+        .await
     }
 }
 

@@ -25,8 +25,9 @@ use super::errors::{
     AuthError, DeleteSuccess, NotFoundError, Refusal, ValidationError, deny_field, internal,
 };
 use super::ids;
+use super::mutation::{Stop, answer, caller};
 use super::scalars::Time;
-use super::{principal, require, require_for_mutation, state};
+use super::{principal, require, state};
 use crate::auth::{Principal, Scope};
 use crate::cache::TtlCache;
 use crate::state::BridgeState;

@@ -15,37 +15,34 @@ impl StreamMutation {
         ctx: &Context<'_>,
         input: CreateStreamInput,
     ) -> async_graphql::Result<CreateStreamResult> {
-        let principal = match require_for_mutation(ctx, Scope::StreamsWrite) {
-            Ok(p) => p,
-            Err(refusal) => return Ok(CreateStreamResult::AuthError(refusal)),
-        };
-        if let Some(refusal) = unsupported_create(&input) {
-            return Ok(CreateStreamResult::ValidationError(refusal));
-        }
-        let ingest = match input.ingest_mode.unwrap_or(IngestMode::Push) {
-            IngestMode::Push => Ingest::Push,
-            IngestMode::Pull => Ingest::Pull,
-            IngestMode::Managed => unreachable!("refused above"),
-        };
-        let command = StreamCommand::Create {
-            name: input.name,
-            description: input.description.unwrap_or_default(),
-            record: input.record.unwrap_or(false),
-            ingest,
-            pull_source: input
-                .pull_source
-                .and_then(|p| p.source_uri)
-                .map(SecretString::from),
-            allow_private_sources: false,
-        };
-        let state = state(ctx)?;
-        let id = Uuid::now_v7();
-        match execute(state, principal, id, &command).await? {
-            Ok(_) => Ok(CreateStreamResult::Stream(
+        answer(CreateStreamResult::from, async {
+            let (principal, state) = caller(ctx, Scope::StreamsWrite)?;
+            if let Some(refusal) = unsupported_create(&input) {
+                return Err(refusal.into());
+            }
+            let ingest = match input.ingest_mode.unwrap_or(IngestMode::Push) {
+                IngestMode::Push => Ingest::Push,
+                IngestMode::Pull => Ingest::Pull,
+                IngestMode::Managed => unreachable!("refused above"),
+            };
+            let command = StreamCommand::Create {
+                name: input.name,
+                description: input.description.unwrap_or_default(),
+                record: input.record.unwrap_or(false),
+                ingest,
+                pull_source: input
+                    .pull_source
+                    .and_then(|p| p.source_uri)
+                    .map(SecretString::from),
+                allow_private_sources: false,
+            };
+            let id = Uuid::now_v7();
+            run(state, principal, id, &command).await?;
+            Ok(CreateStreamResult::Stream(
                 projected(state, principal, id).await?,
-            )),
-            Err(refusal) => Ok(refusal.into()),
-        }
+            ))
+        })
+        .await
     }
 
     async fn update_stream(
@@ -54,43 +51,34 @@ impl StreamMutation {
         id: ID,
         input: UpdateStreamInput,
     ) -> async_graphql::Result<UpdateStreamResult> {
-        let principal = match require_for_mutation(ctx, Scope::StreamsWrite) {
-            Ok(p) => p,
-            Err(refusal) => return Ok(UpdateStreamResult::AuthError(refusal)),
-        };
-        let state = state(ctx)?;
-        let stream = match stream_uuid(&id) {
-            Ok(Some(uuid)) => load_stream(state, principal, uuid).await?,
-            Ok(None) => None,
-            Err(message) => {
-                return Ok(UpdateStreamResult::ValidationError(ValidationError::new(
-                    "id", message, None,
-                )));
+        answer(UpdateStreamResult::from, async {
+            let (principal, state) = caller(ctx, Scope::StreamsWrite)?;
+            // The stream is read first: what may change depends on its mode.
+            let stream = match stream_uuid(&id) {
+                Ok(Some(uuid)) => load_stream(state, principal, uuid).await?,
+                Ok(None) => None,
+                Err(message) => return Err(ValidationError::new("id", message, None).into()),
+            };
+            let stream = stream.ok_or_else(|| Refusal::not_found(STREAM_TYPE, &id.0))?;
+            if let Some(refusal) = unsupported_update(&input, stream.ingest_mode()) {
+                return Err(refusal.into());
             }
-        };
-        let Some(stream) = stream else {
-            return Ok(Refusal::not_found(STREAM_TYPE, &id.0).into());
-        };
-        let current = stream.ingest_mode();
-        if let Some(refusal) = unsupported_update(&input, current) {
-            return Ok(UpdateStreamResult::ValidationError(refusal));
-        }
-        let command = StreamCommand::Update {
-            name: input.name,
-            description: input.description,
-            record: input.record,
-            ingest: None,
-            pull_source: input
-                .pull_source
-                .map(|p| p.source_uri.map(SecretString::from)),
-            allow_private_sources: false,
-        };
-        match execute(state, principal, stream.id, &command).await? {
-            Ok(_) => Ok(UpdateStreamResult::Stream(
+            let command = StreamCommand::Update {
+                name: input.name,
+                description: input.description,
+                record: input.record,
+                ingest: None,
+                pull_source: input
+                    .pull_source
+                    .map(|p| p.source_uri.map(SecretString::from)),
+                allow_private_sources: false,
+            };
+            run(state, principal, stream.id, &command).await?;
+            Ok(UpdateStreamResult::Stream(
                 projected(state, principal, stream.id).await?,
-            )),
-            Err(refusal) => Ok(refusal.into()),
-        }
+            ))
+        })
+        .await
     }
 
     async fn delete_stream(
@@ -98,28 +86,21 @@ impl StreamMutation {
         ctx: &Context<'_>,
         id: ID,
     ) -> async_graphql::Result<DeleteStreamResult> {
-        let principal = match require_for_mutation(ctx, Scope::StreamsWrite) {
-            Ok(p) => p,
-            Err(refusal) => return Ok(DeleteStreamResult::AuthError(refusal)),
-        };
-        let state = state(ctx)?;
-        let Ok(Some(uuid)) = stream_uuid(&id) else {
-            return Ok(DeleteStreamResult::refused(
-                Refusal::not_found(STREAM_TYPE, &id.0),
-                &id.0,
-            ));
-        };
-        match execute(state, principal, uuid, &StreamCommand::Delete).await? {
-            Ok(_) => {
+        answer(
+            |refusal| DeleteStreamResult::refused(refusal, &id.0),
+            async {
+                let (principal, state) = caller(ctx, Scope::StreamsWrite)?;
+                let uuid = commanded_stream(&id)?;
+                run(state, principal, uuid, &StreamCommand::Delete).await?;
                 wait(state, uuid).await?;
                 Ok(DeleteStreamResult::DeleteSuccess(DeleteSuccess {
                     success: true,
                     deleted_id: ids::global(STREAM_TYPE, &uuid.to_string()),
                     pending: Some(false),
                 }))
-            }
-            Err(refusal) => Ok(DeleteStreamResult::refused(refusal, &id.0)),
-        }
+            },
+        )
+        .await
     }
 
     /// Replaces the primary stream key; the old one stops working.
@@ -128,20 +109,15 @@ impl StreamMutation {
         ctx: &Context<'_>,
         id: ID,
     ) -> async_graphql::Result<UpdateStreamResult> {
-        let principal = match require_for_mutation(ctx, Scope::StreamsWrite) {
-            Ok(p) => p,
-            Err(refusal) => return Ok(UpdateStreamResult::AuthError(refusal)),
-        };
-        let state = state(ctx)?;
-        let Ok(Some(uuid)) = stream_uuid(&id) else {
-            return Ok(Refusal::not_found(STREAM_TYPE, &id.0).into());
-        };
-        match execute(state, principal, uuid, &StreamCommand::RefreshKey).await? {
-            Ok(_) => Ok(UpdateStreamResult::Stream(
+        answer(UpdateStreamResult::from, async {
+            let (principal, state) = caller(ctx, Scope::StreamsWrite)?;
+            let uuid = commanded_stream(&id)?;
+            run(state, principal, uuid, &StreamCommand::RefreshKey).await?;
+            Ok(UpdateStreamResult::Stream(
                 projected(state, principal, uuid).await?,
-            )),
-            Err(refusal) => Ok(refusal.into()),
-        }
+            ))
+        })
+        .await
     }
 
     /// Adds a stream key besides the primary one.
@@ -151,33 +127,30 @@ impl StreamMutation {
         stream_id: ID,
         input: CreateStreamKeyInput,
     ) -> async_graphql::Result<CreateStreamKeyResult> {
-        let principal = match require_for_mutation(ctx, Scope::StreamsWrite) {
-            Ok(p) => p,
-            Err(refusal) => return Ok(CreateStreamKeyResult::AuthError(refusal)),
-        };
-        let state = state(ctx)?;
-        let Ok(Some(uuid)) = stream_uuid(&stream_id) else {
-            return Ok(Refusal::not_found(STREAM_TYPE, &stream_id.0).into());
-        };
-        let command = StreamCommand::AddKey { label: input.name };
-        let key_id = match execute(state, principal, uuid, &command).await? {
-            Ok(StreamOutcome::Key { key_id, .. }) => key_id,
-            Ok(other) => {
-                return Err(internal(&std::io::Error::other(format!(
-                    "adding a key answered {other:?}"
-                ))));
-            }
-            Err(refusal) => return Ok(refusal.into()),
-        };
-        wait(state, uuid).await?;
-        let row: StreamKeyRow = sqlx::query_as(
-            "SELECT key_id, stream_id, label, sealed_key, created_at FROM read_models.rm_stream_keys WHERE key_id = $1",
-        )
-        .bind(&key_id)
-        .fetch_one(&state.pool)
+        answer(CreateStreamKeyResult::from, async {
+            let (principal, state) = caller(ctx, Scope::StreamsWrite)?;
+            let uuid = commanded_stream(&stream_id)?;
+            let command = StreamCommand::AddKey { label: input.name };
+            let key_id = match run(state, principal, uuid, &command).await? {
+                StreamOutcome::Key { key_id, .. } => key_id,
+                other => {
+                    return Err(internal(&std::io::Error::other(format!(
+                        "adding a key answered {other:?}"
+                    )))
+                    .into());
+                }
+            };
+            wait(state, uuid).await?;
+            let row: StreamKeyRow = sqlx::query_as(
+                "SELECT key_id, stream_id, label, sealed_key, created_at FROM read_models.rm_stream_keys WHERE key_id = $1",
+            )
+            .bind(&key_id)
+            .fetch_one(&state.pool)
+            .await
+            .map_err(|e| internal(&e))?;
+            Ok(CreateStreamKeyResult::StreamKey(row.into_key(state)?))
+        })
         .await
-        .map_err(|e| internal(&e))?;
-        Ok(CreateStreamKeyResult::StreamKey(row.into_key(state)?))
     }
 
     async fn delete_stream_key(
@@ -186,29 +159,24 @@ impl StreamMutation {
         stream_id: ID,
         key_id: ID,
     ) -> async_graphql::Result<DeleteStreamKeyResult> {
-        let principal = match require_for_mutation(ctx, Scope::StreamsWrite) {
-            Ok(p) => p,
-            Err(refusal) => return Ok(DeleteStreamKeyResult::AuthError(refusal)),
-        };
-        let state = state(ctx)?;
-        let Ok(Some(uuid)) = stream_uuid(&stream_id) else {
-            let missing = Refusal::not_found(STREAM_TYPE, &stream_id.0);
-            return Ok(DeleteStreamKeyResult::refused(missing, &key_id.0));
-        };
-        let command = StreamCommand::DeleteKey {
-            key_id: key_id.0.clone(),
-        };
-        match execute(state, principal, uuid, &command).await? {
-            Ok(_) => {
+        answer(
+            |refusal| DeleteStreamKeyResult::refused(refusal, &key_id.0),
+            async {
+                let (principal, state) = caller(ctx, Scope::StreamsWrite)?;
+                let uuid = commanded_stream(&stream_id)?;
+                let command = StreamCommand::DeleteKey {
+                    key_id: key_id.0.clone(),
+                };
+                run(state, principal, uuid, &command).await?;
                 wait(state, uuid).await?;
                 Ok(DeleteStreamKeyResult::DeleteSuccess(DeleteSuccess {
                     success: true,
-                    deleted_id: key_id,
+                    deleted_id: key_id.clone(),
                     pending: Some(false),
                 }))
-            }
-            Err(refusal) => Ok(DeleteStreamKeyResult::refused(refusal, &key_id.0)),
-        }
+            },
+        )
+        .await
     }
 }
 

@@ -72,20 +72,23 @@ impl StreamCache {
     }
 }
 
-/// Runs a stream command; a refusal is the caller's answer, anything else an error.
-pub(in crate::graphql) async fn execute(
+/// Runs a stream command; its refusal stops the mutation.
+pub(in crate::graphql) async fn run(
     state: &BridgeState,
     principal: &Principal,
     id: Uuid,
     command: &StreamCommand,
-) -> async_graphql::Result<Result<StreamOutcome, Refusal>> {
-    match state
-        .bus
-        .execute::<StreamAggregate>(&id.to_string(), command, &principal.command_context(), None)
+) -> Result<StreamOutcome, Stop> {
+    crate::graphql::mutation::command::<StreamAggregate>(state, principal, &id.to_string(), command)
         .await
-    {
-        Ok(outcome) => Ok(Ok(outcome)),
-        Err(error) => Ok(Err(Refusal::of(error)?)),
+}
+
+/// The stream an id names, for a command: an id that does not decode
+/// names no stream (whether the caller owns it is the aggregate's check).
+pub(in crate::graphql) fn commanded_stream(id: &ID) -> Result<Uuid, Stop> {
+    match stream_uuid(id) {
+        Ok(Some(uuid)) => Ok(uuid),
+        _ => Err(Refusal::not_found(STREAM_TYPE, &id.0).into()),
     }
 }
 
