@@ -22,12 +22,13 @@ use uuid::Uuid;
 use super::connection::{ConnectionInput, Listing, Page, Position, connection};
 use super::errors::{
     AuthError, NotFoundError, Refusal, ValidationError, forbidden_resource, internal, null_with,
-    refused,
+    refusal_members,
 };
 use super::ids;
+use super::mutation::{answer, caller, command};
 use super::node_load::{NodeLoad, cluster_health, cluster_loads, node_loads};
 use super::scalars::Time;
-use super::{require, require_for_mutation, state};
+use super::{require, state};
 use crate::auth::{Principal, Scope};
 use crate::state::BridgeState;
 
@@ -497,6 +498,8 @@ pub enum SetPreferredClusterResult {
     AuthError(AuthError),
 }
 
+refusal_members!(SetNodeModeResult, SetPreferredClusterResult);
+
 #[derive(Debug, Default)]
 pub struct ClusterMutation;
 
@@ -511,18 +514,6 @@ impl ClusterMutation {
         name: Option<String>,
         ttl: Option<String>,
     ) -> async_graphql::Result<CreateEnrollmentTokenResult> {
-        let principal = match require_for_mutation(ctx, Scope::InfrastructureWrite) {
-            Ok(p) => p,
-            Err(refusal) => return Ok(CreateEnrollmentTokenResult::AuthError(refusal)),
-        };
-        let ttl_seconds = match ttl.as_deref().map(parse_duration).unwrap_or(Ok(86_400)) {
-            Ok(seconds) => seconds,
-            Err(message) => {
-                return Ok(CreateEnrollmentTokenResult::ValidationError(
-                    ValidationError::new("ttl", message, Some("duration")),
-                ));
-            }
-        };
         let not_found = || {
             CreateEnrollmentTokenResult::ValidationError(ValidationError::new(
                 "clusterId",
@@ -530,49 +521,49 @@ impl ClusterMutation {
                 Some("not_found"),
             ))
         };
-        let Some(uuid) = cluster_uuid(&cluster_id.0) else {
-            return Ok(not_found());
+        let refuse = |refusal| match refusal {
+            Refusal::Validation(e) => CreateEnrollmentTokenResult::ValidationError(e),
+            Refusal::Auth(e) => CreateEnrollmentTokenResult::AuthError(e),
+            Refusal::NotFound(_) => not_found(),
         };
-        let state = state(ctx)?;
-        let command = ClusterCommand::IssueEnrolmentToken {
-            ttl_seconds,
-            name: name.unwrap_or_default(),
-        };
-        let outcome = state
-            .bus
-            .execute::<ClusterAggregate>(
-                &uuid.to_string(),
-                &command,
-                &principal.command_context(),
-                None,
-            )
-            .await;
-        let (token_id, token) = match outcome {
-            Ok(ClusterOutcome::EnrolmentToken {
-                token_id, token, ..
-            }) => (token_id, token),
-            Ok(other) => {
-                return Err(internal(&std::io::Error::other(format!(
-                    "issuing an enrolment token answered {other:?}"
-                ))));
-            }
-            Err(error) => {
-                return Ok(match Refusal::of(error)? {
-                    Refusal::Validation(e) => CreateEnrollmentTokenResult::ValidationError(e),
-                    Refusal::Auth(e) => CreateEnrollmentTokenResult::AuthError(e),
-                    Refusal::NotFound(_) => not_found(),
-                });
-            }
-        };
-        state
-            .wait_until_projected(AggregateType::Cluster, &uuid.to_string())
-            .await
-            .map_err(|e| internal(&e))?;
-        Ok(CreateEnrollmentTokenResult::CreateEnrollmentTokenResponse(
-            CreateEnrollmentTokenResponse {
-                bootstrap_token: bootstrap_token(state, &token_id, token).await?,
-            },
-        ))
+        answer(refuse, async {
+            let (principal, state) = caller(ctx, Scope::InfrastructureWrite)?;
+            let ttl_seconds = ttl
+                .as_deref()
+                .map(parse_duration)
+                .unwrap_or(Ok(86_400))
+                .map_err(|message| ValidationError::new("ttl", message, Some("duration")))?;
+            let uuid = cluster_uuid(&cluster_id.0)
+                .ok_or_else(|| Refusal::not_found(CLUSTER_TYPE, &cluster_id.0))?;
+            let issue = ClusterCommand::IssueEnrolmentToken {
+                ttl_seconds,
+                name: name.unwrap_or_default(),
+            };
+            let (token_id, token) =
+                match command::<ClusterAggregate>(state, principal, &uuid.to_string(), &issue)
+                    .await?
+                {
+                    ClusterOutcome::EnrolmentToken {
+                        token_id, token, ..
+                    } => (token_id, token),
+                    other => {
+                        return Err(internal(&std::io::Error::other(format!(
+                            "issuing an enrolment token answered {other:?}"
+                        )))
+                        .into());
+                    }
+                };
+            state
+                .wait_until_projected(AggregateType::Cluster, &uuid.to_string())
+                .await
+                .map_err(|e| internal(&e))?;
+            Ok(CreateEnrollmentTokenResult::CreateEnrollmentTokenResponse(
+                CreateEnrollmentTokenResponse {
+                    bootstrap_token: bootstrap_token(state, &token_id, token).await?,
+                },
+            ))
+        })
+        .await
     }
 
     /// Drains a node of the tenant's own clusters (nothing new is placed on
@@ -582,44 +573,33 @@ impl ClusterMutation {
         ctx: &Context<'_>,
         input: SetNodeModeInput,
     ) -> async_graphql::Result<SetNodeModeResult> {
-        let principal = match require_for_mutation(ctx, Scope::InfrastructureWrite) {
-            Ok(p) => p,
-            Err(refusal) => return Ok(SetNodeModeResult::AuthError(refusal)),
-        };
-        let state = state(ctx)?;
-        let missing =
-            || SetNodeModeResult::NotFoundError(NotFoundError::new("node", &input.node_id));
-        // Only the nodes of the caller's own clusters exist for it.
-        let Some(id) = node_uuid(&input.node_id) else {
-            return Ok(missing());
-        };
-        if node_by_id(state, principal, id).await?.is_none() {
-            return Ok(missing());
-        }
-        let context = principal.command_context();
-        let command = NodeCommand::SetMode {
-            mode: input.mode.into(),
-            reason: input
-                .reason
-                .clone()
-                .unwrap_or_else(|| context.actor.clone()),
-        };
-        let node_id = id.to_string();
-        if let Err(error) = state
-            .bus
-            .execute::<NodeAggregate>(&node_id, &command, &context, None)
-            .await
-        {
-            return Ok(refused!(SetNodeModeResult, error));
-        }
-        state
-            .wait_until_projected(AggregateType::Node, &node_id)
-            .await
-            .map_err(|e| internal(&e))?;
-        match node_by_id(state, principal, id).await? {
-            Some(node) => Ok(SetNodeModeResult::InfrastructureNode(Box::new(node))),
-            None => Ok(missing()),
-        }
+        answer(SetNodeModeResult::from, async {
+            let (principal, state) = caller(ctx, Scope::InfrastructureWrite)?;
+            // Only the nodes of the caller's own clusters exist for it.
+            let missing = || Refusal::not_found("node", &input.node_id);
+            let id = node_uuid(&input.node_id).ok_or_else(missing)?;
+            node_by_id(state, principal, id)
+                .await?
+                .ok_or_else(missing)?;
+            let set = NodeCommand::SetMode {
+                mode: input.mode.into(),
+                reason: input
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| principal.command_context().actor),
+            };
+            let node_id = id.to_string();
+            command::<NodeAggregate>(state, principal, &node_id, &set).await?;
+            state
+                .wait_until_projected(AggregateType::Node, &node_id)
+                .await
+                .map_err(|e| internal(&e))?;
+            let node = node_by_id(state, principal, id)
+                .await?
+                .ok_or_else(missing)?;
+            Ok(SetNodeModeResult::InfrastructureNode(Box::new(node)))
+        })
+        .await
     }
 
     /// The cluster the tenant prefers for its streams: one it may use (the
@@ -629,29 +609,21 @@ impl ClusterMutation {
         ctx: &Context<'_>,
         cluster_id: ID,
     ) -> async_graphql::Result<SetPreferredClusterResult> {
-        let principal = match require_for_mutation(ctx, Scope::InfrastructureWrite) {
-            Ok(p) => p,
-            Err(refusal) => return Ok(SetPreferredClusterResult::AuthError(refusal)),
-        };
-        let missing = || {
-            SetPreferredClusterResult::NotFoundError(NotFoundError::new("cluster", &cluster_id.0))
-        };
-        let Some(uuid) = cluster_uuid(&cluster_id.0) else {
-            return Ok(missing());
-        };
-        let state = state(ctx)?;
-        let tenant = principal.tenant_id();
-        let context = principal.command_context();
-        if let Err(error) = set_preferred_cluster(&state.bus, tenant, uuid, &context).await {
-            return Ok(refused!(SetPreferredClusterResult, error));
-        }
-        state
-            .wait_until_projected(AggregateType::Tenant, &tenant.to_string())
-            .await
-            .map_err(|e| internal(&e))?;
-        Ok(SetPreferredClusterResult::Cluster(Box::new(
-            cluster_by_id(state, principal, uuid).await?,
-        )))
+        answer(SetPreferredClusterResult::from, async {
+            let (principal, state) = caller(ctx, Scope::InfrastructureWrite)?;
+            let uuid = cluster_uuid(&cluster_id.0)
+                .ok_or_else(|| Refusal::not_found("cluster", &cluster_id.0))?;
+            let tenant = principal.tenant_id();
+            set_preferred_cluster(&state.bus, tenant, uuid, &principal.command_context()).await?;
+            state
+                .wait_until_projected(AggregateType::Tenant, &tenant.to_string())
+                .await
+                .map_err(|e| internal(&e))?;
+            Ok(SetPreferredClusterResult::Cluster(Box::new(
+                cluster_by_id(state, principal, uuid).await?,
+            )))
+        })
+        .await
     }
 }
 

@@ -290,3 +290,21 @@ macro_rules! refused {
     };
 }
 pub(crate) use refused;
+
+/// `From<Refusal>` for result unions with a ValidationError, NotFoundError
+/// and AuthError member, so a mutation's body can stop with `?`
+/// (`graphql::mutation`).
+macro_rules! refusal_members {
+    ($($result:ident),* $(,)?) => {$(
+        impl From<$crate::graphql::errors::Refusal> for $result {
+            fn from(refusal: $crate::graphql::errors::Refusal) -> Self {
+                match refusal {
+                    $crate::graphql::errors::Refusal::Validation(e) => Self::ValidationError(e),
+                    $crate::graphql::errors::Refusal::NotFound(e) => Self::NotFoundError(e),
+                    $crate::graphql::errors::Refusal::Auth(e) => Self::AuthError(e),
+                }
+            }
+        }
+    )*};
+}
+pub(crate) use refusal_members;

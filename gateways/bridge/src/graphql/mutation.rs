@@ -8,7 +8,7 @@
 //! what is its own: its command and the object it answers with.
 
 use async_graphql::Context;
-use frameworks_commands::Aggregate;
+use frameworks_commands::{Aggregate, ExecuteError};
 
 use super::errors::{AuthError, Refusal, ValidationError};
 use super::{require_for_mutation, state};
@@ -42,6 +42,16 @@ impl From<ValidationError> for Stop {
     }
 }
 
+/// A command refused stops with its refusal; the write side failing fails.
+impl From<ExecuteError> for Stop {
+    fn from(error: ExecuteError) -> Self {
+        match Refusal::of(error) {
+            Ok(refusal) => Self::Refused(refusal),
+            Err(failure) => Self::Failed(failure),
+        }
+    }
+}
+
 impl From<async_graphql::Error> for Stop {
     fn from(failure: async_graphql::Error) -> Self {
         Self::Failed(failure)
@@ -69,10 +79,7 @@ pub async fn command<A: Aggregate>(
         .bus
         .execute::<A>(id, command, &principal.command_context(), None)
         .await
-        .map_err(|error| match Refusal::of(error) {
-            Ok(refusal) => Stop::Refused(refusal),
-            Err(failure) => Stop::Failed(failure),
-        })
+        .map_err(Stop::from)
 }
 
 /// Runs a mutation's `body`; a refusal it stopped with is answered as
