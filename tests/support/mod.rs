@@ -2,7 +2,7 @@
 //! services `compose/infra up` starts on 127.0.0.1; each test works under
 //! its own topic prefix so tests never see each other's records.
 
-#![allow(dead_code, unused_imports)] // Each test binary uses a different part of this module.
+#![allow(dead_code, unused_imports)] // The benches include this module too, each using a part of it.
 
 use std::future::Future;
 use std::path::PathBuf;
