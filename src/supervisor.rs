@@ -252,20 +252,23 @@ impl Supervisor {
 }
 
 /// One attempt of a task, in a task of its own so that a panic is an
-/// error here rather than the end of the supervisor.
+/// error here rather than the end of the supervisor. The attempt is held
+/// in a set of one, so stopping the supervisor's task stops it too.
 async fn attempt<Fut>(name: &'static str, task: Fut) -> anyhow::Result<()>
 where
     Fut: Future + Send + 'static,
     Fut::Output: TaskOutput,
 {
-    let handle = tokio::spawn(async move {
+    let mut running = JoinSet::new();
+    running.spawn(async move {
         fail::fail_point!(name);
         task.await.into_result()
     });
-    match handle.await {
-        Ok(result) => result,
-        Err(joined) if joined.is_panic() => Err(anyhow!("{name} panicked")),
-        Err(joined) => Err(anyhow!("{name} was cancelled: {joined}")),
+    match running.join_next().await {
+        Some(Ok(result)) => result,
+        Some(Err(joined)) if joined.is_panic() => Err(anyhow!("{name} panicked")),
+        Some(Err(joined)) => Err(anyhow!("{name} was cancelled: {joined}")),
+        None => Err(anyhow!("{name} was not running")),
     }
 }
 
