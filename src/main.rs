@@ -14,6 +14,8 @@ mod db;
 mod dead_letters;
 mod edge;
 mod generations;
+#[cfg(test)]
+mod layering;
 mod live_state;
 mod logging;
 mod metrics;

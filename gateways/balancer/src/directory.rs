@@ -26,6 +26,9 @@ use frameworks_events::proto::v1::stream::{PlaybackPolicy, PlaybackPolicyType};
 use frameworks_events::{AggregateType, Event, EventPayload};
 use frameworks_projections::control_plane;
 use frameworks_projections::live::LiveState;
+use frameworks_projections::queries::accounts;
+use frameworks_projections::queries::clusters::usable_ids;
+use frameworks_projections::queries::streams::{self as read_model, KeyedStream};
 use frameworks_projections::read_your_writes::ProjectionWatcher;
 use metrics::counter;
 use prost::Message;
@@ -115,24 +118,7 @@ pub struct PlaybackTarget {
     pub sealed_pull_source: Option<Vec<u8>>,
 }
 
-/// A playback id's stream, as the read models hold it.
-#[derive(Debug, sqlx::FromRow)]
-struct PlaybackRow {
-    stream: Uuid,
-    tenant: Option<Uuid>,
-    suspended: bool,
-    pull_source: Option<Vec<u8>>,
-    playback_policy: Option<Vec<u8>>,
-}
-
-/// Whose a stream is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StreamOwner {
-    pub tenant: Option<Uuid>,
-    pub deleted: bool,
-    /// The tenant asked for the stream to be recorded (`record: true`).
-    pub record: bool,
-}
+pub use read_model::StreamOwner;
 
 /// A key's static facts (everything but where the stream is live).
 #[derive(Debug, Clone)]
@@ -321,19 +307,14 @@ impl Directory {
         let Ok(hash) = data_encoding::HEXLOWER.decode(key_sha256.as_bytes()) else {
             return Ok(KeyFacts::Unknown);
         };
-        let row: Option<(Uuid, Option<Uuid>, bool, bool)> = sqlx::query_as(
-            "SELECT s.id, s.tenant_id, s.deleted_at IS NOT NULL, COALESCE(t.suspended, false)
-             FROM read_models.rm_stream_keys k
-             JOIN read_models.rm_streams s ON s.id = k.stream_id
-             LEFT JOIN read_models.rm_tenants t ON t.id = s.tenant_id
-             WHERE k.lookup_hash = $1",
-        )
-        .bind(hash)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(match row {
+        Ok(match read_model::keyed_stream(&self.pool, &hash).await? {
             None => KeyFacts::Unknown,
-            Some((stream, tenant, deleted, suspended)) => KeyFacts::Known {
+            Some(KeyedStream {
+                stream,
+                tenant,
+                deleted,
+                suspended,
+            }) => KeyFacts::Known {
                 stream,
                 tenant,
                 deleted,
@@ -354,17 +335,7 @@ impl Directory {
             return Ok(target);
         }
         let epoch = self.cache().epoch;
-        let row: Option<PlaybackRow> = sqlx::query_as(
-            "SELECT s.id AS stream, s.tenant_id AS tenant,
-                    COALESCE(t.suspended, false) AS suspended, s.pull_source, s.playback_policy
-             FROM read_models.rm_streams s
-             LEFT JOIN read_models.rm_tenants t ON t.id = s.tenant_id
-             WHERE s.playback_id = $1 AND s.deleted_at IS NULL",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        let target = match row {
+        let target = match read_model::played_stream(&self.pool, id).await? {
             None => None,
             Some(row) => {
                 let viewers = if row.suspended {
@@ -406,13 +377,7 @@ impl Directory {
             Ok(PlaybackPolicyType::Public | PlaybackPolicyType::Unspecified) => Ok(Viewers::Public),
             Ok(PlaybackPolicyType::Jwt) => {
                 let jwt = policy.jwt.unwrap_or_default();
-                let keys: Vec<(String, Vec<u8>)> = sqlx::query_as(
-                    "SELECT kid, public_key_spki FROM read_models.rm_signing_keys
-                     WHERE tenant_id = $1 AND revoked_at IS NULL ORDER BY kid",
-                )
-                .bind(tenant)
-                .fetch_all(&self.pool)
-                .await?;
+                let keys = accounts::active_public_keys(&self.pool, tenant).await?;
                 Ok(Viewers::Token(proto::JwtRule {
                     policy: Some(jwt),
                     keys: keys
@@ -435,18 +400,7 @@ impl Directory {
             return Ok(owner);
         }
         let epoch = self.cache().epoch;
-        let row: Option<(Option<Uuid>, bool, bool)> = sqlx::query_as(
-            "SELECT tenant_id, deleted_at IS NOT NULL, record
-             FROM read_models.rm_streams WHERE id = $1",
-        )
-        .bind(stream)
-        .fetch_optional(&self.pool)
-        .await?;
-        let owner = row.map(|(tenant, deleted, record)| StreamOwner {
-            tenant,
-            deleted,
-            record,
-        });
+        let owner = read_model::owner(&self.pool, stream).await?;
         let mut cache = self.cache();
         if cache.epoch == epoch {
             remember(&mut cache.owners, stream, owner, self.ttl);
@@ -463,7 +417,7 @@ impl Directory {
             return Ok(clusters);
         }
         let epoch = self.cache().epoch;
-        let ids = frameworks_projections::queries::clusters::usable_ids(&self.pool, tenant).await?;
+        let ids = usable_ids(&self.pool, tenant).await?;
         let clusters: ClusterSet = Arc::new(ids.iter().map(Uuid::to_string).collect());
         let mut cache = self.cache();
         if cache.epoch == epoch {

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use frameworks_projections::live::LiveState;
+use frameworks_projections::queries::clusters::routable_nodes;
 use metrics::{counter, gauge};
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
@@ -317,17 +318,6 @@ impl SharedState {
     }
 }
 
-/// A node as enrolled.
-#[derive(Debug, Clone, sqlx::FromRow)]
-struct EnrolledNode {
-    id: Uuid,
-    cluster_id: Uuid,
-    public_host: String,
-    latitude: f64,
-    longitude: f64,
-    operational_mode: String,
-}
-
 /// The routing snapshot: the fleet, and when it was built.
 #[derive(Debug, Default)]
 pub struct Snapshot {
@@ -391,12 +381,7 @@ impl FleetView {
         live: &LiveState,
         shared: &SharedState,
     ) -> Result<(), RefreshError> {
-        let nodes: Vec<EnrolledNode> = sqlx::query_as(
-            "SELECT id, cluster_id, public_host, latitude, longitude, operational_mode
-             FROM read_models.rm_nodes WHERE decommissioned_at IS NULL ORDER BY id",
-        )
-        .fetch_all(pool)
-        .await?;
+        let nodes = routable_nodes(pool).await?;
         let seen = shared.seen().await?;
         let ids: Vec<String> = nodes.iter().map(|n| n.id.to_string()).collect();
         let loads = live.node_loads(&ids).await?;

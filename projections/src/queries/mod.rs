@@ -1,9 +1,21 @@
-//! Queries of the read models, for the gateways: the one place their
-//! tables' SQL is written outside the projectors that fill them.
+//! Queries of the read models, for the gateways: the one place outside the
+//! projectors that fill them where their tables' SQL, and ClickHouse's, is
+//! written. Each returns domain rows; the gateways put them into their own
+//! shapes (GraphQL types, gRPC messages, routing state).
 //!
-//! - [`clusters`]: which clusters a tenant may use.
+//! - [`page`]: keyset paging and cursors, shared by every list.
+//! - [`accounts`]: tenants, sign-in, API tokens, playback signing keys.
+//! - [`streams`]: streams and their keys.
+//! - [`clusters`]: clusters, nodes, services, enrolment tokens, and which
+//!   clusters a tenant may use.
+//! - [`marketplace`]: offers, subscriptions, invites.
+//! - [`node_metrics`]: a node's load over time (ClickHouse).
 //!
-//! The bridge and the balancer still hold other read-model SQL of their
-//! own; it moves here domain by domain (see the structure issue's notes).
+//! The live state in Redis has its own typed reader, [`crate::live`].
 
+pub mod accounts;
 pub mod clusters;
+pub mod marketplace;
+pub mod node_metrics;
+pub mod page;
+pub mod streams;

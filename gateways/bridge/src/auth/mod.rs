@@ -4,9 +4,10 @@
 pub mod rest;
 pub mod session;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use frameworks_commands::CommandContext;
 use frameworks_commands::secrets::sha256;
+use frameworks_projections::queries::accounts::{self, TokenGrant};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -108,15 +109,6 @@ pub enum AuthError {
     Database(#[from] sqlx::Error),
 }
 
-#[derive(Debug, sqlx::FromRow)]
-struct TokenRow {
-    id: Uuid,
-    tenant_id: Option<Uuid>,
-    scopes: Vec<String>,
-    expires_at: Option<DateTime<Utc>>,
-    revoked_at: Option<DateTime<Utc>>,
-}
-
 #[derive(Debug, Clone)]
 pub struct Authenticator {
     pool: PgPool,
@@ -158,14 +150,8 @@ impl Authenticator {
     }
 
     async fn api_token(&self, token: &str) -> Result<Principal, AuthError> {
-        let row: Option<TokenRow> = sqlx::query_as(
-            "SELECT id, tenant_id, scopes, expires_at, revoked_at
-             FROM read_models.rm_api_tokens WHERE token_hash = $1",
-        )
-        .bind(sha256(token.as_bytes()).as_slice())
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(TokenRow {
+        let row = accounts::token_by_hash(&self.pool, sha256(token.as_bytes()).as_slice()).await?;
+        let Some(TokenGrant {
             id: token_id,
             tenant_id: Some(tenant_id),
             scopes,
@@ -194,14 +180,7 @@ impl Authenticator {
     }
 
     async fn record_use(&self, token_id: Uuid) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "INSERT INTO api_token_usage (token_id, last_used_at) VALUES ($1, now())
-             ON CONFLICT (token_id) DO UPDATE SET last_used_at = now()
-             WHERE api_token_usage.last_used_at < now() - interval '1 minute'",
-        )
-        .bind(token_id)
-        .execute(&self.pool)
-        .await?;
+        accounts::record_token_use(&self.pool, token_id).await?;
         self.recorded_use.insert(token_id, ());
         Ok(())
     }

@@ -14,6 +14,7 @@ use frameworks_commands::secrets::SecretString;
 use frameworks_commands::validate;
 use frameworks_commands::{CommandContext, ExecuteError};
 use frameworks_events::AggregateType;
+use frameworks_projections::queries::accounts::{self, SignInRow};
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 use uuid::Uuid;
@@ -169,14 +170,15 @@ pub async fn login(
     Json(request): Json<LoginRequest>,
 ) -> Result<Json<SessionResponse>, RestError> {
     const REFUSED: &str = "unknown e-mail address or wrong password";
-    let found: Option<(Uuid, Option<Uuid>, String)> = sqlx::query_as(
-        "SELECT id, tenant_id, role FROM read_models.rm_users WHERE lower(email) = lower($1)",
-    )
-    .bind(request.email.trim())
-    .fetch_optional(&state.pool)
-    .await
-    .map_err(|e| RestError::internal(&e))?;
-    let Some((user, Some(tenant), role)) = found else {
+    let found = accounts::user_by_email(&state.pool, request.email.trim())
+        .await
+        .map_err(|e| RestError::internal(&e))?;
+    let Some(SignInRow {
+        id: user,
+        tenant_id: Some(tenant),
+        role,
+    }) = found
+    else {
         return Err(RestError::unauthorized(REFUSED));
     };
     let ctx = CommandContext::for_tenant(tenant, format!("login:{user}"));

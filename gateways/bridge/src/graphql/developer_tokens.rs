@@ -3,13 +3,13 @@
 //! ever filled in the answer to `createDeveloperToken`.
 
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject, Union};
-use chrono::{DateTime, Duration, Utc};
+use chrono::{Duration, Utc};
 use frameworks_commands::aggregates::api_token::{ApiToken, ApiTokenCommand, ApiTokenOutcome};
 use frameworks_events::AggregateType;
-use sqlx::{FromRow, Postgres, QueryBuilder};
+use frameworks_projections::queries::accounts::{self as read_model, TokenRow};
 use uuid::Uuid;
 
-use super::connection::{ConnectionInput, Listing, Page, Position, connection};
+use super::connection::{ConnectionInput, connection, page_of, read_failed};
 use super::errors::{
     AuthError, DeleteSuccess, NotFoundError, RateLimitError, Refusal, ValidationError, internal,
 };
@@ -18,10 +18,6 @@ use super::scalars::Time;
 use super::{require, state};
 use crate::auth::{Principal, Scope};
 use crate::state::BridgeState;
-
-const COLUMNS: &str =
-    "t.id, t.name, t.scopes, t.expires_at, t.revoked_at, t.created_at, u.last_used_at";
-const FROM: &str = "read_models.rm_api_tokens t LEFT JOIN api_token_usage u ON u.token_id = t.id";
 
 /// An API token for programmatic access, with scoped permissions.
 #[derive(Debug, Clone, SimpleObject)]
@@ -36,17 +32,6 @@ pub struct DeveloperToken {
     pub last_used_at: Option<Time>,
     pub expires_at: Option<Time>,
     pub created_at: Option<Time>,
-}
-
-#[derive(Debug, FromRow)]
-struct TokenRow {
-    id: Uuid,
-    name: String,
-    scopes: Vec<String>,
-    expires_at: Option<DateTime<Utc>>,
-    revoked_at: Option<DateTime<Utc>>,
-    created_at: DateTime<Utc>,
-    last_used_at: Option<DateTime<Utc>>,
 }
 
 impl From<TokenRow> for DeveloperToken {
@@ -114,27 +99,12 @@ impl DeveloperTokenQuery {
         page: Option<ConnectionInput>,
     ) -> async_graphql::Result<DeveloperTokensConnection> {
         let principal = require(ctx, Scope::DeveloperWrite)?;
-        let page = Page::from_input(page.as_ref())?;
+        let page = page_of(page.as_ref())?;
         let state = state(ctx)?;
-        let listing = Listing {
-            from: FROM,
-            columns: COLUMNS,
-            created_at: "t.created_at",
-            id: "t.id",
-        };
-        let filter = |query: &mut QueryBuilder<Postgres>| {
-            query
-                .push(" WHERE t.tenant_id = ")
-                .push_bind(principal.tenant_id());
-        };
-        let (edges, info, total) = page
-            .fetch(&state.pool, listing, filter, |row: &TokenRow| Position {
-                created_at: row.created_at,
-                id: row.id.to_string(),
-            })
-            .await?;
-        let edges = edges.into_iter().map(|(c, row)| (c, row.into())).collect();
-        Ok(DeveloperTokensConnection::new(edges, info, total))
+        let tokens = read_model::tokens(&state.pool, principal.tenant_id(), &page)
+            .await
+            .map_err(read_failed)?;
+        Ok(DeveloperTokensConnection::new(tokens.map(Into::into)))
     }
 }
 
@@ -295,13 +265,8 @@ async fn load(
     id: Uuid,
 ) -> async_graphql::Result<Option<DeveloperToken>> {
     wait(state, id).await?;
-    let row: Option<TokenRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM {FROM} WHERE t.id = $1 AND t.tenant_id = $2"
-    )))
-    .bind(id)
-    .bind(principal.tenant_id())
-    .fetch_optional(&state.pool)
-    .await
-    .map_err(|e| internal(&e))?;
+    let row = read_model::token(&state.pool, principal.tenant_id(), id)
+        .await
+        .map_err(read_failed)?;
     Ok(row.map(DeveloperToken::from))
 }

@@ -14,8 +14,10 @@ use frameworks_events::AggregateType;
 use uuid::Uuid;
 
 use super::clusters::{BootstrapToken, Cluster, bootstrap_token, cluster_by_id, cluster_uuid};
+use super::connection::read_failed;
 use super::errors::{AuthError, Refusal, ValidationError, internal};
-use super::{require_for_mutation, state};
+use super::mutation::{answer, caller, command};
+use super::state;
 use crate::auth::Scope;
 use crate::state::BridgeState;
 
@@ -104,101 +106,78 @@ impl EdgeBootstrapMutation {
         ctx: &Context<'_>,
         input: CreateEdgeClusterInput,
     ) -> async_graphql::Result<CreateEdgeClusterResult> {
-        let principal = match require_for_mutation(ctx, Scope::InfrastructureWrite) {
-            Ok(p) => p,
-            Err(refusal) => return Ok(CreateEdgeClusterResult::AuthError(refusal)),
-        };
-        let state = state(ctx)?;
-        let refuse = |error| -> async_graphql::Result<CreateEdgeClusterResult> {
-            Ok(match Refusal::of(error)? {
+        let refuse =
+            |refusal| match refusal {
                 Refusal::Validation(e) => CreateEdgeClusterResult::ValidationError(e),
                 Refusal::Auth(e) => CreateEdgeClusterResult::AuthError(e),
                 Refusal::NotFound(e) => CreateEdgeClusterResult::ValidationError(
                     ValidationError::new("input", e.message, Some("not_found")),
                 ),
-            })
-        };
-        let region = match &input.control_cluster_id {
-            None => state.edges.region.clone(),
-            Some(id) => match control_region(state, id).await? {
-                Some(region) => region,
-                None => {
-                    return Ok(CreateEdgeClusterResult::ValidationError(
-                        ValidationError::new(
-                            "input.controlClusterId",
-                            "names no platform cluster",
-                            Some("not_found"),
-                        ),
-                    ));
-                }
-            },
-        };
-        let uuid = Uuid::now_v7();
-        let id = uuid.to_string();
-        let slug = dns_label('c', uuid);
-        let command_ctx = principal.command_context();
-        let create = ClusterCommand::Create {
-            name: input.cluster_name,
-            region,
-            base_url: format!("https://{slug}.{}/", state.edges.domain),
-            shared: false,
-            capacity: state.edges.capacity,
-        };
-        if let Err(error) = state
-            .bus
-            .execute::<ClusterAggregate>(&id, &create, &command_ctx, None)
-            .await
-        {
-            return refuse(error);
-        }
-        // The cluster exists from here on; a failure below leaves it for the
-        // tenant to finish with updateClusterMarketplace or createEnrollmentToken.
-        if let Some(description) = input.short_description {
-            let offer = ClusterCommand::Marketplace(MarketplaceCommand::Update {
-                visibility: None,
-                pricing_model: None,
-                monthly_price_cents: None,
-                requires_approval: None,
-                short_description: Some(description),
-            });
-            if let Err(error) = state
-                .bus
-                .execute::<ClusterAggregate>(&id, &offer, &command_ctx, None)
+            };
+        answer(refuse, async {
+            let (principal, state) = caller(ctx, Scope::InfrastructureWrite)?;
+            let region = match &input.control_cluster_id {
+                None => state.edges.region.clone(),
+                Some(id) => control_region(state, id).await?.ok_or_else(|| {
+                    ValidationError::new(
+                        "input.controlClusterId",
+                        "names no platform cluster",
+                        Some("not_found"),
+                    )
+                })?,
+            };
+            let uuid = Uuid::now_v7();
+            let id = uuid.to_string();
+            let slug = dns_label('c', uuid);
+            let create = ClusterCommand::Create {
+                name: input.cluster_name,
+                region,
+                base_url: format!("https://{slug}.{}/", state.edges.domain),
+                shared: false,
+                capacity: state.edges.capacity,
+            };
+            command::<ClusterAggregate>(state, principal, &id, &create).await?;
+            // The cluster exists from here on; a failure below leaves it for the
+            // tenant to finish with updateClusterMarketplace or createEnrollmentToken.
+            if let Some(description) = input.short_description {
+                let offer = ClusterCommand::Marketplace(MarketplaceCommand::Update {
+                    visibility: None,
+                    pricing_model: None,
+                    monthly_price_cents: None,
+                    requires_approval: None,
+                    short_description: Some(description),
+                });
+                command::<ClusterAggregate>(state, principal, &id, &offer).await?;
+            }
+            let issue = ClusterCommand::IssueEnrolmentToken {
+                ttl_seconds: FIRST_TOKEN_TTL_SECONDS,
+                name: "first edge".into(),
+            };
+            let (token_id, token) =
+                match command::<ClusterAggregate>(state, principal, &id, &issue).await? {
+                    ClusterOutcome::EnrolmentToken {
+                        token_id, token, ..
+                    } => (token_id, token),
+                    other => {
+                        return Err(internal(&std::io::Error::other(format!(
+                            "issuing an enrolment token answered {other:?}"
+                        )))
+                        .into());
+                    }
+                };
+            state
+                .wait_until_projected(AggregateType::Cluster, &id)
                 .await
-            {
-                return refuse(error);
-            }
-        }
-        let issue = ClusterCommand::IssueEnrolmentToken {
-            ttl_seconds: FIRST_TOKEN_TTL_SECONDS,
-            name: "first edge".into(),
-        };
-        let (token_id, token) = match state
-            .bus
-            .execute::<ClusterAggregate>(&id, &issue, &command_ctx, None)
-            .await
-        {
-            Ok(ClusterOutcome::EnrolmentToken {
-                token_id, token, ..
-            }) => (token_id, token),
-            Ok(other) => {
-                return Err(internal(&std::io::Error::other(format!(
-                    "issuing an enrolment token answered {other:?}"
-                ))));
-            }
-            Err(error) => return refuse(error),
-        };
-        state
-            .wait_until_projected(AggregateType::Cluster, &id)
-            .await
-            .map_err(|e| internal(&e))?;
-        Ok(CreateEdgeClusterResult::CreateEdgeClusterResponse(
-            Box::new(CreateEdgeClusterResponse {
-                cluster: cluster_by_id(state, principal, uuid).await?,
-                bootstrap_token: bootstrap_token(state, &token_id, token).await?,
-                foghorn_addr: state.edges.balancer_grpc_addr.clone(),
-            }),
-        ))
+                .map_err(|e| internal(&e))?;
+            Ok(CreateEdgeClusterResult::CreateEdgeClusterResponse(
+                Box::new(CreateEdgeClusterResponse {
+                    cluster: cluster_by_id(state, principal, uuid).await?,
+                    bootstrap_token: bootstrap_token(state, &token_id, token).await?,
+                    foghorn_addr: state.edges.balancer_grpc_addr.clone(),
+                }),
+            ))
+        })
+        .await
     }
 
     /// Public: reserves the node id for the edge holding `token` and answers
@@ -269,9 +248,7 @@ async fn control_region(state: &BridgeState, id: &ID) -> async_graphql::Result<O
     let Some(uuid) = cluster_uuid(&id.0) else {
         return Ok(None);
     };
-    sqlx::query_scalar("SELECT region FROM read_models.rm_clusters WHERE id = $1 AND shared")
-        .bind(uuid)
-        .fetch_optional(&state.pool)
+    frameworks_projections::queries::clusters::shared_region(&state.pool, uuid)
         .await
-        .map_err(|e| internal(&e))
+        .map_err(read_failed)
 }

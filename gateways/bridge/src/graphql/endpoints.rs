@@ -8,12 +8,13 @@ use std::net::IpAddr;
 
 use async_graphql::{Context, Enum, ErrorExtensions, Json, Object, SimpleObject};
 use axum::http::HeaderMap;
-use chrono::{DateTime, Utc};
 use frameworks_balancer::placement::{IngestUrls, Placement, PlacementError, Protocol};
+use frameworks_projections::queries::streams::{self as read_model, StreamCard};
 use metrics::counter;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use super::connection::read_failed;
 use super::errors::internal;
 use super::scalars::Time;
 use super::state;
@@ -258,12 +259,10 @@ impl EndpointQuery {
         };
         let fallbacks = endpoints.collect();
         counter!("frameworks_bridge_resolved_total", "kind" => "ingest").increment(1);
-        let recording_enabled: Option<bool> =
-            sqlx::query_scalar("SELECT record FROM read_models.rm_streams WHERE id = $1")
-                .bind(placed.stream)
-                .fetch_optional(&state.pool)
-                .await
-                .map_err(|e| internal(&e))?;
+        let recording_enabled = read_model::owner(&state.pool, placed.stream)
+            .await
+            .map_err(read_failed)?
+            .is_some_and(|owner| owner.record);
         Ok(Some(IngestEndpointResponse {
             primary,
             fallbacks,
@@ -271,7 +270,7 @@ impl EndpointQuery {
                 stream_id: placed.stream.to_string(),
                 stream_key,
                 tenant_id: placed.tenant.map(|t| t.to_string()).unwrap_or_default(),
-                recording_enabled: recording_enabled.unwrap_or(false),
+                recording_enabled,
             }),
         }))
     }
@@ -375,14 +374,14 @@ async fn playback_metadata(
     stream: Uuid,
     playback_id: &str,
 ) -> async_graphql::Result<Option<PlaybackMetadata>> {
-    let row: Option<(String, String, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT name, description, created_at FROM read_models.rm_streams WHERE id = $1",
-    )
-    .bind(stream)
-    .fetch_optional(&state.pool)
-    .await
-    .map_err(|e| internal(&e))?;
-    let Some((name, description, created_at)) = row else {
+    let Some(StreamCard {
+        name,
+        description,
+        created_at,
+    }) = read_model::card(&state.pool, stream)
+        .await
+        .map_err(read_failed)?
+    else {
         return Ok(None);
     };
     let live = state

@@ -278,19 +278,6 @@ pub fn ensure_codes(response: &mut async_graphql::Response) {
     }
 }
 
-/// A refused command as the mutation's result union: its ValidationError,
-/// NotFoundError or AuthError member.
-macro_rules! refused {
-    ($result:ident, $error:expr) => {
-        match $crate::graphql::errors::Refusal::of($error)? {
-            $crate::graphql::errors::Refusal::Validation(e) => $result::ValidationError(e),
-            $crate::graphql::errors::Refusal::NotFound(e) => $result::NotFoundError(e),
-            $crate::graphql::errors::Refusal::Auth(e) => $result::AuthError(e),
-        }
-    };
-}
-pub(crate) use refused;
-
 /// `From<Refusal>` for result unions with a ValidationError, NotFoundError
 /// and AuthError member, so a mutation's body can stop with `?`
 /// (`graphql::mutation`).

@@ -4,9 +4,10 @@
 
 use async_graphql::{Context, Object, SimpleObject};
 use chrono::Utc;
+use frameworks_projections::queries::clusters::{self as read_model, SharedNode};
 use uuid::Uuid;
 
-use super::errors::internal;
+use super::connection::read_failed;
 use super::node_load::{NodeLoad, cluster_health, node_loads};
 use super::scalars::Time;
 use super::state;
@@ -77,18 +78,6 @@ pub struct NetworkServiceInstance {
     pub health_status: String,
 }
 
-#[derive(Debug, sqlx::FromRow)]
-struct Row {
-    cluster_id: Uuid,
-    cluster_name: String,
-    region: String,
-    max_bandwidth_mbps: i32,
-    node_id: Uuid,
-    hostname: String,
-    latitude: f64,
-    longitude: f64,
-}
-
 #[derive(Debug, Default)]
 pub struct NetworkStatusQuery;
 
@@ -101,21 +90,13 @@ impl NetworkStatusQuery {
         ctx: &Context<'_>,
     ) -> async_graphql::Result<Option<NetworkStatus>> {
         let state = state(ctx)?;
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT c.id AS cluster_id, c.name AS cluster_name, c.region, c.max_bandwidth_mbps,
-                    n.id AS node_id, n.hostname, n.latitude, n.longitude
-             FROM read_models.rm_clusters c
-             JOIN read_models.rm_nodes n ON n.cluster_id = c.id AND n.decommissioned_at IS NULL
-             WHERE c.shared
-             ORDER BY c.name, c.id, n.hostname",
-        )
-        .fetch_all(&state.pool)
-        .await
-        .map_err(|e| internal(&e))?;
+        let rows = read_model::shared_nodes(&state.pool)
+            .await
+            .map_err(read_failed)?;
         let ids: Vec<Uuid> = rows.iter().map(|row| row.node_id).collect();
         let loads = node_loads(state, &ids).await?;
         // One sample per node, grouped by cluster in the query's order.
-        let mut groups: Vec<(Row, Vec<Sample>)> = Vec::new();
+        let mut groups: Vec<(SharedNode, Vec<Sample>)> = Vec::new();
         for (row, load) in rows.into_iter().zip(loads) {
             let sample = Sample {
                 load,
@@ -176,7 +157,7 @@ struct Sample {
 
 /// A cluster's figures from its nodes' samples (never empty: the query
 /// lists clusters through their nodes).
-fn network_cluster(row: &Row, samples: &[Sample]) -> NetworkCluster {
+fn network_cluster(row: &SharedNode, samples: &[Sample]) -> NetworkCluster {
     let count = samples.len() as f64;
     let sum = |f: fn(&Sample) -> f64| samples.iter().map(f).sum::<f64>();
     let live = samples.iter().filter(|s| s.load.live()).count();

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::connection::read_failed;
 use super::errors::internal;
 use crate::state::BridgeState;
 
@@ -66,14 +67,9 @@ pub async fn cluster_loads(
     state: &BridgeState,
     clusters: &[Uuid],
 ) -> async_graphql::Result<HashMap<Uuid, Vec<NodeLoad>>> {
-    let nodes: Vec<(Uuid, Uuid)> = sqlx::query_as(
-        "SELECT cluster_id, id FROM read_models.rm_nodes
-         WHERE cluster_id = ANY($1) AND decommissioned_at IS NULL",
-    )
-    .bind(clusters)
-    .fetch_all(&state.pool)
-    .await
-    .map_err(|e| internal(&e))?;
+    let nodes = frameworks_projections::queries::clusters::nodes_of(&state.pool, clusters)
+        .await
+        .map_err(read_failed)?;
     let ids: Vec<Uuid> = nodes.iter().map(|(_, node)| *node).collect();
     let mut by_cluster: HashMap<Uuid, Vec<NodeLoad>> = HashMap::new();
     for ((cluster, _), load) in nodes.iter().zip(node_loads(state, &ids).await?) {

@@ -1,18 +1,15 @@
 //! A node's load over time, from the analytics in ClickHouse: every sample
-//! (`metricsConnection`) and hourly summaries (`metrics1hConnection`).
-//!
-//! A sample is healthy unless the node was overloaded: CPU at or above
-//! [`OVERLOADED_CPU_PERCENT`], memory at or above
-//! [`OVERLOADED_MEMORY_RATIO`] of its total, or sending at its bandwidth
-//! limit. An hour was healthy when every sample in it was.
+//! (`metricsConnection`) and hourly summaries (`metrics1hConnection`). What
+//! counts as healthy is the read model's rule:
+//! [`frameworks_projections::queries::node_metrics`].
 
 use async_graphql::{ComplexObject, Context, ID, InputObject, Json, SimpleObject};
 use chrono::{DateTime, Duration, Utc};
-use clickhouse::{Client, Row};
-use serde::Deserialize;
+use clickhouse::Client;
+use frameworks_projections::queries::node_metrics::{self as read_model, HourRow, SampleRow};
 
 use super::clusters::InfrastructureNode;
-use super::connection::{ConnectionInput, Page, Position, connection};
+use super::connection::{ConnectionInput, Position, connection, page_of};
 use super::errors::{bad_input, internal};
 use super::scalars::Time;
 use super::{ids, require, state};
@@ -20,23 +17,12 @@ use crate::auth::Scope;
 
 const METRIC_TYPE: &str = "NodeMetric";
 const HOURLY_TYPE: &str = "NodeMetricHourly";
-pub const OVERLOADED_CPU_PERCENT: f64 = 90.0;
-pub const OVERLOADED_MEMORY_RATIO: f64 = 0.95;
 /// Without a time range: samples of the last day, hours of the last week.
 const DEFAULT_SAMPLES_SPAN: Duration = Duration::days(1);
 const DEFAULT_HOURS_SPAN: Duration = Duration::days(7);
 /// The longest time ranges asked at once.
 const MAX_SAMPLES_SPAN: Duration = Duration::days(31);
 const MAX_HOURS_SPAN: Duration = Duration::days(366);
-
-/// SQL for "this sample was healthy" over `node_metrics`' columns.
-fn healthy_sample() -> String {
-    format!(
-        "(cpu_percent < {OVERLOADED_CPU_PERCENT}
-          AND (memory_total_bytes = 0 OR memory_used_bytes < memory_total_bytes * {OVERLOADED_MEMORY_RATIO})
-          AND (bandwidth_limit_bps = 0 OR bandwidth_up_bps < bandwidth_limit_bps))"
-    )
-}
 
 #[derive(Debug, Clone, InputObject)]
 pub struct TimeRangeInput {
@@ -117,44 +103,6 @@ connection!(
     NodeMetricHourly
 );
 
-#[derive(Debug, Row, Deserialize)]
-struct SampleRow {
-    id: String,
-    at: u32,
-    cpu_percent: f64,
-    memory_used_bytes: u64,
-    memory_total_bytes: u64,
-    disk_used_bytes: u64,
-    disk_total_bytes: u64,
-    shm_used_bytes: u64,
-    shm_total_bytes: u64,
-    bandwidth_up_bps: u64,
-    bandwidth_down_bps: u64,
-    bandwidth_limit_bps: u64,
-    network_rx_bytes: u64,
-    network_tx_bytes: u64,
-    active_streams: u32,
-    active_viewers: u32,
-    window_ms: u32,
-    healthy: u8,
-}
-
-#[derive(Debug, Row, Deserialize)]
-struct HourRow {
-    hour: u32,
-    avg_cpu: f64,
-    peak_cpu: f64,
-    avg_memory: f64,
-    peak_memory: f64,
-    avg_disk: f64,
-    peak_disk: f64,
-    avg_shm: f64,
-    peak_shm: f64,
-    bytes_in: f64,
-    bytes_out: f64,
-    healthy: u8,
-}
-
 #[ComplexObject]
 impl InfrastructureNode {
     /// Global unique identifier for Relay compatibility.
@@ -170,65 +118,24 @@ impl InfrastructureNode {
         time_range: Option<TimeRangeInput>,
     ) -> async_graphql::Result<NodeMetricsConnection> {
         require(ctx, Scope::InfrastructureRead)?;
-        let page = Page::from_input(page.as_ref())?;
+        let page = page_of(page.as_ref())?;
         let (start, end) = span(time_range, DEFAULT_SAMPLES_SPAN, MAX_SAMPLES_SPAN)?;
         let Some(client) = analytics(ctx).await? else {
-            let (edges, info) = page.finish(Vec::new(), sample_position);
-            return Ok(NodeMetricsConnection::new(edges, info, 0));
+            return Ok(NodeMetricsConnection::new(page.finish(
+                Vec::new(),
+                sample_position,
+                0,
+            )));
         };
-        let range = "node_id = ? AND occurred_at >= toDateTime(?) AND occurred_at < toDateTime(?)";
-        let total: u64 = client
-            .query(&format!(
-                "SELECT count() FROM node_metrics FINAL WHERE {range}"
-            ))
-            .bind(&self.node_id)
-            .bind(start.timestamp())
-            .bind(end.timestamp())
-            .fetch_one()
+        let (rows, total) = read_model::samples(&client, &self.node_id, start, end, &page)
             .await
             .map_err(|e| internal(&e))?;
-        // Keyset paging on (time, event id), newest first, as the SQL lists do.
-        let (keyset, order) = match (page.anchor(), page.backward()) {
-            (None, backward) => ("", if backward { "ASC" } else { "DESC" }),
-            (Some(_), false) => (
-                " AND (occurred_at < toDateTime(?) OR (occurred_at = toDateTime(?) AND toString(event_id) < ?))",
-                "DESC",
-            ),
-            (Some(_), true) => (
-                " AND (occurred_at > toDateTime(?) OR (occurred_at = toDateTime(?) AND toString(event_id) > ?))",
-                "ASC",
-            ),
-        };
-        let mut query = client
-            .query(&format!(
-                "SELECT toString(event_id) AS id, toUInt32(occurred_at) AS at, cpu_percent,
-                        memory_used_bytes, memory_total_bytes, disk_used_bytes, disk_total_bytes,
-                        shm_used_bytes, shm_total_bytes, bandwidth_up_bps, bandwidth_down_bps,
-                        bandwidth_limit_bps, network_rx_bytes, network_tx_bytes, active_streams,
-                        active_viewers, window_ms, toUInt8({healthy}) AS healthy
-                 FROM node_metrics FINAL
-                 WHERE {range}{keyset}
-                 ORDER BY occurred_at {order}, id {order} LIMIT {limit}",
-                healthy = healthy_sample(),
-                limit = page.fetch_limit(),
-            ))
-            .bind(&self.node_id)
-            .bind(start.timestamp())
-            .bind(end.timestamp());
-        if let Some(anchor) = page.anchor() {
-            query = query
-                .bind(anchor.created_at.timestamp())
-                .bind(anchor.created_at.timestamp())
-                .bind(&anchor.id);
-        }
-        let rows: Vec<SampleRow> = query.fetch_all().await.map_err(|e| internal(&e))?;
         let samples = rows.into_iter().map(|row| self.sample(row)).collect();
-        let (edges, info) = page.finish(samples, sample_position);
-        Ok(NodeMetricsConnection::new(
-            edges,
-            info,
+        Ok(NodeMetricsConnection::new(page.finish(
+            samples,
+            sample_position,
             i64::try_from(total).unwrap_or(i64::MAX),
-        ))
+        )))
     }
 
     /// The node's load by hour, newest first (the last week by default).
@@ -240,44 +147,26 @@ impl InfrastructureNode {
         time_range: Option<TimeRangeInput>,
     ) -> async_graphql::Result<NodeMetricsHourlyConnection> {
         require(ctx, Scope::InfrastructureRead)?;
-        let page = Page::from_input(page.as_ref())?;
+        let page = page_of(page.as_ref())?;
         let (start, end) = span(time_range, DEFAULT_HOURS_SPAN, MAX_HOURS_SPAN)?;
         let Some(client) = analytics(ctx).await? else {
-            let (edges, info) = page.finish(Vec::new(), hour_position);
-            return Ok(NodeMetricsHourlyConnection::new(edges, info, 0));
+            return Ok(NodeMetricsHourlyConnection::new(page.finish(
+                Vec::new(),
+                hour_position,
+                0,
+            )));
         };
-        let percent =
-            |used: &str, total: &str| format!("if({total} = 0, 0, {used} / {total} * 100)");
-        // At most 8,784 hours in a range: they are summed up and paged here.
-        let rows: Vec<HourRow> = client
-            .query(&format!(
-                "SELECT toUInt32(toStartOfHour(occurred_at)) AS hour,
-                        avg(cpu_percent), max(cpu_percent),
-                        avg({memory}), max({memory}),
-                        avg({disk}), max({disk}),
-                        avg({shm}), max({shm}),
-                        sum(bandwidth_down_bps * window_ms / 8000),
-                        sum(bandwidth_up_bps * window_ms / 8000),
-                        toUInt8(min({healthy}))
-                 FROM node_metrics FINAL
-                 WHERE node_id = ? AND occurred_at >= toDateTime(?) AND occurred_at < toDateTime(?)
-                 GROUP BY hour ORDER BY hour DESC",
-                memory = percent("memory_used_bytes", "memory_total_bytes"),
-                disk = percent("disk_used_bytes", "disk_total_bytes"),
-                shm = percent("shm_used_bytes", "shm_total_bytes"),
-                healthy = healthy_sample(),
-            ))
-            .bind(&self.node_id)
-            .bind(start.timestamp())
-            .bind(end.timestamp())
-            .fetch_all()
+        let rows = read_model::hours(&client, &self.node_id, start, end)
             .await
             .map_err(|e| internal(&e))?;
         let total = i64::try_from(rows.len()).unwrap_or(i64::MAX);
         let hours: Vec<NodeMetricHourly> = rows.into_iter().map(|row| self.hour(row)).collect();
         let selected = page.select(hours, hour_position);
-        let (edges, info) = page.finish(selected, hour_position);
-        Ok(NodeMetricsHourlyConnection::new(edges, info, total))
+        Ok(NodeMetricsHourlyConnection::new(page.finish(
+            selected,
+            hour_position,
+            total,
+        )))
     }
 }
 

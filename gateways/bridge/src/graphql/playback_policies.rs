@@ -247,7 +247,7 @@ impl PlaybackPolicyMutation {
             };
             let stream = stream.ok_or_else(|| Refusal::not_found("Stream", &id.0))?;
             let spec = spec(input.policy)?;
-            let uuid = stream.uuid();
+            let uuid = stream.id;
             run(
                 state,
                 principal,

@@ -7,13 +7,13 @@
 //! service) while the node reports and MistServer answers it.
 
 use async_graphql::{Context, Enum, ID, Object, SimpleObject};
-use chrono::{DateTime, Utc};
-use sqlx::FromRow;
+use chrono::DateTime;
+use frameworks_projections::queries::clusters::{self as read_model, ServiceRow};
 use uuid::Uuid;
 
 use super::clusters::{NodeStatus, cluster_uuid};
-use super::connection::{ConnectionInput, Page, Position, connection};
-use super::errors::{bad_input, internal};
+use super::connection::{ConnectionInput, Position, connection, page_of, read_failed};
+use super::errors::bad_input;
 use super::node_load::{NodeLoad, node_loads};
 use super::scalars::Time;
 use super::{ids, require, state};
@@ -83,30 +83,18 @@ connection!(
     ServiceInstance
 );
 
-#[derive(Debug, Clone, FromRow)]
-struct InstanceRow {
-    node_id: Uuid,
-    cluster_id: Uuid,
-    public_host: String,
-    service_id: String,
-    version: String,
-    protocol: String,
-    port: i32,
-    health_endpoint: Option<String>,
-    process_id: i64,
-    started_at: DateTime<Utc>,
-    stopped_at: Option<DateTime<Utc>>,
-}
+/// A read-model service row, as the API shows it.
+struct Instance<'a>(&'a ServiceRow);
 
-impl InstanceRow {
+impl Instance<'_> {
     fn instance_id(&self) -> String {
-        format!("{}/{}", self.node_id, self.service_id)
+        format!("{}/{}", self.0.node_id, self.0.service_id)
     }
 
     /// Whether the service answers: the edge daemon while its node
     /// reports, any other service while MistServer answers too.
     fn healthy(&self, load: &NodeLoad) -> bool {
-        if self.service_id == EDGE_SERVICE {
+        if self.0.service_id == EDGE_SERVICE {
             load.live()
         } else {
             load.healthy()
@@ -129,17 +117,17 @@ impl InstanceRow {
         ServiceInstance {
             id: ids::global(INSTANCE_TYPE, &instance_id),
             instance_id,
-            cluster_id: self.cluster_id.to_string(),
-            node_id: Some(self.node_id.to_string()),
-            service_id: self.service_id.clone(),
-            version: Some(self.version.clone()).filter(|v| !v.is_empty()),
-            port: Some(self.port),
-            process_id: i32::try_from(self.process_id).ok().filter(|&pid| pid > 0),
+            cluster_id: self.0.cluster_id.to_string(),
+            node_id: Some(self.0.node_id.to_string()),
+            service_id: self.0.service_id.clone(),
+            version: Some(self.0.version.clone()).filter(|v| !v.is_empty()),
+            port: Some(self.0.port),
+            process_id: i32::try_from(self.0.process_id).ok().filter(|&pid| pid > 0),
             container_id: None,
             status,
             health_status,
-            started_at: Some(Time(self.started_at)),
-            stopped_at: self.stopped_at.map(Time),
+            started_at: Some(Time(self.0.started_at)),
+            stopped_at: self.0.stopped_at.map(Time),
             last_health_check: load.last_seen().map(Time),
         }
     }
@@ -147,12 +135,12 @@ impl InstanceRow {
     fn health(&self, load: &NodeLoad) -> ServiceInstanceHealth {
         ServiceInstanceHealth {
             instance_id: self.instance_id(),
-            service_id: self.service_id.clone(),
-            cluster_id: self.cluster_id.to_string(),
-            protocol: self.protocol.clone(),
-            host: Some(self.public_host.clone()).filter(|h| !h.is_empty()),
-            port: self.port,
-            health_endpoint: self.health_endpoint.clone(),
+            service_id: self.0.service_id.clone(),
+            cluster_id: self.0.cluster_id.to_string(),
+            protocol: self.0.protocol.clone(),
+            host: Some(self.0.public_host.clone()).filter(|h| !h.is_empty()),
+            port: self.0.port,
+            health_endpoint: self.0.health_endpoint.clone(),
             status: match (load.live(), self.healthy(load)) {
                 (false, _) => "unknown",
                 (true, true) => "healthy",
@@ -179,7 +167,7 @@ impl ServiceQuery {
         cluster_id: Option<String>,
     ) -> async_graphql::Result<ServiceInstancesConnection> {
         let principal = require(ctx, Scope::InfrastructureRead)?;
-        let page = Page::from_input(page.as_ref())?;
+        let page = page_of(page.as_ref())?;
         let cluster = match cluster_id.as_deref() {
             None => None,
             Some(id) => Some(
@@ -192,7 +180,7 @@ impl ServiceQuery {
         let instances: Vec<ServiceInstance> = rows
             .iter()
             .zip(&loads)
-            .map(|(row, load)| row.instance(load))
+            .map(|(row, load)| Instance(row).instance(load))
             .collect();
         let total = i64::try_from(instances.len()).unwrap_or(i64::MAX);
         let position = |instance: &ServiceInstance| Position {
@@ -200,8 +188,9 @@ impl ServiceQuery {
             id: instance.instance_id.clone(),
         };
         let selected = page.select(instances, position);
-        let (edges, info) = page.finish(selected, position);
-        Ok(ServiceInstancesConnection::new(edges, info, total))
+        Ok(ServiceInstancesConnection::new(
+            page.finish(selected, position, total),
+        ))
     }
 
     /// How each running service instance of the tenant's own clusters is
@@ -218,7 +207,7 @@ impl ServiceQuery {
         Ok(Some(
             rows.iter()
                 .zip(&loads)
-                .map(|(row, load)| row.health(load))
+                .map(|(row, load)| Instance(row).health(load))
                 .collect(),
         ))
     }
@@ -231,32 +220,22 @@ async fn running(
     principal: &Principal,
     service: Option<&str>,
     cluster: Option<Uuid>,
-) -> async_graphql::Result<Vec<InstanceRow>> {
-    sqlx::query_as(
-        "SELECT s.node_id, n.cluster_id, n.public_host, s.service_id, s.version, s.protocol, s.port,
-                s.health_endpoint, s.process_id, s.started_at, s.stopped_at
-         FROM read_models.rm_node_services s
-         JOIN read_models.rm_nodes n ON n.id = s.node_id
-         JOIN read_models.rm_clusters c ON c.id = n.cluster_id
-         WHERE c.tenant_id = $1 AND s.stopped_at IS NULL AND n.decommissioned_at IS NULL
-           AND ($2::text IS NULL OR s.service_id = $2)
-           AND ($3::uuid IS NULL OR n.cluster_id = $3)
-         ORDER BY s.started_at DESC, s.node_id::text || '/' || s.service_id DESC
-         LIMIT $4",
+) -> async_graphql::Result<Vec<ServiceRow>> {
+    read_model::running_services(
+        &state.pool,
+        principal.tenant_id(),
+        service,
+        cluster,
+        SCAN_LIMIT,
     )
-    .bind(principal.tenant_id())
-    .bind(service)
-    .bind(cluster)
-    .bind(SCAN_LIMIT)
-    .fetch_all(&state.pool)
     .await
-    .map_err(|e| internal(&e))
+    .map_err(read_failed)
 }
 
 /// The live state of each row's node, in one round trip.
 async fn loads_of(
     state: &BridgeState,
-    rows: &[InstanceRow],
+    rows: &[ServiceRow],
 ) -> async_graphql::Result<Vec<NodeLoad>> {
     let nodes: Vec<Uuid> = rows.iter().map(|row| row.node_id).collect();
     node_loads(state, &nodes).await

@@ -5,12 +5,11 @@
 use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject, Union};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use chrono::{DateTime, Utc};
 use frameworks_commands::aggregates::tenant::{Tenant, TenantCommand, TenantOutcome};
 use frameworks_events::AggregateType;
-use sqlx::{FromRow, QueryBuilder};
+use frameworks_projections::queries::accounts::{self as read_model, SigningKeyRow};
 
-use super::connection::{ConnectionInput, Listing, Page, Position, connection};
+use super::connection::{ConnectionInput, Paged, connection, page_of, read_failed};
 use super::errors::{
     AuthError, NotFoundError, RateLimitError, Refusal, ValidationError, bad_input, internal,
 };
@@ -22,7 +21,6 @@ use crate::auth::{Principal, Scope};
 use crate::state::BridgeState;
 
 const TYPE: &str = "SigningKey";
-const COLUMNS: &str = "kid, name, algorithm, public_key_spki, revoked_at, created_at";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
 pub enum SigningKeyAlgorithm {
@@ -53,40 +51,29 @@ pub struct SigningKey {
     pub revoked_at: Option<Time>,
 }
 
-#[derive(Debug, FromRow)]
-struct KeyRow {
-    kid: String,
-    name: String,
-    algorithm: String,
-    public_key_spki: Vec<u8>,
-    revoked_at: Option<DateTime<Utc>>,
-    created_at: DateTime<Utc>,
-}
-
-impl KeyRow {
-    fn into_key(self) -> async_graphql::Result<SigningKey> {
-        if self.algorithm != "ES256" {
-            return Err(internal(&std::io::Error::other(format!(
-                "signing key {} has algorithm {}",
-                self.kid, self.algorithm
-            ))));
-        }
-        Ok(SigningKey {
-            id: ids::global(TYPE, &self.kid),
-            public_key_pem: pem("PUBLIC KEY", &self.public_key_spki),
-            name: self.name,
-            algorithm: SigningKeyAlgorithm::Es256,
-            status: if self.revoked_at.is_some() {
-                SigningKeyStatus::Revoked
-            } else {
-                SigningKeyStatus::Active
-            },
-            created_at: Time(self.created_at),
-            last_used_at: None,
-            revoked_at: self.revoked_at.map(Time),
-            kid: self.kid,
-        })
+/// A key as the API shows it: its public half, as PEM.
+fn signing_key(row: SigningKeyRow) -> async_graphql::Result<SigningKey> {
+    if row.algorithm != "ES256" {
+        return Err(internal(&std::io::Error::other(format!(
+            "signing key {} has algorithm {}",
+            row.kid, row.algorithm
+        ))));
     }
+    Ok(SigningKey {
+        id: ids::global(TYPE, &row.kid),
+        public_key_pem: pem("PUBLIC KEY", &row.public_key_spki),
+        name: row.name,
+        algorithm: SigningKeyAlgorithm::Es256,
+        status: if row.revoked_at.is_some() {
+            SigningKeyStatus::Revoked
+        } else {
+            SigningKeyStatus::Active
+        },
+        created_at: Time(row.created_at),
+        last_used_at: None,
+        revoked_at: row.revoked_at.map(Time),
+        kid: row.kid,
+    })
 }
 
 /// DER as PEM: base64 in lines of 64 between the label's armour.
@@ -156,7 +143,7 @@ impl SigningKeyQuery {
         page: Option<ConnectionInput>,
     ) -> async_graphql::Result<SigningKeysConnection> {
         let principal = require(ctx, Scope::StreamsRead)?;
-        let page = Page::from_input(page.as_ref())?;
+        let page = page_of(page.as_ref())?;
         let revoked = match status.as_deref().map(str::to_ascii_lowercase).as_deref() {
             None | Some("") => None,
             Some("active") => Some(false),
@@ -164,33 +151,19 @@ impl SigningKeyQuery {
             Some(_) => return Err(bad_input("status", "must be active or revoked")),
         };
         let state = state(ctx)?;
-        let filter = |query: &mut QueryBuilder<sqlx::Postgres>| {
-            query
-                .push(" WHERE tenant_id = ")
-                .push_bind(principal.tenant_id());
-            match revoked {
-                Some(true) => query.push(" AND revoked_at IS NOT NULL"),
-                Some(false) => query.push(" AND revoked_at IS NULL"),
-                None => query,
-            };
-        };
-        let listing = Listing {
-            from: "read_models.rm_signing_keys",
-            columns: COLUMNS,
-            created_at: "created_at",
-            id: "kid",
-        };
-        let (edges, info, total) = page
-            .fetch(&state.pool, listing, filter, |row: &KeyRow| Position {
-                created_at: row.created_at,
-                id: row.kid.clone(),
-            })
-            .await?;
-        let edges = edges
+        let keys = read_model::signing_keys(&state.pool, principal.tenant_id(), revoked, &page)
+            .await
+            .map_err(read_failed)?;
+        let edges = keys
+            .edges
             .into_iter()
-            .map(|(c, row)| Ok((c, row.into_key()?)))
+            .map(|(c, row)| Ok((c, signing_key(row)?)))
             .collect::<async_graphql::Result<Vec<_>>>()?;
-        Ok(SigningKeysConnection::new(edges, info, total))
+        Ok(SigningKeysConnection::new(Paged {
+            edges,
+            bounds: keys.bounds,
+            total: keys.total,
+        }))
     }
 }
 
@@ -309,15 +282,10 @@ async fn load(
     principal: &Principal,
     kid: &str,
 ) -> async_graphql::Result<Option<SigningKey>> {
-    let row: Option<KeyRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM read_models.rm_signing_keys WHERE kid = $1 AND tenant_id = $2"
-    )))
-    .bind(kid)
-    .bind(principal.tenant_id())
-    .fetch_optional(&state.pool)
-    .await
-    .map_err(|e| internal(&e))?;
-    row.map(KeyRow::into_key).transpose()
+    let row = read_model::signing_key(&state.pool, principal.tenant_id(), kid)
+        .await
+        .map_err(read_failed)?;
+    row.map(signing_key).transpose()
 }
 
 #[cfg(test)]

@@ -17,10 +17,11 @@ use frameworks_events::proto::v1::common::SealedSecret;
 use prost::Message;
 use std::time::Duration;
 
-use sqlx::{FromRow, PgPool, Postgres, QueryBuilder};
+use frameworks_projections::queries::streams::{self as read_model, StreamKeyRow, StreamRow};
+use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::connection::{ConnectionInput, Listing, Page, Position, connection};
+use super::connection::{ConnectionInput, Paged, connection, page_of, read_failed};
 use super::errors::{
     AuthError, DeleteSuccess, NotFoundError, Refusal, ValidationError, deny_field, internal,
 };
@@ -33,7 +34,6 @@ use crate::cache::TtlCache;
 use crate::state::BridgeState;
 
 const STREAM_TYPE: &str = "Stream";
-const STREAM_COLUMNS: &str = "id, name, description, record, ingest_mode, playback_id, pull_source, playback_policy, primary_key_id, created_at, updated_at";
 
 mod inputs;
 mod mutations;

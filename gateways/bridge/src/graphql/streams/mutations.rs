@@ -60,7 +60,7 @@ impl StreamMutation {
                 Err(message) => return Err(ValidationError::new("id", message, None).into()),
             };
             let stream = stream.ok_or_else(|| Refusal::not_found(STREAM_TYPE, &id.0))?;
-            if let Some(refusal) = unsupported_update(&input, stream.ingest_mode()) {
+            if let Some(refusal) = unsupported_update(&input, IngestMode::of(&stream)) {
                 return Err(refusal.into());
             }
             let command = StreamCommand::Update {
@@ -141,14 +141,15 @@ impl StreamMutation {
                 }
             };
             wait(state, uuid).await?;
-            let row: StreamKeyRow = sqlx::query_as(
-                "SELECT key_id, stream_id, label, sealed_key, created_at FROM read_models.rm_stream_keys WHERE key_id = $1",
-            )
-            .bind(&key_id)
-            .fetch_one(&state.pool)
-            .await
-            .map_err(|e| internal(&e))?;
-            Ok(CreateStreamKeyResult::StreamKey(row.into_key(state)?))
+            let row = read_model::key(&state.pool, &key_id)
+                .await
+                .map_err(read_failed)?
+                .ok_or_else(|| {
+                    internal(&std::io::Error::other(format!(
+                        "stream key {key_id} vanished after a write"
+                    )))
+                })?;
+            Ok(CreateStreamKeyResult::StreamKey(stream_key(state, row)?))
         })
         .await
     }

@@ -15,34 +15,20 @@ impl StreamQuery {
         search: Option<String>,
     ) -> async_graphql::Result<StreamsConnection> {
         let principal = require(ctx, Scope::StreamsRead)?;
-        let page = Page::from_input(page.as_ref())?;
+        let page = page_of(page.as_ref())?;
         let state = state(ctx)?;
         let pattern = search
             .filter(|s| !s.trim().is_empty())
             .map(|s| format!("%{}%", escape_like(s.trim())));
-        let filter = |query: &mut QueryBuilder<Postgres>| {
-            query
-                .push(" WHERE tenant_id = ")
-                .push_bind(principal.tenant_id())
-                .push(" AND deleted_at IS NULL");
-            if let Some(pattern) = &pattern {
-                query.push(" AND name ILIKE ").push_bind(pattern.clone());
-            }
-        };
-        let listing = Listing {
-            from: "read_models.rm_streams",
-            columns: STREAM_COLUMNS,
-            created_at: "created_at",
-            id: "id",
-        };
-        let (edges, info, total) = page
-            .fetch(&state.pool, listing, filter, |row: &StreamRow| Position {
-                created_at: row.created_at,
-                id: row.id.to_string(),
-            })
-            .await?;
-        let edges = edges.into_iter().map(|(c, row)| (c, Stream(row))).collect();
-        Ok(StreamsConnection::new(edges, info, total))
+        let streams = read_model::list(
+            &state.pool,
+            principal.tenant_id(),
+            pattern.as_deref(),
+            &page,
+        )
+        .await
+        .map_err(read_failed)?;
+        Ok(StreamsConnection::new(streams.map(Stream)))
     }
 
     /// One stream of the tenant, by global or raw id.
@@ -59,7 +45,7 @@ impl StreamQuery {
         page: Option<ConnectionInput>,
     ) -> async_graphql::Result<StreamKeysConnection> {
         let principal = require(ctx, Scope::StreamsWrite)?;
-        let page = Page::from_input(page.as_ref())?;
+        let page = page_of(page.as_ref())?;
         let state = state(ctx)?;
         let stream = match stream_uuid(&stream_id) {
             Ok(Some(id)) => load_stream(state, principal, id).await?,
@@ -71,28 +57,19 @@ impl StreamQuery {
                     .extend_with(|_, e| e.set("code", "NOT_FOUND")),
             );
         };
-        let listing = Listing {
-            from: "read_models.rm_stream_keys",
-            columns: "key_id, stream_id, label, sealed_key, created_at",
-            created_at: "created_at",
-            id: "key_id",
-        };
-        let filter = |query: &mut QueryBuilder<Postgres>| {
-            query.push(" WHERE stream_id = ").push_bind(stream.id);
-        };
-        let (edges, info, total) = page
-            .fetch(&state.pool, listing, filter, |row: &StreamKeyRow| {
-                Position {
-                    created_at: row.created_at,
-                    id: row.key_id.clone(),
-                }
-            })
-            .await?;
-        let edges = edges
+        let keys = read_model::keys(&state.pool, stream.id, &page)
+            .await
+            .map_err(read_failed)?;
+        let edges = keys
+            .edges
             .into_iter()
-            .map(|(c, row)| Ok((c, row.into_key(state)?)))
+            .map(|(c, row)| Ok((c, stream_key(state, row)?)))
             .collect::<async_graphql::Result<Vec<_>>>()?;
-        Ok(StreamKeysConnection::new(edges, info, total))
+        Ok(StreamKeysConnection::new(Paged {
+            edges,
+            bounds: keys.bounds,
+            total: keys.total,
+        }))
     }
 
     /// Whether a stream key belongs to one of the tenant's streams.
@@ -103,16 +80,13 @@ impl StreamQuery {
     ) -> async_graphql::Result<Option<StreamValidation>> {
         let principal = require(ctx, Scope::StreamsRead)?;
         let state = state(ctx)?;
-        let found: Option<Uuid> = sqlx::query_scalar(
-            "SELECT s.id FROM read_models.rm_stream_keys k
-             JOIN read_models.rm_streams s ON s.id = k.stream_id
-             WHERE k.lookup_hash = $1 AND s.tenant_id = $2 AND s.deleted_at IS NULL",
+        let found = read_model::tenant_stream_of_key(
+            &state.pool,
+            principal.tenant_id(),
+            sha256(stream_key.as_bytes()).as_slice(),
         )
-        .bind(sha256(stream_key.as_bytes()).as_slice())
-        .bind(principal.tenant_id())
-        .fetch_optional(&state.pool)
         .await
-        .map_err(|e| internal(&e))?;
+        .map_err(read_failed)?;
         Ok(Some(match found {
             Some(_) => StreamValidation {
                 status: ValidationStatus::Valid,

@@ -33,15 +33,7 @@ pub(in crate::graphql) async fn load_stream_row(
     tenant: Uuid,
     id: Uuid,
 ) -> async_graphql::Result<Option<StreamRow>> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {STREAM_COLUMNS} FROM read_models.rm_streams
-         WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL"
-    )))
-    .bind(id)
-    .bind(tenant)
-    .fetch_optional(pool)
-    .await
-    .map_err(|e| internal(&e))
+    read_model::get(pool, tenant, id).await.map_err(read_failed)
 }
 
 /// Streams as events refer to them, cached for a second: a thousand

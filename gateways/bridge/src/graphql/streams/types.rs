@@ -86,33 +86,9 @@ pub struct PullSource {
     pub class_: String,
 }
 
-#[derive(Debug, Clone, FromRow)]
-pub struct StreamRow {
-    pub(super) id: Uuid,
-    pub(super) name: String,
-    pub(super) description: String,
-    pub(super) record: bool,
-    pub(super) ingest_mode: String,
-    pub(super) playback_id: String,
-    pub(super) pull_source: Option<Vec<u8>>,
-    pub(super) playback_policy: Option<Vec<u8>>,
-    pub(super) primary_key_id: Option<String>,
-    pub(super) created_at: DateTime<Utc>,
-    pub(super) updated_at: DateTime<Utc>,
-}
-
-impl StreamRow {
-    pub(in crate::graphql) fn uuid(&self) -> Uuid {
-        self.id
-    }
-
-    pub(super) fn ingest_mode(&self) -> IngestMode {
-        // The read model keeps the event's enum name, e.g. INGEST_MODE_PULL.
-        if self.ingest_mode.ends_with("PULL") {
-            IngestMode::Pull
-        } else {
-            IngestMode::Push
-        }
+impl IngestMode {
+    pub(super) fn of(row: &StreamRow) -> Self {
+        if row.pulls() { Self::Pull } else { Self::Push }
     }
 }
 
@@ -151,7 +127,7 @@ impl Stream {
     }
 
     async fn ingest_mode(&self) -> IngestMode {
-        self.0.ingest_mode()
+        IngestMode::of(&self.0)
     }
 
     /// The pull source, redacted; null for push streams.
@@ -178,21 +154,22 @@ impl Stream {
         if !principal(ctx)?.allows(Scope::StreamsWrite) {
             return Ok(deny_field(ctx, Scope::StreamsWrite));
         }
-        let (IngestMode::Push, Some(key_id)) = (self.0.ingest_mode(), &self.0.primary_key_id)
+        let (IngestMode::Push, Some(key_id)) = (IngestMode::of(&self.0), &self.0.primary_key_id)
         else {
             return Ok(None);
         };
         let state = state(ctx)?;
-        let sealed: Option<Vec<u8>> = sqlx::query_scalar(
-            "SELECT sealed_key FROM read_models.rm_stream_keys WHERE key_id = $1",
-        )
-        .bind(key_id)
-        .fetch_optional(&state.pool)
-        .await
-        .map_err(|e| internal(&e))?;
-        sealed
-            .map(|sealed| open(state, &sealed, &key_context(&self.0.id.to_string(), key_id)))
-            .transpose()
+        let key = read_model::key(&state.pool, key_id)
+            .await
+            .map_err(read_failed)?;
+        key.map(|key| {
+            open(
+                state,
+                &key.sealed_key,
+                &key_context(&self.0.id.to_string(), key_id),
+            )
+        })
+        .transpose()
     }
 
     async fn created_at(&self) -> Time {
@@ -414,32 +391,25 @@ pub struct StreamValidation {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Clone, FromRow)]
-pub(super) struct StreamKeyRow {
-    pub(super) key_id: String,
-    pub(super) stream_id: Uuid,
-    pub(super) label: String,
-    pub(super) sealed_key: Vec<u8>,
-    pub(super) created_at: DateTime<Utc>,
-}
-
-impl StreamKeyRow {
-    pub(super) fn into_key(self, state: &BridgeState) -> async_graphql::Result<StreamKey> {
-        let stream_id = self.stream_id.to_string();
-        Ok(StreamKey {
-            key_value: open(
-                state,
-                &self.sealed_key,
-                &key_context(&stream_id, &self.key_id),
-            )?,
-            id: ID(self.key_id),
-            stream_id,
-            key_name: Some(self.label).filter(|l| !l.is_empty()),
-            is_active: true,
-            last_used_at: None,
-            created_at: self.created_at.into(),
-        })
-    }
+/// A stream key as the API shows it, its sealed value opened.
+pub(super) fn stream_key(
+    state: &BridgeState,
+    row: StreamKeyRow,
+) -> async_graphql::Result<StreamKey> {
+    let stream_id = row.stream_id.to_string();
+    Ok(StreamKey {
+        key_value: open(
+            state,
+            &row.sealed_key,
+            &key_context(&stream_id, &row.key_id),
+        )?,
+        id: ID(row.key_id),
+        stream_id,
+        key_name: Some(row.label).filter(|l| !l.is_empty()),
+        is_active: true,
+        last_used_at: None,
+        created_at: row.created_at.into(),
+    })
 }
 
 connection!(StreamsConnection, StreamEdge, Stream);
