@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
@@ -199,11 +199,12 @@ fn read_blocking(settings: &KafkaSettings, limit: usize) -> Result<Vec<DeadLette
         .set("enable.auto.commit", "false")
         .set("group.id", "frameworks-dead-letter-reader")
         .create()?;
+    let deadline = Instant::now() + timeout;
     let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
     let mut assignment = TopicPartitionList::new();
     let mut remaining = Vec::new();
     for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
-        let (low, high) = consumer.fetch_watermarks(topic, partition.id(), timeout)?;
+        let (low, high) = watermarks(&consumer, topic, partition.id(), deadline)?;
         if high > low {
             assignment.add_partition_offset(topic, partition.id(), Offset::Offset(low))?;
             remaining.push((partition.id(), high));
@@ -214,7 +215,6 @@ fn read_blocking(settings: &KafkaSettings, limit: usize) -> Result<Vec<DeadLette
         return Ok(letters);
     }
     consumer.assign(&assignment)?;
-    let deadline = Instant::now() + timeout;
     while !remaining.is_empty() && letters.len() < limit && Instant::now() < deadline {
         let Some(message) = consumer.poll(Duration::from_millis(200)) else {
             continue;
@@ -230,12 +230,54 @@ fn read_blocking(settings: &KafkaSettings, limit: usize) -> Result<Vec<DeadLette
     Ok(letters)
 }
 
+/// A partition's low and high watermarks. A topic created a moment ago may
+/// have no leader yet everywhere (`frameworks topics apply` just before):
+/// the broker says so, and the question is asked again until `deadline`.
+fn watermarks(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    deadline: Instant,
+) -> Result<(i64, i64), KafkaError> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match consumer.fetch_watermarks(topic, partition, left) {
+            Err(error) if is_leader_change(&error) && left > Duration::ZERO => {
+                std::thread::sleep(Duration::from_millis(100).min(left));
+            }
+            answer => return answer,
+        }
+    }
+}
+
+/// Whether the broker refused only because a partition's leader is being
+/// elected or has moved: asking again shortly succeeds.
+fn is_leader_change(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::NotLeaderForPartition
+                | RDKafkaErrorCode::LeaderNotAvailable
+                | RDKafkaErrorCode::UnknownTopicOrPartition
+        )
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use rdkafka::Timestamp;
     use rdkafka::message::OwnedMessage;
 
     use super::*;
+
+    #[test]
+    fn only_leader_changes_are_asked_again() {
+        let led = |code| is_leader_change(&KafkaError::MetadataFetch(code));
+        assert!(led(RDKafkaErrorCode::NotLeaderForPartition));
+        assert!(led(RDKafkaErrorCode::LeaderNotAvailable));
+        assert!(!led(RDKafkaErrorCode::TopicAuthorizationFailed));
+        assert!(!is_leader_change(&KafkaError::Canceled));
+    }
 
     #[test]
     fn headers_round_trip() {
