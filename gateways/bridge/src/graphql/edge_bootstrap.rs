@@ -7,13 +7,14 @@
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject, Union};
 use frameworks_commands::CommandContext;
 use frameworks_commands::aggregates::infrastructure::{
-    Cluster as ClusterAggregate, ClusterCommand, ClusterOutcome, pre_register_edge,
+    Cluster as ClusterAggregate, ClusterCommand, pre_register_edge,
 };
 use frameworks_commands::aggregates::marketplace::MarketplaceCommand;
-use frameworks_events::AggregateType;
 use uuid::Uuid;
 
-use super::clusters::{BootstrapToken, Cluster, bootstrap_token, cluster_by_id, cluster_uuid};
+use super::clusters::{
+    BootstrapToken, Cluster, cluster_by_id, cluster_uuid, issue_enrolment_token,
+};
 use super::connection::read_failed;
 use super::errors::{AuthError, Refusal, ValidationError, internal};
 use super::mutation::{answer, caller, command};
@@ -153,26 +154,11 @@ impl EdgeBootstrapMutation {
                 ttl_seconds: FIRST_TOKEN_TTL_SECONDS,
                 name: "first edge".into(),
             };
-            let (token_id, token) =
-                match command::<ClusterAggregate>(state, principal, &id, &issue).await? {
-                    ClusterOutcome::EnrolmentToken {
-                        token_id, token, ..
-                    } => (token_id, token),
-                    other => {
-                        return Err(internal(&std::io::Error::other(format!(
-                            "issuing an enrolment token answered {other:?}"
-                        )))
-                        .into());
-                    }
-                };
-            state
-                .wait_until_projected(AggregateType::Cluster, &id)
-                .await
-                .map_err(|e| internal(&e))?;
+            let bootstrap_token = issue_enrolment_token(state, principal, &id, &issue).await?;
             Ok(CreateEdgeClusterResult::CreateEdgeClusterResponse(
                 Box::new(CreateEdgeClusterResponse {
                     cluster: cluster_by_id(state, principal, uuid).await?,
-                    bootstrap_token: bootstrap_token(state, &token_id, token).await?,
+                    bootstrap_token,
                     foghorn_addr: state.edges.balancer_grpc_addr.clone(),
                 }),
             ))

@@ -42,27 +42,15 @@ impl ClusterMutation {
                 ttl_seconds,
                 name: name.unwrap_or_default(),
             };
-            let (token_id, token) =
-                match command::<ClusterAggregate>(state, principal, &uuid.to_string(), &issue)
-                    .await?
-                {
-                    ClusterOutcome::EnrolmentToken {
-                        token_id, token, ..
-                    } => (token_id, token),
-                    other => {
-                        return Err(internal(&std::io::Error::other(format!(
-                            "issuing an enrolment token answered {other:?}"
-                        )))
-                        .into());
-                    }
-                };
-            state
-                .wait_until_projected(AggregateType::Cluster, &uuid.to_string())
-                .await
-                .map_err(|e| internal(&e))?;
             Ok(CreateEnrollmentTokenResult::CreateEnrollmentTokenResponse(
                 CreateEnrollmentTokenResponse {
-                    bootstrap_token: bootstrap_token(state, &token_id, token).await?,
+                    bootstrap_token: issue_enrolment_token(
+                        state,
+                        principal,
+                        &uuid.to_string(),
+                        &issue,
+                    )
+                    .await?,
                 },
             ))
         })
@@ -128,4 +116,30 @@ impl ClusterMutation {
         })
         .await
     }
+}
+
+/// Issues an enrolment token on cluster `id` and answers it, with its
+/// secret, once the read model holds it.
+pub(in crate::graphql) async fn issue_enrolment_token(
+    state: &BridgeState,
+    principal: &Principal,
+    id: &str,
+    issue: &ClusterCommand,
+) -> Result<BootstrapToken, Stop> {
+    let (token_id, token) = match command::<ClusterAggregate>(state, principal, id, issue).await? {
+        ClusterOutcome::EnrolmentToken {
+            token_id, token, ..
+        } => (token_id, token),
+        other => {
+            return Err(internal(&std::io::Error::other(format!(
+                "issuing an enrolment token answered {other:?}"
+            )))
+            .into());
+        }
+    };
+    state
+        .wait_until_projected(AggregateType::Cluster, id)
+        .await
+        .map_err(|e| internal(&e))?;
+    Ok(bootstrap_token(state, &token_id, token).await?)
 }

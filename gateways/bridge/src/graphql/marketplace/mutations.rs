@@ -288,10 +288,7 @@ async fn run(
         &ClusterCommand::Marketplace(marketplace),
     )
     .await?;
-    state
-        .wait_until_projected(AggregateType::Cluster, &id)
-        .await
-        .map_err(|e| internal(&e))?;
+    projected(state, &id).await?;
     Ok(outcome)
 }
 
@@ -317,11 +314,16 @@ async fn run_plain(
             ExecuteError::Rejected(refusal) => rejected(&refusal),
             other => internal(&other),
         })?;
-    state
-        .wait_until_projected(AggregateType::Cluster, &id)
-        .await
-        .map_err(|e| internal(&e))?;
+    projected(state, &id).await?;
     Ok(true)
+}
+
+/// Waits until the read model holds what was just done to cluster `id`.
+async fn projected(state: &BridgeState, id: &str) -> async_graphql::Result<()> {
+    state
+        .wait_until_projected(AggregateType::Cluster, id)
+        .await
+        .map_err(|e| internal(&e))
 }
 
 /// Runs a command that answers with a subscription, and that subscription
