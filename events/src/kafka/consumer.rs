@@ -18,11 +18,14 @@ use rdkafka::consumer::{
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use tracing::{debug, warn};
 
-use super::KafkaSettings;
 use super::dead_letter::{DeadLetterWriter, read_event};
 use super::publisher::PublishError;
+use super::{KafkaSettings, is_leader_change};
 use crate::catalogue::Topic;
 use crate::envelope::Event;
+
+/// How long to wait before reading again after a partition had no leader.
+const LEADER_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// An event and where it was read from.
 #[derive(Debug, Clone, PartialEq)]
@@ -101,10 +104,20 @@ impl EventConsumer {
     }
 
     /// The next readable event. Unreadable records met on the way are
-    /// dead-lettered and skipped.
+    /// dead-lettered and skipped. A partition without a leader yet (a topic
+    /// created a moment ago) is waited for: librdkafka reports it as an
+    /// error, and then reads the partition once it has one.
     pub async fn next(&self) -> Result<Received, ConsumeError> {
         loop {
-            let message = self.consumer.recv().await?;
+            let message = match self.consumer.recv().await {
+                Ok(message) => message,
+                Err(error) if is_leader_change(&error) => {
+                    warn!(%error, group = %self.group_id, "a partition has no leader yet; waiting");
+                    tokio::time::sleep(LEADER_WAIT).await;
+                    continue;
+                }
+                Err(error) => return Err(error.into()),
+            };
             match read_event(&message) {
                 Ok(event) => {
                     return Ok(Received {

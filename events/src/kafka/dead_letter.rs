@@ -8,14 +8,14 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use tracing::warn;
 
-use super::KafkaSettings;
 use super::publisher::{EventPublisher, PublishError};
+use super::{KafkaSettings, is_leader_change};
 use crate::catalogue::Topic;
 use crate::envelope::Event;
 
@@ -250,34 +250,12 @@ fn watermarks(
     }
 }
 
-/// Whether the broker refused only because a partition's leader is being
-/// elected or has moved: asking again shortly succeeds.
-fn is_leader_change(error: &KafkaError) -> bool {
-    matches!(
-        error.rdkafka_error_code(),
-        Some(
-            RDKafkaErrorCode::NotLeaderForPartition
-                | RDKafkaErrorCode::LeaderNotAvailable
-                | RDKafkaErrorCode::UnknownTopicOrPartition
-        )
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use rdkafka::Timestamp;
     use rdkafka::message::OwnedMessage;
 
     use super::*;
-
-    #[test]
-    fn only_leader_changes_are_asked_again() {
-        let led = |code| is_leader_change(&KafkaError::MetadataFetch(code));
-        assert!(led(RDKafkaErrorCode::NotLeaderForPartition));
-        assert!(led(RDKafkaErrorCode::LeaderNotAvailable));
-        assert!(!led(RDKafkaErrorCode::TopicAuthorizationFailed));
-        assert!(!is_leader_change(&KafkaError::Canceled));
-    }
 
     #[test]
     fn headers_round_trip() {
