@@ -230,7 +230,8 @@ mod tests {
 
     #[test]
     fn a_page_knows_whether_more_follow() {
-        let at = Utc::now();
+        // Microseconds, as the read models store time and cursors carry it.
+        let at = DateTime::from_timestamp_micros(1_790_000_000_123_456).unwrap_or_default();
         let position = |i: &i32| Position {
             created_at: at,
             id: format!("{i:03}"),
