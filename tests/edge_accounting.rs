@@ -301,7 +301,7 @@ async fn a_dead_forwarder_is_restarted_and_health_reports_it_meanwhile() {
     })
     .await;
     let down =
-        support::down_then_healthy(&metrics, "edge-forwarder", Duration::from_secs(30)).await;
+        support::down_then_healthy(&metrics, "edge-forwarder", 4.0, Duration::from_secs(30)).await;
     let restarts =
         support::metric(&metrics, "frameworks_task_restarts_total", "edge-forwarder").await;
     assert_eq!(restarts, 4.0, "four deaths, four restarts");

@@ -768,7 +768,8 @@ async fn a_dead_projector_loop_is_restarted_and_health_reports_it_meanwhile() {
             ("FAILPOINTS", "projector=4*panic".into()),
         ],
     );
-    let down = support::down_then_healthy(&metrics, "projector", Duration::from_secs(30)).await;
+    let down =
+        support::down_then_healthy(&metrics, "projector", 4.0, Duration::from_secs(30)).await;
     let restarts = support::metric(&metrics, "frameworks_task_restarts_total", "projector").await;
     assert_eq!(restarts, 4.0, "four deaths, four restarts");
     wait_for(

@@ -373,9 +373,19 @@ pub async fn health(listen: &str) -> Option<(u16, String)> {
 }
 
 /// Waits (up to `limit`) until the role at `listen` reports `task` down on
-/// `/health` (503, naming it), then until it is healthy again; answers how
-/// long it was seen down. Fails if either does not happen in time.
-pub async fn down_then_healthy(listen: &str, task: &str, limit: Duration) -> Duration {
+/// `/health` (503, naming it), then until it has restarted `task` at least
+/// `restarts` times and is healthy again; answers how long after it was
+/// first seen down. Fails if either does not happen in time.
+///
+/// A restarted task is up from the moment its attempt starts, so `/health`
+/// may answer 200 for an instant between two deaths: counting the restarts
+/// is what tells the last one from those.
+pub async fn down_then_healthy(
+    listen: &str,
+    task: &str,
+    restarts: f64,
+    limit: Duration,
+) -> Duration {
     let seen_down = within(limit, &format!("/health reports {task} down"), async {
         loop {
             if let Some((503, body)) = health(listen).await
@@ -389,9 +399,11 @@ pub async fn down_then_healthy(listen: &str, task: &str, limit: Duration) -> Dur
     .await;
     within(
         limit,
-        &format!("/health healthy again after {task}"),
+        &format!("{restarts} restarts of {task}, then /health healthy again"),
         async {
-            while !matches!(health(listen).await, Some((200, _))) {
+            while metric(listen, "frameworks_task_restarts_total", task).await < restarts
+                || !matches!(health(listen).await, Some((200, _)))
+            {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         },
