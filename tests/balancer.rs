@@ -637,7 +637,7 @@ async fn ingest_is_validated_triggers_become_stream_facts_and_viewers_are_routed
                 .fleet
                 .edges()
                 .iter()
-                .any(|e| e.node_id == node && e.cpu_percent == 20.0)
+                .any(|e| e.node_id == node && e.liveness == Liveness::Live && e.cpu_percent == 20.0)
         }
     })
     .await;

@@ -301,8 +301,20 @@ impl EdgeControlService {
         Ok(())
     }
 
-    /// Node telemetry from a heartbeat, into Kafka.
+    /// A heartbeat: the node heard from, and its telemetry into Kafka.
     async fn heartbeat(&self, node: &str, tenant: Option<Uuid>, beat: Heartbeat) {
+        // Heard is when the heartbeat arrived, whatever becomes of its
+        // telemetry: recorded first, the edge is never seen with its new
+        // load in the live state and not yet as live, and a slow or
+        // unreachable Kafka does not make a healthy edge look gone.
+        if let Some(session) = self.lock().get_mut(node) {
+            session.last_heartbeat = Instant::now();
+        }
+        // Every balancer instance routes by when the node was last heard from.
+        if let Err(error) = self.shared.heard(node).await {
+            counter!("frameworks_balancer_liveness_errors_total").increment(1);
+            warn!(%error, node, "a heartbeat could not be recorded in the shared state");
+        }
         let fact = |payload: EventPayload| TelemetryCommand {
             subject_id: node.to_owned(),
             tenant_id: tenant,
@@ -328,14 +340,6 @@ impl EdgeControlService {
                 counter!("frameworks_balancer_telemetry_errors_total").increment(1);
                 warn!(%error, node, "a heartbeat could not be published");
             }
-        }
-        if let Some(session) = self.lock().get_mut(node) {
-            session.last_heartbeat = Instant::now();
-        }
-        // Every balancer instance routes by when the node was last heard from.
-        if let Err(error) = self.shared.heard(node).await {
-            counter!("frameworks_balancer_liveness_errors_total").increment(1);
-            warn!(%error, node, "a heartbeat could not be recorded in the shared state");
         }
     }
 
