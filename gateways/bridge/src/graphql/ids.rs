@@ -23,6 +23,12 @@ pub fn raw(type_name: &str, id: &str) -> Result<String, String> {
     }
 }
 
+/// The UUID behind `id` (global or raw) of `type_name`; none when `id`
+/// names another type or is no UUID, which callers answer as not found.
+pub fn uuid(type_name: &str, id: &str) -> Option<uuid::Uuid> {
+    raw(type_name, id).ok()?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -43,5 +49,15 @@ mod tests {
             Ok("0190a8a0-0000-7000-8000-000000000001")
         );
         assert!(raw("Stream", &global("Cluster", "c1").0).is_err());
+    }
+
+    #[test]
+    fn uuids_come_only_from_ids_of_their_type() {
+        let raw_id = "0190a8a0-0000-7000-8000-000000000001";
+        let expected = raw_id.parse().ok();
+        assert_eq!(uuid("Stream", &global("Stream", raw_id).0), expected);
+        assert_eq!(uuid("Stream", raw_id), expected);
+        assert_eq!(uuid("Stream", &global("Cluster", raw_id).0), None);
+        assert_eq!(uuid("Stream", "not-a-uuid"), None);
     }
 }

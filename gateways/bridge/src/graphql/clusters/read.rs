@@ -60,7 +60,7 @@ pub(in crate::graphql) async fn usable_cluster(
 
 /// A cluster's UUID from its global or raw id.
 pub(in crate::graphql) fn cluster_uuid(id: &str) -> Option<Uuid> {
-    ids::raw(CLUSTER_TYPE, id).ok()?.parse().ok()
+    ids::uuid(CLUSTER_TYPE, id)
 }
 
 /// A page of clusters, newest first, with the total.
@@ -273,7 +273,7 @@ pub(in crate::graphql) async fn node_by_id(
 
 /// A node's UUID from its global or raw id.
 pub(in crate::graphql) fn node_uuid(id: &str) -> Option<Uuid> {
-    ids::raw(NODE_TYPE, id).ok()?.parse().ok()
+    ids::uuid(NODE_TYPE, id)
 }
 
 pub(super) fn node(principal: &Principal, row: NodeRow, load: &NodeLoad) -> InfrastructureNode {

@@ -117,9 +117,7 @@ impl MarketplaceMutation {
             let not_a_tenant = |message: &str| {
                 ValidationError::new("input.invitedTenantId", message.to_owned(), None)
             };
-            let invited = ids::raw("Tenant", &input.invited_tenant_id.0)
-                .ok()
-                .and_then(|raw| raw.parse::<Uuid>().ok())
+            let invited = ids::uuid("Tenant", &input.invited_tenant_id.0)
                 .ok_or_else(|| not_a_tenant("is not a tenant id"))?;
             // Tenants live in another aggregate; the read model says whether one exists.
             if !accounts::tenant_exists(&state.pool, invited)
@@ -166,10 +164,7 @@ impl MarketplaceMutation {
         answer(refuse, async {
             let (principal, state) = caller(ctx, Scope::InfrastructureWrite)?;
             let gone = || Refusal::not_found("ClusterInvite", &invite_id.0);
-            let uuid = ids::raw(INVITE_TYPE, &invite_id.0)
-                .ok()
-                .and_then(|raw| raw.parse::<Uuid>().ok())
-                .ok_or_else(gone)?;
+            let uuid = ids::uuid(INVITE_TYPE, &invite_id.0).ok_or_else(gone)?;
             // Only the owner's own invites are found, so others' do not leak.
             let cluster = read_model::cluster_of_invite(&state.pool, principal.tenant_id(), uuid)
                 .await
@@ -359,10 +354,7 @@ async fn decide_request(
     answer(ClusterSubscriptionResult::from, async {
         let (principal, state) = caller(ctx, Scope::InfrastructureWrite)?;
         let missing = || Refusal::not_found("ClusterSubscription", &subscription_id.0);
-        let uuid = ids::raw(SUBSCRIPTION_TYPE, &subscription_id.0)
-            .ok()
-            .and_then(|raw| raw.parse::<Uuid>().ok())
-            .ok_or_else(missing)?;
+        let uuid = ids::uuid(SUBSCRIPTION_TYPE, &subscription_id.0).ok_or_else(missing)?;
         // Only requests on the caller's own clusters are found.
         let cluster = read_model::cluster_of_subscription(&state.pool, principal.tenant_id(), uuid)
             .await
