@@ -421,7 +421,7 @@ async fn the_published_client_drives_every_operation_it_has_here() {
     let issue = ApiTokenCommand::Create {
         name: "reader".into(),
         scopes: vec!["streams:read".into()],
-        expires_at: None,
+        expires: None,
         created_by_user_id: user.clone(),
     };
     let ApiTokenOutcome::Created {

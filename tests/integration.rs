@@ -10,6 +10,7 @@
 
 mod support;
 
+mod accepted_writes;
 mod analytics;
 mod balancer;
 mod cli;

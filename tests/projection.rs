@@ -105,7 +105,7 @@ async fn workload(bus: &CommandBus, tenants: usize) {
         let create_token = ApiTokenCommand::Create {
             name: "ci".into(),
             scopes: vec!["streams:read".into()],
-            expires_at: None,
+            expires: None,
             created_by_user_id: user.clone(),
         };
         bus.execute::<ApiToken>(&token, &create_token, &ctx, None)

@@ -6,7 +6,9 @@ use crate::support;
 use std::sync::Arc;
 
 use chrono::Utc;
-use frameworks_commands::aggregates::api_token::{ApiToken, ApiTokenCommand, ApiTokenOutcome};
+use frameworks_commands::aggregates::api_token::{
+    ApiToken, ApiTokenCommand, ApiTokenOutcome, TokenExpiry,
+};
 use frameworks_commands::aggregates::infrastructure::{
     Cluster, ClusterCapacity, ClusterCommand, ClusterOutcome, Node, NodeCommand, NodeIdentity,
     NodeMode, ServiceReport, enrol_node, node_by_fingerprint, pre_register_edge,
@@ -210,7 +212,7 @@ async fn bad_input_is_a_typed_error_naming_the_field_and_appends_nothing() {
     let bad_scope = ApiTokenCommand::Create {
         name: "ci".into(),
         scopes: vec!["streams:read".into(), "streams:destroy".into()],
-        expires_at: None,
+        expires: None,
         created_by_user_id: "u1".into(),
     };
     let error = rejection(
@@ -334,7 +336,7 @@ async fn api_tokens_are_shown_once_and_stored_as_hashes() {
     let create = ApiTokenCommand::Create {
         name: "ci".into(),
         scopes: vec!["streams:read".into(), "analytics:read".into()],
-        expires_at: Some(Utc::now() + chrono::Duration::days(30)),
+        expires: Some(TokenExpiry::AfterDays(30)),
         created_by_user_id: "u1".into(),
     };
     let ApiTokenOutcome::Created { token, .. } = bus
@@ -383,7 +385,7 @@ async fn api_tokens_are_shown_once_and_stored_as_hashes() {
     let expired = ApiTokenCommand::Create {
         name: "old".into(),
         scopes: vec!["streams:read".into()],
-        expires_at: Some(Utc::now() - chrono::Duration::hours(1)),
+        expires: Some(TokenExpiry::At(Utc::now() - chrono::Duration::hours(1))),
         created_by_user_id: "u1".into(),
     };
     let error = rejection(
@@ -391,6 +393,58 @@ async fn api_tokens_are_shown_once_and_stored_as_hashes() {
             .await,
     );
     assert_eq!(field_of(&error), "input.expiresAt");
+    let forever = ApiTokenCommand::Create {
+        name: "long".into(),
+        scopes: vec!["streams:read".into()],
+        expires: Some(TokenExpiry::AfterDays(3651)),
+        created_by_user_id: "u1".into(),
+    };
+    let error = rejection(
+        bus.execute::<ApiToken>(&Uuid::now_v7().to_string(), &forever, &ctx, None)
+            .await,
+    );
+    assert_eq!(field_of(&error), "input.expiresIn");
+    db.drop_now().await;
+}
+
+/// A token that expires some days after its creation is the same command
+/// however late it is sent again: a keyed repeat replays its first answer,
+/// expiry included, instead of being refused as another request.
+#[tokio::test]
+async fn a_keyed_token_creation_sent_again_replays_its_expiry() {
+    let (db, bus) = setup().await;
+    let ctx = CommandContext::for_tenant(Uuid::now_v7(), "user:test");
+    let key = Idempotency {
+        key: "token-0001#0".into(),
+    };
+    let id = CommandBus::id_for_new(&ctx, Some(&key)).to_string();
+    let create = ApiTokenCommand::Create {
+        name: "ci".into(),
+        scopes: vec!["streams:read".into()],
+        expires: Some(TokenExpiry::AfterDays(30)),
+        created_by_user_id: "u1".into(),
+    };
+    let before = Utc::now();
+    let first = bus
+        .execute::<ApiToken>(&id, &create, &ctx, Some(&key))
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let again = bus
+        .execute::<ApiToken>(&id, &create, &ctx, Some(&key))
+        .await
+        .unwrap();
+    assert_eq!(first, again);
+    let ApiTokenOutcome::Created {
+        expires_at: Some(at),
+        ..
+    } = first
+    else {
+        panic!("a token that expires: {first:?}");
+    };
+    let days = (at - before).num_seconds() as f64 / 86_400.0;
+    assert!((days - 30.0).abs() < 0.001, "{days} days");
+    assert_eq!(db.history(AggregateType::ApiToken, &id).await.len(), 1);
     db.drop_now().await;
 }
 

@@ -141,6 +141,25 @@ def _():
     assert got.pull_source.source_uri_redacted == pulled.pull_source.source_uri_redacted
 
 
+@check("createStream repeated with one idempotency_key creates one stream and answers it again")
+def _():
+    key = f"create-{uuid.uuid4().hex}"
+    name = f"keyed {uuid.uuid4().hex[:8]}"
+    first = expect_result(fw.create_stream(CreateStreamInput(name=name), idempotency_key=key).create_stream, "Stream")
+    again = expect_result(fw.create_stream(CreateStreamInput(name=name), idempotency_key=key).create_stream, "Stream")
+    assert (again.id, again.stream_key) == (first.id, first.stream_key)
+    assert fw.list_streams(search=name).streams_connection.total_count == 1
+    refused(
+        lambda: fw.create_stream(CreateStreamInput(name="another"), idempotency_key=key).create_stream,
+        "ValidationError",
+        code="IDEMPOTENCY_KEY_REUSED",
+    )
+    deleted = expect_result(fw.delete_stream(first.id, idempotency_key=f"delete-{key}").delete_stream, "DeleteSuccess")
+    assert deleted.pending is False
+    again = expect_result(fw.delete_stream(first.id, idempotency_key=f"delete-{key}").delete_stream, "DeleteSuccess")
+    assert again.deleted_id == first.id
+
+
 @check("bad input is a ValidationError naming the field, and nothing is created")
 def _():
     before = fw.list_streams().streams_connection.total_count

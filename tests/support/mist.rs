@@ -480,6 +480,19 @@ pub async fn try_post_json(
     .await
 }
 
+/// [`try_post_json`] with `headers` besides the content type.
+pub async fn try_post_json_with(
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &serde_json::Value,
+    limit: Duration,
+) -> Option<Fetched> {
+    let body = serde_json::to_vec(body).expect("JSON encodes");
+    let mut all = vec![("content-type", "application/json")];
+    all.extend_from_slice(headers);
+    send_within("POST", url, &all, body, limit).await
+}
+
 /// The URIs of a playlist's entries (variant playlists or segments),
 /// resolved against the playlist's own URL.
 pub fn playlist_entries(playlist_url: &str, playlist: &str) -> Vec<String> {

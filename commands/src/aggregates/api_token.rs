@@ -27,6 +27,9 @@ pub const SCOPES: [&str; 8] = [
 
 pub const TOKEN_PREFIX: &str = "fw_";
 
+/// The longest a token may be made to last, in days (ten years).
+pub const MAX_EXPIRY_DAYS: u32 = 3650;
+
 #[derive(Debug, Default)]
 pub struct ApiToken {
     owner: Option<Uuid>,
@@ -35,12 +38,25 @@ pub struct ApiToken {
     token_hash: Vec<u8>,
 }
 
+/// When a new token stops working.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TokenExpiry {
+    /// At this moment.
+    At(DateTime<Utc>),
+    /// This many days after it is created. The command says what the
+    /// caller asked, not a moment computed from a clock, so the same
+    /// request sent again is the same command (idempotency keys compare
+    /// commands).
+    AfterDays(u32),
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ApiTokenCommand {
     Create {
         name: String,
         scopes: Vec<String>,
-        expires_at: Option<DateTime<Utc>>,
+        /// Never, when `None`.
+        expires: Option<TokenExpiry>,
         created_by_user_id: String,
     },
     Revoke {
@@ -57,6 +73,9 @@ pub enum ApiTokenOutcome {
         token: String,
         prefix: String,
         scopes: Vec<String>,
+        /// When it stops working (never, when `None`).
+        #[serde(default)]
+        expires_at: Option<DateTime<Utc>>,
     },
 }
 
@@ -92,7 +111,7 @@ impl Aggregate for ApiToken {
             ApiTokenCommand::Create {
                 name,
                 scopes,
-                expires_at,
+                expires,
                 created_by_user_id,
             } => {
                 env.ctx.require_tenant()?;
@@ -103,14 +122,25 @@ impl Aggregate for ApiToken {
                 }
                 let name = validate::name("input.name", name, 100)?;
                 let scopes = validate_scopes(scopes)?;
-                if let Some(at) = expires_at
-                    && *at <= env.ctx.now
-                {
-                    return Err(CommandError::invalid(
-                        "input.expiresAt",
-                        "must be in the future",
-                    ));
-                }
+                let expires_at = match *expires {
+                    None => None,
+                    Some(TokenExpiry::At(at)) if at <= env.ctx.now => {
+                        return Err(CommandError::invalid(
+                            "input.expiresAt",
+                            "must be in the future",
+                        ));
+                    }
+                    Some(TokenExpiry::At(at)) => Some(at),
+                    Some(TokenExpiry::AfterDays(days @ 1..=MAX_EXPIRY_DAYS)) => {
+                        Some(env.ctx.now + chrono::Duration::days(i64::from(days)))
+                    }
+                    Some(TokenExpiry::AfterDays(_)) => {
+                        return Err(CommandError::invalid(
+                            "input.expiresIn",
+                            format!("must be between 1 and {MAX_EXPIRY_DAYS} days"),
+                        ));
+                    }
+                };
                 let token = new_token(TOKEN_PREFIX);
                 let hash = sha256(token.as_bytes());
                 let prefix: String = token.chars().take(TOKEN_PREFIX.len() + 6).collect();
@@ -118,6 +148,7 @@ impl Aggregate for ApiToken {
                     token,
                     prefix: prefix.clone(),
                     scopes: scopes.clone(),
+                    expires_at,
                 })
                 .event(ApiTokenCreated {
                     name,

@@ -24,6 +24,7 @@ use serde_json::json;
 use crate::auth::{Principal, rest};
 use crate::graphiql::Graphiql;
 use crate::graphql::endpoints::RequestOrigin;
+use crate::graphql::mutation::RequestKey;
 use crate::graphql::{self, BridgeSchema};
 use crate::state::BridgeState;
 
@@ -158,10 +159,22 @@ async fn execute(app: &App, peer: SocketAddr, headers: &HeaderMap, body: &[u8]) 
         }
         return response;
     }
-    let request = request.data(RequestOrigin {
+    let mut request = request.data(RequestOrigin {
         ip: peer.ip(),
         headers: headers.clone(),
     });
+    if let Some(key) = headers.get("idempotency-key") {
+        match RequestKey::parse(key.as_bytes()) {
+            Ok(key) => request = request.data(key),
+            Err(error) => {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    "IDEMPOTENCY_KEY_INVALID",
+                    &error.to_string(),
+                );
+            }
+        }
+    }
     let request = match principal {
         Some(principal) => request.data(principal),
         None => request,

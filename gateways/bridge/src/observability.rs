@@ -5,6 +5,11 @@
 use frameworks_events::observability::{Buckets, Metric};
 
 pub const METRICS: &[Metric] = &[
+    Metric::counter(
+        "frameworks_bridge_accepted_not_visible_total",
+        "Mutations whose command was accepted but whose effect the read model did not show within the read-your-writes timeout (answered ACCEPTED_NOT_VISIBLE, a delete as pending, a new API token from its command), by resource.",
+        &["resource"],
+    ),
     Metric::histogram(
         "frameworks_bridge_read_your_writes_seconds",
         "Time a mutation waited until the control-plane read model held its aggregate's latest version, in seconds (recorded only when the wait succeeds).",

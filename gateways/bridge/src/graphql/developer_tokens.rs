@@ -3,8 +3,10 @@
 //! ever filled in the answer to `createDeveloperToken`.
 
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject, Union};
-use chrono::{Duration, Utc};
-use frameworks_commands::aggregates::api_token::{ApiToken, ApiTokenCommand, ApiTokenOutcome};
+use chrono::Utc;
+use frameworks_commands::aggregates::api_token::{
+    ApiToken, ApiTokenCommand, ApiTokenOutcome, MAX_EXPIRY_DAYS, TokenExpiry,
+};
 use frameworks_events::AggregateType;
 use frameworks_projections::queries::accounts::{self as read_model, TokenRow};
 use uuid::Uuid;
@@ -13,11 +15,11 @@ use super::connection::{ConnectionInput, connection, page_of, read_failed};
 use super::errors::{
     AuthError, DeleteSuccess, NotFoundError, RateLimitError, Refusal, ValidationError, internal,
 };
-use super::mutation::{answer, caller, command};
+use super::mutation::{self, answer, caller, command};
 use super::scalars::Time;
 use super::{require, state};
 use crate::auth::{Principal, Scope};
-use crate::state::BridgeState;
+use crate::state::{BridgeState, ProjectionWaitError};
 
 /// An API token for programmatic access, with scoped permissions.
 #[derive(Debug, Clone, SimpleObject)]
@@ -142,26 +144,28 @@ impl DeveloperTokenMutation {
         answer(refuse, async {
             let (principal, state) = caller(ctx, Scope::DeveloperWrite)?;
             let scopes = permissions(principal, input.permissions.as_deref())?;
-            let expires_at = match input.expires_in {
+            let expires = match input.expires_in.map(u32::try_from) {
                 None => None,
-                Some(days @ 1..=3650) => Some(Utc::now() + Duration::days(i64::from(days))),
+                Some(Ok(days @ 1..=MAX_EXPIRY_DAYS)) => Some(TokenExpiry::AfterDays(days)),
                 Some(_) => {
-                    let message = "must be between 1 and 3650 days";
+                    let message = format!("must be between 1 and {MAX_EXPIRY_DAYS} days");
                     return Err(
                         ValidationError::new("input.expiresIn", message, Some("range")).into(),
                     );
                 }
             };
-            let id = Uuid::now_v7();
+            let id = mutation::new_id(ctx, principal);
             let create = ApiTokenCommand::Create {
-                name: input.name,
-                scopes,
-                expires_at,
+                name: input.name.clone(),
+                scopes: scopes.clone(),
+                expires,
                 created_by_user_id: principal.actor(),
             };
-            let token =
-                match command::<ApiToken>(state, principal, &id.to_string(), &create).await? {
-                    ApiTokenOutcome::Created { token, .. } => token,
+            let (token, expires_at) =
+                match command::<ApiToken>(ctx, state, principal, &id.to_string(), &create).await? {
+                    ApiTokenOutcome::Created {
+                        token, expires_at, ..
+                    } => (token, expires_at),
                     other => {
                         return Err(internal(&std::io::Error::other(format!(
                             "creating a token answered {other:?}"
@@ -169,11 +173,25 @@ impl DeveloperTokenMutation {
                         .into());
                     }
                 };
-            let mut created = load(state, principal, id).await?.ok_or_else(|| {
-                internal(&std::io::Error::other(format!(
-                    "token {id} vanished after a write"
-                )))
-            })?;
+            // The value is in this answer only, so a late read model is
+            // answered from the command itself rather than losing it
+            // (its creation time is the read model's to say).
+            let mut created = match load(state, principal, id).await {
+                Ok(Some(created)) => created,
+                late => {
+                    mutation::not_visible("DeveloperToken", &id.to_string(), &late);
+                    DeveloperToken {
+                        id: ID(id.to_string()),
+                        token_name: input.name,
+                        token_value: None,
+                        permissions: scopes,
+                        status: "active".into(),
+                        last_used_at: None,
+                        expires_at: expires_at.map(Time),
+                        created_at: None,
+                    }
+                }
+            };
             created.token_value = Some(token);
             Ok(CreateDeveloperTokenResult::DeveloperToken(created))
         })
@@ -208,12 +226,12 @@ impl DeveloperTokenMutation {
                 reason: "revoked through the API".into(),
                 revoked_by_user_id: principal.actor(),
             };
-            command::<ApiToken>(state, principal, &uuid.to_string(), &revoke).await?;
-            wait(state, uuid).await?;
+            command::<ApiToken>(ctx, state, principal, &uuid.to_string(), &revoke).await?;
+            let pending = mutation::pending("DeveloperToken", uuid, wait(state, uuid).await);
             Ok(RevokeDeveloperTokenResult::DeleteSuccess(DeleteSuccess {
                 success: true,
                 deleted_id: id.clone(),
-                pending: Some(false),
+                pending: Some(pending),
             }))
         })
         .await
@@ -252,19 +270,20 @@ fn permissions(
     Ok(scopes)
 }
 
-async fn wait(state: &BridgeState, id: Uuid) -> async_graphql::Result<()> {
+/// Waits until the read model holds what was just done to token `id`.
+async fn wait(state: &BridgeState, id: Uuid) -> Result<(), ProjectionWaitError> {
     state
         .wait_until_projected(AggregateType::ApiToken, &id.to_string())
         .await
-        .map_err(|e| internal(&e))
 }
 
+/// Token `id` once the read model holds what was just done to it.
 async fn load(
     state: &BridgeState,
     principal: &Principal,
     id: Uuid,
 ) -> async_graphql::Result<Option<DeveloperToken>> {
-    wait(state, id).await?;
+    wait(state, id).await.map_err(|e| internal(&e))?;
     let row = read_model::token(&state.pool, principal.tenant_id(), id)
         .await
         .map_err(read_failed)?;

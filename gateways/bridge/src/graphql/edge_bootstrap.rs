@@ -13,11 +13,12 @@ use frameworks_commands::aggregates::marketplace::MarketplaceCommand;
 use uuid::Uuid;
 
 use super::clusters::{
-    BootstrapToken, Cluster, cluster_by_id, cluster_uuid, issue_enrolment_token,
+    BootstrapToken, CLUSTER_TYPE, Cluster, cluster_by_id, cluster_uuid, issue_enrolment_token,
 };
 use super::connection::read_failed;
 use super::errors::{AuthError, Refusal, ValidationError, internal};
-use super::mutation::{answer, caller, command};
+use super::ids;
+use super::mutation::{self, answer, caller, command};
 use super::state;
 use crate::auth::Scope;
 use crate::state::BridgeState;
@@ -127,7 +128,7 @@ impl EdgeBootstrapMutation {
                     )
                 })?,
             };
-            let uuid = Uuid::now_v7();
+            let uuid = mutation::new_id(ctx, principal);
             let id = uuid.to_string();
             let slug = dns_label('c', uuid);
             let create = ClusterCommand::Create {
@@ -137,7 +138,7 @@ impl EdgeBootstrapMutation {
                 shared: false,
                 capacity: state.edges.capacity,
             };
-            command::<ClusterAggregate>(state, principal, &id, &create).await?;
+            command::<ClusterAggregate>(ctx, state, principal, &id, &create).await?;
             // The cluster exists from here on; a failure below leaves it for the
             // tenant to finish with updateClusterMarketplace or createEnrollmentToken.
             if let Some(description) = input.short_description {
@@ -148,16 +149,19 @@ impl EdgeBootstrapMutation {
                     requires_approval: None,
                     short_description: Some(description),
                 });
-                command::<ClusterAggregate>(state, principal, &id, &offer).await?;
+                command::<ClusterAggregate>(ctx, state, principal, &id, &offer).await?;
             }
             let issue = ClusterCommand::IssueEnrolmentToken {
                 ttl_seconds: FIRST_TOKEN_TTL_SECONDS,
                 name: "first edge".into(),
             };
-            let bootstrap_token = issue_enrolment_token(state, principal, &id, &issue).await?;
+            let bootstrap_token = issue_enrolment_token(ctx, state, principal, &id, &issue).await?;
             Ok(CreateEdgeClusterResult::CreateEdgeClusterResponse(
                 Box::new(CreateEdgeClusterResponse {
-                    cluster: cluster_by_id(state, principal, uuid).await?,
+                    cluster: cluster_by_id(state, principal, uuid).await.map_err(|e| {
+                        let global = ids::global(CLUSTER_TYPE, &id);
+                        mutation::accepted_not_visible(CLUSTER_TYPE, &global, &e)
+                    })?,
                     bootstrap_token,
                     foghorn_addr: state.edges.balancer_grpc_addr.clone(),
                 }),

@@ -249,6 +249,7 @@ impl PlaybackPolicyMutation {
             let spec = spec(input.policy)?;
             let uuid = stream.id;
             run(
+                ctx,
                 state,
                 principal,
                 uuid,

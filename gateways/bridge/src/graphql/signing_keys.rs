@@ -14,7 +14,7 @@ use super::errors::{
     AuthError, NotFoundError, RateLimitError, Refusal, ValidationError, bad_input, internal,
 };
 use super::ids;
-use super::mutation::{answer, caller};
+use super::mutation::{self, Stop, answer, caller};
 use super::scalars::Time;
 use super::{require, state};
 use crate::auth::{Principal, Scope};
@@ -191,7 +191,7 @@ impl SigningKeyMutation {
         answer(refuse, async {
             let (principal, state) = caller(ctx, Scope::StreamsWrite)?;
             let command = TenantCommand::CreateSigningKey { name: input.name };
-            let (kid, private_key_pem) = match execute(state, principal, &command).await?? {
+            let (kid, private_key_pem) = match execute(ctx, state, principal, &command).await? {
                 TenantOutcome::SigningKey {
                     kid,
                     private_key_pem,
@@ -204,11 +204,15 @@ impl SigningKeyMutation {
                     .into());
                 }
             };
-            let signing_key = load(state, principal, &kid).await?.ok_or_else(|| {
-                internal(&std::io::Error::other(format!(
-                    "signing key {kid} vanished after a write"
-                )))
-            })?;
+            // The private key is in this answer only: repeating the request
+            // with the same Idempotency-Key answers it again.
+            let signing_key = match projected(state, principal, &kid).await? {
+                Some(key) => key,
+                None => {
+                    let cause = "the key is not in the read model";
+                    return Err(mutation::accepted_not_visible(TYPE, &kid, &cause).into());
+                }
+            };
             Ok(CreateSigningKeyResult::CreateSigningKeySuccess(
                 CreateSigningKeySuccess {
                     signing_key,
@@ -245,8 +249,8 @@ impl SigningKeyMutation {
                 kid: kid.clone(),
                 reason: "revoked through the API".into(),
             };
-            execute(state, principal, &command).await??;
-            Ok(match load(state, principal, &kid).await? {
+            execute(ctx, state, principal, &command).await?;
+            Ok(match projected(state, principal, &kid).await? {
                 Some(key) => RevokeSigningKeyResult::SigningKey(key),
                 None => not_found(),
             })
@@ -255,26 +259,33 @@ impl SigningKeyMutation {
     }
 }
 
+/// Runs a command on the caller's tenant.
 async fn execute(
+    ctx: &Context<'_>,
     state: &BridgeState,
     principal: &Principal,
     command: &TenantCommand,
-) -> async_graphql::Result<Result<TenantOutcome, Refusal>> {
+) -> Result<TenantOutcome, Stop> {
     let tenant = principal.tenant_id().to_string();
-    match state
-        .bus
-        .execute::<Tenant>(&tenant, command, &principal.command_context(), None)
+    mutation::command::<Tenant>(ctx, state, principal, &tenant, command).await
+}
+
+/// Key `kid` once the read model holds what was just done to the tenant:
+/// the effect of an accepted command, so a late read model is
+/// `ACCEPTED_NOT_VISIBLE`.
+async fn projected(
+    state: &BridgeState,
+    principal: &Principal,
+    kid: &str,
+) -> async_graphql::Result<Option<SigningKey>> {
+    let unreadable = |cause: &dyn std::fmt::Debug| mutation::accepted_not_visible(TYPE, kid, cause);
+    state
+        .wait_until_projected(AggregateType::Tenant, &principal.tenant_id().to_string())
         .await
-    {
-        Ok(outcome) => {
-            state
-                .wait_until_projected(AggregateType::Tenant, &tenant)
-                .await
-                .map_err(|e| internal(&e))?;
-            Ok(Ok(outcome))
-        }
-        Err(error) => Ok(Err(Refusal::of(error)?)),
-    }
+        .map_err(|e| unreadable(&e))?;
+    load(state, principal, kid)
+        .await
+        .map_err(|e| unreadable(&e))
 }
 
 async fn load(

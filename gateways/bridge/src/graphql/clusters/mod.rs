@@ -26,7 +26,7 @@ use super::errors::{
     null_with, refusal_members,
 };
 use super::ids;
-use super::mutation::{Stop, answer, caller, command};
+use super::mutation::{self, Stop, answer, caller, command};
 use super::node_load::{NodeLoad, cluster_health, cluster_loads, node_loads};
 use super::scalars::Time;
 use super::{require, state};

@@ -45,6 +45,7 @@ impl ClusterMutation {
             Ok(CreateEnrollmentTokenResult::CreateEnrollmentTokenResponse(
                 CreateEnrollmentTokenResponse {
                     bootstrap_token: issue_enrolment_token(
+                        ctx,
                         state,
                         principal,
                         &uuid.to_string(),
@@ -80,14 +81,19 @@ impl ClusterMutation {
                     .unwrap_or_else(|| principal.command_context().actor),
             };
             let node_id = id.to_string();
-            command::<NodeAggregate>(state, principal, &node_id, &set).await?;
+            command::<NodeAggregate>(ctx, state, principal, &node_id, &set).await?;
+            let unreadable = |cause: &dyn std::fmt::Debug| {
+                mutation::accepted_not_visible(NODE_TYPE, &input.node_id, cause)
+            };
             state
                 .wait_until_projected(AggregateType::Node, &node_id)
                 .await
-                .map_err(|e| internal(&e))?;
-            let node = node_by_id(state, principal, id)
-                .await?
-                .ok_or_else(missing)?;
+                .map_err(|e| unreadable(&e))?;
+            let node = match node_by_id(state, principal, id).await {
+                Ok(Some(node)) => node,
+                Ok(None) => return Err(unreadable(&"the node is not in the read model").into()),
+                Err(error) => return Err(unreadable(&error).into()),
+            };
             Ok(SetNodeModeResult::InfrastructureNode(Box::new(node)))
         })
         .await
@@ -106,12 +112,17 @@ impl ClusterMutation {
                 .ok_or_else(|| Refusal::not_found("cluster", &cluster_id.0))?;
             let tenant = principal.tenant_id();
             set_preferred_cluster(&state.bus, tenant, uuid, &principal.command_context()).await?;
+            let unreadable = |cause: &dyn std::fmt::Debug| {
+                mutation::accepted_not_visible(CLUSTER_TYPE, &cluster_id.0, cause)
+            };
             state
                 .wait_until_projected(AggregateType::Tenant, &tenant.to_string())
                 .await
-                .map_err(|e| internal(&e))?;
+                .map_err(|e| unreadable(&e))?;
             Ok(SetPreferredClusterResult::Cluster(Box::new(
-                cluster_by_id(state, principal, uuid).await?,
+                cluster_by_id(state, principal, uuid)
+                    .await
+                    .map_err(|e| unreadable(&e))?,
             )))
         })
         .await
@@ -121,12 +132,14 @@ impl ClusterMutation {
 /// Issues an enrolment token on cluster `id` and answers it, with its
 /// secret, once the read model holds it.
 pub(in crate::graphql) async fn issue_enrolment_token(
+    ctx: &Context<'_>,
     state: &BridgeState,
     principal: &Principal,
     id: &str,
     issue: &ClusterCommand,
 ) -> Result<BootstrapToken, Stop> {
-    let (token_id, token) = match command::<ClusterAggregate>(state, principal, id, issue).await? {
+    let outcome = command::<ClusterAggregate>(ctx, state, principal, id, issue).await?;
+    let (token_id, token) = match outcome {
         ClusterOutcome::EnrolmentToken {
             token_id, token, ..
         } => (token_id, token),
@@ -137,9 +150,16 @@ pub(in crate::graphql) async fn issue_enrolment_token(
             .into());
         }
     };
+    // The secret is in this answer only: repeating the request with the
+    // same Idempotency-Key answers it again.
+    let unreadable = |cause: &dyn std::fmt::Debug| {
+        mutation::accepted_not_visible("BootstrapToken", &token_id, cause)
+    };
     state
         .wait_until_projected(AggregateType::Cluster, id)
         .await
-        .map_err(|e| internal(&e))?;
-    Ok(bootstrap_token(state, &token_id, token).await?)
+        .map_err(|e| unreadable(&e))?;
+    Ok(bootstrap_token(state, &token_id, token)
+        .await
+        .map_err(|e| unreadable(&e))?)
 }

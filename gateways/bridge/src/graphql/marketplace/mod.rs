@@ -21,8 +21,8 @@ use frameworks_projections::queries::marketplace::{
 use uuid::Uuid;
 
 use super::clusters::{
-    Cluster, ClusterPricingModel, ClusterVisibility, ClustersConnection, Visible, cluster_by_id,
-    cluster_uuid, clusters_page,
+    CLUSTER_TYPE, Cluster, ClusterPricingModel, ClusterVisibility, ClustersConnection, Visible,
+    cluster_by_id, cluster_uuid, clusters_page,
 };
 use super::connection::{ConnectionInput, Paged, connection, page_of, read_failed};
 use super::errors::{
@@ -30,7 +30,7 @@ use super::errors::{
     refusal_members, rejected,
 };
 use super::ids;
-use super::mutation::{Stop, answer, caller, command};
+use super::mutation::{self, Stop, answer, caller, command};
 use super::node_load::{NodeLoad, cluster_loads};
 use super::scalars::Time;
 use super::{require, state};

@@ -22,7 +22,7 @@ impl MarketplaceMutation {
             let cluster = cluster_uuid(&cluster_id.0)
                 .ok_or_else(|| Refusal::not_found("cluster", &cluster_id.0))?;
             let command = MarketplaceCommand::RequestSubscription { invite_token };
-            subscribed(state, principal, cluster, command).await
+            subscribed(ctx, state, principal, cluster, command).await
         })
         .await
     }
@@ -46,7 +46,7 @@ impl MarketplaceMutation {
             let command = MarketplaceCommand::RequestSubscription {
                 invite_token: Some(token.to_owned()),
             };
-            subscribed(state, principal, cluster, command).await
+            subscribed(ctx, state, principal, cluster, command).await
         })
         .await
     }
@@ -88,7 +88,7 @@ impl MarketplaceMutation {
         let cluster = cluster_uuid(&cluster_id.0)
             .ok_or_else(|| bad_input("clusterId", "is not a cluster id"))?;
         let command = MarketplaceCommand::RequestSubscription { invite_token: None };
-        run_plain(state(ctx)?, principal, cluster, command).await
+        run_plain(ctx, state(ctx)?, principal, cluster, command).await
     }
 
     /// Ends this tenant's subscription to a cluster.
@@ -101,7 +101,7 @@ impl MarketplaceMutation {
         let cluster = cluster_uuid(&cluster_id.0)
             .ok_or_else(|| bad_input("clusterId", "is not a cluster id"))?;
         let command = MarketplaceCommand::CancelSubscription;
-        run_plain(state(ctx)?, principal, cluster, command).await
+        run_plain(ctx, state(ctx)?, principal, cluster, command).await
     }
 
     /// Invites a tenant to one of this tenant's clusters.
@@ -127,17 +127,20 @@ impl MarketplaceMutation {
                 return Err(not_a_tenant("names no tenant").into());
             }
             let command = invite_command(&input, invited).map_err(ExecuteError::Rejected)?;
-            let invite_id = match run(state, principal, cluster, command).await? {
+            let invite_id = match run(ctx, state, principal, cluster, command).await? {
                 ClusterOutcome::Invite { invite_id, .. } => invite_id,
                 other => return Err(unexpected(&other).into()),
+            };
+            let unreadable = |cause: &dyn std::fmt::Debug| {
+                mutation::accepted_not_visible(INVITE_TYPE, &invite_id, cause)
             };
             let row = match invite_id.parse::<Uuid>() {
                 Ok(id) => read_model::invite(&state.pool, id)
                     .await
-                    .map_err(read_failed)?,
+                    .map_err(|e| unreadable(&e))?,
                 Err(_) => None,
             };
-            let row = row.ok_or_else(|| not_projected("the new invite"))?;
+            let row = row.ok_or_else(|| unreadable(&"the invite is not in the read model"))?;
             Ok(ClusterInviteResult::ClusterInvite(invite(row, Utc::now())))
         })
         .await
@@ -170,14 +173,18 @@ impl MarketplaceMutation {
                 .await
                 .map_err(read_failed)?
                 .ok_or_else(gone)?;
-            let command = MarketplaceCommand::RevokeInvite {
+            let revoke = ClusterCommand::Marketplace(MarketplaceCommand::RevokeInvite {
                 invite_id: uuid.to_string(),
-            };
-            run(state, principal, cluster, command).await?;
+            });
+            let id = cluster.to_string();
+            command::<ClusterAggregate>(ctx, state, principal, &id, &revoke).await?;
+            let waited = state
+                .wait_until_projected(AggregateType::Cluster, &id)
+                .await;
             Ok(RevokeClusterInviteResult::DeleteSuccess(DeleteSuccess {
                 success: true,
                 deleted_id: ids::global(INVITE_TYPE, &uuid.to_string()),
-                pending: Some(false),
+                pending: Some(mutation::pending(INVITE_TYPE, uuid, waited)),
             }))
         })
         .await
@@ -218,9 +225,11 @@ impl MarketplaceMutation {
                 requires_approval: input.requires_approval,
                 short_description: input.short_description,
             };
-            run(state, principal, uuid, command).await?;
+            run(ctx, state, principal, uuid, command).await?;
             Ok(UpdateClusterMarketplaceResult::Cluster(Box::new(
-                cluster_by_id(state, principal, uuid).await?,
+                cluster_by_id(state, principal, uuid)
+                    .await
+                    .map_err(|e| accepted_cluster(uuid, &e))?,
             )))
         })
         .await
@@ -261,15 +270,16 @@ fn unexpected(outcome: &ClusterOutcome) -> async_graphql::Error {
     )))
 }
 
-fn not_projected(what: &str) -> async_graphql::Error {
-    internal(&std::io::Error::other(format!(
-        "{what} is not in the read model"
-    )))
+/// [`mutation::accepted_not_visible`] for cluster `id`.
+fn accepted_cluster(id: Uuid, cause: &dyn std::fmt::Debug) -> async_graphql::Error {
+    let global = ids::global(CLUSTER_TYPE, &id.to_string());
+    mutation::accepted_not_visible(CLUSTER_TYPE, &global, cause)
 }
 
 /// Runs a marketplace command on a cluster as the caller and, once it is
 /// accepted, waits until the read model holds it.
 async fn run(
+    ctx: &Context<'_>,
     state: &BridgeState,
     principal: &Principal,
     cluster: Uuid,
@@ -277,19 +287,21 @@ async fn run(
 ) -> Result<ClusterOutcome, Stop> {
     let id = cluster.to_string();
     let outcome = command::<ClusterAggregate>(
+        ctx,
         state,
         principal,
         &id,
         &ClusterCommand::Marketplace(marketplace),
     )
     .await?;
-    projected(state, &id).await?;
+    projected(state, cluster).await?;
     Ok(outcome)
 }
 
 /// [`run`] for the Boolean mutations, which have no union to refuse with:
 /// a refusal is an error at the field, coded by the error table.
 async fn run_plain(
+    ctx: &Context<'_>,
     state: &BridgeState,
     principal: &Principal,
     cluster: Uuid,
@@ -302,44 +314,48 @@ async fn run_plain(
             &id,
             &ClusterCommand::Marketplace(marketplace),
             &principal.command_context(),
-            None,
+            mutation::next_key(ctx).as_ref(),
         )
         .await
         .map_err(|error| match error {
             ExecuteError::Rejected(refusal) => rejected(&refusal),
             other => internal(&other),
         })?;
-    projected(state, &id).await?;
+    projected(state, cluster).await?;
     Ok(true)
 }
 
 /// Waits until the read model holds what was just done to cluster `id`.
-async fn projected(state: &BridgeState, id: &str) -> async_graphql::Result<()> {
+async fn projected(state: &BridgeState, id: Uuid) -> async_graphql::Result<()> {
     state
-        .wait_until_projected(AggregateType::Cluster, id)
+        .wait_until_projected(AggregateType::Cluster, &id.to_string())
         .await
-        .map_err(|e| internal(&e))
+        .map_err(|e| accepted_cluster(id, &e))
 }
 
 /// Runs a command that answers with a subscription, and that subscription
 /// from the read model.
 async fn subscribed(
+    ctx: &Context<'_>,
     state: &BridgeState,
     principal: &Principal,
     cluster: Uuid,
     marketplace: MarketplaceCommand,
 ) -> Result<ClusterSubscriptionResult, Stop> {
-    let subscription_id = match run(state, principal, cluster, marketplace).await? {
+    let subscription_id = match run(ctx, state, principal, cluster, marketplace).await? {
         ClusterOutcome::Subscription { subscription_id } => subscription_id,
         other => return Err(unexpected(&other).into()),
+    };
+    let unreadable = |cause: &dyn std::fmt::Debug| {
+        mutation::accepted_not_visible(SUBSCRIPTION_TYPE, &subscription_id, cause)
     };
     let row = match subscription_id.parse::<Uuid>() {
         Ok(id) => read_model::subscription(&state.pool, id)
             .await
-            .map_err(read_failed)?,
+            .map_err(|e| unreadable(&e))?,
         Err(_) => None,
     };
-    let row = row.ok_or_else(|| not_projected("the subscription"))?;
+    let row = row.ok_or_else(|| unreadable(&"the subscription is not in the read model"))?;
     Ok(ClusterSubscriptionResult::ClusterSubscription(
         subscription(row),
     ))
@@ -360,7 +376,7 @@ async fn decide_request(
             .await
             .map_err(read_failed)?
             .ok_or_else(missing)?;
-        subscribed(state, principal, cluster, decide(uuid.to_string())).await
+        subscribed(ctx, state, principal, cluster, decide(uuid.to_string())).await
     })
     .await
 }

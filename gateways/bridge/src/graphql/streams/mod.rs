@@ -26,7 +26,7 @@ use super::errors::{
     AuthError, DeleteSuccess, NotFoundError, Refusal, ValidationError, deny_field, internal,
 };
 use super::ids;
-use super::mutation::{Stop, answer, caller};
+use super::mutation::{self, Stop, answer, caller};
 use super::scalars::Time;
 use super::{principal, require, state};
 use crate::auth::{Principal, Scope};

@@ -36,8 +36,8 @@ impl StreamMutation {
                     .map(SecretString::from),
                 allow_private_sources: false,
             };
-            let id = Uuid::now_v7();
-            run(state, principal, id, &command).await?;
+            let id = mutation::new_id(ctx, principal);
+            run(ctx, state, principal, id, &command).await?;
             Ok(CreateStreamResult::Stream(
                 projected(state, principal, id).await?,
             ))
@@ -73,7 +73,7 @@ impl StreamMutation {
                     .map(|p| p.source_uri.map(SecretString::from)),
                 allow_private_sources: false,
             };
-            run(state, principal, stream.id, &command).await?;
+            run(ctx, state, principal, stream.id, &command).await?;
             Ok(UpdateStreamResult::Stream(
                 projected(state, principal, stream.id).await?,
             ))
@@ -91,12 +91,11 @@ impl StreamMutation {
             async {
                 let (principal, state) = caller(ctx, Scope::StreamsWrite)?;
                 let uuid = commanded_stream(&id)?;
-                run(state, principal, uuid, &StreamCommand::Delete).await?;
-                wait(state, uuid).await?;
+                run(ctx, state, principal, uuid, &StreamCommand::Delete).await?;
                 Ok(DeleteStreamResult::DeleteSuccess(DeleteSuccess {
                     success: true,
                     deleted_id: ids::global(STREAM_TYPE, &uuid.to_string()),
-                    pending: Some(false),
+                    pending: Some(delete_pending(state, uuid).await),
                 }))
             },
         )
@@ -112,7 +111,7 @@ impl StreamMutation {
         answer(UpdateStreamResult::from, async {
             let (principal, state) = caller(ctx, Scope::StreamsWrite)?;
             let uuid = commanded_stream(&id)?;
-            run(state, principal, uuid, &StreamCommand::RefreshKey).await?;
+            run(ctx, state, principal, uuid, &StreamCommand::RefreshKey).await?;
             Ok(UpdateStreamResult::Stream(
                 projected(state, principal, uuid).await?,
             ))
@@ -131,7 +130,7 @@ impl StreamMutation {
             let (principal, state) = caller(ctx, Scope::StreamsWrite)?;
             let uuid = commanded_stream(&stream_id)?;
             let command = StreamCommand::AddKey { label: input.name };
-            let key_id = match run(state, principal, uuid, &command).await? {
+            let key_id = match run(ctx, state, principal, uuid, &command).await? {
                 StreamOutcome::Key { key_id, .. } => key_id,
                 other => {
                     return Err(internal(&std::io::Error::other(format!(
@@ -141,14 +140,14 @@ impl StreamMutation {
                 }
             };
             wait(state, uuid).await?;
-            let row = read_model::key(&state.pool, &key_id)
-                .await
-                .map_err(read_failed)?
-                .ok_or_else(|| {
-                    internal(&std::io::Error::other(format!(
-                        "stream key {key_id} vanished after a write"
-                    )))
-                })?;
+            let unreadable = |cause: &dyn std::fmt::Debug| {
+                mutation::accepted_not_visible("StreamKey", &key_id, cause)
+            };
+            let row = match read_model::key(&state.pool, &key_id).await {
+                Ok(Some(row)) => row,
+                Ok(None) => return Err(unreadable(&"the key is not in the read model").into()),
+                Err(error) => return Err(unreadable(&error).into()),
+            };
             Ok(CreateStreamKeyResult::StreamKey(stream_key(state, row)?))
         })
         .await
@@ -168,12 +167,11 @@ impl StreamMutation {
                 let command = StreamCommand::DeleteKey {
                     key_id: key_id.0.clone(),
                 };
-                run(state, principal, uuid, &command).await?;
-                wait(state, uuid).await?;
+                run(ctx, state, principal, uuid, &command).await?;
                 Ok(DeleteStreamKeyResult::DeleteSuccess(DeleteSuccess {
                     success: true,
                     deleted_id: key_id.clone(),
-                    pending: Some(false),
+                    pending: Some(delete_pending(state, uuid).await),
                 }))
             },
         )

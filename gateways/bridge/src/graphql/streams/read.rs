@@ -66,13 +66,13 @@ impl StreamCache {
 
 /// Runs a stream command; its refusal stops the mutation.
 pub(in crate::graphql) async fn run(
+    ctx: &Context<'_>,
     state: &BridgeState,
     principal: &Principal,
     id: Uuid,
     command: &StreamCommand,
 ) -> Result<StreamOutcome, Stop> {
-    crate::graphql::mutation::command::<StreamAggregate>(state, principal, &id.to_string(), command)
-        .await
+    mutation::command::<StreamAggregate>(ctx, state, principal, &id.to_string(), command).await
 }
 
 /// The stream an id names, for a command: an id that does not decode
@@ -84,11 +84,23 @@ pub(in crate::graphql) fn commanded_stream(id: &ID) -> Result<Uuid, Stop> {
     }
 }
 
+/// Waits until the read model holds what was just done to stream `id`: an
+/// accepted command's effect, so a late read model is
+/// `ACCEPTED_NOT_VISIBLE`, not a failure.
 pub(in crate::graphql) async fn wait(state: &BridgeState, id: Uuid) -> async_graphql::Result<()> {
     state
         .wait_until_projected(AggregateType::Stream, &id.to_string())
         .await
-        .map_err(|e| internal(&e))
+        .map_err(|e| accepted_stream(id, &e))
+}
+
+/// Whether an accepted delete of (or in) stream `id` is still pending in
+/// the read model, for `DeleteSuccess.pending`.
+pub(in crate::graphql) async fn delete_pending(state: &BridgeState, id: Uuid) -> bool {
+    let waited = state
+        .wait_until_projected(AggregateType::Stream, &id.to_string())
+        .await;
+    mutation::pending(STREAM_TYPE, id, waited)
 }
 
 /// The stream as the read model holds it once it has applied the mutation.
@@ -98,14 +110,17 @@ pub(in crate::graphql) async fn projected(
     id: Uuid,
 ) -> async_graphql::Result<Stream> {
     wait(state, id).await?;
-    load_stream(state, principal, id)
-        .await?
-        .map(Stream)
-        .ok_or_else(|| {
-            internal(&std::io::Error::other(format!(
-                "stream {id} vanished after a write"
-            )))
-        })
+    match load_stream(state, principal, id).await {
+        Ok(Some(row)) => Ok(Stream(row)),
+        Ok(None) => Err(accepted_stream(id, &"the stream is not in the read model")),
+        Err(error) => Err(accepted_stream(id, &error)),
+    }
+}
+
+/// [`mutation::accepted_not_visible`] for stream `id`.
+fn accepted_stream(id: Uuid, cause: &dyn std::fmt::Debug) -> async_graphql::Error {
+    let global = ids::global(STREAM_TYPE, &id.to_string());
+    mutation::accepted_not_visible(STREAM_TYPE, &global, cause)
 }
 
 /// Opens a sealed secret from the read model.
