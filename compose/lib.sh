@@ -277,7 +277,23 @@ dev_data_keys() { printf 'dev1:%s' "$(random_base64 32)"; }
 # it is served beside /metrics.
 role_healthy() { curl -fsS --max-time 2 "http://$(role_metrics "$ROLE")/health" >/dev/null 2>&1; }
 
-# start_role NAME: starts `frameworks NAME` unless it already runs the current binary.
+# role_started: the role named by ROLE is healthy; dies at once if it
+# already failed once during start-up (its supervisor would only start it
+# again, to fail the same way, until FRAMEWORKS_START_TIMEOUT).
+role_started() {
+    local restarts
+    read -r restarts _ <"$RUN_DIR/$ROLE.restarts" 2>/dev/null || restarts=0
+    if ((restarts > 0)); then
+        say "--- last lines of $LOG_DIR/$ROLE.log ---"
+        tail -n 20 "$LOG_DIR/$ROLE.log" >&2 || true
+        stop_component "$ROLE" TERM
+        die "$ROLE exited during start-up; see $LOG_DIR/$ROLE.log"
+    fi
+    role_healthy
+}
+
+# start_role NAME: starts `frameworks NAME` under compose/supervise (which
+# starts it again whenever it fails) unless it already runs the current binary.
 start_role() {
     local name="$1" pid
     ROLE="$name"
@@ -296,12 +312,17 @@ start_role() {
         port="${listen##*:}"
         require_free_port "$name" "$(role_metrics_setting "$name")" "$port"
         step "$name: starting"
-        setsid "$FRAMEWORKS_BIN" "$name" </dev/null >>"$LOG_DIR/$name.log" 2>&1 &
+        # A new count: an earlier supervisor's would read as a failed start.
+        mkdir -p "$RUN_DIR"
+        printf '0 0 0\n' >"$RUN_DIR/$name.restarts"
+        setsid "$COMPOSE_DIR/supervise" "$name" "$RUN_DIR/$name.restarts" "$FRAMEWORKS_BIN" "$name" \
+            </dev/null >>"$LOG_DIR/$name.log" 2>&1 &
         pid=$!
+        # The supervisor's command line holds the role's, which marks it as ours.
         record_pid "$name" "$pid" "$FRAMEWORKS_BIN $name" "$port"
     fi
     # The pid as started: until the child has exec'd, its command line is
     # still the shell's, and pid_of would not recognise it.
-    wait_healthy "$name" "$pid" role_healthy "$LOG_DIR/$name.log"
+    wait_healthy "$name" "$pid" role_started "$LOG_DIR/$name.log"
     say "$name: running (pid $(pid_of "$name")), metrics at http://$(role_metrics "$name")/metrics"
 }

@@ -257,3 +257,70 @@ fn down_stops_only_what_the_scripts_started_and_reset_wipes_the_data() {
     assert!(ok, "{stderr}");
     assert!(!data_dir.exists(), "reset left {data} behind");
 }
+
+/// compose/supervise, which compose/up runs every role under: a command
+/// that fails is started again after a growing wait, with its restarts and
+/// last status in the state file; SIGTERM stops the command and then the
+/// supervisor; a command that exits with status 0 is not started again.
+#[test]
+fn supervise_restarts_what_fails_and_stops_with_it() {
+    let scratch = ScratchDir::new("supervise");
+    let dir = Path::new(scratch.path());
+    let (runs, state, pid_file) = (dir.join("runs"), dir.join("state"), dir.join("pid"));
+    // Fails on its first two runs, then runs until stopped.
+    let command = format!(
+        "n=$(( $(cat {runs} 2>/dev/null || echo 0) + 1 )); echo $n > {runs}; \
+         [ $n -le 2 ] && exit 3; echo $$ > {pid}; exec sleep 600",
+        runs = runs.display(),
+        pid = pid_file.display(),
+    );
+    let supervisor = Command::new(support::repo_root().join("compose/supervise"))
+        .arg("flaky")
+        .arg(&state)
+        .args(["bash", "-c", &command])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Backoff 1 s, then 2 s: running well within 20 s.
+    let mut running = None;
+    for _ in 0..200 {
+        running = std::fs::read_to_string(&pid_file)
+            .ok()
+            .filter(|p| !p.is_empty());
+        if running.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let child = running.expect("the command runs after two restarts");
+    let recorded = std::fs::read_to_string(&state).unwrap();
+    let fields: Vec<&str> = recorded.split_whitespace().collect();
+    assert_eq!((fields[0], fields[2]), ("2", "3"), "{recorded}");
+    run("kill", &["-TERM", &supervisor.id().to_string()]);
+    let output = supervisor.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{log}");
+    assert!(
+        !Path::new(&format!("/proc/{}", child.trim())).exists(),
+        "the command outlived its supervisor"
+    );
+    for line in [
+        "flaky exited with status 3 after",
+        "; restart 1 in 1s",
+        "; restart 2 in 2s",
+        "flaky stopped (status 143)",
+    ] {
+        assert!(log.contains(line), "{line:?} not in:\n{log}");
+    }
+
+    let done = Command::new(support::repo_root().join("compose/supervise"))
+        .arg("done")
+        .arg(dir.join("done-state"))
+        .args(["bash", "-c", "exit 0"])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&done.stderr);
+    assert!(done.status.success(), "{log}");
+    assert!(log.contains("done exited by itself with status 0"), "{log}");
+}
