@@ -219,6 +219,25 @@ pub async fn answer<R>(
     }
 }
 
+/// What a read-back of an accepted command's effect found: the object, or
+/// [`accepted_not_visible`] when it is not in the read model yet or the
+/// read failed.
+pub fn read_back<T, E: std::fmt::Debug>(
+    resource_type: &'static str,
+    resource_id: &str,
+    read: Result<Option<T>, E>,
+) -> async_graphql::Result<T> {
+    match read {
+        Ok(Some(found)) => Ok(found),
+        Ok(None) => Err(accepted_not_visible(
+            resource_type,
+            resource_id,
+            &"not in the read model",
+        )),
+        Err(error) => Err(accepted_not_visible(resource_type, resource_id, &error)),
+    }
+}
+
 /// Whether an accepted delete is still pending after waiting for the read
 /// model (`waited`): `DeleteSuccess.pending`, which is no failure.
 pub fn pending<E: std::fmt::Debug>(

@@ -206,13 +206,9 @@ impl SigningKeyMutation {
             };
             // The private key is in this answer only: repeating the request
             // with the same Idempotency-Key answers it again.
-            let signing_key = match projected(state, principal, &kid).await? {
-                Some(key) => key,
-                None => {
-                    let cause = "the key is not in the read model";
-                    return Err(mutation::accepted_not_visible(TYPE, &kid, &cause).into());
-                }
-            };
+            let signing_key = projected(state, principal, &kid).await?.ok_or_else(|| {
+                mutation::accepted_not_visible(TYPE, &kid, &"not in the read model")
+            })?;
             Ok(CreateSigningKeyResult::CreateSigningKeySuccess(
                 CreateSigningKeySuccess {
                     signing_key,

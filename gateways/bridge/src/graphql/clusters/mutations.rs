@@ -82,18 +82,12 @@ impl ClusterMutation {
             };
             let node_id = id.to_string();
             command::<NodeAggregate>(ctx, state, principal, &node_id, &set).await?;
-            let unreadable = |cause: &dyn std::fmt::Debug| {
-                mutation::accepted_not_visible(NODE_TYPE, &input.node_id, cause)
-            };
             state
                 .wait_until_projected(AggregateType::Node, &node_id)
                 .await
-                .map_err(|e| unreadable(&e))?;
-            let node = match node_by_id(state, principal, id).await {
-                Ok(Some(node)) => node,
-                Ok(None) => return Err(unreadable(&"the node is not in the read model").into()),
-                Err(error) => return Err(unreadable(&error).into()),
-            };
+                .map_err(|e| mutation::accepted_not_visible(NODE_TYPE, &input.node_id, &e))?;
+            let read = node_by_id(state, principal, id).await;
+            let node = mutation::read_back(NODE_TYPE, &input.node_id, read)?;
             Ok(SetNodeModeResult::InfrastructureNode(Box::new(node)))
         })
         .await

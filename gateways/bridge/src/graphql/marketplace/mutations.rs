@@ -131,16 +131,11 @@ impl MarketplaceMutation {
                 ClusterOutcome::Invite { invite_id, .. } => invite_id,
                 other => return Err(unexpected(&other).into()),
             };
-            let unreadable = |cause: &dyn std::fmt::Debug| {
-                mutation::accepted_not_visible(INVITE_TYPE, &invite_id, cause)
+            let read = match invite_id.parse::<Uuid>() {
+                Ok(id) => read_model::invite(&state.pool, id).await,
+                Err(_) => Ok(None),
             };
-            let row = match invite_id.parse::<Uuid>() {
-                Ok(id) => read_model::invite(&state.pool, id)
-                    .await
-                    .map_err(|e| unreadable(&e))?,
-                Err(_) => None,
-            };
-            let row = row.ok_or_else(|| unreadable(&"the invite is not in the read model"))?;
+            let row = mutation::read_back(INVITE_TYPE, &invite_id, read)?;
             Ok(ClusterInviteResult::ClusterInvite(invite(row, Utc::now())))
         })
         .await
@@ -346,16 +341,11 @@ async fn subscribed(
         ClusterOutcome::Subscription { subscription_id } => subscription_id,
         other => return Err(unexpected(&other).into()),
     };
-    let unreadable = |cause: &dyn std::fmt::Debug| {
-        mutation::accepted_not_visible(SUBSCRIPTION_TYPE, &subscription_id, cause)
+    let read = match subscription_id.parse::<Uuid>() {
+        Ok(id) => read_model::subscription(&state.pool, id).await,
+        Err(_) => Ok(None),
     };
-    let row = match subscription_id.parse::<Uuid>() {
-        Ok(id) => read_model::subscription(&state.pool, id)
-            .await
-            .map_err(|e| unreadable(&e))?,
-        Err(_) => None,
-    };
-    let row = row.ok_or_else(|| unreadable(&"the subscription is not in the read model"))?;
+    let row = mutation::read_back(SUBSCRIPTION_TYPE, &subscription_id, read)?;
     Ok(ClusterSubscriptionResult::ClusterSubscription(
         subscription(row),
     ))

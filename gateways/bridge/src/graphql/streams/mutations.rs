@@ -140,14 +140,8 @@ impl StreamMutation {
                 }
             };
             wait(state, uuid).await?;
-            let unreadable = |cause: &dyn std::fmt::Debug| {
-                mutation::accepted_not_visible("StreamKey", &key_id, cause)
-            };
-            let row = match read_model::key(&state.pool, &key_id).await {
-                Ok(Some(row)) => row,
-                Ok(None) => return Err(unreadable(&"the key is not in the read model").into()),
-                Err(error) => return Err(unreadable(&error).into()),
-            };
+            let read = read_model::key(&state.pool, &key_id).await;
+            let row = mutation::read_back("StreamKey", &key_id, read)?;
             Ok(CreateStreamKeyResult::StreamKey(stream_key(state, row)?))
         })
         .await

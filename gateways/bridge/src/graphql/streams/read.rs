@@ -110,11 +110,13 @@ pub(in crate::graphql) async fn projected(
     id: Uuid,
 ) -> async_graphql::Result<Stream> {
     wait(state, id).await?;
-    match load_stream(state, principal, id).await {
-        Ok(Some(row)) => Ok(Stream(row)),
-        Ok(None) => Err(accepted_stream(id, &"the stream is not in the read model")),
-        Err(error) => Err(accepted_stream(id, &error)),
-    }
+    let global = ids::global(STREAM_TYPE, &id.to_string());
+    mutation::read_back(
+        STREAM_TYPE,
+        &global,
+        load_stream(state, principal, id).await,
+    )
+    .map(Stream)
 }
 
 /// [`mutation::accepted_not_visible`] for stream `id`.
