@@ -7,14 +7,14 @@ use std::sync::Arc;
 use anyhow::Context;
 use frameworks_events::kafka::{KafkaSettings, apply_catalogue};
 use frameworks_projections::analytics::{
-    AnalyticsProjector, AnalyticsSettings, ClickHouseSettings,
+    self, AnalyticsProjector, AnalyticsSettings, ClickHouseSettings,
 };
 use frameworks_projections::generations::clickhouse::ClickHouseGenerations;
 
 use crate::generations::follow_live;
-use crate::metrics;
 use crate::relay::until_shutdown;
 use crate::supervisor::Supervisor;
+use crate::{dependencies, metrics};
 
 /// Apply stream and node telemetry to the ClickHouse analytics, exactly once in effect.
 #[derive(Debug, clap::Args)]
@@ -49,6 +49,9 @@ impl AnalyticsCommand {
                 .await
                 .context("connecting to ClickHouse (FRAMEWORKS_CLICKHOUSE_URL)")?,
         );
+        dependencies::clickhouse(&mut supervisor, self.clickhouse.client());
+        dependencies::kafka(&mut supervisor, &self.kafka, "frameworks-analytics")?;
+        dependencies::projecting(&mut supervisor, analytics::NAME);
         let (clickhouse, kafka, settings) = (self.clickhouse, self.kafka, self.analytics);
         supervisor.restarting("analytics", move || {
             let generations = Arc::clone(&generations);

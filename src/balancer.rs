@@ -25,9 +25,9 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tracing::info;
 use uuid::Uuid;
 
-use crate::metrics;
 use crate::relay::shutdown_signal;
 use crate::supervisor::Supervisor;
+use crate::{dependencies, metrics};
 
 /// Largest gRPC message an edge may send (a full trigger batch fits easily).
 const MAX_GRPC_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
@@ -133,6 +133,9 @@ impl BalancerCommand {
         let live = LiveState::connect(&self.live.redis_url, &self.live.key_prefix)
             .await
             .context("connecting to Redis (FRAMEWORKS_REDIS_URL)")?;
+        dependencies::postgres(&mut supervisor, &pool);
+        dependencies::kafka(&mut supervisor, &self.kafka, "frameworks-balancer")?;
+        dependencies::redis(&mut supervisor, live.connection());
         let shared = SharedState::new(live.connection(), &self.live.key_prefix);
         let placer = Placer::open(pool.clone(), live.clone(), shared.clone(), &self.routing)
             .context("loading the GeoIP database (FRAMEWORKS_BALANCER_GEOIP_CSV)")?;

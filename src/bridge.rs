@@ -12,14 +12,15 @@ use frameworks_commands::{DatabaseSettings, EventStore};
 use frameworks_events::kafka::KafkaSettings;
 use frameworks_projections::analytics::ClickHouseSettings;
 use frameworks_projections::analytics::reader::AnalyticsReader;
+use frameworks_projections::control_plane;
 use frameworks_projections::live::{LiveState, LiveStateSettings};
 use frameworks_projections::read_your_writes::ProjectionWatcher;
 
 use tracing::info;
 
-use crate::metrics;
 use crate::relay::shutdown_signal;
 use crate::supervisor::Supervisor;
+use crate::{dependencies, metrics};
 
 /// Events a subscription may fall behind by before it skips some.
 const SUBSCRIPTION_BUFFER: usize = 16_384;
@@ -86,12 +87,20 @@ impl BridgeCommand {
                     .follow(feed.subscribe(), projections.clone(), |_| {})
             }
         });
+        dependencies::postgres(&mut supervisor, store.pool());
+        dependencies::kafka(&mut supervisor, &self.kafka, "frameworks-bridge")?;
+        dependencies::redis(&mut supervisor, live.connection());
+        dependencies::clickhouse(&mut supervisor, self.clickhouse.client());
+        // What a mutation waits on before it answers: the relay publishing
+        // the outbox, and the control-plane projection applying it.
+        dependencies::outbox(&mut supervisor, store.pool());
+        dependencies::control_plane_projection(
+            &mut supervisor,
+            store.pool(),
+            &self.kafka,
+            &control_plane::TOPICS,
+        );
         let health = supervisor.health();
-        let pinged = store.clone();
-        health.check("database", move || {
-            let store = pinged.clone();
-            async move { store.ping().await }
-        });
         let state = frameworks_bridge::state(
             &store,
             &self.bridge,

@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use frameworks_events::kafka::{KafkaSettings, apply_catalogue};
-use frameworks_projections::live::{LiveStateProjector, LiveStateSettings};
+use frameworks_projections::live::{self, LiveStateProjector, LiveStateSettings, connect_redis};
 
 use crate::generations::follow_live;
-use crate::metrics;
 use crate::relay::until_shutdown;
 use crate::supervisor::Supervisor;
+use crate::{dependencies, metrics};
 
 /// Apply stream and node telemetry to Redis: live streams, viewer counts, node load.
 #[derive(Debug, clap::Args)]
@@ -43,6 +43,12 @@ impl LiveStateCommand {
                 .await
                 .context("connecting to Redis (FRAMEWORKS_REDIS_URL)")?,
         );
+        let redis = connect_redis(&self.live.redis_url)
+            .await
+            .context("connecting to Redis (FRAMEWORKS_REDIS_URL)")?;
+        dependencies::redis(&mut supervisor, redis);
+        dependencies::kafka(&mut supervisor, &self.kafka, "frameworks-live-state")?;
+        dependencies::projecting(&mut supervisor, live::NAME);
         let (kafka, settings) = (self.kafka, self.live);
         supervisor.restarting("live-state", move || {
             let generations = Arc::clone(&generations);

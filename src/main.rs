@@ -12,6 +12,7 @@ mod balancer;
 mod bridge;
 mod db;
 mod dead_letters;
+mod dependencies;
 mod edge;
 mod generations;
 #[cfg(test)]

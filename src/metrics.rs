@@ -33,6 +33,12 @@ pub const METRICS: &[Metric] = &[
         "1 while a supervised task runs, 0 while it is down (in its backoff, or ended for good).",
         &["task"],
     ),
+    Metric::gauge(
+        "frameworks_dependency_up",
+        metrics::Unit::Count,
+        "1 while a server the role depends on answers its probe (every 2 s), 0 while it does not or while the work it does for the role is stuck (an outbox or a projection waiting with no progress).",
+        &["dependency"],
+    ),
 ];
 
 /// Every crate's catalogue, the binary's last.

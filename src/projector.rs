@@ -6,13 +6,14 @@ use std::process::ExitCode;
 use anyhow::Context;
 use frameworks_commands::{DatabaseSettings, EventStore};
 use frameworks_events::kafka::{KafkaSettings, apply_catalogue};
+use frameworks_projections::control_plane;
 use frameworks_projections::generations::postgres::PostgresGenerations;
 use frameworks_projections::postgres::{PostgresProjector, ProjectorSettings};
 
 use crate::generations::follow_live;
-use crate::metrics;
 use crate::relay::until_shutdown;
 use crate::supervisor::Supervisor;
+use crate::{dependencies, metrics};
 
 /// Apply the control-plane topics to the PostgreSQL read models, exactly once in effect.
 #[derive(Debug, clap::Args)]
@@ -47,6 +48,9 @@ impl ProjectorCommand {
             .await
             .context("applying the topic catalogue")?;
         let pool = store.pool().clone();
+        dependencies::postgres(&mut supervisor, &pool);
+        dependencies::kafka(&mut supervisor, &self.kafka, "frameworks-projector")?;
+        dependencies::projecting(&mut supervisor, control_plane::NAME);
         let (kafka, settings) = (self.kafka, self.projector);
         supervisor.restarting("projector", move || {
             let generations = PostgresGenerations::new(pool.clone());

@@ -10,8 +10,8 @@ use frameworks_commands::{DatabaseSettings, EventStore};
 use frameworks_events::kafka::{EventPublisher, KafkaSettings, apply_catalogue};
 use tracing::info;
 
-use crate::metrics;
 use crate::supervisor::Supervisor;
+use crate::{dependencies, metrics};
 
 /// Publish appended events from the Postgres outbox to Kafka (one leader at a time).
 #[derive(Debug, clap::Args)]
@@ -47,6 +47,8 @@ impl RelayCommand {
             .context("applying the topic catalogue")?;
         let publisher = EventPublisher::new(&self.kafka, "frameworks-relay")
             .context("creating the Kafka producer")?;
+        dependencies::postgres(&mut supervisor, store.pool());
+        dependencies::kafka(&mut supervisor, &self.kafka, "frameworks-relay")?;
         let relay = Arc::new(OutboxRelay::new(store, publisher, self.relay));
         info!(metrics = %self.metrics_listen, "relay started");
         supervisor.restarting("relay", move || {

@@ -13,6 +13,13 @@
 //!   its error, so the process exits non-zero and its own supervisor
 //!   (systemd, compose) sees it.
 //!
+//! Beside its tasks, a role names the servers it depends on
+//! ([`Supervisor::dependency`]): each is probed in the background every
+//! 2 s, and while one does not answer (or answers that work is stuck),
+//! `/health` answers 503 naming it and `frameworks_dependency_up{dependency}`
+//! is 0. The role itself keeps running and retrying: an outage of a server
+//! is not a reason to exit.
+//!
 //! Each attempt passes a failpoint named after the task first (the `fail`
 //! crate; compiled in only with its `failpoints` feature, which the test
 //! build turns on), so tests can make a real role's task die:
@@ -20,7 +27,6 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -33,7 +39,7 @@ use metrics::{counter, gauge};
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-use tracing::{error, warn};
+use tracing::{error, info, warn};
 
 /// The first wait before a dead task is started again.
 const BACKOFF_INITIAL: Duration = Duration::from_millis(500);
@@ -60,22 +66,36 @@ impl<E: Into<anyhow::Error> + Send + 'static> TaskOutput for Result<(), E> {
     }
 }
 
-type Check = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
+/// How often each dependency is probed.
+const PROBE_INTERVAL: Duration = Duration::from_secs(2);
+/// A probe that takes longer than this counts as a failed one.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Whether the role is healthy: every supervised task up, every check passing.
+/// Whether the role is healthy: every supervised task up, every dependency answering.
 #[derive(Clone, Default)]
 pub struct Health {
     /// Task name -> whether it is running now.
     tasks: Arc<Mutex<BTreeMap<&'static str, bool>>>,
-    checks: Arc<Mutex<Vec<(&'static str, Check)>>>,
+    /// Dependency name -> whether its last probe succeeded.
+    dependencies: Arc<Mutex<BTreeMap<&'static str, bool>>>,
 }
 
 impl std::fmt::Debug for Health {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Health")
-            .field("tasks_down", &self.tasks_down())
+            .field("down", &self.down())
             .finish_non_exhaustive()
     }
+}
+
+/// Names whose value is false in `map`.
+fn down_in(map: &Mutex<BTreeMap<&'static str, bool>>) -> Vec<&'static str> {
+    map.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .filter(|(_, up)| !**up)
+        .map(|(name, _)| *name)
+        .collect()
 }
 
 impl Health {
@@ -87,43 +107,33 @@ impl Health {
         gauge!("frameworks_task_up", "task" => task).set(if up { 1.0 } else { 0.0 });
     }
 
+    fn set_dependency(&self, dependency: &'static str, up: bool) {
+        let was = self
+            .dependencies
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(dependency, up);
+        gauge!("frameworks_dependency_up", "dependency" => dependency).set(if up {
+            1.0
+        } else {
+            0.0
+        });
+        match (was, up) {
+            (Some(true), false) => warn!(dependency, "dependency down"),
+            (Some(false), true) => info!(dependency, "dependency up again"),
+            _ => {}
+        }
+    }
+
     /// The supervised tasks that are not running now.
     pub fn tasks_down(&self) -> Vec<&'static str> {
-        self.tasks
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-            .filter(|(_, up)| !**up)
-            .map(|(name, _)| *name)
-            .collect()
+        down_in(&self.tasks)
     }
 
-    /// Adds a check `/health` runs on every request (the bridge's database).
-    pub fn check<F, Fut>(&self, name: &'static str, check: F)
-    where
-        F: Fn() -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = bool> + Send + 'static,
-    {
-        let check: Check = Arc::new(move || Box::pin(check()));
-        self.checks
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push((name, check));
-    }
-
-    /// Everything that is down now: tasks, then failed checks.
-    pub async fn down(&self) -> Vec<&'static str> {
+    /// Everything that is down now: tasks, then dependencies.
+    pub fn down(&self) -> Vec<&'static str> {
         let mut down = self.tasks_down();
-        let checks: Vec<_> = self
-            .checks
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        for (name, check) in checks {
-            if !check().await {
-                down.push(name);
-            }
-        }
+        down.extend(down_in(&self.dependencies));
         down
     }
 
@@ -134,13 +144,13 @@ impl Health {
             "/health",
             get(move || {
                 let health = health.clone();
-                async move { health.response().await }
+                async move { health.response() }
             }),
         )
     }
 
-    async fn response(&self) -> Response {
-        let down = self.down().await;
+    fn response(&self) -> Response {
+        let down = self.down();
         if down.is_empty() {
             axum::Json(json!({ "status": "ok" })).into_response()
         } else {
@@ -181,6 +191,27 @@ impl Supervisor {
 
     pub fn health(&self) -> Health {
         self.health.clone()
+    }
+
+    /// Probes `probe` every 2 s for as long as the role runs: while it
+    /// answers false (or takes over 3 s), the role is unhealthy, naming
+    /// `name`. Down until the first probe answers.
+    pub fn dependency<F, Fut>(&mut self, name: &'static str, mut probe: F)
+    where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: Future<Output = bool> + Send + 'static,
+    {
+        let health = self.health.clone();
+        health.set_dependency(name, false);
+        self.tasks.spawn(async move {
+            loop {
+                let up = tokio::time::timeout(PROBE_TIMEOUT, probe())
+                    .await
+                    .unwrap_or(false);
+                health.set_dependency(name, up);
+                tokio::time::sleep(PROBE_INTERVAL).await;
+            }
+        });
     }
 
     /// Runs the task `start` makes for as long as the role runs, starting it
@@ -326,14 +357,30 @@ mod tests {
         assert_eq!(error.to_string(), "sync ended");
     }
 
-    #[tokio::test]
-    async fn health_names_what_is_down() {
-        let health = Health::default();
-        assert!(health.down().await.is_empty());
+    #[tokio::test(start_paused = true)]
+    async fn health_names_what_is_down_and_probes_dependencies() {
+        let mut supervisor = Supervisor::new();
+        let health = supervisor.health();
+        assert!(health.down().is_empty());
         health.set("edge-forwarder", false);
-        health.check("database", || async { false });
-        assert_eq!(health.down().await, ["edge-forwarder", "database"]);
-        let response = health.response().await;
-        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let answering = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let probed = Arc::clone(&answering);
+        supervisor.dependency("database", move || {
+            let up = probed.load(Ordering::SeqCst);
+            async move { up }
+        });
+        let watch = async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert_eq!(health.down(), ["edge-forwarder", "database"]);
+            assert_eq!(health.response().status(), StatusCode::SERVICE_UNAVAILABLE);
+            health.set("edge-forwarder", true);
+            answering.store(true, Ordering::SeqCst);
+            // The next probe, 2 s on, finds it answering.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            assert!(health.down().is_empty());
+            assert_eq!(health.response().status(), StatusCode::OK);
+            Ok(())
+        };
+        supervisor.run(watch).await.unwrap();
     }
 }

@@ -27,6 +27,8 @@ pub mod queries;
 pub mod read_your_writes;
 pub mod status;
 
+pub use batch::{ConsumerLost, Progress};
+
 /// Why an event could not be applied to a read model. The projector sends
 /// it to the dead-letter topic with [`ApplyError::reason`] and goes on.
 #[derive(Debug, thiserror::Error)]

@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use frameworks_events::kafka::{DeadLetterWriter, KafkaSettings, read_event};
+use frameworks_events::kafka::{DeadLetterWriter, KafkaSettings, LagProbe, read_event};
 use frameworks_events::proto::v1::telemetry::BufferState;
 use frameworks_events::{Event, EventPayload, Topic};
 use metrics::counter;
@@ -23,7 +23,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedMessage;
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::generations::redis::RedisGenerations;
 use crate::generations::{Generations, group_of};
@@ -107,6 +107,8 @@ pub enum LiveStateError {
     Kafka(#[from] KafkaError),
     #[error("writing a dead letter")]
     DeadLetter(#[from] frameworks_events::kafka::publisher::PublishError),
+    #[error("the projector gave up on its Kafka consumer")]
+    ConsumerLost(#[from] crate::batch::ConsumerLost),
 }
 
 /// One Redis command of an event's change: (command, key, arguments).
@@ -345,10 +347,26 @@ impl std::fmt::Debug for LiveState {
     }
 }
 
+/// A connection to Redis that fails fast while Redis is away: a command
+/// waits at most 2 s for its answer, and a reconnection makes two quick
+/// attempts (the client's default spends about 6 s on seven), so a viewer
+/// asking /play during an outage gets an answer within seconds rather than
+/// a hung request. The next command after a failure reconnects again.
+pub async fn connect_redis(url: &str) -> Result<ConnectionManager, redis::RedisError> {
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(1)))
+        .set_response_timeout(Some(Duration::from_secs(2)))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(500));
+    redis::Client::open(url)?
+        .get_connection_manager_with_config(config)
+        .await
+}
+
 impl LiveState {
     /// Reads the live generation under the base prefix `base`.
     pub async fn connect(url: &str, base: &str) -> Result<Self, redis::RedisError> {
-        let redis = redis::Client::open(url)?.get_connection_manager().await?;
+        let redis = connect_redis(url).await?;
         Ok(Self {
             source: Source::Live(RedisGenerations::new(redis.clone(), base), base.to_owned()),
             redis,
@@ -531,6 +549,7 @@ pub struct LiveStateProjector {
     generation: u32,
     group_id: String,
     consumer: StreamConsumer,
+    probe: LagProbe,
     dead_letters: DeadLetterWriter,
     settings: LiveStateSettings,
     script: redis::Script,
@@ -560,9 +579,7 @@ impl LiveStateProjector {
     pub async fn generations(
         settings: &LiveStateSettings,
     ) -> Result<RedisGenerations, redis::RedisError> {
-        let redis = redis::Client::open(settings.redis_url.as_str())?
-            .get_connection_manager()
-            .await?;
+        let redis = connect_redis(&settings.redis_url).await?;
         Ok(RedisGenerations::new(redis, &settings.key_prefix))
     }
 
@@ -572,9 +589,7 @@ impl LiveStateProjector {
         settings: LiveStateSettings,
         generation: u32,
     ) -> Result<Self, LiveStateError> {
-        let redis = redis::Client::open(settings.redis_url.as_str())?
-            .get_connection_manager()
-            .await?;
+        let redis = connect_redis(&settings.redis_url).await?;
         let prefix = RedisGenerations::prefix(&settings.key_prefix, generation);
         let state = LiveState::pinned(redis, &prefix);
         let group_id = group_of(&settings.group_id, generation);
@@ -589,6 +604,7 @@ impl LiveStateProjector {
             keys: Keys::new(&prefix),
             generation,
             dead_letters: DeadLetterWriter::new(kafka, &group_id)?,
+            probe: LagProbe::new(kafka, &group_id)?,
             group_id,
             consumer,
             settings,
@@ -605,24 +621,18 @@ impl LiveStateProjector {
         &self.state
     }
 
-    /// Applies records until `shutdown` resolves; Redis or Kafka trouble is retried.
+    /// Applies records until `shutdown` resolves; Redis or Kafka trouble is
+    /// retried (the record was not applied and its offset not stored: the
+    /// consumer reads it again after a seek). Ends with
+    /// [`LiveStateError::ConsumerLost`] when the consumer cannot go on.
     pub async fn run(
         &self,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), LiveStateError> {
-        tokio::pin!(shutdown);
         info!(group = %self.group_id, generation = self.generation, "live-state projector started");
-        loop {
-            tokio::select! {
-                () = &mut shutdown => return Ok(()),
-                result = self.step() => if let Err(error) = result {
-                    // The record was not applied and its offset not stored: the consumer
-                    // re-reads it after a seek, or after a restart from the stored hint.
-                    warn!(%error, "live-state record failed; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
-        }
+        crate::batch::run_until(NAME, &self.consumer, &self.probe, shutdown, || self.step())
+            .await?;
+        Ok(())
     }
 
     /// Reads one record and applies it; returns whether it changed the state.

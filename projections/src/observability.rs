@@ -4,8 +4,22 @@
 
 use frameworks_events::observability::Metric;
 
-pub const METRICS: &[Metric] = &[Metric::counter(
-    "frameworks_projector_events_total",
-    "Kafka records a projector handled, by projection and by outcome (applied, duplicate, skipped, ignored or dead-lettered).",
-    &["projection", "outcome"],
-)];
+pub const METRICS: &[Metric] = &[
+    Metric::counter(
+        "frameworks_projector_events_total",
+        "Kafka records a projector handled, by projection and by outcome (applied, duplicate, skipped, ignored or dead-lettered).",
+        &["projection", "outcome"],
+    ),
+    Metric::gauge(
+        "frameworks_projector_progress_timestamp_seconds",
+        metrics::Unit::Seconds,
+        "When the projector last made progress (applied a batch, or found nothing waiting), as Unix time: time() minus it is the time since.",
+        &["projection"],
+    ),
+    Metric::gauge(
+        "frameworks_projector_failing",
+        metrics::Unit::Count,
+        "1 while the projector's batches fail (its store or Kafka unreachable) and are retried, 0 otherwise.",
+        &["projection"],
+    ),
+];

@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use frameworks_events::kafka::{DeadLetterWriter, KafkaSettings, read_event};
+use frameworks_events::kafka::{DeadLetterWriter, KafkaSettings, LagProbe, read_event};
 use metrics::counter;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -89,6 +89,8 @@ pub enum ProjectorError {
     Database(#[from] sqlx::Error),
     #[error("writing a dead letter")]
     DeadLetter(#[from] frameworks_events::kafka::publisher::PublishError),
+    #[error("the projector gave up on its Kafka consumer")]
+    ConsumerLost(#[from] batch::ConsumerLost),
 }
 
 pub struct PostgresProjector {
@@ -97,6 +99,7 @@ pub struct PostgresProjector {
     schema: String,
     group_id: String,
     consumer: StreamConsumer,
+    probe: LagProbe,
     dead_letters: DeadLetterWriter,
     settings: ProjectorSettings,
 }
@@ -147,6 +150,7 @@ impl PostgresProjector {
             generation,
             schema: PostgresGenerations::schema(generation),
             dead_letters: DeadLetterWriter::new(kafka, &group_id)?,
+            probe: LagProbe::new(kafka, &group_id)?,
             group_id,
             consumer,
             settings,
@@ -158,13 +162,22 @@ impl PostgresProjector {
     }
 
     /// Applies batches until `shutdown` resolves. Database or Kafka trouble
-    /// rewinds the batch and retries with backoff; nothing is skipped.
+    /// rewinds the batch and retries with backoff; nothing is skipped. Ends
+    /// with [`ProjectorError::ConsumerLost`] when the consumer cannot go on
+    /// (see [`batch::run_until`]): the caller makes a new projector.
     pub async fn run(
         &self,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), ProjectorError> {
         info!(group = %self.group_id, generation = self.generation, "projector started");
-        batch::run_until(control_plane::NAME, shutdown, || self.step()).await;
+        batch::run_until(
+            control_plane::NAME,
+            &self.consumer,
+            &self.probe,
+            shutdown,
+            || self.step(),
+        )
+        .await?;
         Ok(())
     }
 

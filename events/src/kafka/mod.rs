@@ -6,6 +6,7 @@ pub mod admin;
 pub mod consumer;
 pub mod dead_letter;
 pub mod feed;
+pub mod probe;
 pub mod publisher;
 mod settings;
 
@@ -13,6 +14,7 @@ pub use admin::{ApplyReport, TopicChange, apply_catalogue};
 pub use consumer::{EventConsumer, Received};
 pub use dead_letter::{DeadLetter, DeadLetterWriter, Unreadable, read_dead_letters, read_event};
 pub use feed::EventFeed;
+pub use probe::{BrokerProbe, LagProbe};
 pub use publisher::{Delivered, EventPublisher};
 pub use settings::KafkaSettings;
 

@@ -36,7 +36,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use clickhouse::{Client, Row};
 use frameworks_events::Topic;
-use frameworks_events::kafka::{DeadLetterWriter, KafkaSettings, read_event};
+use frameworks_events::kafka::{DeadLetterWriter, KafkaSettings, LagProbe, read_event};
 use metrics::counter;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -177,6 +177,8 @@ pub enum AnalyticsError {
     ClickHouse(#[from] clickhouse::error::Error),
     #[error("writing a dead letter")]
     DeadLetter(#[from] frameworks_events::kafka::publisher::PublishError),
+    #[error("the projector gave up on its Kafka consumer")]
+    ConsumerLost(#[from] crate::batch::ConsumerLost),
 }
 
 /// Tells the projector that partitions moved, so that its knowledge of
@@ -333,6 +335,7 @@ pub struct AnalyticsProjector {
     generation: u32,
     group_id: String,
     consumer: StreamConsumer<RebalanceFlag>,
+    probe: LagProbe,
     dead_letters: DeadLetterWriter,
     settings: AnalyticsSettings,
     /// Per partition, the `written_offsets` mark as last read or written.
@@ -384,6 +387,7 @@ impl AnalyticsProjector {
             database,
             generation,
             dead_letters: DeadLetterWriter::new(kafka, &group_id)?,
+            probe: LagProbe::new(kafka, &group_id)?,
             group_id,
             consumer,
             settings,
@@ -410,7 +414,7 @@ impl AnalyticsProjector {
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), AnalyticsError> {
         info!(database = %self.database, group = %self.group_id, "analytics projector started");
-        batch::run_until(NAME, shutdown, || self.step()).await;
+        batch::run_until(NAME, &self.consumer, &self.probe, shutdown, || self.step()).await?;
         Ok(())
     }
 
