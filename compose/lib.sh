@@ -326,3 +326,20 @@ start_role() {
     wait_healthy "$name" "$pid" role_started "$LOG_DIR/$name.log"
     say "$name: running (pid $(pid_of "$name")), metrics at http://$(role_metrics "$name")/metrics"
 }
+
+# The client release the GraphQL contract is pinned to (tests/support's CLIENT).
+CLIENT_PACKAGE="livepeer-frameworks==0.4.0"
+
+# client_python: a Python in a virtualenv holding the published client, made
+# once under the cache (the same one the Rust tests make and use).
+client_python() {
+    local venv="$FRAMEWORKS_CACHE_DIR/python/livepeer-frameworks-0.4.0"
+    if ! "$venv/bin/python" -c 'import livepeer_frameworks' 2>/dev/null; then
+        command -v python3 >/dev/null || ensure_packages python3
+        python3 -c 'import ensurepip' 2>/dev/null || ensure_packages python3-venv
+        python3 -m venv "$venv" >&2 || die "could not create the virtualenv $venv"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check "$CLIENT_PACKAGE" >&2 ||
+            die "pip could not install $CLIENT_PACKAGE"
+    fi
+    printf '%s\n' "$venv/bin/python"
+}
