@@ -164,7 +164,7 @@ impl PostgresProjector {
     /// Applies batches until `shutdown` resolves. Database or Kafka trouble
     /// rewinds the batch and retries with backoff; nothing is skipped. Ends
     /// with [`ProjectorError::ConsumerLost`] when the consumer cannot go on
-    /// (see [`batch::run_until`]): the caller makes a new projector.
+    /// (see [`ConsumerLost`](crate::ConsumerLost)): the caller makes a new projector.
     pub async fn run(
         &self,
         shutdown: impl std::future::Future<Output = ()>,
