@@ -456,3 +456,38 @@ async fn a_live_state_projector_killed_while_busy_ends_equal_to_a_clean_rebuild(
     drop_redis_prefix(&redis_url(), &clean_prefix).await;
     drop_topics(&kafka).await;
 }
+
+/// A wiped Redis loses the register of generations too: the projecting
+/// role's watch for a switch gives its own generation back (readers found
+/// none live, and saw nothing), and never takes over from another live one.
+#[tokio::test]
+async fn a_lost_register_gets_the_projected_generation_back() {
+    use frameworks_projections::generations::redis::RedisGenerations;
+    use frameworks_projections::generations::{Generations, switched_from};
+
+    let base = format!("test-reclaim-{}", Uuid::now_v7().simple());
+    let redis = frameworks_projections::live::connect_redis(&redis_url())
+        .await
+        .unwrap();
+    let generations = RedisGenerations::new(redis.clone(), &base);
+    assert_eq!(generations.ensure_live().await.unwrap(), 1);
+    let second = generations.begin().await.unwrap();
+    generations.switch(second).await.unwrap();
+
+    redis::cmd("DEL")
+        .arg(format!("{base}:generations"))
+        .query_async::<i64>(&mut redis.clone())
+        .await
+        .unwrap();
+    assert_eq!(generations.live().await.unwrap(), None);
+    // The role projecting into generation 2 is watching for a switch.
+    let watching = switched_from(&generations, second, Duration::from_millis(50));
+    let _ = tokio::time::timeout(Duration::from_millis(300), watching).await;
+    assert_eq!(generations.live().await.unwrap(), Some(second));
+    assert!(
+        !generations.reclaim(7).await.unwrap(),
+        "a live generation is never displaced"
+    );
+    assert_eq!(generations.live().await.unwrap(), Some(second));
+    drop_redis_prefix(&redis_url(), &base).await;
+}

@@ -91,9 +91,10 @@ pub enum ConsumerLost {
 /// - librdkafka marked it failed for good (a fatal error, such as a static
 ///   member fenced after a broker restart: every later read fails);
 /// - it made no progress for 20 s while `probe` counts records waiting,
-///   either silent (a read that never returns) or failing on Kafka. A step
-///   failing on the projector's own store is not the consumer's fault and
-///   is retried for as long as it takes.
+///   either silent (a read that never returns, or a write that hangs, which
+///   a new consumer and connection do no harm to) or failing on Kafka. A
+///   step that fails on the projector's own store is not the consumer's
+///   fault and is retried for as long as it takes.
 pub async fn run_until<C, T, E, Fut>(
     projector: &'static str,
     consumer: &StreamConsumer<C>,

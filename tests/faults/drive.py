@@ -52,7 +52,13 @@ DEPENDENTS = {
     "kafka": ["relay", "projector", "live-state", "analytics", "bridge", "balancer"],
     "redis": ["live-state", "bridge", "balancer"],
     "clickhouse": ["analytics", "bridge"],
+    # Redis keeps answering; what it held is gone.
+    "redis-wipe": [],
 }
+# After a wipe, routing is back within one heartbeat of the edge (10 s), plus
+# the moments the live-state role takes to notice its register is gone.
+WIPE_PLAY_LIMIT = 15.0
+REDIS_URL = os.environ["FRAMEWORKS_REDIS_URL"]
 WRITERS = 3
 SAMPLE_SECONDS = 0.25
 # Before each outage: load with everything up.
@@ -230,6 +236,15 @@ def infra(command, server):
         sys.exit(f"compose/infra {command} {server} failed:\n{done.stderr}")
 
 
+def wipe_redis():
+    port = REDIS_URL.rsplit(":", 1)[1]
+    done = subprocess.run(
+        ["redis-cli", "-h", "127.0.0.1", "-p", port, "FLUSHALL"], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0 or "OK" not in done.stdout:
+        sys.exit(f"redis-cli FLUSHALL failed: {done.stdout} {done.stderr}")
+
+
 def wait_settled(timeline, since, limit):
     deadline = now() + limit
     while now() < deadline:
@@ -247,11 +262,14 @@ def outage(load, timeline, server):
     time.sleep(WARM_SECONDS)
     load.phase = server
     down = now()
-    infra("down", server)
-    time.sleep(OUTAGE)
-    infra("up", server)
+    if server == "redis-wipe":
+        wipe_redis()
+    else:
+        infra("down", server)
+        time.sleep(OUTAGE)
+        infra("up", server)
     returned = now()
-    print(f"{server}: down for {returned - down:.1f} s; recovering", flush=True)
+    print(f"{server}: {'wiped' if server == 'redis-wipe' else f'down for {returned - down:.1f} s'}; recovering", flush=True)
     wait_settled(timeline, returned, RECOVERY_LIMIT + 30)
     recovery = {probe: timeline.recovery(probe, returned) for probe in timeline.probes()}
     # The share of each probe's samples that failed while the server was down.
@@ -368,6 +386,9 @@ def main():
                 shown = "never" if seconds is None else f"after {seconds:.1f} s"
                 problems.append(f"{probe} recovered {shown} from the {r['server']} outage (limit {RECOVERY_LIMIT:.0f} s)")
 
+        wiped_play = r["recovery"].get("play")
+        if r["server"] == "redis-wipe" and (wiped_play is None or wiped_play > WIPE_PLAY_LIMIT):
+            problems.append(f"/play routed again {wiped_play} s after the Redis wipe (limit {WIPE_PLAY_LIMIT:.0f} s)")
         for role in DEPENDENTS[r["server"]]:
             if r["failing"].get(f"health {role}", 0.0) == 0.0:
                 problems.append(f"{role}'s /health stayed ok while {r['server']} was down")

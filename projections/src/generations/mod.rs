@@ -57,6 +57,14 @@ pub trait Generations {
         Ok(true)
     }
 
+    /// Makes `generation` live again if the register lost every live
+    /// generation (a wiped Redis), answering whether it did. The role that
+    /// projects into `generation` calls it; stores that cannot lose their
+    /// register keep the default, which does nothing.
+    async fn reclaim(&self, _generation: u32) -> Result<bool, Self::Error> {
+        Ok(false)
+    }
+
     /// The live generation, creating and switching to generation 1 on a
     /// fresh installation (which the projector then fills from the log).
     async fn ensure_live(&self) -> Result<u32, Self::Error> {
@@ -79,13 +87,25 @@ pub fn group_of(base: &str, generation: u32) -> String {
 }
 
 /// Resolves once the live generation is no longer `current` (polling every
-/// `every`); errors while polling are logged and polled again.
+/// `every`); errors while polling are logged and polled again. A register
+/// that lost its live generation (a wiped Redis) gets `current` back.
 pub async fn switched_from<G: Generations>(generations: &G, current: u32, every: Duration) -> u32 {
     loop {
         tokio::time::sleep(every).await;
         match generations.live().await {
             Ok(Some(live)) if live != current => return live,
-            Ok(_) => {}
+            Ok(Some(_)) => {}
+            Ok(None) => match generations.reclaim(current).await {
+                Ok(true) => tracing::warn!(
+                    projection = generations.projection(),
+                    generation = current,
+                    "the register of generations was lost (a wiped store?); made this one live again"
+                ),
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::warn!(projection = generations.projection(), %error, "could not restore the live generation");
+                }
+            },
             Err(error) => {
                 tracing::warn!(projection = generations.projection(), %error, "could not read the live generation");
             }

@@ -50,6 +50,16 @@ redis.call('HSET', KEYS[1], 'g' .. first, 'live')
 return first
 ";
 
+/// Makes ARGV[1] live, unless some generation is live already.
+const RECLAIM: &str = r"
+local states = redis.call('HGETALL', KEYS[1])
+for i = 2, #states, 2 do
+  if states[i] == 'live' then return 0 end
+end
+redis.call('HSET', KEYS[1], 'g' .. ARGV[1], 'live')
+return 1
+";
+
 #[derive(Clone)]
 pub struct RedisGenerations {
     redis: ConnectionManager,
@@ -162,6 +172,15 @@ impl Generations for RedisGenerations {
         let state =
             live::LiveState::pinned(self.redis.clone(), &Self::prefix(&self.base, generation));
         state.applied_offsets().await
+    }
+
+    async fn reclaim(&self, generation: u32) -> Result<bool, redis::RedisError> {
+        let reclaimed: i64 = redis::Script::new(RECLAIM)
+            .key(self.register())
+            .arg(generation)
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        Ok(reclaimed == 1)
     }
 
     async fn ensure_live(&self) -> Result<u32, redis::RedisError> {
