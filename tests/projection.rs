@@ -789,3 +789,45 @@ async fn a_dead_projector_loop_is_restarted_and_health_reports_it_meanwhile() {
     drop_topics(&kafka).await;
     db.drop_now().await;
 }
+
+/// A projector with nothing to apply is healthy, not stalled: while it
+/// waits for records it asks how many wait for it (none) and counts that
+/// as progress, so its progress gauge keeps moving and `/health` stays ok.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_projector_keeps_reporting_progress() {
+    let db = fresh_database().await;
+    let kafka = kafka_with_topics().await;
+    let prefix = kafka.catalogue.prefix.clone();
+    let listen = format!("127.0.0.1:{}", support::free_port());
+    let _projector = spawn_role(
+        "projector",
+        &kafka,
+        &[
+            ("FRAMEWORKS_DATABASE_URL", db.url.clone()),
+            ("FRAMEWORKS_PROJECTOR_GROUP", format!("{prefix}-projector")),
+            ("FRAMEWORKS_PROJECTOR_METRICS_LISTEN", listen.clone()),
+        ],
+    );
+    within(Duration::from_secs(60), "the projector healthy", async {
+        while !matches!(support::health(&listen).await, Some((200, _))) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    let started = Utc::now().timestamp_millis() as f64 / 1000.0;
+    // Past two of its checks (every 5 s) with nothing to read.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let progress = support::metric(
+        &listen,
+        "frameworks_projector_progress_timestamp_seconds",
+        "",
+    )
+    .await;
+    assert!(
+        progress >= started + 4.0,
+        "no progress reported since {started} (last {progress})"
+    );
+    let (status, body) = support::health(&listen).await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    drop_topics(&kafka).await;
+}

@@ -123,7 +123,12 @@ where
                 }
                 result = &mut attempt => break result,
                 // Silent for a while: caught up (progress too), or stuck?
-                _ = check.tick(), if progress.last.elapsed() >= STALL_CHECK => {
+                // Asked inside, not as a guard: a guard false when the
+                // select starts would leave it waiting on the step alone.
+                _ = check.tick() => {
+                    if progress.last.elapsed() < STALL_CHECK / 2 {
+                        continue;
+                    }
                     match probe.waiting(consumer).await {
                         Ok(0) => progress.made(),
                         Ok(waiting) if progress.last.elapsed() >= STALL_AFTER => {

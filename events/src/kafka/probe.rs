@@ -77,6 +77,7 @@ impl LagProbe {
             .collect();
         let (client, timeout) = (Arc::clone(&self.client), self.timeout);
         tokio::task::spawn_blocking(move || {
+            drain(&client);
             let mut partitions = TopicPartitionList::new();
             for topic in &topics {
                 let metadata = client.fetch_metadata(Some(topic), timeout)?;
@@ -137,8 +138,20 @@ impl BrokerProbe {
     /// Whether a broker answered a metadata request within 2 s.
     pub async fn reachable(&self) -> bool {
         let (client, timeout) = (Arc::clone(&self.client), self.timeout);
-        tokio::task::spawn_blocking(move || client.fetch_metadata(None, timeout).is_ok())
-            .await
-            .unwrap_or(false)
+        tokio::task::spawn_blocking(move || {
+            drain(&client);
+            client.fetch_metadata(None, timeout).is_ok()
+        })
+        .await
+        .unwrap_or(false)
+    }
+}
+
+/// Serves the probe client's queue: librdkafka queues its log lines and
+/// errors (one a second or so while the brokers are away) until a poll
+/// takes them, and a probe never reads records otherwise.
+fn drain(client: &BaseConsumer) {
+    while let Some(event) = client.poll(Duration::ZERO) {
+        drop(event);
     }
 }
