@@ -17,6 +17,9 @@ FRAMEWORKS_CACHE_DIR="${FRAMEWORKS_CACHE_DIR:-/var/cache/frameworks-dev}"
 FRAMEWORKS_KAFKA_PORT="${FRAMEWORKS_KAFKA_PORT:-9092}"
 FRAMEWORKS_KAFKA_CONTROLLER_PORT="${FRAMEWORKS_KAFKA_CONTROLLER_PORT:-9093}"
 FRAMEWORKS_KAFKA_HEAP="${FRAMEWORKS_KAFKA_HEAP:-1g}"
+# Kafka nodes (broker and controller each): 1, or 3 for a cluster that keeps
+# every domain topic on three brokers and goes on with one of them down.
+FRAMEWORKS_KAFKA_NODES="${FRAMEWORKS_KAFKA_NODES:-1}"
 FRAMEWORKS_POSTGRES_PORT="${FRAMEWORKS_POSTGRES_PORT:-5432}"
 FRAMEWORKS_REDIS_PORT="${FRAMEWORKS_REDIS_PORT:-6379}"
 FRAMEWORKS_CLICKHOUSE_HTTP_PORT="${FRAMEWORKS_CLICKHOUSE_HTTP_PORT:-8123}"
@@ -51,6 +54,8 @@ validate_settings() {
         fi
     done
     is_uint "$FRAMEWORKS_START_TIMEOUT" || die "FRAMEWORKS_START_TIMEOUT='$FRAMEWORKS_START_TIMEOUT' is not a number of seconds"
+    [[ "$FRAMEWORKS_KAFKA_NODES" == 1 || "$FRAMEWORKS_KAFKA_NODES" == 3 ]] ||
+        die "FRAMEWORKS_KAFKA_NODES='$FRAMEWORKS_KAFKA_NODES' is neither 1 nor 3"
     [[ "$FRAMEWORKS_KAFKA_HEAP" =~ ^[0-9]+[mg]$ ]] || die "FRAMEWORKS_KAFKA_HEAP='$FRAMEWORKS_KAFKA_HEAP' is not a JVM heap size such as 512m or 1g"
     [[ "$FRAMEWORKS_DATA_DIR" = /* ]] || die "FRAMEWORKS_DATA_DIR='$FRAMEWORKS_DATA_DIR' must be an absolute path"
     [[ "$FRAMEWORKS_CACHE_DIR" = /* ]] || die "FRAMEWORKS_CACHE_DIR='$FRAMEWORKS_CACHE_DIR' must be an absolute path"

@@ -23,6 +23,7 @@ Exits non-zero, naming what failed, when a check does not hold.
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -54,7 +55,11 @@ DEPENDENTS = {
     "clickhouse": ["analytics", "bridge"],
     # Redis keeps answering; what it held is gone.
     "redis-wipe": [],
+    # One of three brokers killed: the other two carry on, nobody is down.
+    "kafka-broker": [],
 }
+# The broker SIGKILLed by the kafka-broker fault (of a 3-node cluster).
+KILLED_BROKER = "kafka-2"
 # After a wipe, routing is back within one heartbeat of the edge (10 s), plus
 # the moments the live-state role takes to notice its register is gone.
 WIPE_PLAY_LIMIT = 15.0
@@ -245,6 +250,17 @@ def wipe_redis():
         sys.exit(f"redis-cli FLUSHALL failed: {done.stdout} {done.stderr}")
 
 
+def kill_broker():
+    """SIGKILLs one Kafka node, as a crash would."""
+    pid_file = os.path.join(os.environ["FRAMEWORKS_DATA_DIR"], "run", f"{KILLED_BROKER}.pid")
+    try:
+        with open(pid_file) as recorded:
+            pid = int(recorded.readline())
+    except (OSError, ValueError) as error:
+        sys.exit(f"kafka-broker needs a 3-node Kafka (FRAMEWORKS_KAFKA_NODES=3): {pid_file}: {error}")
+    os.kill(pid, signal.SIGKILL)
+
+
 def wait_settled(timeline, since, limit):
     deadline = now() + limit
     while now() < deadline:
@@ -264,12 +280,17 @@ def outage(load, timeline, server):
     down = now()
     if server == "redis-wipe":
         wipe_redis()
+    elif server == "kafka-broker":
+        kill_broker()
+        time.sleep(OUTAGE)
+        infra("up", "kafka")
     else:
         infra("down", server)
         time.sleep(OUTAGE)
         infra("up", server)
     returned = now()
-    print(f"{server}: {'wiped' if server == 'redis-wipe' else f'down for {returned - down:.1f} s'}; recovering", flush=True)
+    what = {"redis-wipe": "wiped", "kafka-broker": f"{KILLED_BROKER} killed, back after {returned - down:.1f} s"}
+    print(f"{server}: {what.get(server, f'down for {returned - down:.1f} s')}; recovering", flush=True)
     wait_settled(timeline, returned, RECOVERY_LIMIT + 30)
     recovery = {probe: timeline.recovery(probe, returned) for probe in timeline.probes()}
     # The share of each probe's samples that failed while the server was down.
@@ -285,6 +306,8 @@ def outage(load, timeline, server):
         "views": views,
         "views_failed": views_failed,
         "recovery": recovery,
+        # From the fault itself: a broker lost must not stall the writes.
+        "writes_from_fault": timeline.recovery("writes", down),
         "failing": failing,
     }
 
@@ -376,6 +399,11 @@ def main():
             f"{answers.get('ACCEPTED_NOT_VISIBLE', 0)} accepted not yet visible "
             f"({', '.join(f'{what} {count}' for what, count in sorted(answers.items())) or 'no other answers'}); "
             f"/play {r['views_failed']} of {r['views']} failed"
+            + (
+                f"; writes visible again {r['writes_from_fault']:.1f} s after the kill"
+                if r["server"] == "kafka-broker" and r["writes_from_fault"] is not None
+                else ""
+            )
         )
 
     # --- checks --------------------------------------------------------------
@@ -386,6 +414,10 @@ def main():
                 shown = "never" if seconds is None else f"after {seconds:.1f} s"
                 problems.append(f"{probe} recovered {shown} from the {r['server']} outage (limit {RECOVERY_LIMIT:.0f} s)")
 
+        if r["server"] == "kafka-broker":
+            stalled = r["writes_from_fault"]
+            if stalled is None or stalled > RECOVERY_LIMIT:
+                problems.append(f"writes stalled for {stalled} s after a broker was killed (limit {RECOVERY_LIMIT:.0f} s)")
         wiped_play = r["recovery"].get("play")
         if r["server"] == "redis-wipe" and (wiped_play is None or wiped_play > WIPE_PLAY_LIMIT):
             problems.append(f"/play routed again {wiped_play} s after the Redis wipe (limit {WIPE_PLAY_LIMIT:.0f} s)")
