@@ -16,36 +16,69 @@ use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::KafkaSettings;
 
-/// Counts, for one consumer group, the records waiting past its members'
-/// positions, with a client that never joins the group.
+/// A client kept for asking Kafka, never reading records: its blocking
+/// calls run off the async threads, each after draining its queue.
 #[derive(Clone)]
-pub struct LagProbe {
+struct ProbeClient {
     client: Arc<BaseConsumer>,
     timeout: Duration,
 }
 
-impl std::fmt::Debug for LagProbe {
+impl std::fmt::Debug for ProbeClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LagProbe").finish_non_exhaustive()
+        f.debug_struct("ProbeClient")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
     }
+}
+
+impl ProbeClient {
+    fn new(config: &ClientConfig, timeout: Duration) -> Result<Self, KafkaError> {
+        Ok(Self {
+            client: Arc::new(config.create()?),
+            timeout,
+        })
+    }
+
+    /// Runs `ask` with the client and its timeout on a blocking thread.
+    async fn ask<T: Send + 'static>(
+        &self,
+        ask: impl FnOnce(&BaseConsumer, Duration) -> Result<T, KafkaError> + Send + 'static,
+    ) -> Result<T, KafkaError> {
+        let (client, timeout) = (Arc::clone(&self.client), self.timeout);
+        tokio::task::spawn_blocking(move || {
+            // librdkafka queues its log lines and errors (one a second or so
+            // while the brokers are away) until a poll takes them.
+            while client.poll(Duration::ZERO).is_some() {}
+            ask(&client, timeout)
+        })
+        .await
+        .map_err(|_| KafkaError::Canceled)?
+    }
+}
+
+/// Counts, for one consumer group, the records waiting past its members'
+/// positions, with a client that never joins the group.
+#[derive(Clone, Debug)]
+pub struct LagProbe {
+    client: ProbeClient,
 }
 
 impl LagProbe {
     /// A probe of group `group_id`. It reads the group's committed offsets
     /// and the partitions' ends; it never subscribes.
     pub fn new(settings: &KafkaSettings, group_id: &str) -> Result<Self, KafkaError> {
-        let client: BaseConsumer = settings
-            .client_config(&format!("{group_id}-lag-probe"))
+        let mut config = settings.client_config(&format!("{group_id}-lag-probe"));
+        config
             .set("group.id", group_id)
-            .set("enable.auto.commit", "false")
-            .create()?;
+            .set("enable.auto.commit", "false");
+        let timeout = settings.timeout().min(Duration::from_secs(10));
         Ok(Self {
-            client: Arc::new(client),
-            timeout: settings.timeout().min(Duration::from_secs(10)),
+            client: ProbeClient::new(&config, timeout)?,
         })
     }
 
@@ -75,83 +108,59 @@ impl LagProbe {
                 _ => None,
             })
             .collect();
-        let (client, timeout) = (Arc::clone(&self.client), self.timeout);
-        tokio::task::spawn_blocking(move || {
-            drain(&client);
-            let mut partitions = TopicPartitionList::new();
-            for topic in &topics {
-                let metadata = client.fetch_metadata(Some(topic), timeout)?;
-                for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
-                    partitions.add_partition(topic, partition.id());
+        self.client
+            .ask(move |client, timeout| {
+                let mut partitions = TopicPartitionList::new();
+                for topic in &topics {
+                    let metadata = client.fetch_metadata(Some(topic), timeout)?;
+                    for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+                        partitions.add_partition(topic, partition.id());
+                    }
                 }
-            }
-            let committed = client.committed_offsets(partitions, timeout)?;
-            let mut waiting = 0;
-            for element in committed.elements() {
-                let (topic, partition) = (element.topic(), element.partition());
-                let (low, high) = client.fetch_watermarks(topic, partition, timeout)?;
-                let from = positions
-                    .get(&(topic.to_owned(), partition))
-                    .copied()
-                    .or(match element.offset() {
-                        Offset::Offset(offset) => Some(offset),
-                        _ => None,
-                    })
-                    .unwrap_or(low);
-                let behind = high - from;
-                if behind > 1 {
-                    waiting += behind;
+                let committed = client.committed_offsets(partitions, timeout)?;
+                let mut waiting = 0;
+                for element in committed.elements() {
+                    let (topic, partition) = (element.topic(), element.partition());
+                    let (low, high) = client.fetch_watermarks(topic, partition, timeout)?;
+                    let from = positions
+                        .get(&(topic.to_owned(), partition))
+                        .copied()
+                        .or(match element.offset() {
+                            Offset::Offset(offset) => Some(offset),
+                            _ => None,
+                        })
+                        .unwrap_or(low);
+                    let behind = high - from;
+                    if behind > 1 {
+                        waiting += behind;
+                    }
                 }
-            }
-            Ok(waiting)
-        })
-        .await
-        .map_err(|_| KafkaError::Canceled)?
+                Ok(waiting)
+            })
+            .await
     }
 }
 
 /// Whether the brokers answer: a metadata request through a client kept
 /// for the purpose, for a role's `/health`.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct BrokerProbe {
-    client: Arc<BaseConsumer>,
-    timeout: Duration,
-}
-
-impl std::fmt::Debug for BrokerProbe {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BrokerProbe").finish_non_exhaustive()
-    }
+    client: ProbeClient,
 }
 
 impl BrokerProbe {
     pub fn new(settings: &KafkaSettings, role: &str) -> Result<Self, KafkaError> {
-        let client: BaseConsumer = settings
-            .client_config(&format!("{role}-broker-probe"))
-            .create()?;
+        let config = settings.client_config(&format!("{role}-broker-probe"));
         Ok(Self {
-            client: Arc::new(client),
-            timeout: Duration::from_secs(2),
+            client: ProbeClient::new(&config, Duration::from_secs(2))?,
         })
     }
 
     /// Whether a broker answered a metadata request within 2 s.
     pub async fn reachable(&self) -> bool {
-        let (client, timeout) = (Arc::clone(&self.client), self.timeout);
-        tokio::task::spawn_blocking(move || {
-            drain(&client);
-            client.fetch_metadata(None, timeout).is_ok()
-        })
-        .await
-        .unwrap_or(false)
-    }
-}
-
-/// Serves the probe client's queue: librdkafka queues its log lines and
-/// errors (one a second or so while the brokers are away) until a poll
-/// takes them, and a probe never reads records otherwise.
-fn drain(client: &BaseConsumer) {
-    while let Some(event) = client.poll(Duration::ZERO) {
-        drop(event);
+        self.client
+            .ask(|client, timeout| client.fetch_metadata(None, timeout).map(drop))
+            .await
+            .is_ok()
     }
 }
