@@ -3,15 +3,21 @@
 Under a mixed load (createStream through the published client, each logical
 creation keyed and retried with its key until answered; viewers asking /play
 for the simulated edge's live demo stream; the edge's triggers and
-telemetry), each server named in FW_SERVERS is stopped with
-`compose/infra down X` for FW_OUTAGE_SECONDS and started again. Probes
-sample every role's /health, /play and the write path throughout.
+telemetry), each fault named in FW_SERVERS happens in turn: a server stopped
+with `compose/infra down X` for FW_OUTAGE_SECONDS and started again, Redis
+wiped (`redis-wipe`), or one node of a three-node Kafka SIGKILLed and
+started again (`kafka-broker`). Probes sample every role's /health, /play
+and the write path throughout.
 
-Printed per outage: failed requests while the server was down and after,
-and each probe's recovery time, counted from the moment the server answered
-again to the first success after its last failure. Then checked:
+Printed per fault: each probe's recovery time, counted from the moment the
+server answered again to the first success after its last failure; the
+share of each probe's samples that failed while it was down; and the
+requests that failed. Then checked:
 
-- every role and probe recovers within FW_RECOVERY_SECONDS of the return;
+- each role's /health named the server while a server it depends on was down;
+- every probe recovers within FW_RECOVERY_SECONDS of the return (after a
+  wipe, /play within WIPE_PLAY_LIMIT; after a broker kill, writes within
+  FW_RECOVERY_SECONDS of the kill);
 - nothing acknowledged is lost, nothing refused or left unanswered was
   applied, and no creation ran twice (ambiguous outcomes: must be 0);
 - the control-plane read models equal a clean rebuild from the log
@@ -271,7 +277,7 @@ def wait_settled(timeline, since, limit):
 
 
 def outage(load, timeline, server):
-    """One server down and up again: (requests failed during, after; recovery per probe)."""
+    """One fault and the recovery from it: what failed, and when each probe was back."""
     if not wait_settled(timeline, now() - SETTLED_SECONDS, 120):
         late = [p for p in timeline.probes() if not timeline.settled(p, now() - 120, now())]
         sys.exit(f"before stopping {server}: not everything was healthy: {late}")
