@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use frameworks_commands::EventStore;
+use frameworks_commands::store::StoreError;
 use frameworks_events::Topic;
 use frameworks_events::kafka::{BrokerProbe, KafkaSettings};
 use frameworks_projections::Progress;
@@ -19,6 +21,8 @@ use sqlx::PgPool;
 
 use crate::supervisor::Supervisor;
 
+/// How often a running role checks that its database holds its migrations.
+const SCHEMA_CHECK: Duration = Duration::from_secs(10);
 /// Work that waits without moving for this long is stuck.
 const STUCK_AFTER: Duration = Duration::from_secs(10);
 
@@ -32,12 +36,26 @@ pub fn kafka(supervisor: &mut Supervisor, kafka: &KafkaSettings, role: &str) -> 
     Ok(())
 }
 
-/// `database`: PostgreSQL answers `SELECT 1`.
+/// `database`: PostgreSQL answers `SELECT 1`. And while it answers, every
+/// 10 s, that it still holds this build's migrations: a server that comes
+/// back as another database ends the role, naming the migration, rather
+/// than have it write there (see [`EventStore::check_migrations`]).
 pub fn postgres(supervisor: &mut Supervisor, pool: &PgPool) {
-    let pool = pool.clone();
+    let probed = pool.clone();
     supervisor.dependency("database", move || {
-        let pool = pool.clone();
+        let pool = probed.clone();
         async move { sqlx::query("SELECT 1").execute(&pool).await.is_ok() }
+    });
+    let pool = pool.clone();
+    supervisor.essential("database-schema", async move {
+        loop {
+            tokio::time::sleep(SCHEMA_CHECK).await;
+            match EventStore::check_migrations(&pool).await {
+                // Away: the database probe says so, and the role waits.
+                Ok(()) | Err(StoreError::Database(_)) => {}
+                Err(refused) => return Err(anyhow::Error::new(refused)),
+            }
+        }
     });
 }
 

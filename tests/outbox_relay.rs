@@ -1,6 +1,8 @@
 //! The relay survives SIGKILL at any moment: every appended event reaches
 //! Kafka, in sequence order per aggregate, and a duplicate (a row published
-//! but not yet deleted when the relay died) carries the same event id.
+//! but not yet deleted when the relay died) carries the same event id. And a
+//! running relay whose database comes back without its migrations ends,
+//! naming the missing one, rather than write there.
 
 use crate::support;
 
@@ -184,4 +186,68 @@ async fn sigkilled_relay_loses_and_reorders_nothing() {
     );
     drop_topics(&kafka).await;
     db.drop_now().await;
+}
+
+/// A database that comes back as another one (here: restored from a backup
+/// older than this build's last migration) is refused: the running relay
+/// ends with a non-zero status and names the migration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_relay_refuses_a_database_without_its_migrations() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+
+    let db = fresh_database().await;
+    let kafka = kafka_with_topics().await;
+    let listen = format!("127.0.0.1:{}", support::free_port());
+    let mut relay = support::RoleProcess(
+        Command::new(env!("CARGO_BIN_EXE_frameworks"))
+            .arg("relay")
+            .env("FRAMEWORKS_KAFKA_BROKERS", &kafka.brokers)
+            .env("FRAMEWORKS_TOPIC_PREFIX", &kafka.catalogue.prefix)
+            .env("FRAMEWORKS_DATABASE_URL", &db.url)
+            .env("FRAMEWORKS_RELAY_METRICS_LISTEN", &listen)
+            .env("FRAMEWORKS_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    within(Duration::from_secs(60), "the relay healthy", async {
+        while !matches!(support::health(&listen).await, Some((200, _))) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    let (latest,): (i64,) = sqlx::query_as("SELECT max(version) FROM _sqlx_migrations")
+        .fetch_one(db.store.pool())
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = $1")
+        .bind(latest)
+        .execute(db.store.pool())
+        .await
+        .unwrap();
+    let status = within(Duration::from_secs(40), "the relay ends", async {
+        loop {
+            if let Some(status) = relay.0.try_wait().unwrap() {
+                break status;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    assert!(!status.success(), "{status}");
+    let mut said = String::new();
+    relay
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut said)
+        .unwrap();
+    assert!(
+        said.contains(&format!("lacks this build's migration {latest}")),
+        "{said}"
+    );
+    drop_topics(&kafka).await;
 }

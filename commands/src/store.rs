@@ -57,6 +57,13 @@ pub enum StoreError {
         "the database was migrated by another build: its migration {version} is missing from or differs in this one's schemas/sql (a development database is wiped by `compose/infra reset`)"
     )]
     ForeignMigrations { version: i64 },
+    /// The database lacks a migration of this build that it once had, or
+    /// never had: it was restored from an older backup, or is another
+    /// database. A role refuses to write to it until it is migrated again.
+    #[error(
+        "the database lacks this build's migration {version} (restored from an older backup, or another database?); `frameworks db migrate` applies it"
+    )]
+    MissingMigration { version: i64 },
     #[error("stored event {event_id} of {aggregate_type} {aggregate_id} does not decode")]
     Corrupt {
         aggregate_type: String,
@@ -151,6 +158,37 @@ impl EventStore {
     /// Whether PostgreSQL answers (a role's health check).
     pub async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
+    /// Whether the database still holds this build's migrations, as
+    /// [`migrate`](Self::migrate) left them. Running roles ask again from
+    /// time to time, so that a server that comes back as another database
+    /// (restored from an older backup, or migrated by another build with
+    /// other contents under the same version) is refused rather than
+    /// written to. Migrations newer than this build's are let be: a newer
+    /// build migrated forward, and this one keeps running until replaced.
+    pub async fn check_migrations(pool: &PgPool) -> Result<(), StoreError> {
+        let applied: Vec<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT version, checksum FROM _sqlx_migrations WHERE success")
+                .fetch_all(pool)
+                .await?;
+        for ours in MIGRATOR
+            .iter()
+            .filter(|m| m.migration_type.is_up_migration())
+        {
+            match applied.iter().find(|(version, _)| *version == ours.version) {
+                None => {
+                    return Err(StoreError::MissingMigration {
+                        version: ours.version,
+                    });
+                }
+                Some((version, checksum)) if checksum.as_slice() != ours.checksum.as_ref() => {
+                    return Err(StoreError::ForeignMigrations { version: *version });
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
     }
 
     /// Applies pending migrations from `schemas/sql`; safe to run concurrently.
