@@ -99,7 +99,7 @@ impl BridgeCommand {
             store.pool(),
             &self.kafka,
             &control_plane::TOPICS,
-        );
+        )?;
         let health = supervisor.health();
         let state = frameworks_bridge::state(
             &store,

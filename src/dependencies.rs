@@ -15,7 +15,7 @@ use frameworks_events::kafka::{BrokerProbe, KafkaSettings};
 use frameworks_projections::Progress;
 use frameworks_projections::generations::Generations;
 use frameworks_projections::generations::postgres::PostgresGenerations;
-use frameworks_projections::status::{end_offsets, lags};
+use frameworks_projections::status::lags;
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 
@@ -139,25 +139,32 @@ pub fn control_plane_projection(
     supervisor: &mut Supervisor,
     pool: &PgPool,
     kafka: &KafkaSettings,
-    topics: &'static [Topic],
-) {
+    topics: &[Topic],
+) -> anyhow::Result<()> {
     let generations = PostgresGenerations::new(pool.clone());
-    // Each probe asks for the ends anew: a short timeout, so that probes
-    // during a Kafka outage do not pile up.
-    let mut kafka = kafka.clone();
-    kafka.timeout_ms = 2_000;
+    // One client for every probe, with the probe's short timeout.
+    let probe = BrokerProbe::new(kafka, "frameworks-bridge-projection")
+        .context("creating the projection health probe")?;
+    let catalogue = kafka.catalogue();
+    let names: Vec<String> = topics
+        .iter()
+        .map(|&t| catalogue.name(t).to_owned())
+        .collect();
     let movement = Arc::new(Mutex::new(Movement::default()));
     supervisor.dependency("control-plane", move || {
-        let (generations, kafka, movement) =
-            (generations.clone(), kafka.clone(), Arc::clone(&movement));
+        let (generations, probe, names, movement) = (
+            generations.clone(),
+            probe.clone(),
+            names.clone(),
+            Arc::clone(&movement),
+        );
         async move {
             let Ok(Some(live)) = generations.live().await else {
                 return false;
             };
-            let (Ok(applied), Ok(ends)) = (
-                generations.applied(live).await,
-                end_offsets(&kafka, topics).await,
-            ) else {
+            let (Ok(applied), Ok(ends)) =
+                (generations.applied(live).await, probe.ends(names).await)
+            else {
                 return false;
             };
             let partitions = lags(&ends, &applied);
@@ -170,6 +177,7 @@ pub fn control_plane_projection(
                 .observe(waiting, mark)
         }
     });
+    Ok(())
 }
 
 #[cfg(test)]

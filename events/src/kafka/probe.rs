@@ -110,14 +110,8 @@ impl LagProbe {
             .collect();
         self.client
             .ask(move |client, timeout| {
-                let mut partitions = TopicPartitionList::new();
-                for topic in &topics {
-                    let metadata = client.fetch_metadata(Some(topic), timeout)?;
-                    for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
-                        partitions.add_partition(topic, partition.id());
-                    }
-                }
-                let committed = client.committed_offsets(partitions, timeout)?;
+                let committed =
+                    client.committed_offsets(partitions(client, &topics, timeout)?, timeout)?;
                 let mut waiting = 0;
                 for element in committed.elements() {
                     let (topic, partition) = (element.topic(), element.partition());
@@ -156,6 +150,23 @@ impl BrokerProbe {
         })
     }
 
+    /// The high watermark (the next offset) of every partition of `topics`.
+    pub async fn ends(&self, topics: Vec<String>) -> Result<Vec<(String, i32, i64)>, KafkaError> {
+        self.client
+            .ask(move |client, timeout| {
+                partitions(client, &topics, timeout)?
+                    .elements()
+                    .iter()
+                    .map(|element| {
+                        let (topic, partition) = (element.topic(), element.partition());
+                        let (_, high) = client.fetch_watermarks(topic, partition, timeout)?;
+                        Ok((topic.to_owned(), partition, high))
+                    })
+                    .collect()
+            })
+            .await
+    }
+
     /// Whether a broker answered a metadata request within 2 s.
     pub async fn reachable(&self) -> bool {
         self.client
@@ -163,4 +174,20 @@ impl BrokerProbe {
             .await
             .is_ok()
     }
+}
+
+/// Every partition of `topics`, from the brokers' metadata.
+fn partitions(
+    client: &BaseConsumer,
+    topics: &[String],
+    timeout: Duration,
+) -> Result<TopicPartitionList, KafkaError> {
+    let mut partitions = TopicPartitionList::new();
+    for topic in topics {
+        let metadata = client.fetch_metadata(Some(topic), timeout)?;
+        for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+            partitions.add_partition(topic, partition.id());
+        }
+    }
+    Ok(partitions)
 }
