@@ -26,8 +26,12 @@ use frameworks_commands::aggregates::user::{Role, User, UserCommand};
 use frameworks_commands::relay::{OutboxRelay, RelaySettings};
 use frameworks_commands::{CommandBus, CommandContext, EventStore, SecretBox};
 use frameworks_events::kafka::{EventPublisher, KafkaSettings, read_dead_letters};
-use frameworks_events::proto::v1::stream::{StreamCreated, StreamKeyCreated};
-use frameworks_events::{AggregateType, Event, Topic};
+use frameworks_events::proto::v1::stream::{
+    StreamCreated, StreamDeleted, StreamKeyCreated, StreamKeyDeleted, StreamUpdated,
+};
+use frameworks_events::proto::v1::tenant::{TenantCreated, TenantSuspended};
+use frameworks_events::proto::v1::user::UserLoginFailed;
+use frameworks_events::{AggregateType, Event, EventPayload, Topic};
 use frameworks_projections::control_plane::{NAME, TABLES, TOPICS};
 use frameworks_projections::generations::Generations;
 use frameworks_projections::generations::postgres::PostgresGenerations;
@@ -830,4 +834,299 @@ async fn an_idle_projector_keeps_reporting_progress() {
     let (status, body) = support::health(&listen).await.unwrap();
     assert_eq!(status, 200, "{body}");
     drop_topics(&kafka).await;
+}
+
+/// The log of the bad-events-in-a-batch test: 40 streams with four events
+/// each, and in their middle events the model cannot take, re-sent copies,
+/// and events of types applied one by one. Returns the records published
+/// and the dead letters expected (reasons, sorted).
+async fn mixed_batch(kafka: &KafkaSettings) -> (i64, Vec<&'static str>) {
+    let publisher = EventPublisher::new(kafka, "test").unwrap();
+    let tenant = Uuid::now_v7();
+    let streams: Vec<String> = (0..40).map(|_| Uuid::now_v7().to_string()).collect();
+    let mut log = vec![
+        Event::new(
+            tenant.to_string(),
+            TenantCreated {
+                name: "studio".into(),
+                tier: "pro".into(),
+                region: "eu".into(),
+            },
+        )
+        .with_tenant(tenant)
+        .with_sequence(1),
+        // Applied one by one (not a set-based type), in the same rounds.
+        Event::new(
+            tenant.to_string(),
+            TenantSuspended {
+                reason: "billing".into(),
+                note: String::new(),
+            },
+        )
+        .with_tenant(tenant)
+        .with_sequence(2),
+    ];
+    let history = |index: usize, stream: &str| -> Vec<Event> {
+        let payloads: [EventPayload; 4] = [
+            StreamCreated {
+                name: format!("s{index}"),
+                playback_id: format!("pb-{stream}"),
+                ..Default::default()
+            }
+            .into(),
+            StreamKeyCreated {
+                key_id: format!("k-{stream}"),
+                primary: true,
+                lookup_hash: vec![7; 32],
+                ..Default::default()
+            }
+            .into(),
+            StreamUpdated {
+                name: Some(format!("s{index} v3")),
+                description: Some("third".into()),
+                ..Default::default()
+            }
+            .into(),
+            StreamUpdated {
+                name: Some(format!("s{index} v4")),
+                record: Some(true),
+                ..Default::default()
+            }
+            .into(),
+        ];
+        payloads
+            .into_iter()
+            .zip(1..)
+            .map(|(payload, sequence)| {
+                Event::new(stream, payload)
+                    .with_tenant(tenant)
+                    .with_sequence(sequence)
+            })
+            .collect()
+    };
+    for (index, stream) in streams.iter().enumerate().take(20) {
+        log.extend(history(index, stream));
+    }
+    let at = |stream: &str, sequence: u64, payload: EventPayload| {
+        Event::new(stream, payload)
+            .with_tenant(tenant)
+            .with_sequence(sequence)
+    };
+    let ghost = Uuid::now_v7().to_string();
+    log.extend([
+        // Updates and keys of streams the model never saw.
+        at(&ghost, 1, StreamUpdated::default().into()),
+        at(
+            &Uuid::now_v7().to_string(),
+            1,
+            StreamKeyCreated {
+                key_id: "stray".into(),
+                ..Default::default()
+            }
+            .into(),
+        ),
+        // A login of a user the model never saw.
+        Event::new(
+            Uuid::now_v7().to_string(),
+            UserLoginFailed {
+                consecutive_failures: 2,
+                client_ip: String::new(),
+            },
+        )
+        .with_sequence(1),
+        // A stream id that is not a UUID.
+        at("not-a-uuid", 1, StreamCreated::default().into()),
+        // Stream 0's second and third events sent again, then its deletion.
+        history(0, &streams[0]).swap_remove(1),
+        history(0, &streams[0]).swap_remove(2),
+        at(&streams[0], 5, StreamDeleted::default().into()),
+        // Stream 7: a key it never had (refused, one by one), then a rename (applied).
+        at(
+            &streams[7],
+            5,
+            StreamKeyDeleted {
+                key_id: "never".into(),
+            }
+            .into(),
+        ),
+        at(
+            &streams[7],
+            6,
+            StreamUpdated {
+                name: Some("s7 after".into()),
+                ..Default::default()
+            }
+            .into(),
+        ),
+        // Stream 8: deleted, then updated (refused: a deleted stream does not change).
+        at(&streams[8], 5, StreamDeleted::default().into()),
+        at(
+            &streams[8],
+            6,
+            StreamUpdated {
+                name: Some("s8 ghost".into()),
+                ..Default::default()
+            }
+            .into(),
+        ),
+    ]);
+    for (index, stream) in streams.iter().enumerate().skip(20) {
+        log.extend(history(index, stream));
+    }
+    for event in &log {
+        publisher.publish(event).await.unwrap();
+    }
+    let topic = kafka.catalogue().name(Topic::Streams).to_owned();
+    publisher
+        .send(
+            &topic,
+            Some(ghost.as_bytes()),
+            b"\x00not an envelope",
+            OwnedHeaders::new(),
+        )
+        .await
+        .unwrap();
+    let records = i64::try_from(log.len()).unwrap() + 1;
+    let mut expected = vec![
+        "invalid-for-projection",
+        "malformed-envelope",
+        "missing-aggregate",
+        "missing-aggregate",
+        "missing-aggregate",
+        "missing-aggregate",
+        "missing-aggregate",
+    ];
+    expected.sort_unstable();
+    (records, expected)
+}
+
+/// Projects the whole log into `db` as `group`, and returns the projector's
+/// set-based fallbacks and its dead letters' reasons (sorted).
+async fn project_mixed_batch(
+    db: &TestDatabase,
+    kafka: &KafkaSettings,
+    group: &str,
+    records: i64,
+) -> (u64, Vec<String>) {
+    // One batch holds the whole log: a second apiece to gather it.
+    let settings = ProjectorSettings {
+        batch_wait_ms: 1_000,
+        ..settings(group.to_owned(), 1_000)
+    };
+    let projector = PostgresProjector::new(db.store.pool().clone(), kafka, settings)
+        .await
+        .unwrap();
+    within(
+        Duration::from_secs(60),
+        "the mixed batch projected",
+        async {
+            while applied_offsets(db).await < records {
+                projector.step().await.unwrap();
+            }
+        },
+    )
+    .await;
+    assert_eq!(applied_offsets(db).await, records);
+    let mut reasons: Vec<String> = read_dead_letters(kafka, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|letter| letter.consumer_group.starts_with(&format!("{group}.")))
+        .map(|letter| letter.reason)
+        .collect();
+    reasons.sort_unstable();
+    (projector.fallbacks(), reasons)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_events_in_a_set_based_batch_are_dead_lettered_and_the_rest_applied_once() {
+    let kafka = kafka_with_topics().await;
+    let (records, expected) = mixed_batch(&kafka).await;
+
+    // Set-based: no fallback, the bad events dead-lettered, the rest applied.
+    let fast = fresh_database().await;
+    let group = format!("{}-fast", kafka.catalogue.prefix);
+    let (fallbacks, letters) = project_mixed_batch(&fast, &kafka, &group, records).await;
+    assert_eq!(fallbacks, 0, "no set-based statement should fail");
+    assert_eq!(letters, expected);
+
+    let streams: Vec<(String, bool, Option<String>, bool)> = sqlx::query_as(
+        "SELECT name, record, description, deleted_at IS NOT NULL
+         FROM read_models.rm_streams ORDER BY created_at, name",
+    )
+    .fetch_all(fast.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(streams.len(), 40, "{streams:?}");
+    let named = |name: &str| streams.iter().find(|s| s.0 == name).cloned();
+    // Re-sent events did not undo stream 0's later rename; it was then deleted.
+    assert_eq!(
+        named("s0 v4"),
+        Some(("s0 v4".into(), true, Some("third".into()), true))
+    );
+    assert_eq!(
+        named("s7 after").map(|s| s.3),
+        Some(false),
+        "stream 7 went on after its refused event"
+    );
+    assert_eq!(named("s8 v4").map(|s| s.3), Some(true));
+    assert_eq!(
+        streams.iter().filter(|s| s.0.ends_with(" v4")).count(),
+        39,
+        "{streams:?}"
+    );
+    let keys: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM read_models.rm_stream_keys k
+         JOIN read_models.rm_streams s ON s.id = k.stream_id AND s.primary_key_id = k.key_id",
+    )
+    .fetch_one(fast.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(keys, 38, "every stream's primary key, but the deleted two");
+    let suspended: bool = sqlx::query_scalar("SELECT suspended FROM read_models.rm_tenants")
+        .fetch_one(fast.store.pool())
+        .await
+        .unwrap();
+    assert!(suspended);
+    let versions: Vec<i64> = sqlx::query_scalar(
+        "SELECT version FROM read_models.projection_versions
+         WHERE aggregate_type = 'stream' ORDER BY version DESC LIMIT 3",
+    )
+    .fetch_all(fast.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(versions, [6, 5, 5], "stream 7 at 6, streams 0 and 8 at 5");
+
+    // The set-based path failing: the same batch applied one event at a
+    // time ends in the same model with the same dead letters.
+    let slow = fresh_database().await;
+    let group = format!("{}-slow", kafka.catalogue.prefix);
+    let failpoint = format!("{group}.g1/set-based");
+    fail::cfg(&failpoint, "return").unwrap();
+    let (fallbacks, letters) = project_mixed_batch(&slow, &kafka, &group, records).await;
+    fail::remove(&failpoint);
+    assert!(
+        fallbacks >= 1,
+        "the injected failure made a batch fall back"
+    );
+    assert_eq!(letters, expected);
+    assert_eq!(snapshot(&fast).await, snapshot(&slow).await);
+    let versions = "SELECT aggregate_type, aggregate_id, version
+                    FROM read_models.projection_versions ORDER BY 1, 2";
+    let fast_versions: Vec<(String, String, i64)> = sqlx::query_as(versions)
+        .fetch_all(fast.store.pool())
+        .await
+        .unwrap();
+    let slow_versions: Vec<(String, String, i64)> = sqlx::query_as(versions)
+        .fetch_all(slow.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(fast_versions, slow_versions);
+    println!(
+        "{records} records in one batch: {} dead-lettered, the rest applied once, set-based and one by one alike",
+        expected.len()
+    );
+    drop_topics(&kafka).await;
+    fast.drop_now().await;
+    slow.drop_now().await;
 }

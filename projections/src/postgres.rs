@@ -10,13 +10,18 @@
 //! projector seek back. So a crash anywhere, a rebalance or a zombie member
 //! re-delivers at most what the database already skips.
 //!
-//! An event the model cannot take (undecodable, unknown type, newer schema,
-//! missing aggregate) is rolled back to its savepoint and dead-lettered
-//! before the commit that moves past it.
+//! The events go in set-based ([`control_plane::apply_batch`]: a few
+//! statements per batch rather than four round trips per event) inside a
+//! savepoint; should one of those statements fail, the batch is applied
+//! again one event at a time, each in its savepoint. An event the model
+//! cannot take (undecodable, unknown type, newer schema, missing aggregate)
+//! changes nothing and is dead-lettered before the commit that moves past it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use frameworks_events::Event;
 use frameworks_events::kafka::{DeadLetterWriter, KafkaSettings, LagProbe, read_event};
 use metrics::counter;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -24,7 +29,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedMessage;
 use rdkafka::{Message, Offset};
 use sqlx::{Acquire, PgPool};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::control_plane::{self, Applied};
 use crate::generations::postgres::PostgresGenerations;
@@ -102,6 +107,7 @@ pub struct PostgresProjector {
     probe: LagProbe,
     dead_letters: DeadLetterWriter,
     settings: ProjectorSettings,
+    fallbacks: AtomicU64,
 }
 
 impl std::fmt::Debug for PostgresProjector {
@@ -154,11 +160,19 @@ impl PostgresProjector {
             group_id,
             consumer,
             settings,
+            fallbacks: AtomicU64::new(0),
         })
     }
 
     pub fn generation(&self) -> u32 {
         self.generation
+    }
+
+    /// Batches this projector applied one event at a time because a
+    /// set-based statement failed (`frameworks_projector_batch_fallbacks_total`
+    /// counts them for every projector of the process).
+    pub fn fallbacks(&self) -> u64 {
+        self.fallbacks.load(Ordering::Relaxed)
     }
 
     /// Applies batches until `shutdown` resolves. Database or Kafka trouble
@@ -208,30 +222,15 @@ impl PostgresProjector {
             .bind(&self.schema)
             .execute(&mut *tx)
             .await?;
-        let mut applied = 0;
-        let mut positions = Vec::new();
-        for ((topic, partition), messages) in partitions {
-            sqlx::query(
-                "INSERT INTO projection_offsets (projection, topic, partition, next_offset) VALUES ($1, $2, $3, 0)
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(control_plane::NAME)
-            .bind(topic)
-            .bind(partition)
-            .execute(&mut *tx)
-            .await?;
-            let mut next: i64 = sqlx::query_scalar(
-                "SELECT next_offset FROM projection_offsets
-                 WHERE projection = $1 AND topic = $2 AND partition = $3 FOR UPDATE",
-            )
-            .bind(control_plane::NAME)
-            .bind(topic)
-            .bind(partition)
-            .fetch_one(&mut *tx)
-            .await?;
-            for message in messages {
+        let stored = lock_offsets(&mut tx, partitions.keys()).await?;
+        let mut records = Vec::with_capacity(batch.len());
+        let mut positions = Vec::with_capacity(partitions.len());
+        let mut skipped = 0;
+        for (&(topic, partition), messages) in &partitions {
+            let mut next = stored.get(&(topic, partition)).copied().unwrap_or(0);
+            for &message in messages {
                 if message.offset() < next {
-                    counter!("frameworks_projector_events_total", "projection" => control_plane::NAME, "outcome" => "skipped").increment(1);
+                    skipped += 1;
                     continue;
                 }
                 if message.offset() > next {
@@ -251,23 +250,24 @@ impl PostgresProjector {
                     )?;
                     break;
                 }
-                if self.apply_one(&mut tx, message).await? {
-                    applied += 1;
-                }
+                records.push(message);
                 next = message.offset() + 1;
             }
-            sqlx::query(
-                "UPDATE projection_offsets SET next_offset = $4, updated_at = now()
-                 WHERE projection = $1 AND topic = $2 AND partition = $3",
-            )
-            .bind(control_plane::NAME)
-            .bind(topic)
-            .bind(partition)
-            .bind(next)
-            .execute(&mut *tx)
-            .await?;
             positions.push((topic, partition, next));
         }
+        count(Outcome::Skipped, skipped);
+        let mut readable = Vec::with_capacity(records.len());
+        for message in records {
+            match read_event(message) {
+                Ok(event) => readable.push((message, event)),
+                Err(unreadable) => {
+                    self.dead_letter(message, unreadable.reason, unreadable.error)
+                        .await?;
+                }
+            }
+        }
+        let applied = self.apply_events(&mut tx, &readable).await?;
+        save_offsets(&mut tx, &positions).await?;
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(PROJECTED_CHANNEL)
             .bind(control_plane::NAME)
@@ -285,31 +285,85 @@ impl PostgresProjector {
         Ok(applied)
     }
 
-    /// Applies one record inside its own savepoint; returns whether it changed the model.
+    /// Applies the batch's events set-based ([`control_plane::apply_batch`])
+    /// inside a savepoint; if a statement fails, rolls that back and applies
+    /// them one by one, so that one bad event costs the batch its speed, not
+    /// its progress. Returns how many changed the model.
+    async fn apply_events(
+        &self,
+        tx: &mut sqlx::PgTransaction<'_>,
+        events: &[(&OwnedMessage, Event)],
+    ) -> Result<usize, ProjectorError> {
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let batch: Vec<&Event> = events.iter().map(|(_, event)| event).collect();
+        let mut savepoint = tx.begin().await?;
+        let set_based = async {
+            // Tests fail the set-based path of one group's projector this way.
+            fail::fail_point!(&format!("{}/set-based", self.group_id), |_| Err(
+                sqlx::Error::Protocol("failure injected into the set-based path".into())
+            ));
+            control_plane::apply_batch(&mut savepoint, &batch).await
+        };
+        match set_based.await {
+            Ok(outcomes) => {
+                savepoint.commit().await?;
+                let (mut applied, mut duplicates) = (0, 0);
+                for ((message, _), outcome) in events.iter().zip(outcomes) {
+                    match outcome {
+                        Ok(Applied::Changed) => applied += 1,
+                        Ok(Applied::Duplicate) => duplicates += 1,
+                        Err(refused) => {
+                            let reason = refused.reason().unwrap_or("projection-failed");
+                            self.dead_letter(message, reason, refused.to_string())
+                                .await?;
+                        }
+                    }
+                }
+                count(Outcome::Applied, applied);
+                count(Outcome::Duplicate, duplicates);
+                Ok(usize::try_from(applied).unwrap_or(usize::MAX))
+            }
+            Err(error) => {
+                savepoint.rollback().await?;
+                warn!(group = %self.group_id, events = events.len(), %error,
+                    "a set-based statement failed; applying this batch one event at a time");
+                counter!("frameworks_projector_batch_fallbacks_total", "projection" => control_plane::NAME)
+                    .increment(1);
+                self.fallbacks.fetch_add(1, Ordering::Relaxed);
+                let mut applied = 0;
+                for (message, event) in events {
+                    if self.apply_one(tx, message, event).await? {
+                        applied += 1;
+                    }
+                }
+                Ok(applied)
+            }
+        }
+    }
+
+    /// Applies one event inside its own savepoint; returns whether it changed the model.
     async fn apply_one(
         &self,
         tx: &mut sqlx::PgTransaction<'_>,
         message: &OwnedMessage,
+        event: &Event,
     ) -> Result<bool, ProjectorError> {
-        let event = match read_event(message) {
-            Ok(event) => event,
-            Err(unreadable) => {
-                self.dead_letter(message, unreadable.reason, unreadable.error)
-                    .await?;
-                return Ok(false);
-            }
-        };
         let mut savepoint = tx.begin().await?;
-        match control_plane::apply(savepoint.acquire().await?, &event).await {
+        match control_plane::apply(savepoint.acquire().await?, event).await {
             Ok(outcome) => {
                 savepoint.commit().await?;
-                let label = if outcome == Applied::Changed {
-                    "applied"
-                } else {
-                    "duplicate"
-                };
-                counter!("frameworks_projector_events_total", "projection" => control_plane::NAME, "outcome" => label).increment(1);
-                Ok(outcome == Applied::Changed)
+                let changed = outcome == Applied::Changed;
+                count(
+                    if changed {
+                        Outcome::Applied
+                    } else {
+                        Outcome::Duplicate
+                    },
+                    1,
+                );
+                Ok(changed)
             }
             Err(ApplyError::Database(error)) => Err(error.into()),
             Err(error) => {
@@ -327,8 +381,99 @@ impl PostgresProjector {
         reason: &str,
         error: String,
     ) -> Result<(), ProjectorError> {
-        counter!("frameworks_projector_events_total", "projection" => control_plane::NAME, "outcome" => "dead-lettered")
-            .increment(1);
+        count(Outcome::DeadLettered, 1);
         Ok(self.dead_letters.write(message, reason, error).await?)
     }
+}
+
+/// What became of a record, as `frameworks_projector_events_total` counts it.
+#[derive(Debug, Clone, Copy)]
+enum Outcome {
+    Applied,
+    Duplicate,
+    Skipped,
+    DeadLettered,
+}
+
+fn count(outcome: Outcome, records: u64) {
+    if records == 0 {
+        return;
+    }
+    let outcome = match outcome {
+        Outcome::Applied => "applied",
+        Outcome::Duplicate => "duplicate",
+        Outcome::Skipped => "skipped",
+        Outcome::DeadLettered => "dead-lettered",
+    };
+    counter!("frameworks_projector_events_total", "projection" => control_plane::NAME, "outcome" => outcome)
+        .increment(records);
+}
+
+/// Makes sure each partition has a stored position and locks it for this
+/// transaction (a zombie member waits here, then skips what this one
+/// applied); returns the positions.
+async fn lock_offsets<'a>(
+    tx: &mut sqlx::PgTransaction<'_>,
+    partitions: impl Iterator<Item = &'a (&'a str, i32)>,
+) -> Result<HashMap<(&'a str, i32), i64>, sqlx::Error> {
+    let (topics, numbers): (Vec<&str>, Vec<i32>) = partitions.copied().unzip();
+    sqlx::query(
+        "INSERT INTO projection_offsets (projection, topic, partition, next_offset)
+         SELECT $1, v.topic, v.partition, 0 FROM UNNEST($2::text[], $3::integer[]) AS v(topic, partition)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(control_plane::NAME)
+    .bind(&topics)
+    .bind(&numbers)
+    .execute(&mut **tx)
+    .await?;
+    let rows: Vec<(String, i32, i64)> = sqlx::query_as(
+        "SELECT o.topic, o.partition, o.next_offset
+         FROM projection_offsets o
+         JOIN UNNEST($2::text[], $3::integer[]) AS v(topic, partition)
+           ON o.topic = v.topic AND o.partition = v.partition
+         WHERE o.projection = $1
+         ORDER BY o.topic, o.partition
+         FOR UPDATE OF o",
+    )
+    .bind(control_plane::NAME)
+    .bind(&topics)
+    .bind(&numbers)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(topics
+        .iter()
+        .zip(&numbers)
+        .filter_map(|(&topic, &partition)| {
+            let (_, _, next) = rows
+                .iter()
+                .find(|(t, p, _)| t == topic && *p == partition)?;
+            Some(((topic, partition), *next))
+        })
+        .collect())
+}
+
+/// Moves each partition's stored position past what the batch applied.
+async fn save_offsets(
+    tx: &mut sqlx::PgTransaction<'_>,
+    positions: &[(&str, i32, i64)],
+) -> Result<(), sqlx::Error> {
+    let topics: Vec<&str> = positions.iter().map(|(topic, _, _)| *topic).collect();
+    let partitions: Vec<i32> = positions
+        .iter()
+        .map(|(_, partition, _)| *partition)
+        .collect();
+    let next: Vec<i64> = positions.iter().map(|(_, _, next)| *next).collect();
+    sqlx::query(
+        "UPDATE projection_offsets o SET next_offset = v.next_offset, updated_at = now()
+         FROM UNNEST($2::text[], $3::integer[], $4::bigint[]) AS v(topic, partition, next_offset)
+         WHERE o.projection = $1 AND o.topic = v.topic AND o.partition = v.partition",
+    )
+    .bind(control_plane::NAME)
+    .bind(&topics)
+    .bind(&partitions)
+    .bind(&next)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

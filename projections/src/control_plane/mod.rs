@@ -1,7 +1,8 @@
 //! The control-plane read models in PostgreSQL (`schemas/sql/read_models/control_plane.sql`, one schema per generation).
 //!
-//! [`apply`] runs inside the projector's batch transaction. Events of one
-//! aggregate arrive in order; different aggregates' events do not (they sit
+//! [`apply_batch`] applies a batch, set-based where it can (see its
+//! module); [`apply`] applies one event. Both run inside the projector's
+//! batch transaction. Events of one aggregate arrive in order; different aggregates' events do not (they sit
 //! on different partitions), so only references within an aggregate are
 //! enforced (a key for a stream the model lacks is dead-lettered). Aggregate events
 //! are applied only if their sequence is above the version the projection
@@ -21,6 +22,11 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::ApplyError;
+
+mod batch;
+mod set;
+
+pub use batch::{BatchOutcomes, apply_batch};
 
 pub const NAME: &str = "control-plane";
 
