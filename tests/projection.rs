@@ -914,8 +914,18 @@ async fn mixed_batch(kafka: &KafkaSettings) -> (i64, Vec<&'static str>) {
     };
     let ghost = Uuid::now_v7().to_string();
     log.extend([
-        // Updates and keys of streams the model never saw.
+        // Updates (two, folded into one statement) and keys of streams
+        // the model never saw.
         at(&ghost, 1, StreamUpdated::default().into()),
+        at(
+            &ghost,
+            2,
+            StreamUpdated {
+                name: Some("ghost".into()),
+                ..Default::default()
+            }
+            .into(),
+        ),
         at(
             &Uuid::now_v7().to_string(),
             1,
@@ -990,6 +1000,7 @@ async fn mixed_batch(kafka: &KafkaSettings) -> (i64, Vec<&'static str>) {
     let mut expected = vec![
         "invalid-for-projection",
         "malformed-envelope",
+        "missing-aggregate",
         "missing-aggregate",
         "missing-aggregate",
         "missing-aggregate",

@@ -7,22 +7,32 @@
 
 use std::time::Instant;
 
+use clap::Parser;
 use frameworks_events::kafka::EventPublisher;
 use frameworks_events::proto::v1::stream::{StreamCreated, StreamKeyCreated, StreamUpdated};
 use frameworks_events::{Event, EventPayload};
 use frameworks_projections::postgres::{PostgresProjector, ProjectorSettings};
+use frameworks_test_harness::figures::{Goal, figure};
 use frameworks_test_harness::{ScratchDatabase, drop_topics, kafka_with_topics};
 use uuid::Uuid;
+
+/// The projector role's settings, as its flags and environment give them.
+#[derive(Parser)]
+struct Role {
+    #[command(flatten)]
+    settings: ProjectorSettings,
+}
 
 /// Each stream's history: created, its key, then renames.
 const EVENTS_PER_STREAM: u64 = 10;
 
 fn main() {
-    // (streams, batch size): the smoke load still spans several batches.
+    // (streams, batch size): the full load runs the role's default batch
+    // size; the smoke load still spans several batches.
     let (streams, batch_size) = if std::env::args().any(|a| a == "--bench") {
-        (3_000, 500)
+        (10_000, None)
     } else {
-        (20, 40)
+        (20, Some(40))
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -61,7 +71,7 @@ fn history(stream: &str, tenant: Uuid) -> Vec<Event> {
         .collect()
 }
 
-async fn run(streams: usize, batch_size: u32) {
+async fn run(streams: usize, batch_size: Option<u32>) {
     let db = ScratchDatabase::create("bench").await;
     let kafka = kafka_with_topics("bench").await;
 
@@ -76,13 +86,10 @@ async fn run(streams: usize, batch_size: u32) {
         }
     }
 
-    let settings = ProjectorSettings {
-        group_id: format!("{}-projector", kafka.catalogue.prefix),
-        instance_id: None,
-        session_timeout_ms: 10_000,
-        batch_size,
-        batch_wait_ms: 20,
-    };
+    let mut settings = Role::parse_from(["projector"]).settings;
+    settings.group_id = format!("{}-projector", kafka.catalogue.prefix);
+    settings.batch_size = batch_size.unwrap_or(settings.batch_size);
+    let batch_size = settings.batch_size;
     let projector = PostgresProjector::new(db.store.pool().clone(), &kafka, settings)
         .await
         .expect("projector");
@@ -94,10 +101,17 @@ async fn run(streams: usize, batch_size: u32) {
         applied += projector.step().await.expect("batch applied");
     }
     let elapsed = started.elapsed();
+    let rate = (applied - first) as f64 / elapsed.as_secs_f64().max(1e-6);
     println!(
-        "projector/control-plane: {} events ({streams} streams) into PostgreSQL after the first batch: {:.0} events/s",
+        "projector/control-plane: {} events ({streams} streams, batches of {}) into PostgreSQL after the first batch: {rate:.0} events/s",
         applied - first,
-        (applied - first) as f64 / elapsed.as_secs_f64().max(1e-6)
+        batch_size,
+    );
+    figure(
+        "projector.control-plane",
+        rate,
+        "events/s",
+        Goal::AtLeast(50_000.0),
     );
 
     drop_topics(&kafka).await;

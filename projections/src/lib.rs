@@ -49,6 +49,28 @@ pub enum ApplyError {
 }
 
 impl ApplyError {
+    /// The same refusal as met by `event`, another event of the same
+    /// aggregate (the events of a folded update fail together).
+    pub(crate) fn for_event(&self, event: &frameworks_events::Event) -> Self {
+        let event_type = event.event_type().name();
+        match self {
+            Self::MissingAggregate { aggregate, id, .. } => Self::MissingAggregate {
+                event_type,
+                aggregate,
+                id: id.clone(),
+            },
+            Self::Invalid { problem, .. } => Self::Invalid {
+                event_type,
+                problem: problem.clone(),
+            },
+            // Set-based outcomes never hold one (their call fails instead).
+            Self::Database(error) => Self::Invalid {
+                event_type,
+                problem: format!("the database refused it: {error}"),
+            },
+        }
+    }
+
     /// The dead-letter reason token; `None` for database failures, which are
     /// the projector's problem (retry), not the event's.
     pub fn reason(&self) -> Option<&'static str> {

@@ -67,11 +67,13 @@ pub struct ProjectorSettings {
     )]
     pub session_timeout_ms: u64,
 
-    /// Most records applied in one transaction.
+    /// Most records applied in one transaction. A batch costs a few
+    /// statements whatever its size, so larger batches apply a backlog
+    /// faster; under a light load batches stay small (see the wait below).
     #[arg(
         long = "projector-batch-size",
         env = "FRAMEWORKS_PROJECTOR_BATCH_SIZE",
-        default_value_t = 500,
+        default_value_t = 2_000,
         value_parser = clap::value_parser!(u32).range(1..=50_000)
     )]
     pub batch_size: u32,
@@ -108,7 +110,15 @@ pub struct PostgresProjector {
     dead_letters: DeadLetterWriter,
     settings: ProjectorSettings,
     fallbacks: AtomicU64,
+    /// Events applied since this projector started, and the count at which
+    /// it next analyzes its tables.
+    applied: AtomicU64,
+    analyze_at: AtomicU64,
 }
+
+/// The first and the last applied-event count at which the projector analyzes.
+const ANALYZE_FIRST: u64 = 1_000;
+const ANALYZE_LAST: u64 = 1 << 20;
 
 impl std::fmt::Debug for PostgresProjector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -161,6 +171,8 @@ impl PostgresProjector {
             consumer,
             settings,
             fallbacks: AtomicU64::new(0),
+            applied: AtomicU64::new(0),
+            analyze_at: AtomicU64::new(ANALYZE_FIRST),
         })
     }
 
@@ -203,9 +215,43 @@ impl PostgresProjector {
             Duration::from_millis(self.settings.batch_wait_ms),
         )
         .await?;
-        self.apply_batch(&batch).await.inspect_err(|_| {
+        let applied = self.apply_batch(&batch).await.inspect_err(|_| {
             batch::rewind(&self.consumer, &batch);
-        })
+        })?;
+        self.keep_statistics(applied).await;
+        Ok(applied)
+    }
+
+    /// Analyzes the generation's tables each time this projector's applied
+    /// events double (from 1,000 to about a million; autovacuum keeps them after
+    /// that). A generation grows from empty far faster than autovacuum
+    /// looks, and a planner that believes a table is tiny scans all of it.
+    async fn keep_statistics(&self, applied: usize) {
+        let total = self
+            .applied
+            .fetch_add(applied as u64, Ordering::Relaxed)
+            .saturating_add(applied as u64);
+        let due = self.analyze_at.load(Ordering::Relaxed);
+        if total < due || due > ANALYZE_LAST {
+            return;
+        }
+        self.analyze_at
+            .store(due.saturating_mul(2), Ordering::Relaxed);
+        let tables: Vec<String> = control_plane::TABLES
+            .iter()
+            .chain(&["projection_versions", "projection_offsets"])
+            .map(|table| format!("{}.{table}", self.schema))
+            .collect();
+        // The names are this module's constants and a generation number.
+        let analyze = format!("ANALYZE {}", tables.join(", "));
+        match sqlx::query(sqlx::AssertSqlSafe(analyze))
+            .execute(&self.pool)
+            .await
+        {
+            Ok(_) => debug!(events = total, "analyzed the read-model tables"),
+            // Only the plans suffer; the next doubling tries again.
+            Err(error) => warn!(%error, "could not analyze the read-model tables"),
+        }
     }
 
     async fn apply_batch(&self, batch: &[OwnedMessage]) -> Result<usize, ProjectorError> {
@@ -218,10 +264,15 @@ impl PostgresProjector {
         }
         let mut tx = self.pool.begin().await?;
         // Unqualified names below resolve into this projector's generation.
-        sqlx::query("SELECT set_config('search_path', $1, true)")
-            .bind(&self.schema)
-            .execute(&mut *tx)
-            .await?;
+        // Every statement is planned for its own arrays: a plan cached while
+        // a table was small (a new generation, a fresh install) would go on
+        // scanning the whole table once it is large.
+        sqlx::query(
+            "SELECT set_config('search_path', $1, true), set_config('plan_cache_mode', 'force_custom_plan', true)",
+        )
+        .bind(&self.schema)
+        .execute(&mut *tx)
+        .await?;
         let stored = lock_offsets(&mut tx, partitions.keys()).await?;
         let mut records = Vec::with_capacity(batch.len());
         let mut positions = Vec::with_capacity(partitions.len());

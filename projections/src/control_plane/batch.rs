@@ -11,7 +11,9 @@
 //!    within a round the order does not matter.
 //! 3. In each round, the events of a type [`set::applies`] to go in one
 //!    statement per type ([`set::apply_all`]); the others go one by one,
-//!    each in its savepoint, as [`super::apply`] does.
+//!    each in its savepoint, as [`super::apply`] does. Consecutive updates
+//!    of one stream fold into one update first, so a stream renamed ten
+//!    times in a batch costs one row change.
 //! 4. One statement moves every aggregate's version to its last applied
 //!    event. An event refused (and dead-lettered by the caller) does not
 //!    move it, as one by one.
@@ -22,7 +24,8 @@
 
 use std::collections::HashMap;
 
-use frameworks_events::{Event, EventType};
+use frameworks_events::proto::v1::stream::StreamUpdated;
+use frameworks_events::{Event, EventPayload, EventType};
 use sqlx::{Acquire, PgConnection};
 
 use super::{Applied, NAME, apply, apply_change, set};
@@ -54,8 +57,8 @@ pub async fn apply_batch(
     }
     let versions = stored_versions(conn, aggregates.keys()).await?;
 
-    // Rounds of new events, at most one per aggregate each.
-    let mut rounds: Vec<Vec<usize>> = Vec::new();
+    // Rounds of new events, at most one unit per aggregate each.
+    let mut rounds: Vec<Vec<Unit>> = Vec::new();
     let mut irregular = Vec::new();
     for (aggregate, indices) in &aggregates {
         let stored = versions.get(aggregate).copied().unwrap_or(0);
@@ -76,11 +79,11 @@ pub async fn apply_batch(
                 outcomes[index] = Some(Ok(Applied::Duplicate));
             }
         }
-        for (round, index) in fresh.into_iter().enumerate() {
+        for (round, unit) in units(events, &fresh).into_iter().enumerate() {
             if rounds.len() <= round {
                 rounds.push(Vec::new());
             }
-            rounds[round].push(index);
+            rounds[round].push(unit);
         }
     }
 
@@ -91,23 +94,35 @@ pub async fn apply_batch(
     }
 
     for round in rounds {
-        let mut by_type: HashMap<EventType, Vec<usize>> = HashMap::new();
-        for index in round {
+        let mut by_type: HashMap<EventType, Vec<Unit>> = HashMap::new();
+        for unit in round {
             by_type
-                .entry(events[index].event_type())
+                .entry(events[unit.events[0]].event_type())
                 .or_default()
-                .push(index);
+                .push(unit);
         }
-        for (event_type, indices) in by_type {
+        for (event_type, units) in by_type {
             if set::applies(event_type) {
-                let group: Vec<&Event> = indices.iter().map(|&index| events[index]).collect();
+                let group: Vec<&Event> = units
+                    .iter()
+                    .map(|unit| unit.merged.as_ref().unwrap_or(events[unit.events[0]]))
+                    .collect();
                 let results = set::apply_all(conn, &group).await?;
-                for (index, result) in indices.into_iter().zip(results) {
-                    outcomes[index] = Some(result.map(|()| Applied::Changed));
+                for (unit, result) in units.iter().zip(results) {
+                    // A merged unit stands or falls as one: each of its
+                    // events alone would have found the same row, or not.
+                    for &index in &unit.events {
+                        outcomes[index] = Some(match &result {
+                            Ok(()) => Ok(Applied::Changed),
+                            Err(refused) => Err(refused.for_event(events[index])),
+                        });
+                    }
                 }
             } else {
-                for index in indices {
-                    outcomes[index] = Some(one_by_one(conn, events[index], false).await?);
+                for unit in units {
+                    for index in unit.events {
+                        outcomes[index] = Some(one_by_one(conn, events[index], false).await?);
+                    }
                 }
             }
         }
@@ -130,6 +145,71 @@ pub async fn apply_batch(
         .into_iter()
         .map(|outcome| outcome.expect("every event is placed in a round or decided"))
         .collect())
+}
+
+/// One aggregate's events applied as one: a run of consecutive updates
+/// folds into one update with their combined effect.
+struct Unit {
+    events: Vec<usize>,
+    merged: Option<Event>,
+}
+
+/// Groups one aggregate's new events (indices, in order) into units.
+fn units(events: &[&Event], fresh: &[usize]) -> Vec<Unit> {
+    let mut units: Vec<Unit> = Vec::with_capacity(fresh.len());
+    for &index in fresh {
+        let event = events[index];
+        if let Some(last) = units.last_mut()
+            && let (EventPayload::StreamUpdated(update), Some(previous)) = (
+                &event.payload,
+                last.merged
+                    .as_ref()
+                    .or_else(|| last.events.last().map(|&i| events[i])),
+            )
+            && let EventPayload::StreamUpdated(before) = &previous.payload
+        {
+            let mut merged = event.clone();
+            merged.payload = EventPayload::StreamUpdated(merge_updates(before, update));
+            last.events.push(index);
+            last.merged = Some(merged);
+            continue;
+        }
+        units.push(Unit {
+            events: vec![index],
+            merged: None,
+        });
+    }
+    units
+}
+
+/// The effect of `before` then `after` as one update (see the statement in
+/// `set`: `pull_source` cleared, replaced or kept).
+fn merge_updates(before: &StreamUpdated, after: &StreamUpdated) -> StreamUpdated {
+    // Named field by field, so that a new field does not compile until merged here.
+    let StreamUpdated {
+        name,
+        description,
+        record,
+        ingest_mode,
+        pull_source,
+        pull_source_cleared,
+    } = after.clone();
+    let earlier_source = (!before.pull_source_cleared)
+        .then(|| before.pull_source.clone())
+        .flatten();
+    StreamUpdated {
+        name: name.or_else(|| before.name.clone()),
+        description: description.or_else(|| before.description.clone()),
+        record: record.or(before.record),
+        ingest_mode: ingest_mode.or(before.ingest_mode),
+        pull_source: if pull_source_cleared {
+            None
+        } else {
+            pull_source.or(earlier_source)
+        },
+        pull_source_cleared: pull_source_cleared
+            || (after.pull_source.is_none() && before.pull_source_cleared),
+    }
 }
 
 fn sequence(event: &Event) -> i64 {

@@ -3,6 +3,8 @@
 //! migrated, and Kafka topics under a prefix of one's own. Both are cleaned
 //! up explicitly (best effort), so a failed test still reports its own verdict.
 
+pub mod figures;
+
 use frameworks_commands::{DatabaseSettings, EventStore};
 use frameworks_events::catalogue::CatalogueSettings;
 use frameworks_events::kafka::{KafkaSettings, apply_catalogue};

@@ -1,0 +1,95 @@
+//! The one line format every load driver prints its figures in, so that
+//! `compose/bench` can set each beside its goal:
+//!
+//! ```text
+//! figure: projector.control-plane 41234 events/s (goal >= 50000)
+//! figure: bridge.subscribers.p99 63.2 ms (goal <= 100)
+//! ```
+
+use std::fmt;
+
+/// Which way a figure has to go to meet its goal.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Goal {
+    /// Throughputs: at least this much.
+    AtLeast(f64),
+    /// Latencies and memory: at most this much.
+    AtMost(f64),
+}
+
+impl Goal {
+    pub fn met_by(self, value: f64) -> bool {
+        match self {
+            Self::AtLeast(goal) => value >= goal,
+            Self::AtMost(goal) => value <= goal,
+        }
+    }
+}
+
+impl fmt::Display for Goal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::AtLeast(goal) => write!(f, "goal >= {}", number(*goal)),
+            Self::AtMost(goal) => write!(f, "goal <= {}", number(*goal)),
+        }
+    }
+}
+
+/// Whole numbers without decimals, others with up to three significant ones.
+fn number(value: f64) -> String {
+    if value.fract() == 0.0 && value.abs() < 1e15 {
+        format!("{value:.0}")
+    } else if value.abs() >= 100.0 {
+        format!("{value:.0}")
+    } else if value.abs() >= 1.0 {
+        format!("{value:.2}")
+    } else {
+        format!("{value:.4}")
+    }
+}
+
+/// The figure line for `name` (dotted, no spaces), e.g.
+/// `figure: replay.control-plane 81234 events/s (goal >= 200000)`.
+pub fn line(name: &str, value: f64, unit: &str, goal: Goal) -> String {
+    format!("figure: {name} {} {unit} ({goal})", number(value))
+}
+
+/// Prints [`line`] on standard output.
+pub fn figure(name: &str, value: f64, unit: &str, goal: Goal) {
+    println!("{}", line(name, value, unit, goal));
+}
+
+/// A ratio to a peer's figure measured or recorded beside ours, e.g.
+/// `figure: replay.control-plane.vs-kafka-producer 0.41 ratio (peer 197000 records/s)`.
+pub fn ratio(name: &str, ours: f64, peer: f64, peer_unit: &str) {
+    let ratio = if peer > 0.0 { ours / peer } else { 0.0 };
+    println!(
+        "figure: {name} {} ratio (peer {} {peer_unit})",
+        number(ratio),
+        number(peer)
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Goal, line};
+
+    #[test]
+    fn lines_carry_the_goal_and_its_direction() {
+        assert_eq!(
+            line(
+                "projector.control-plane",
+                41234.4,
+                "events/s",
+                Goal::AtLeast(50_000.0)
+            ),
+            "figure: projector.control-plane 41234 events/s (goal >= 50000)"
+        );
+        assert_eq!(
+            line("bridge.subscribers.p99", 63.25, "ms", Goal::AtMost(100.0)),
+            "figure: bridge.subscribers.p99 63.25 ms (goal <= 100)"
+        );
+        assert!(Goal::AtMost(100.0).met_by(99.9));
+        assert!(!Goal::AtLeast(50_000.0).met_by(49_999.0));
+    }
+}
