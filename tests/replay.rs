@@ -325,6 +325,8 @@ async fn live_state_and_analytics_replays_rebuild_the_same_state() {
         ttl_seconds: 90,
         group_id: format!("{prefix}-live"),
         instance_id: None,
+        batch_size: 50,
+        batch_wait_ms: 5,
     };
     let first = LiveStateProjector::new(&kafka, settings.clone())
         .await
@@ -333,8 +335,9 @@ async fn live_state_and_analytics_replays_rebuild_the_same_state() {
         Duration::from_secs(60),
         "generation 1 of the live state",
         async {
-            for _ in 0..facts.len() {
-                first.step().await.unwrap();
+            let mut read = 0;
+            while read < facts.len() {
+                read += first.step().await.unwrap().records;
             }
         },
     )

@@ -31,20 +31,35 @@ use crate::generations::{Generations, group_of};
 pub const NAME: &str = "live-state";
 pub const TOPICS: [Topic; 2] = [Topic::StreamTelemetry, Topic::NodeTelemetry];
 
-/// Checks the partition's last applied offset, applies the operations, advances it.
-/// KEYS[1] is the guard; ARGV[1] the offset; then per remaining key: op, argc, args.
+/// Applies a run of one partition's records: each record whose offset is
+/// above the partition's guard has its operations applied; then the guard
+/// moves to the last applied offset. KEYS[1] is the guard, then each
+/// operation's key in order; ARGV holds per record its offset and operation
+/// count, then per operation its command, argument count and arguments.
+/// Returns how many records were applied (the rest were re-deliveries).
 const APPLY: &str = r"
 local last = tonumber(redis.call('GET', KEYS[1]) or '-1')
-local offset = tonumber(ARGV[1])
-if offset <= last then return 0 end
-local a = 2
-for k = 2, #KEYS do
-  local n = tonumber(ARGV[a + 1])
-  redis.call(ARGV[a], KEYS[k], unpack(ARGV, a + 2, a + 1 + n))
-  a = a + 2 + n
+local a, k, applied = 1, 2, 0
+while a <= #ARGV do
+  local offset = tonumber(ARGV[a])
+  local ops = tonumber(ARGV[a + 1])
+  a = a + 2
+  local fresh = offset > last
+  for _ = 1, ops do
+    local n = tonumber(ARGV[a + 1])
+    if fresh then
+      redis.call(ARGV[a], KEYS[k], unpack(ARGV, a + 2, a + 1 + n))
+    end
+    a = a + 2 + n
+    k = k + 1
+  end
+  if fresh then
+    last = offset
+    applied = applied + 1
+  end
 end
-redis.call('SET', KEYS[1], offset)
-return 1
+redis.call('SET', KEYS[1], last)
+return applied
 ";
 
 #[derive(Debug, Clone, clap::Args)]
@@ -91,6 +106,26 @@ pub struct LiveStateSettings {
         env = "FRAMEWORKS_LIVE_INSTANCE_ID"
     )]
     pub instance_id: Option<String>,
+
+    /// Most records applied in one batch (one script per partition, pipelined).
+    #[arg(
+        id = "live_batch_size",
+        long = "live-batch-size",
+        env = "FRAMEWORKS_LIVE_BATCH_SIZE",
+        default_value_t = 5_000,
+        value_parser = clap::value_parser!(u32).range(1..=100_000)
+    )]
+    pub batch_size: u32,
+
+    /// How long a batch waits for more records once it has one, in milliseconds.
+    #[arg(
+        id = "live_batch_wait_ms",
+        long = "live-batch-wait-ms",
+        env = "FRAMEWORKS_LIVE_BATCH_WAIT_MS",
+        default_value_t = 5,
+        value_parser = clap::value_parser!(u64).range(0..=10_000)
+    )]
+    pub batch_wait_ms: u64,
 }
 
 fn parse_redis_url(value: &str) -> Result<String, String> {
@@ -543,6 +578,16 @@ impl LiveState {
     }
 }
 
+/// What one batch of the live-state projector did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiveBatch {
+    /// Records read.
+    pub records: usize,
+    /// Records that changed the state: the rest were re-deliveries the
+    /// partition guards turned away (or dead letters, which change nothing).
+    pub applied: usize,
+}
+
 pub struct LiveStateProjector {
     state: LiveState,
     keys: Keys,
@@ -636,50 +681,78 @@ impl LiveStateProjector {
     }
 
     /// Reads one record and applies it; returns whether it changed the state.
-    pub async fn step(&self) -> Result<bool, LiveStateError> {
-        let message = self.consumer.recv().await?.detach();
-        match self.apply(&message).await {
-            Ok(changed) => Ok(changed),
-            Err(error) => {
-                let _ = self.consumer.seek(
-                    message.topic(),
-                    message.partition(),
-                    rdkafka::Offset::Offset(message.offset()),
-                    Duration::from_secs(5),
-                );
-                Err(error)
-            }
-        }
+    /// Waits for at least one record, gathers a batch and applies it.
+    pub async fn step(&self) -> Result<LiveBatch, LiveStateError> {
+        let batch = crate::batch::gather(
+            &self.consumer,
+            self.settings.batch_size as usize,
+            Duration::from_millis(self.settings.batch_wait_ms),
+        )
+        .await?;
+        self.apply(&batch).await.inspect_err(|_| {
+            crate::batch::rewind(&self.consumer, &batch);
+        })
     }
 
-    async fn apply(&self, message: &OwnedMessage) -> Result<bool, LiveStateError> {
+    /// One script invocation per partition, all in one pipeline: one round
+    /// trip for the batch. Each partition's script is atomic with its guard,
+    /// so a pipeline cut short leaves every partition either applied or not.
+    async fn apply(&self, batch: &[OwnedMessage]) -> Result<LiveBatch, LiveStateError> {
         let keys = &self.keys;
-        let operations = match read_event(message) {
-            Ok(event) => operations(keys, &event, self.settings.ttl_seconds),
-            Err(unreadable) => {
-                self.dead_letters
-                    .write(message, unreadable.reason, unreadable.error)
-                    .await?;
-                Vec::new()
-            }
-        };
-        let mut invocation = self.script.prepare_invoke();
-        invocation
-            .key(keys.guard(message.topic(), message.partition()))
-            .arg(message.offset());
-        for (command, key, args) in &operations {
-            invocation.key(key).arg(*command).arg(args.len()).arg(args);
+        let mut partitions: BTreeMap<(&str, i32), Vec<&OwnedMessage>> = BTreeMap::new();
+        for message in batch {
+            partitions
+                .entry((message.topic(), message.partition()))
+                .or_default()
+                .push(message);
         }
-        let changed: i64 = invocation
-            .invoke_async(&mut self.state.redis.clone())
-            .await?;
-        let outcome = if changed == 1 { "applied" } else { "duplicate" };
-        counter!("frameworks_projector_events_total", "projection" => NAME, "outcome" => outcome)
-            .increment(1);
-        // The resume hint, stored only once the state holds the record.
-        let _ = self
-            .consumer
-            .store_offset(message.topic(), message.partition(), message.offset());
-        Ok(changed == 1)
+        let mut invocations = Vec::with_capacity(partitions.len());
+        let mut dead_lettered = 0;
+        for ((topic, partition), messages) in &partitions {
+            let mut invocation = self.script.prepare_invoke();
+            invocation.key(keys.guard(topic, *partition));
+            for &message in messages {
+                let operations = match read_event(message) {
+                    Ok(event) => operations(keys, &event, self.settings.ttl_seconds),
+                    Err(unreadable) => {
+                        self.dead_letters
+                            .write(message, unreadable.reason, unreadable.error)
+                            .await?;
+                        dead_lettered += 1;
+                        Vec::new()
+                    }
+                };
+                invocation.arg(message.offset()).arg(operations.len());
+                for (command, key, args) in operations {
+                    invocation.key(key).arg(command).arg(args.len()).arg(args);
+                }
+            }
+            invocations.push(invocation);
+        }
+        let mut pipe = redis::pipe();
+        // Loaded in every pipeline: a restarted or wiped Redis has forgotten it.
+        pipe.load_script(&self.script).ignore();
+        for invocation in &invocations {
+            pipe.invoke_script(invocation);
+        }
+        let applied: Vec<u64> = pipe.query_async(&mut self.state.redis.clone()).await?;
+        let applied: u64 = applied.iter().sum();
+        let duplicates = (batch.len() as u64).saturating_sub(applied);
+        counter!("frameworks_projector_events_total", "projection" => NAME, "outcome" => "applied")
+            .increment(applied);
+        counter!("frameworks_projector_events_total", "projection" => NAME, "outcome" => "duplicate")
+            .increment(duplicates.saturating_sub(dead_lettered));
+        counter!("frameworks_projector_events_total", "projection" => NAME, "outcome" => "dead-lettered")
+            .increment(dead_lettered);
+        // The resume hints, stored only once the state holds the records.
+        for ((topic, partition), messages) in &partitions {
+            if let Some(last) = messages.last() {
+                let _ = self.consumer.store_offset(topic, *partition, last.offset());
+            }
+        }
+        Ok(LiveBatch {
+            records: batch.len(),
+            applied: usize::try_from(applied).unwrap_or(usize::MAX),
+        })
     }
 }
