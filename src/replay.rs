@@ -25,6 +25,7 @@ use frameworks_projections::generations::postgres::PostgresGenerations;
 use frameworks_projections::live::{self, LiveStateProjector, LiveStateSettings};
 use frameworks_projections::postgres::{PostgresProjector, ProjectorSettings};
 use frameworks_projections::status::offset_ranges;
+use futures::future::try_join_all;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::relay::shutdown_signal;
@@ -48,6 +49,12 @@ pub struct ReplayCommand {
     /// Retired generations to keep after the switch (for going back by hand).
     #[arg(long, env = "FRAMEWORKS_REPLAY_KEEP_RETIRED", default_value_t = 1)]
     keep_retired: usize,
+
+    /// Projectors replaying side by side, as members of one consumer group:
+    /// the log's partitions are shared out among them.
+    #[arg(long, env = "FRAMEWORKS_REPLAY_PARALLEL", default_value_t = 2,
+        value_parser = clap::value_parser!(u16).range(1..=64))]
+    parallel: u16,
 
     /// Seconds between progress lines when stderr is not a terminal.
     #[arg(long, env = "FRAMEWORKS_REPLAY_REPORT_SECONDS", default_value_t = 5,
@@ -102,8 +109,23 @@ impl ReplayCommand {
                         let pool = store.pool().clone();
                         let (kafka, settings) = (&self.kafka, self.projector.clone());
                         async move {
-                            PostgresProjector::for_generation(pool, kafka, settings, generation)?
-                                .run(std::future::pending())
+                            let projectors =
+                                worker_ids(settings.instance_id.as_deref(), self.parallel)
+                                    .into_iter()
+                                    .map(|instance_id| {
+                                        let settings = ProjectorSettings {
+                                            instance_id,
+                                            ..settings.clone()
+                                        };
+                                        PostgresProjector::for_generation(
+                                            pool.clone(),
+                                            kafka,
+                                            settings,
+                                            generation,
+                                        )
+                                    })
+                                    .collect::<Result<Vec<_>, _>>()?;
+                            try_join_all(projectors.iter().map(|p| p.run(std::future::pending())))
                                 .await?;
                             Ok(())
                         }
@@ -118,9 +140,20 @@ impl ReplayCommand {
                 replay(&generations, &live::TOPICS, options, |generation| {
                     let (kafka, settings) = (&self.kafka, self.live.clone());
                     async move {
-                        LiveStateProjector::for_generation(kafka, settings, generation)
-                            .await?
-                            .run(std::future::pending())
+                        let mut projectors = Vec::new();
+                        for instance_id in
+                            worker_ids(settings.instance_id.as_deref(), self.parallel)
+                        {
+                            let settings = LiveStateSettings {
+                                instance_id,
+                                ..settings.clone()
+                            };
+                            projectors.push(
+                                LiveStateProjector::for_generation(kafka, settings, generation)
+                                    .await?,
+                            );
+                        }
+                        try_join_all(projectors.iter().map(|p| p.run(std::future::pending())))
                             .await?;
                         Ok(())
                     }
@@ -135,9 +168,22 @@ impl ReplayCommand {
                     let (clickhouse, kafka, settings) =
                         (&self.clickhouse, &self.kafka, self.analytics.clone());
                     async move {
-                        AnalyticsProjector::for_generation(clickhouse, kafka, settings, generation)
-                            .await?
-                            .run(std::future::pending())
+                        let mut projectors = Vec::new();
+                        for instance_id in
+                            worker_ids(settings.instance_id.as_deref(), self.parallel)
+                        {
+                            let settings = AnalyticsSettings {
+                                instance_id,
+                                ..settings.clone()
+                            };
+                            projectors.push(
+                                AnalyticsProjector::for_generation(
+                                    clickhouse, kafka, settings, generation,
+                                )
+                                .await?,
+                            );
+                        }
+                        try_join_all(projectors.iter().map(|p| p.run(std::future::pending())))
                             .await?;
                         Ok(())
                     }
@@ -146,6 +192,15 @@ impl ReplayCommand {
             }
         }
     }
+}
+
+/// The static instance id of each of `count` projectors of one group: a
+/// configured id gets a suffix per worker (two members with one id would
+/// fence each other out of the group).
+fn worker_ids(instance_id: Option<&str>, count: u16) -> Vec<Option<String>> {
+    (0..count)
+        .map(|worker| instance_id.map(|id| format!("{id}-replay-{worker}")))
+        .collect()
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -71,6 +71,26 @@ impl Caller {
         let input = json!({ "input": { "name": name } });
         self.graphql(CREATE, input, Some(key)).await
     }
+
+    /// Sends the keyed creation again with its key until its stream is
+    /// readable; meanwhile every answer must be ACCEPTED_NOT_VISIBLE.
+    async fn create_until_visible(&self, name: &str, key: &str) -> Value {
+        within(
+            Duration::from_secs(60),
+            "the created stream visible",
+            async {
+                loop {
+                    let answer = self.create(name, key).await;
+                    if answer["data"]["createStream"]["__typename"] == "Stream" {
+                        break answer;
+                    }
+                    let code = &answer["errors"][0]["extensions"]["code"];
+                    assert_eq!(code, "ACCEPTED_NOT_VISIBLE", "{answer}");
+                }
+            },
+        )
+        .await
+    }
 }
 
 /// The UUID behind a stream's global id.
@@ -131,17 +151,9 @@ async fn accepted_mutations_are_never_failures_and_keyed_retries_run_once() {
     // One key, sent until answered (a projector that has just started may
     // not have joined its group within the 1 s read-your-writes wait), then
     // once more: one stream, answered the same both times.
-    let first = within(Duration::from_secs(60), "the first stream visible", async {
-        loop {
-            let answer = caller.create("studio", "create-studio-0001").await;
-            if answer["data"]["createStream"]["__typename"] == "Stream" {
-                break answer;
-            }
-            let code = &answer["errors"][0]["extensions"]["code"];
-            assert_eq!(code, "ACCEPTED_NOT_VISIBLE", "{answer}");
-        }
-    })
-    .await;
+    let first = caller
+        .create_until_visible("studio", "create-studio-0001")
+        .await;
     let again = caller.create("studio", "create-studio-0001").await;
     assert_eq!(
         first["data"]["createStream"]["__typename"], "Stream",
@@ -202,17 +214,9 @@ async fn accepted_mutations_are_never_failures_and_keyed_retries_run_once() {
 
     // Running again, the projector catches up, and the request answers.
     signal(&projector, "CONT");
-    let answered = within(Duration::from_secs(60), "the late stream visible", async {
-        loop {
-            let answer = caller.create("late", "create-late-0001").await;
-            if answer["data"]["createStream"]["__typename"] == "Stream" {
-                break answer;
-            }
-            let code = &answer["errors"][0]["extensions"]["code"];
-            assert_eq!(code, "ACCEPTED_NOT_VISIBLE", "{answer}");
-        }
-    })
-    .await;
+    let answered = caller
+        .create_until_visible("late", "create-late-0001")
+        .await;
     assert_eq!(answered["data"]["createStream"]["id"], late_id.as_str());
     let listed = caller.graphql(STREAMS, json!({}), None).await;
     let names: Vec<&str> = listed["data"]["streamsConnection"]["edges"]

@@ -32,6 +32,18 @@ pub async fn gather<C: ConsumerContext + 'static>(
     Ok(batch)
 }
 
+/// A batch's records by partition, each partition's in offset order.
+pub fn by_partition(batch: &[OwnedMessage]) -> BTreeMap<(&str, i32), Vec<&OwnedMessage>> {
+    let mut partitions: BTreeMap<(&str, i32), Vec<&OwnedMessage>> = BTreeMap::new();
+    for message in batch {
+        partitions
+            .entry((message.topic(), message.partition()))
+            .or_default()
+            .push(message);
+    }
+    partitions
+}
+
 /// First and last offset of each partition in a batch.
 pub fn partition_ranges(batch: &[OwnedMessage]) -> BTreeMap<(&str, i32), (i64, i64)> {
     let mut ranges: BTreeMap<(&str, i32), (i64, i64)> = BTreeMap::new();

@@ -699,13 +699,7 @@ impl LiveStateProjector {
     /// so a pipeline cut short leaves every partition either applied or not.
     async fn apply(&self, batch: &[OwnedMessage]) -> Result<LiveBatch, LiveStateError> {
         let keys = &self.keys;
-        let mut partitions: BTreeMap<(&str, i32), Vec<&OwnedMessage>> = BTreeMap::new();
-        for message in batch {
-            partitions
-                .entry((message.topic(), message.partition()))
-                .or_default()
-                .push(message);
-        }
+        let partitions = crate::batch::by_partition(batch);
         let mut invocations = Vec::with_capacity(partitions.len());
         let mut dead_lettered = 0;
         for ((topic, partition), messages) in &partitions {

@@ -10,6 +10,11 @@ pub const METRICS: &[Metric] = &[
         "Kafka records a projector handled, by projection and by outcome (applied, duplicate, skipped, ignored or dead-lettered).",
         &["projection", "outcome"],
     ),
+    Metric::counter(
+        "frameworks_projector_batch_fallbacks_total",
+        "Batches the control-plane projector applied one event at a time because a set-based statement failed.",
+        &["projection"],
+    ),
     Metric::gauge(
         "frameworks_projector_progress_timestamp_seconds",
         metrics::Unit::Seconds,

@@ -17,7 +17,7 @@
 //! cannot take (undecodable, unknown type, newer schema, missing aggregate)
 //! changes nothing and is dead-lettered before the commit that moves past it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -255,13 +255,7 @@ impl PostgresProjector {
     }
 
     async fn apply_batch(&self, batch: &[OwnedMessage]) -> Result<usize, ProjectorError> {
-        let mut partitions: BTreeMap<(&str, i32), Vec<&OwnedMessage>> = BTreeMap::new();
-        for message in batch {
-            partitions
-                .entry((message.topic(), message.partition()))
-                .or_default()
-                .push(message);
-        }
+        let partitions = batch::by_partition(batch);
         let mut tx = self.pool.begin().await?;
         // Unqualified names below resolve into this projector's generation.
         // Every statement is planned for its own arrays: a plan cached while

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use frameworks_commands::SecretBox;
+use frameworks_test_harness::figures::{Goal, figure};
 use frameworks_test_harness::{ScratchDatabase, drop_topics, kafka_with_topics};
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
@@ -125,6 +126,10 @@ async fn post(
         .expect("body")
         .to_bytes();
     (status, serde_json::from_slice(&bytes).expect("JSON"))
+}
+
+fn rate(histogram: &Histogram<u64>, elapsed: Duration) -> f64 {
+    histogram.len() as f64 / elapsed.as_secs_f64().max(1e-6)
 }
 
 fn report(name: &str, histogram: &Histogram<u64>, elapsed: Duration) {
@@ -455,8 +460,20 @@ async fn run(load: Load) {
     );
     let (histogram, elapsed) = hammer(address, &token, list, &load).await;
     report("streamsConnection (50 per page)", &histogram, elapsed);
+    figure(
+        "bridge.streams-connection",
+        rate(&histogram, elapsed),
+        "q/s",
+        Goal::AtLeast(5_000.0),
+    );
     let (histogram, elapsed) = hammer(address, &token, get, &load).await;
     report("stream(id)", &histogram, elapsed);
+    figure(
+        "bridge.stream",
+        rate(&histogram, elapsed),
+        "q/s",
+        Goal::AtLeast(10_000.0),
+    );
     report(
         "createStream to read-your-write",
         &mutation,
@@ -468,6 +485,13 @@ async fn run(load: Load) {
         &format!("subscription delivery ({} subs)", load.subscribers),
         &histogram,
         elapsed,
+    );
+    // The goal holds for 10,000 subscribers; the figure names how many ran.
+    figure(
+        &format!("bridge.subscribers-{}.delivery-p99", load.subscribers),
+        histogram.value_at_quantile(0.99) as f64 / 1000.0,
+        "ms",
+        Goal::AtMost(100.0),
     );
 
     drop((sender, bridge, projector, relay));

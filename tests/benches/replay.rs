@@ -7,7 +7,7 @@
 //! `cargo test` (no `--bench` argument) a small smoke load exercises the driver.
 
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use frameworks_commands::aggregates::stream::{Ingest, Stream, StreamCommand};
@@ -15,26 +15,39 @@ use frameworks_commands::aggregates::tenant::{Tenant, TenantCommand};
 use frameworks_commands::relay::{OutboxRelay, RelaySettings};
 use frameworks_commands::telemetry::{TelemetryCommand, TelemetryPublisher};
 use frameworks_commands::{CommandBus, CommandContext, SecretBox};
-use frameworks_events::EventPayload;
 use frameworks_events::kafka::{EventPublisher, KafkaSettings};
+use frameworks_events::proto::v1::stream::{StreamCreated, StreamKeyCreated, StreamUpdated};
 use frameworks_events::proto::v1::telemetry::{ViewerSessionEnded, ViewerSessionStarted};
+use frameworks_events::{Event, EventPayload, Topic};
+use frameworks_test_harness::figures::{Goal, figure, ratio};
 use frameworks_test_harness::{ScratchDatabase, drop_redis_prefix, drop_topics, kafka_with_topics};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use uuid::Uuid;
 
 struct Load {
-    /// Tenants, each with one stream: three control-plane events apiece.
+    /// Tenants, each with one stream, through the command bus and the
+    /// relay: three control-plane events apiece.
     tenants: usize,
+    /// Streams published straight to the log, four events apiece (created,
+    /// key, two updates): the bulk of the control-plane replay.
+    streams: usize,
     /// Viewer-session telemetry events.
     telemetry: usize,
+    /// 1 KB records sent by a bare producer: Kafka's own rate here.
+    peer_records: usize,
 }
 
 const FULL: Load = Load {
-    tenants: 5_000,
-    telemetry: 100_000,
+    tenants: 2_000,
+    streams: 50_000,
+    telemetry: 300_000,
+    peer_records: 200_000,
 };
 const SMOKE: Load = Load {
     tenants: 20,
+    streams: 50,
     telemetry: 400,
+    peer_records: 1_000,
 };
 
 fn main() {
@@ -58,7 +71,9 @@ async fn run(load: Load) {
     let prefix = format!("bench-{}", Uuid::now_v7().simple());
     let clickhouse_base = format!("bench_{}", &Uuid::now_v7().simple().to_string()[20..]);
 
+    let peer = kafka_producer_rate(load.peer_records).await;
     fill_control_plane(&db, &kafka, load.tenants).await;
+    fill_streams(&kafka, load.streams).await;
     fill_telemetry(&kafka, load.telemetry).await;
 
     let env = [
@@ -75,7 +90,9 @@ async fn run(load: Load) {
         ("FRAMEWORKS_LOG", "warn".into()),
         ("FRAMEWORKS_REPLAY_REPORT_SECONDS", "3600".into()),
     ];
-    println!("replay: events/s from the first record to the switch, one process, 2 cores");
+    println!(
+        "replay: events/s from the first record to the switch, one process (two projectors), 2 cores"
+    );
     for projection in ["control-plane", "live-state", "analytics"] {
         let started = Instant::now();
         let output = Command::new(env!("CARGO_BIN_EXE_frameworks"))
@@ -92,6 +109,20 @@ async fn run(load: Load) {
         println!(
             "  {projection:<14} {summary:<70} (process {:.1}s)",
             started.elapsed().as_secs_f64()
+        );
+        let rate = events_per_second(summary)
+            .unwrap_or_else(|| panic!("{projection}: no rate in {summary:?}"));
+        figure(
+            &format!("replay.{projection}"),
+            rate,
+            "events/s",
+            Goal::AtLeast(200_000.0),
+        );
+        ratio(
+            &format!("replay.{projection}.vs-kafka-producer"),
+            rate,
+            peer,
+            "records/s",
         );
     }
 
@@ -155,6 +186,111 @@ async fn fill_control_plane(db: &ScratchDatabase, kafka: &KafkaSettings, tenants
         .expect("connection")
         .detach();
     while relay.drain_once(&mut leader).await.expect("relay") > 0 {}
+}
+
+/// The rate in `<name>: generation N is live: E events in Ts (R events/s)`.
+fn events_per_second(summary: &str) -> Option<f64> {
+    let (_, rest) = summary.rsplit_once('(')?;
+    rest.strip_suffix(" events/s)")?.parse().ok()
+}
+
+/// Records/s a bare producer sends to this Kafka (1 KB each, lz4, acks=all),
+/// as the peer figure for the replays; on topics of its own.
+async fn kafka_producer_rate(records: usize) -> f64 {
+    let kafka = kafka_with_topics("bench-peer").await;
+    let producer: FutureProducer = kafka
+        .client_config("bench-peer")
+        .set("compression.type", "lz4")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    let topic = kafka.catalogue().name(Topic::StreamTelemetry).to_owned();
+    // Text that compresses like an event's fields would, not a constant.
+    let payloads: Vec<Vec<u8>> = (0..64)
+        .map(|n| {
+            (0..1024)
+                .map(|i| b"0123456789abcdefghijklmnopqrstuvwxyz-_:"[(i * 7 + n * 13) % 39])
+                .collect()
+        })
+        .collect();
+    let started = Instant::now();
+    for chunk in (0..records).collect::<Vec<_>>().chunks(10_000) {
+        let sends = chunk.iter().map(|&i| {
+            let key = format!("k{}", i % 997);
+            let payload = &payloads[i % payloads.len()];
+            let producer = &producer;
+            let topic = &topic;
+            async move {
+                producer
+                    .send(
+                        FutureRecord::to(topic).key(&key).payload(payload),
+                        Duration::from_secs(30),
+                    )
+                    .await
+                    .map(|_| ())
+                    .map_err(|(error, _)| error)
+            }
+        });
+        for sent in futures::future::join_all(sends).await {
+            sent.expect("the bare producer's record is acknowledged");
+        }
+    }
+    let rate = records as f64 / started.elapsed().as_secs_f64().max(1e-6);
+    println!("kafka: a bare producer sends {rate:.0} records/s (1 KB, lz4, acks=all)");
+    drop_topics(&kafka).await;
+    rate
+}
+
+/// `streams` stream histories straight to the log, as the relay publishes them.
+async fn fill_streams(kafka: &KafkaSettings, streams: usize) {
+    let publisher = EventPublisher::new(kafka, "bench-streams").expect("publisher");
+    let tenant = Uuid::now_v7();
+    let events: Vec<Event> = (0..streams)
+        .flat_map(|n| {
+            let stream = Uuid::now_v7().to_string();
+            let payloads: [EventPayload; 4] = [
+                StreamCreated {
+                    name: format!("stream {n}"),
+                    playback_id: format!("pb-{stream}"),
+                    ..Default::default()
+                }
+                .into(),
+                StreamKeyCreated {
+                    key_id: format!("k-{stream}"),
+                    primary: true,
+                    lookup_hash: vec![7; 32],
+                    ..Default::default()
+                }
+                .into(),
+                StreamUpdated {
+                    description: Some("updated once".into()),
+                    ..Default::default()
+                }
+                .into(),
+                StreamUpdated {
+                    record: Some(true),
+                    ..Default::default()
+                }
+                .into(),
+            ];
+            payloads
+                .into_iter()
+                .zip(1..)
+                .map(move |(payload, sequence)| {
+                    Event::new(stream.clone(), payload)
+                        .with_tenant(tenant)
+                        .with_sequence(sequence)
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for chunk in events.chunks(5_000) {
+        for published in futures::future::join_all(chunk.iter().map(|e| publisher.publish(e))).await
+        {
+            published.expect("published");
+        }
+    }
 }
 
 async fn fill_telemetry(kafka: &KafkaSettings, events: usize) {

@@ -68,6 +68,25 @@ pub fn ratio(name: &str, ours: f64, peer: f64, peer_unit: &str) {
     );
 }
 
+/// CPU seconds this process has used so far (user and system, every
+/// thread), from `/proc/self/stat`; `None` where that is not readable.
+pub fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) start at state.
+    let (_, rest) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    let ticks = std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .and_then(|text| text.trim().parse::<f64>().ok())
+        .unwrap_or(100.0);
+    Some((utime + stime) / ticks)
+}
+
 #[cfg(test)]
 mod tests {
     use super::{Goal, line};
@@ -88,6 +107,7 @@ mod tests {
             "figure: bridge.subscribers.p99 63.25 ms (goal <= 100)"
         );
         assert!(Goal::AtMost(100.0).met_by(99.9));
+        assert!(super::cpu_seconds().is_some_and(|seconds| seconds >= 0.0));
         assert!(!Goal::AtLeast(50_000.0).met_by(49_999.0));
     }
 }
