@@ -48,13 +48,13 @@ fn number(value: f64) -> String {
 
 /// The figure line for `name` (dotted, no spaces), e.g.
 /// `figure: replay.control-plane 81234 events/s (goal >= 200000)`.
-pub fn line(name: &str, value: f64, unit: &str, goal: Goal) -> String {
+pub fn figure_line(name: &str, value: f64, unit: &str, goal: Goal) -> String {
     format!("figure: {name} {} {unit} ({goal})", number(value))
 }
 
-/// Prints [`line`] on standard output.
+/// Prints [`figure_line`] on standard output.
 pub fn figure(name: &str, value: f64, unit: &str, goal: Goal) {
-    println!("{}", line(name, value, unit, goal));
+    println!("{}", figure_line(name, value, unit, goal));
 }
 
 /// A ratio to a peer's figure measured or recorded beside ours, e.g.
@@ -89,12 +89,12 @@ pub fn cpu_seconds() -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Goal, line};
+    use super::{Goal, figure_line};
 
     #[test]
     fn lines_carry_the_goal_and_its_direction() {
         assert_eq!(
-            line(
+            figure_line(
                 "projector.control-plane",
                 41234.4,
                 "events/s",
@@ -103,7 +103,7 @@ mod tests {
             "figure: projector.control-plane 41234 events/s (goal >= 50000)"
         );
         assert_eq!(
-            line("bridge.subscribers.p99", 63.25, "ms", Goal::AtMost(100.0)),
+            figure_line("bridge.subscribers.p99", 63.25, "ms", Goal::AtMost(100.0)),
             "figure: bridge.subscribers.p99 63.25 ms (goal <= 100)"
         );
         assert!(Goal::AtMost(100.0).met_by(99.9));
