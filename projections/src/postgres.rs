@@ -258,11 +258,16 @@ impl PostgresProjector {
         let partitions = batch::by_partition(batch);
         let mut tx = self.pool.begin().await?;
         // Unqualified names below resolve into this projector's generation.
-        // Every statement is planned for its own arrays: a plan cached while
-        // a table was small (a new generation, a fresh install) would go on
-        // scanning the whole table once it is large.
+        // Every statement here finds its rows by key, a few hundred at a
+        // time: the planner may only use index lookups in nested loops. A
+        // hash join would read the whole table for each statement (as it
+        // prefers once a batch's array is larger than a few rows), and the
+        // cost of that grows with the model, not with the batch.
         sqlx::query(
-            "SELECT set_config('search_path', $1, true), set_config('plan_cache_mode', 'force_custom_plan', true)",
+            "SELECT set_config('search_path', $1, true),
+                    set_config('enable_hashjoin', 'off', true),
+                    set_config('enable_mergejoin', 'off', true),
+                    set_config('enable_seqscan', 'off', true)",
         )
         .bind(&self.schema)
         .execute(&mut *tx)
