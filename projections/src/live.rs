@@ -730,12 +730,15 @@ impl LiveStateProjector {
             pipe.invoke_script(invocation);
         }
         let applied: Vec<u64> = pipe.query_async(&mut self.state.redis.clone()).await?;
-        let applied: u64 = applied.iter().sum();
-        let duplicates = (batch.len() as u64).saturating_sub(applied);
+        // The scripts count every record past the guard, dead letters (no
+        // operations) among them: those changed nothing.
+        let past_guard: u64 = applied.iter().sum();
+        let duplicates = (batch.len() as u64).saturating_sub(past_guard);
+        let applied = past_guard.saturating_sub(dead_lettered);
         counter!("frameworks_projector_events_total", "projection" => NAME, "outcome" => "applied")
             .increment(applied);
         counter!("frameworks_projector_events_total", "projection" => NAME, "outcome" => "duplicate")
-            .increment(duplicates.saturating_sub(dead_lettered));
+            .increment(duplicates);
         counter!("frameworks_projector_events_total", "projection" => NAME, "outcome" => "dead-lettered")
             .increment(dead_lettered);
         // The resume hints, stored only once the state holds the records.
