@@ -7,6 +7,7 @@ use anyhow::Context;
 use frameworks_balancer::fleet::SharedState;
 use frameworks_balancer::placement::{Placer, RoutingSettings};
 use frameworks_bridge::BridgeSettings;
+use frameworks_bridge::feed::SubscriptionHub;
 use frameworks_bridge::graphiql::Graphiql;
 use frameworks_commands::{DatabaseSettings, EventStore};
 use frameworks_events::kafka::KafkaSettings;
@@ -22,8 +23,12 @@ use crate::relay::shutdown_signal;
 use crate::supervisor::Supervisor;
 use crate::{dependencies, metrics};
 
-/// Events a subscription may fall behind by before it skips some.
+/// Events a tenant-wide subscription (and the router) may fall behind by
+/// before it skips some.
 const SUBSCRIPTION_BUFFER: usize = 16_384;
+/// The same for a subscription to one stream, whose channel is one of
+/// thousands and sees a small share of the events.
+const STREAM_SUBSCRIPTION_BUFFER: usize = 256;
 
 /// Serve the GraphQL API (POST /graphql, subscriptions at /graphql/ws), sign-up and sign-in (/auth/*), /health and /metrics.
 #[derive(Debug, clap::Args)]
@@ -100,11 +105,16 @@ impl BridgeCommand {
             &self.kafka,
             &control_plane::TOPICS,
         )?;
+        let subscriptions = SubscriptionHub::new(SUBSCRIPTION_BUFFER, STREAM_SUBSCRIPTION_BUFFER);
+        supervisor.restarting("subscription-routing", {
+            let (subscriptions, feed) = (subscriptions.clone(), feed.clone());
+            move || subscriptions.clone().route(feed.subscribe())
+        });
         let health = supervisor.health();
         let state = frameworks_bridge::state(
             &store,
             &self.bridge,
-            feed,
+            subscriptions,
             projections,
             live,
             analytics,

@@ -30,19 +30,19 @@ use frameworks_balancer::placement::Placer;
 use frameworks_commands::{CommandBus, EventStore, SecretBox};
 
 use crate::auth::{Authenticator, SessionKeys};
-use crate::feed::EventFeed;
+use crate::feed::SubscriptionHub;
 use crate::rate_limit::RateLimiter;
 use frameworks_projections::analytics::reader::AnalyticsReader;
 use frameworks_projections::live::LiveState;
 use frameworks_projections::read_your_writes::ProjectionWatcher;
 
 /// The shared state of a bridge over `store`, configured by `settings`,
-/// with subscriptions fed by `subscription_feed`, mutations waiting on
+/// with subscriptions routed by `subscriptions`, mutations waiting on
 /// `projections`, and live state and analytics read from `live` and `analytics`.
 pub fn state(
     store: &EventStore,
     settings: &BridgeSettings,
-    subscription_feed: EventFeed,
+    subscriptions: SubscriptionHub,
     projections: ProjectionWatcher,
     live: LiveState,
     analytics: AnalyticsReader,
@@ -59,7 +59,7 @@ pub fn state(
         secrets,
         limiter: RateLimiter::new(settings.rate_limit_per_minute),
         read_your_writes: Duration::from_millis(settings.read_your_writes_timeout_ms),
-        feed: subscription_feed,
+        feed: subscriptions,
         projections,
         live,
         analytics,

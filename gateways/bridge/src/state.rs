@@ -12,7 +12,7 @@ use frameworks_projections::read_your_writes::{ProjectionWatcher, WaitError};
 use sqlx::PgPool;
 
 use crate::auth::Authenticator;
-use crate::feed::EventFeed;
+use crate::feed::SubscriptionHub;
 use crate::graphql::live::Origins;
 use crate::graphql::streams::StreamCache;
 use crate::rate_limit::RateLimiter;
@@ -28,8 +28,8 @@ pub struct BridgeState {
     pub read_your_writes: Duration,
     /// One LISTEN connection for every mutation's read-your-writes wait.
     pub projections: ProjectionWatcher,
-    /// Kafka's events, for subscriptions.
-    pub feed: EventFeed,
+    /// Kafka's events, routed to subscriptions.
+    pub feed: SubscriptionHub,
     pub origins: Origins,
     /// Live state in Redis: node load and health.
     pub live: LiveState,

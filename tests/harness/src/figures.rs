@@ -87,6 +87,21 @@ pub fn cpu_seconds() -> Option<f64> {
     Some((utime + stime) / ticks)
 }
 
+/// Resident memory of process `pid` in MB (`VmRSS` in `/proc/<pid>/status`);
+/// `None` once the process is gone or where that is not readable.
+pub fn rss_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::{Goal, figure_line};
@@ -108,6 +123,7 @@ mod tests {
         );
         assert!(Goal::AtMost(100.0).met_by(99.9));
         assert!(super::cpu_seconds().is_some_and(|seconds| seconds >= 0.0));
+        assert!(super::rss_mb(std::process::id()).is_some_and(|mb| mb > 0.0));
         assert!(!Goal::AtLeast(50_000.0).met_by(49_999.0));
     }
 }

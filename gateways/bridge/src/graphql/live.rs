@@ -1,8 +1,8 @@
-//! Subscriptions, fed from Kafka through the bridge's [`EventFeed`]:
+//! Subscriptions, fed from Kafka through the bridge's [`SubscriptionHub`]:
 //! `liveStreamEvents`, `liveConnectionEvents` and `liveTrackListUpdates`.
 //! Every subscription sees only its tenant's events.
 //!
-//! [`EventFeed`]: crate::feed::EventFeed
+//! [`SubscriptionHub`]: crate::feed::SubscriptionHub
 
 use std::sync::Arc;
 
@@ -21,6 +21,7 @@ use super::scalars::Time;
 use super::streams::Stream;
 use super::{require, state};
 use crate::auth::{Principal, Scope};
+use crate::feed::Interest;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
 pub enum StreamEventType {
@@ -315,7 +316,11 @@ pub(super) fn feed(
             _ => return Err(bad_input("streamId", "is not a stream id")),
         },
     };
-    let receiver = state(ctx)?.feed.subscribe();
+    let interest = match only {
+        None => Interest::Tenant(principal.tenant_id()),
+        Some(stream) => Interest::Aggregate(principal.tenant_id(), stream.to_string()),
+    };
+    let receiver = state(ctx)?.feed.subscribe(interest);
     let events = BroadcastStream::new(receiver).filter_map(|item| async move {
         match item {
             Ok(event) => Some(event),

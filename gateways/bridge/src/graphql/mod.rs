@@ -26,6 +26,7 @@
 pub mod clusters;
 pub mod connection;
 pub mod developer_tokens;
+mod documents;
 pub mod edge_bootstrap;
 pub mod endpoints;
 pub mod errors;
@@ -108,6 +109,7 @@ pub fn schema_builder() -> async_graphql::SchemaBuilder<Query, Mutation, Subscri
     .limit_depth(MAX_DEPTH)
     .limit_complexity(MAX_COMPLEXITY)
     .extension(errors::ErrorCodes)
+    .extension(documents::ParsedDocuments::default())
 }
 
 pub fn build(state: Arc<BridgeState>) -> BridgeSchema {

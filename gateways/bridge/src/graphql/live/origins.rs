@@ -21,25 +21,25 @@ impl Default for Origins {
 
 impl Origins {
     pub(super) async fn of(&self, pool: &PgPool, node: &str) -> Origin {
-        if let Some(origin) = self.0.get(&node.to_owned()) {
-            return origin;
-        }
-        let found: Option<(Uuid, String)> = match node.parse::<Uuid>() {
-            Ok(id) => match cluster_of_node(pool, id).await {
-                Ok(found) => found,
-                Err(error) => {
-                    // Not cached: the next event asks again.
-                    tracing::warn!(%error, node, "could not look up the node's cluster");
-                    return Origin::default();
-                }
-            },
-            Err(_) => None,
-        };
-        let origin = found.map_or_else(Origin::default, |(cluster, region)| Origin {
-            cluster_id: cluster.to_string(),
-            region,
-        });
-        self.0.insert(node.to_owned(), origin.clone());
-        origin
+        let looked_up = self
+            .0
+            .get_or_load(&node.to_owned(), async || {
+                let found = match node.parse::<Uuid>() {
+                    Ok(id) => cluster_of_node(pool, id).await?,
+                    Err(_) => None,
+                };
+                Ok::<_, sqlx::Error>(found.map_or_else(Origin::default, |(cluster, region)| {
+                    Origin {
+                        cluster_id: cluster.to_string(),
+                        region,
+                    }
+                }))
+            })
+            .await;
+        looked_up.unwrap_or_else(|error| {
+            // Not cached: the next event asks again.
+            tracing::warn!(%error, node, "could not look up the node's cluster");
+            Origin::default()
+        })
     }
 }

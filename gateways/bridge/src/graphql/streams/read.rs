@@ -37,7 +37,7 @@ pub(in crate::graphql) async fn load_stream_row(
 }
 
 /// Streams as events refer to them, cached for a second: a thousand
-/// subscribers to one busy stream ask the database once.
+/// subscribers to one busy stream ask the database once a second at most.
 #[derive(Debug, Clone)]
 pub struct StreamCache(TtlCache<(Uuid, Uuid), Option<StreamRow>>);
 
@@ -54,12 +54,13 @@ impl StreamCache {
         principal: &Principal,
         id: Uuid,
     ) -> async_graphql::Result<Option<Stream>> {
-        let key = (principal.tenant_id(), id);
-        if let Some(row) = self.0.get(&key) {
-            return Ok(row.map(Stream));
-        }
-        let row = load_stream_row(pool, principal.tenant_id(), id).await?;
-        self.0.insert(key, row.clone());
+        let tenant = principal.tenant_id();
+        let row = self
+            .0
+            .get_or_load(&(tenant, id), async || {
+                load_stream_row(pool, tenant, id).await
+            })
+            .await?;
         Ok(row.map(Stream))
     }
 }
