@@ -144,7 +144,15 @@ pub enum LiveStateError {
     DeadLetter(#[from] frameworks_events::kafka::publisher::PublishError),
     #[error("the projector gave up on its Kafka consumer")]
     ConsumerLost(#[from] crate::batch::ConsumerLost),
+    #[error("a Redis pipeline's task ended without an answer")]
+    Pipeline(#[from] tokio::task::JoinError),
 }
+
+/// Records per pipeline: a batch's partitions go to Redis in groups of
+/// about this many records, each sent as soon as it is encoded, so that
+/// Redis runs one group's scripts while the projector decodes the next
+/// (one pipeline for the whole batch left each idle half the time).
+const PIPELINE_RECORDS: usize = 1_000;
 
 /// One Redis command of an event's change: (command, key, arguments).
 type Op = (&'static str, String, Vec<String>);
@@ -680,7 +688,21 @@ impl LiveStateProjector {
         Ok(())
     }
 
-    /// Reads one record and applies it; returns whether it changed the state.
+    /// A pipeline that first loads the script: a restarted or wiped Redis
+    /// has forgotten it.
+    fn pipeline(&self) -> redis::Pipeline {
+        let mut pipe = redis::pipe();
+        pipe.load_script(&self.script).ignore();
+        pipe
+    }
+
+    /// Sends `pipe` from a task of its own, so that it goes out and is
+    /// answered while this one encodes the next.
+    fn send(&self, pipe: redis::Pipeline) -> tokio::task::JoinHandle<redis::RedisResult<Vec<u64>>> {
+        let mut redis = self.state.redis.clone();
+        tokio::spawn(async move { pipe.query_async(&mut redis).await })
+    }
+
     /// Waits for at least one record, gathers a batch and applies it.
     pub async fn step(&self) -> Result<LiveBatch, LiveStateError> {
         let batch = crate::batch::gather(
@@ -694,13 +716,17 @@ impl LiveStateProjector {
         })
     }
 
-    /// One script invocation per partition, all in one pipeline: one round
-    /// trip for the batch. Each partition's script is atomic with its guard,
-    /// so a pipeline cut short leaves every partition either applied or not.
+    /// One script invocation per partition, in pipelines of about
+    /// [`PIPELINE_RECORDS`] records sent while the next is encoded. Each
+    /// partition's script is atomic with its guard, so pipelines cut short
+    /// leave every partition either applied or not, and a partition applied
+    /// before a failure is skipped by its guard when the batch comes again.
     async fn apply(&self, batch: &[OwnedMessage]) -> Result<LiveBatch, LiveStateError> {
         let keys = &self.keys;
         let partitions = crate::batch::by_partition(batch);
-        let mut invocations = Vec::with_capacity(partitions.len());
+        let mut sent = Vec::new();
+        let mut pipe = self.pipeline();
+        let mut in_pipe = 0;
         let mut dead_lettered = 0;
         for ((topic, partition), messages) in &partitions {
             let mut invocation = self.script.prepare_invoke();
@@ -721,18 +747,34 @@ impl LiveStateProjector {
                     invocation.key(key).arg(command).arg(args.len()).arg(args);
                 }
             }
-            invocations.push(invocation);
+            pipe.invoke_script(&invocation);
+            in_pipe += messages.len();
+            if in_pipe >= PIPELINE_RECORDS {
+                sent.push(self.send(std::mem::replace(&mut pipe, self.pipeline())));
+                in_pipe = 0;
+            }
         }
-        let mut pipe = redis::pipe();
-        // Loaded in every pipeline: a restarted or wiped Redis has forgotten it.
-        pipe.load_script(&self.script).ignore();
-        for invocation in &invocations {
-            pipe.invoke_script(invocation);
+        if in_pipe > 0 {
+            sent.push(self.send(pipe));
         }
-        let applied: Vec<u64> = pipe.query_async(&mut self.state.redis.clone()).await?;
+        // Every pipeline is awaited, so that a failure is answered only once
+        // the batch's other pipelines are done. (Pipelines sent before a
+        // dead letter fails to write finish on their own: their partitions'
+        // guards skip them when the batch is read again.)
+        let mut past_guard: u64 = 0;
+        let mut failure = None;
+        for pipeline in sent {
+            match pipeline.await {
+                Ok(Ok(applied)) => past_guard += applied.iter().sum::<u64>(),
+                Ok(Err(error)) => failure = failure.or(Some(LiveStateError::from(error))),
+                Err(error) => failure = failure.or(Some(LiveStateError::from(error))),
+            }
+        }
+        if let Some(error) = failure {
+            return Err(error);
+        }
         // The scripts count every record past the guard, dead letters (no
         // operations) among them: those changed nothing.
-        let past_guard: u64 = applied.iter().sum();
         let duplicates = (batch.len() as u64).saturating_sub(past_guard);
         let applied = past_guard.saturating_sub(dead_lettered);
         counter!("frameworks_projector_events_total", "projection" => NAME, "outcome" => "applied")

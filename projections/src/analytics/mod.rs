@@ -148,12 +148,13 @@ pub struct AnalyticsSettings {
     )]
     pub instance_id: Option<String>,
 
-    /// Most records inserted in one batch.
+    /// Most records inserted in one batch (a batch costs three or more
+    /// ClickHouse inserts whatever its size; a backlog drains in large ones).
     #[arg(
         id = "analytics_batch_size",
         long = "analytics-batch-size",
         env = "FRAMEWORKS_ANALYTICS_BATCH_SIZE",
-        default_value_t = 5_000,
+        default_value_t = 20_000,
         value_parser = clap::value_parser!(u32).range(1..=100_000)
     )]
     pub batch_size: u32,
