@@ -32,13 +32,12 @@ use frameworks_commands::telemetry::TelemetryPublisher;
 use frameworks_commands::{CommandBus, CommandContext, SecretBox};
 use frameworks_edge::answers::{AnswerSettings, Answers, NoResolver, RouteTable};
 use frameworks_edge_protocol::keys::key_sha256;
-use frameworks_edge_protocol::proto::edge_control_client::EdgeControlClient;
 use frameworks_edge_protocol::proto::edge_control_server::EdgeControlServer;
 use frameworks_edge_protocol::proto::ingress_client::IngressClient;
 use frameworks_edge_protocol::proto::ingress_server::IngressServer;
 use frameworks_edge_protocol::proto::{
-    BalancerMessage, EdgeMessage, Heartbeat, PlaybackPolicy, Register, ResolveRequest,
-    StreamSamples, TriggerBatch, balancer_message, edge_message, register, resolve_request, route,
+    EdgeMessage, Heartbeat, PlaybackPolicy, ResolveRequest, StreamSamples, TriggerBatch,
+    balancer_message, edge_message, resolve_request, route,
 };
 use frameworks_edge_protocol::triggers::{Trigger, TriggerKind};
 use frameworks_events::kafka::{EventConsumer, EventFeed, EventPublisher};
@@ -47,59 +46,14 @@ use frameworks_events::proto::v1::telemetry::{
 };
 use frameworks_events::{EventPayload, Topic};
 use support::{
-    client_python, drop_topics, fresh_database, kafka_with_topics, redis_url, repo_root, within,
+    RawEdge, client_python, drop_topics, fresh_database, kafka_with_topics, redis_url, repo_root,
+    within,
 };
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
-use tonic::Streaming;
+use tokio_stream::wrappers::TcpListenerStream;
 use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(60);
-
-/// An edge's raw control stream: its seed, and what the balancer sends after.
-struct RawEdge {
-    node_id: String,
-    session_token: String,
-    outbox: mpsc::Sender<EdgeMessage>,
-    inbound: Streaming<BalancerMessage>,
-}
-
-async fn enrol(address: SocketAddr, token: &str) -> RawEdge {
-    let mut client = EdgeControlClient::connect(format!("http://{address}"))
-        .await
-        .unwrap();
-    let (outbox, messages) = mpsc::channel(16);
-    outbox
-        .send(EdgeMessage {
-            kind: Some(edge_message::Kind::Register(Register {
-                credential: Some(register::Credential::EnrolmentToken(token.into())),
-                hardware_fingerprint: format!("fp-{}", Uuid::now_v7().simple()),
-                hostname: "edge-ams-1".into(),
-                edge_version: "0.3.11".into(),
-                public_host: "edge-ams-1.example.net:8080".into(),
-                latitude: 52.37,
-                longitude: 4.9,
-            })),
-        })
-        .await
-        .unwrap();
-    let mut inbound = client
-        .open(ReceiverStream::new(messages))
-        .await
-        .unwrap()
-        .into_inner();
-    let Some(balancer_message::Kind::Seed(seed)) = inbound.message().await.unwrap().unwrap().kind
-    else {
-        panic!("the first message is the seed");
-    };
-    RawEdge {
-        node_id: seed.node_id,
-        session_token: seed.session_token,
-        outbox,
-        inbound,
-    }
-}
 
 impl RawEdge {
     async fn heartbeat(&self) {
@@ -372,7 +326,7 @@ async fn ingest_is_validated_triggers_become_stream_facts_and_viewers_are_routed
             .add_service(IngressServer::new(service.clone()))
             .serve_with_incoming(TcpListenerStream::new(grpc)),
     );
-    let mut edge = enrol(grpc_address, &token).await;
+    let mut edge = support::enrol(grpc_address, &token).await;
     let mut ingress = IngressClient::connect(format!("http://{grpc_address}"))
         .await
         .unwrap();

@@ -17,19 +17,16 @@ use std::time::{Duration, Instant};
 use frameworks_balancer::control::{ControlSettings, EdgeControlService};
 use frameworks_commands::telemetry::TelemetryPublisher;
 use frameworks_commands::{CommandBus, SecretBox};
-use frameworks_edge_protocol::proto::edge_control_client::EdgeControlClient;
+use frameworks_edge_protocol::proto::TriggerBatch;
 use frameworks_edge_protocol::proto::edge_control_server::EdgeControlServer;
 use frameworks_edge_protocol::proto::ingress_client::IngressClient;
 use frameworks_edge_protocol::proto::ingress_server::IngressServer;
-use frameworks_edge_protocol::proto::{
-    EdgeMessage, Register, TriggerBatch, balancer_message, edge_message, register,
-};
 use frameworks_events::kafka::EventPublisher;
 use frameworks_events::proto::v1::telemetry::MistTriggerReceived;
 use frameworks_mist_simulator::captures;
 use frameworks_test_harness::{ScratchDatabase, drop_topics, kafka_with_topics};
 use hdrhistogram::Histogram;
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::wrappers::TcpListenerStream;
 use uuid::Uuid;
 
 struct Load {
@@ -93,38 +90,13 @@ async fn run(load: Load) {
     );
 
     // One edge, registered; its stream stays open for the session token.
-    let (outbox, messages) = tokio::sync::mpsc::channel(4);
-    outbox
-        .send(EdgeMessage {
-            kind: Some(edge_message::Kind::Register(Register {
-                credential: Some(register::Credential::EnrolmentToken(token)),
-                hardware_fingerprint: format!("fp-{prefix}"),
-                hostname: "bench-edge".into(),
-                edge_version: "0.3.11".into(),
-                public_host: "bench-edge.example.net".into(),
-                latitude: 52.0,
-                longitude: 4.0,
-            })),
-        })
-        .await
-        .unwrap();
-    let mut inbound = EdgeControlClient::connect(format!("http://{address}"))
-        .await
-        .unwrap()
-        .open(ReceiverStream::new(messages))
-        .await
-        .unwrap()
-        .into_inner();
-    let Some(balancer_message::Kind::Seed(seed)) = inbound.message().await.unwrap().unwrap().kind
-    else {
-        panic!("a seed");
-    };
+    let edge = support::enrol(address, &token).await;
 
     let template = captures::of("USER_END").next().unwrap();
     let fields: Vec<String> = template.body_lines.clone();
     let batch = |size: usize| TriggerBatch {
-        node_id: seed.node_id.clone(),
-        session_token: seed.session_token.clone(),
+        node_id: edge.node_id.clone(),
+        session_token: edge.session_token.clone(),
         triggers: (0..size)
             .map(|_| MistTriggerReceived {
                 trigger: "USER_END".into(),
@@ -179,7 +151,7 @@ async fn run(load: Load) {
         latencies.value_at_quantile(0.5) as f64 / 1000.0,
         latencies.value_at_quantile(0.99) as f64 / 1000.0,
     );
-    drop(inbound);
+    drop(edge);
     drop_topics(&kafka).await;
     frameworks_test_harness::drop_redis_prefix(&support::redis_url(), &prefix).await;
     db.drop_now().await;

@@ -28,6 +28,7 @@
 mod support;
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -35,11 +36,8 @@ use frameworks_balancer::directory::internal_name;
 use frameworks_commands::aggregates::stream::{Ingest, Stream, StreamCommand};
 use frameworks_commands::aggregates::tenant::{Tenant, TenantCommand};
 use frameworks_commands::{CommandBus, CommandContext, SecretBox};
-use frameworks_edge_protocol::proto::edge_control_client::EdgeControlClient;
+use frameworks_edge_protocol::proto::TriggerBatch;
 use frameworks_edge_protocol::proto::ingress_client::IngressClient;
-use frameworks_edge_protocol::proto::{
-    EdgeMessage, Register, TriggerBatch, balancer_message, edge_message, register,
-};
 use frameworks_events::Topic;
 use frameworks_events::kafka::KafkaSettings;
 use frameworks_events::kafka::probe::BrokerProbe;
@@ -55,7 +53,6 @@ use frameworks_test_harness::figures::{self, Goal, figure};
 use frameworks_test_harness::{ScratchDatabase, drop_redis_prefix, drop_topics, kafka_with_topics};
 use hdrhistogram::Histogram;
 use support::{RoleProcess, spawn_role};
-use tokio_stream::wrappers::ReceiverStream;
 use uuid::Uuid;
 
 struct Load {
@@ -304,7 +301,8 @@ async fn run(load: Load) {
     let probe = BrokerProbe::new(&kafka, "bench-e2e").unwrap();
     let all_topics: Vec<String> = watched.iter().flat_map(|w| w.topics.clone()).collect();
 
-    let (session, _control) = register(grpc_port, token, &prefix).await;
+    let edge = support::enrol(SocketAddr::from(([127, 0, 0, 1], grpc_port)), &token).await;
+    let session = (edge.node_id.clone(), edge.session_token.clone());
     let ingress = IngressClient::connect(format!("http://127.0.0.1:{grpc_port}"))
         .await
         .unwrap();
@@ -579,55 +577,6 @@ async fn sample(
         }
     }
     Some(ends)
-}
-
-/// Registers an edge with the enrolment token: (node id, session token),
-/// and the control stream, which must stay open for the session.
-async fn register(
-    grpc_port: u16,
-    token: String,
-    prefix: &str,
-) -> (
-    (String, String),
-    (
-        tokio::sync::mpsc::Sender<EdgeMessage>,
-        tonic::Streaming<frameworks_edge_protocol::proto::BalancerMessage>,
-    ),
-) {
-    let mut client = None;
-    for _ in 0..300 {
-        if let Ok(c) = EdgeControlClient::connect(format!("http://127.0.0.1:{grpc_port}")).await {
-            client = Some(c);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let mut client = client.expect("the balancer listens");
-    let (outbox, messages) = tokio::sync::mpsc::channel(4);
-    outbox
-        .send(EdgeMessage {
-            kind: Some(edge_message::Kind::Register(Register {
-                credential: Some(register::Credential::EnrolmentToken(token)),
-                hardware_fingerprint: format!("fp-{prefix}"),
-                hostname: "bench-edge".into(),
-                edge_version: "0.3.11".into(),
-                public_host: "bench-edge.example.net".into(),
-                latitude: 52.0,
-                longitude: 4.0,
-            })),
-        })
-        .await
-        .unwrap();
-    let mut inbound = client
-        .open(ReceiverStream::new(messages))
-        .await
-        .unwrap()
-        .into_inner();
-    let Some(balancer_message::Kind::Seed(seed)) = inbound.message().await.unwrap().unwrap().kind
-    else {
-        panic!("a seed");
-    };
-    ((seed.node_id, seed.session_token), (outbox, inbound))
 }
 
 /// Captured USER_NEW and USER_END bodies, to be given a stream and a session.

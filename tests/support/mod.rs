@@ -411,3 +411,66 @@ pub async fn down_then_healthy(
     .await;
     seen_down.elapsed()
 }
+
+/// An edge's raw control stream to a balancer: its seed's node id and
+/// session token, the sender of what the edge says next, and what the
+/// balancer sends after the seed. The session lasts while both are held.
+pub struct RawEdge {
+    pub node_id: String,
+    pub session_token: String,
+    pub outbox: tokio::sync::mpsc::Sender<frameworks_edge_protocol::proto::EdgeMessage>,
+    pub inbound: tonic::Streaming<frameworks_edge_protocol::proto::BalancerMessage>,
+}
+
+/// Registers an edge (in Amsterdam) with the balancer at `address` using the
+/// enrolment token `token`, waiting up to 30 s for the balancer to listen.
+pub async fn enrol(address: std::net::SocketAddr, token: &str) -> RawEdge {
+    use frameworks_edge_protocol::proto::edge_control_client::EdgeControlClient;
+    use frameworks_edge_protocol::proto::{
+        EdgeMessage, Register, balancer_message, edge_message, register,
+    };
+    let mut client = None;
+    for _ in 0..300 {
+        if let Ok(connected) = EdgeControlClient::connect(format!("http://{address}")).await {
+            client = Some(connected);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut client = client.expect("the balancer listens");
+    let (outbox, messages) = tokio::sync::mpsc::channel(16);
+    outbox
+        .send(EdgeMessage {
+            kind: Some(edge_message::Kind::Register(Register {
+                credential: Some(register::Credential::EnrolmentToken(token.into())),
+                hardware_fingerprint: format!("fp-{}", Uuid::now_v7().simple()),
+                hostname: "edge-ams-1".into(),
+                edge_version: "0.3.11".into(),
+                public_host: "edge-ams-1.example.net:8080".into(),
+                latitude: 52.37,
+                longitude: 4.9,
+            })),
+        })
+        .await
+        .expect("the register message is queued");
+    let mut inbound = client
+        .open(tokio_stream::wrappers::ReceiverStream::new(messages))
+        .await
+        .expect("the control stream opens")
+        .into_inner();
+    let Some(balancer_message::Kind::Seed(seed)) = inbound
+        .message()
+        .await
+        .expect("the balancer answers")
+        .expect("the balancer answers")
+        .kind
+    else {
+        panic!("the first message is the seed");
+    };
+    RawEdge {
+        node_id: seed.node_id,
+        session_token: seed.session_token,
+        outbox,
+        inbound,
+    }
+}

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use async_graphql::Executor;
 use async_graphql::http::{WebSocketProtocols as Protocols, WsMessage};
 use async_graphql::parser::types::{DocumentOperations, OperationType, Selection};
 use axum::Router;
@@ -23,9 +24,10 @@ use serde_json::json;
 
 use crate::auth::{Principal, rest};
 use crate::graphiql::Graphiql;
+use crate::graphql;
 use crate::graphql::endpoints::RequestOrigin;
+use crate::graphql::executor::BridgeExecutor;
 use crate::graphql::mutation::RequestKey;
-use crate::graphql::{self, BridgeSchema};
 use crate::state::BridgeState;
 
 /// Root query fields anonymous callers may use.
@@ -46,7 +48,7 @@ const PUBLIC_MUTATION_FIELDS: [&str; 2] = ["bootstrapEdge", "__typename"];
 #[derive(Clone)]
 struct App {
     state: Arc<BridgeState>,
-    schema: BridgeSchema,
+    executor: BridgeExecutor,
     metrics: PrometheusHandle,
 }
 
@@ -58,7 +60,7 @@ pub fn router(
     max_body_bytes: usize,
 ) -> Router {
     let app = App {
-        schema: graphql::build(state.clone()),
+        executor: BridgeExecutor::new(graphql::build(state.clone())),
         state: state.clone(),
         metrics,
     };
@@ -179,9 +181,7 @@ async fn execute(app: &App, peer: SocketAddr, headers: &HeaderMap, body: &[u8]) 
         Some(principal) => request.data(principal),
         None => request,
     };
-    let mut response = app.schema.execute(request).await;
-    graphql::errors::ensure_codes(&mut response);
-    axum::Json(response).into_response()
+    axum::Json(app.executor.execute(request).await).into_response()
 }
 
 /// The subprotocol the client speaks; the credential comes in `connection_init`.
@@ -217,7 +217,7 @@ async fn serve_ws(app: App, socket: WebSocket) {
         });
     let auth = app.state.auth.clone();
     let messages =
-        async_graphql::http::WebSocket::new(app.schema.clone(), input, Protocols::GraphQLWS)
+        async_graphql::http::WebSocket::new(app.executor.clone(), input, Protocols::GraphQLWS)
             .on_connection_init(move |payload| async move {
                 let credential = payload
                     .get("Authorization")

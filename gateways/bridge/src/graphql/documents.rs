@@ -7,9 +7,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
+use async_graphql::ServerError;
 use async_graphql::parser::types::ExecutableDocument;
-use async_graphql::{ServerResult, Variables};
+
+use super::errors::PARSE_FAILED;
 
 /// Documents kept at most, and the longest text kept: together they bound
 /// what a client sending ever-new documents can make the cache hold.
@@ -22,8 +23,22 @@ pub struct ParsedDocuments {
 }
 
 impl ParsedDocuments {
-    fn lookup(&self, query: &str) -> Option<ExecutableDocument> {
-        self.lock().get(query).cloned()
+    /// `query` parsed, from the cache when it was parsed before; a document
+    /// that does not parse is answered with GRAPHQL_PARSE_FAILED.
+    pub fn parse(&self, query: &str) -> Result<ExecutableDocument, ServerError> {
+        if let Some(document) = self.lock().get(query) {
+            return Ok(document.clone());
+        }
+        let document = async_graphql::parser::parse_query(query).map_err(|error| {
+            let mut error = ServerError::from(error);
+            error
+                .extensions
+                .get_or_insert_with(Default::default)
+                .set("code", PARSE_FAILED);
+            error
+        })?;
+        self.keep(query, &document);
+        Ok(document)
     }
 
     fn keep(&self, query: &str, document: &ExecutableDocument) {
@@ -48,30 +63,6 @@ impl ParsedDocuments {
     }
 }
 
-impl ExtensionFactory for ParsedDocuments {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(self.clone())
-    }
-}
-
-#[async_graphql::async_trait::async_trait]
-impl Extension for ParsedDocuments {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        if let Some(document) = self.lookup(query) {
-            return Ok(document);
-        }
-        let document = next.run(ctx, query, variables).await?;
-        self.keep(query, &document);
-        Ok(document)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,14 +71,22 @@ mod tests {
     fn the_cache_stays_bounded() {
         let cache = ParsedDocuments::default();
         for n in 0..MAX_DOCUMENTS + 10 {
-            let query = format!("{{ a{n} }}");
-            let document = async_graphql::parser::parse_query(&query).unwrap();
-            cache.keep(&query, &document);
+            cache.parse(&format!("{{ a{n} }}")).unwrap();
         }
         assert_eq!(cache.lock().len(), MAX_DOCUMENTS);
         let long = format!("{{ {} }}", "a ".repeat(MAX_DOCUMENT_BYTES));
-        let document = async_graphql::parser::parse_query(&long).unwrap();
-        cache.keep(&long, &document);
-        assert!(cache.lookup(&long).is_none());
+        cache.parse(&long).unwrap();
+        assert!(!cache.lock().contains_key(&long));
+    }
+
+    #[test]
+    fn a_document_that_does_not_parse_is_coded_and_not_kept() {
+        let cache = ParsedDocuments::default();
+        let error = cache.parse("{ streams { id ").unwrap_err();
+        assert_eq!(
+            error.extensions.and_then(|e| e.get("code").cloned()),
+            Some(async_graphql::Value::from(PARSE_FAILED))
+        );
+        assert!(cache.lock().is_empty());
     }
 }

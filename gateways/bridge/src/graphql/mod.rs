@@ -30,6 +30,7 @@ mod documents;
 pub mod edge_bootstrap;
 pub mod endpoints;
 pub mod errors;
+pub mod executor;
 pub mod global_node;
 pub mod ids;
 pub mod live;
@@ -108,8 +109,8 @@ pub fn schema_builder() -> async_graphql::SchemaBuilder<Query, Mutation, Subscri
     .register_output_type::<errors::ErrorInterface>()
     .limit_depth(MAX_DEPTH)
     .limit_complexity(MAX_COMPLEXITY)
-    .extension(errors::ErrorCodes)
-    .extension(documents::ParsedDocuments::default())
+    // No extensions: errors are coded on the response (`errors::code`),
+    // which keeps async-graphql on its fast path for every field.
 }
 
 pub fn build(state: Arc<BridgeState>) -> BridgeSchema {
