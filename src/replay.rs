@@ -140,19 +140,15 @@ impl ReplayCommand {
                 replay(&generations, &live::TOPICS, options, |generation| {
                     let (kafka, settings) = (&self.kafka, self.live.clone());
                     async move {
-                        let mut projectors = Vec::new();
-                        for instance_id in
-                            worker_ids(settings.instance_id.as_deref(), self.parallel)
-                        {
+                        let ids = worker_ids(settings.instance_id.as_deref(), self.parallel);
+                        let projectors = open_each(ids, |instance_id| {
                             let settings = LiveStateSettings {
                                 instance_id,
                                 ..settings.clone()
                             };
-                            projectors.push(
-                                LiveStateProjector::for_generation(kafka, settings, generation)
-                                    .await?,
-                            );
-                        }
+                            LiveStateProjector::for_generation(kafka, settings, generation)
+                        })
+                        .await?;
                         try_join_all(projectors.iter().map(|p| p.run(std::future::pending())))
                             .await?;
                         Ok(())
@@ -168,21 +164,17 @@ impl ReplayCommand {
                     let (clickhouse, kafka, settings) =
                         (&self.clickhouse, &self.kafka, self.analytics.clone());
                     async move {
-                        let mut projectors = Vec::new();
-                        for instance_id in
-                            worker_ids(settings.instance_id.as_deref(), self.parallel)
-                        {
+                        let ids = worker_ids(settings.instance_id.as_deref(), self.parallel);
+                        let projectors = open_each(ids, |instance_id| {
                             let settings = AnalyticsSettings {
                                 instance_id,
                                 ..settings.clone()
                             };
-                            projectors.push(
-                                AnalyticsProjector::for_generation(
-                                    clickhouse, kafka, settings, generation,
-                                )
-                                .await?,
-                            );
-                        }
+                            AnalyticsProjector::for_generation(
+                                clickhouse, kafka, settings, generation,
+                            )
+                        })
+                        .await?;
                         try_join_all(projectors.iter().map(|p| p.run(std::future::pending())))
                             .await?;
                         Ok(())
@@ -201,6 +193,21 @@ fn worker_ids(instance_id: Option<&str>, count: u16) -> Vec<Option<String>> {
     (0..count)
         .map(|worker| instance_id.map(|id| format!("{id}-replay-{worker}")))
         .collect()
+}
+
+/// One projector per worker id, opened one after another with `open`.
+async fn open_each<P, E, Fut>(
+    ids: Vec<Option<String>>,
+    mut open: impl FnMut(Option<String>) -> Fut,
+) -> Result<Vec<P>, E>
+where
+    Fut: Future<Output = Result<P, E>>,
+{
+    let mut projectors = Vec::with_capacity(ids.len());
+    for id in ids {
+        projectors.push(open(id).await?);
+    }
+    Ok(projectors)
 }
 
 #[derive(Debug, Clone, Copy)]
