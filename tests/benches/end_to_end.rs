@@ -17,7 +17,8 @@
 //!   resident memory before the load and its peak under it;
 //! - with a soak (`FRAMEWORKS_BENCH_SOAK_SECONDS`, 600 by default in the full
 //!   run), a tenth of the rate for that long, and each role's growth in
-//!   resident memory from the soak's first minute to its end.
+//!   resident memory over it (after its first minute, the mean of the last
+//!   five samples less that of the first five).
 //!
 //! `cargo bench --bench end_to_end` runs the full load; under `cargo test`
 //! (no `--bench` argument) a small smoke load exercises the driver.
@@ -493,15 +494,15 @@ async fn soak(
         acks.clone(),
     ));
     let started = Instant::now();
-    let mut warm: Option<Vec<f64>> = None;
-    let mut last = Vec::new();
+    // Per role, its samples from the end of the first minute on.
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); roles.len()];
     let mut ticks = tokio::time::interval(Duration::from_secs(30));
     while !submitting.is_finished() {
         ticks.tick().await;
-        last = roles.iter().map(|(_, p)| rss_mb(p)).collect();
+        let now: Vec<f64> = roles.iter().map(|(_, p)| rss_mb(p)).collect();
         let line: Vec<String> = roles
             .iter()
-            .zip(&last)
+            .zip(&now)
             .map(|((name, _), rss)| format!("{name} {rss:.1}"))
             .collect();
         println!(
@@ -509,23 +510,38 @@ async fn soak(
             started.elapsed().as_secs(),
             line.join("  ")
         );
-        if warm.is_none() && started.elapsed() >= Duration::from_secs(60) {
-            warm = Some(last.clone());
+        if started.elapsed() >= Duration::from_secs(60) {
+            for (series, rss) in samples.iter_mut().zip(now) {
+                series.push(rss);
+            }
         }
     }
     submitting.await.unwrap();
-    let Some(warm) = warm else {
-        println!("  the soak was shorter than its first minute: no growth measured");
-        return;
-    };
-    for (((name, _), at_warm), at_end) in roles.iter().zip(&warm).zip(&last) {
+    for ((name, _), series) in roles.iter().zip(&samples) {
+        let Some(growth) = growth(series) else {
+            println!("  the soak was too short to measure {name}'s growth");
+            continue;
+        };
         figure(
             &format!("memory.{name}.soak-growth"),
-            at_end - at_warm,
+            growth,
             "MB",
             Goal::AtMost(SOAK_GROWTH_GOAL_MB),
         );
     }
+}
+
+/// Growth over a series of samples: the mean of its last five less the
+/// mean of its first five (fewer when it is short), so that one sample
+/// caught at a high or low point of the allocator's cycle does not read
+/// as growth or shrinkage. `None` under two samples.
+fn growth(series: &[f64]) -> Option<f64> {
+    let k = (series.len() / 2).min(5);
+    if k == 0 {
+        return None;
+    }
+    let mean = |part: &[f64]| part.iter().sum::<f64>() / part.len() as f64;
+    Some(mean(&series[series.len() - k..]) - mean(&series[..k]))
 }
 
 fn names(kafka: &KafkaSettings, topics: &[Topic]) -> Vec<String> {
