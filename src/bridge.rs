@@ -23,11 +23,12 @@ use crate::relay::shutdown_signal;
 use crate::supervisor::Supervisor;
 use crate::{dependencies, metrics};
 
-/// Events a tenant-wide subscription (and the router) may fall behind by
+/// Events the router of subscriptions may fall behind the Kafka reader by
 /// before it skips some.
 const SUBSCRIPTION_BUFFER: usize = 16_384;
-/// The same for a subscription to one stream, whose channel is one of
-/// thousands and sees a small share of the events.
+/// The same for one tenant's subscriptions and for one stream's: each
+/// channel holds its slots from the start, and a bridge may hold thousands.
+const TENANT_SUBSCRIPTION_BUFFER: usize = 1_024;
 const STREAM_SUBSCRIPTION_BUFFER: usize = 256;
 
 /// Serve the GraphQL API (POST /graphql, subscriptions at /graphql/ws), sign-up and sign-in (/auth/*), /health and /metrics.
@@ -105,7 +106,8 @@ impl BridgeCommand {
             &self.kafka,
             &control_plane::TOPICS,
         )?;
-        let subscriptions = SubscriptionHub::new(SUBSCRIPTION_BUFFER, STREAM_SUBSCRIPTION_BUFFER);
+        let subscriptions =
+            SubscriptionHub::new(TENANT_SUBSCRIPTION_BUFFER, STREAM_SUBSCRIPTION_BUFFER);
         supervisor.restarting("subscription-routing", {
             let (subscriptions, feed) = (subscriptions.clone(), feed.clone());
             move || subscriptions.clone().route(feed.subscribe())

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use frameworks_events::kafka::KafkaSettings;
 use frameworks_events::{Event, Topic};
@@ -32,6 +33,9 @@ pub fn open(
 ) -> Result<(EventFeed, impl Future<Output = ()> + Send + 'static), KafkaError> {
     EventFeed::open(kafka, "frameworks-bridge-feed", &TOPICS, capacity)
 }
+
+/// How often the router drops channels whose subscriptions have all ended.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
 /// What one subscription listens to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -99,17 +103,29 @@ impl SubscriptionHub {
         }
     }
 
-    /// Routes what `feed` reads until the feed closes.
+    /// Routes what `feed` reads until the feed closes, and every 30 s drops
+    /// the channels whose subscriptions have all ended (a channel no event
+    /// reaches is not found empty by [`Self::dispatch`]).
     pub async fn route(self, mut feed: broadcast::Receiver<Arc<Event>>) {
+        let mut sweeps = tokio::time::interval(SWEEP_EVERY);
+        sweeps.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            match feed.recv().await {
-                Ok(event) => self.dispatch(&event),
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    counter!("frameworks_bridge_subscription_lagged_total").increment(missed);
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
+            tokio::select! {
+                received = feed.recv() => match received {
+                    Ok(event) => self.dispatch(&event),
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        counter!("frameworks_bridge_subscription_lagged_total").increment(missed);
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                _ = sweeps.tick() => self.sweep(),
             }
         }
+    }
+
+    /// Drops the channels that have no subscription left.
+    pub fn sweep(&self) {
+        self.lock().retain(|_, sender| sender.receiver_count() > 0);
     }
 
     /// Channels with at least one subscription (or not yet found empty).
@@ -164,6 +180,19 @@ mod tests {
 
         assert_eq!(hub.channels(), 1, "b had no subscription left");
         drop(kept);
+    }
+
+    #[test]
+    fn a_sweep_drops_channels_no_event_reached() {
+        let hub = SubscriptionHub::new(8, 8);
+        let tenant = Uuid::now_v7();
+        let kept = hub.subscribe(Interest::Tenant(tenant));
+        drop(hub.subscribe(Interest::Aggregate(tenant, "quiet".into())));
+        hub.sweep();
+        assert_eq!(hub.channels(), 1);
+        drop(kept);
+        hub.sweep();
+        assert_eq!(hub.channels(), 0);
     }
 
     #[test]

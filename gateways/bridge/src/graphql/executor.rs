@@ -1,5 +1,5 @@
 //! The schema as both transports (POST /graphql and /graphql/ws) run it:
-//! each document parsed once per text ([`ParsedDocuments`]), and every
+//! each document parsed once per text (`ParsedDocuments`), and every
 //! error in every response given a code ([`errors::code`]).
 
 use std::sync::Arc;
