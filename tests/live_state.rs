@@ -348,7 +348,9 @@ fn spawn_live_state(kafka: &KafkaSettings, prefix: &str, group: &str) -> RolePro
 async fn a_live_state_projector_killed_while_busy_ends_equal_to_a_clean_rebuild() {
     let kafka = kafka_with_topics().await;
     let mut facts = Vec::new();
-    for s in 0..150 {
+    // Enough work (about 6,500 records, in batches of 8) that each of the
+    // eight kills lands with records left, however fast the projector is.
+    for s in 0..400 {
         let stream = Uuid::now_v7().to_string();
         let node = format!("n{}", s % 5);
         facts.push(fact(&stream, ingest(&node)));
